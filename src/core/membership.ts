@@ -1,0 +1,117 @@
+import { sortAddresses } from './address.ts';
+import type { NodeAddress } from './types.ts';
+
+export interface MembershipOptions {
+  self: NodeAddress;
+  /** Consecutive failed probes (or failed sends) that remove a node from the view. */
+  failuresToRemove: number;
+  /** A node removed as down must answer probes steadily this long before it is admitted again. */
+  holdDownMs: number;
+}
+
+export type RemovalReason = 'down' | 'request';
+
+export type ProbeOutcome = { kind: 'none' } | { kind: 'removed'; node: NodeAddress } | { kind: 'readmitted'; node: NodeAddress };
+
+interface Probation {
+  /** Since when the node has answered every probe; null while it does not answer. */
+  answeringSinceMs: number | null;
+}
+
+/**
+ * The view (nodes believed up) and the failure detector behind it. A node found down is removed and
+ * kept on probation: it is still probed, and admitted again only after it has answered steadily for
+ * the hold-down, so a flapping link does not thrash the view and a reconnected node is not silently
+ * resynchronised at once. A node removed by a client's request is not probed; it comes back when it
+ * announces itself (PUT /view), as a restarted node does.
+ */
+export class Membership {
+  private readonly options: MembershipOptions;
+  private readonly members = new Set<NodeAddress>();
+  private readonly failures = new Map<NodeAddress, number>();
+  private readonly probation = new Map<NodeAddress, Probation>();
+
+  constructor(options: MembershipOptions, initialView: Iterable<NodeAddress>) {
+    this.options = options;
+    for (const node of initialView) this.members.add(node);
+    this.members.add(options.self);
+  }
+
+  view(): NodeAddress[] {
+    return sortAddresses(this.members);
+  }
+
+  has(node: NodeAddress): boolean {
+    return this.members.has(node);
+  }
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  /** Peers currently in the view. */
+  peers(): NodeAddress[] {
+    return this.view().filter((node) => node !== this.options.self);
+  }
+
+  /** Nodes to probe this round: peers in the view and nodes on probation. */
+  probeTargets(): NodeAddress[] {
+    return sortAddresses([...this.peers(), ...this.probation.keys()]);
+  }
+
+  isOnProbation(node: NodeAddress): boolean {
+    return this.probation.has(node);
+  }
+
+  /** PUT /view: 'added' or 'already'. A node announcing itself skips any probation. */
+  add(node: NodeAddress): 'added' | 'already' {
+    this.probation.delete(node);
+    this.failures.delete(node);
+    if (this.members.has(node)) return 'already';
+    this.members.add(node);
+    return 'added';
+  }
+
+  /**
+   * DELETE /view, or a node found down: 'deleted', or 'absent' when it was not in the view. A node
+   * found down goes on probation (probed, admitted again after the hold-down); one removed by request
+   * does not. A report that this very node is down is ignored: it knows better.
+   */
+  remove(node: NodeAddress, reason: RemovalReason): 'deleted' | 'absent' {
+    if (reason === 'down' && node === this.options.self) return 'absent';
+    const present = this.members.delete(node);
+    this.failures.delete(node);
+    if (reason === 'down') this.probation.set(node, { answeringSinceMs: null });
+    else this.probation.delete(node);
+    return present ? 'deleted' : 'absent';
+  }
+
+  /** The result of one probe or one request to `node`. */
+  observe(node: NodeAddress, answered: boolean, nowMs: number): ProbeOutcome {
+    if (node === this.options.self) return { kind: 'none' };
+    if (this.members.has(node)) {
+      if (answered) {
+        this.failures.delete(node);
+        return { kind: 'none' };
+      }
+      const failures = (this.failures.get(node) ?? 0) + 1;
+      if (failures < this.options.failuresToRemove) {
+        this.failures.set(node, failures);
+        return { kind: 'none' };
+      }
+      this.remove(node, 'down');
+      return { kind: 'removed', node };
+    }
+    const probation = this.probation.get(node);
+    if (!probation) return { kind: 'none' };
+    if (!answered) {
+      probation.answeringSinceMs = null;
+      return { kind: 'none' };
+    }
+    probation.answeringSinceMs ??= nowMs;
+    if (nowMs - probation.answeringSinceMs < this.options.holdDownMs) return { kind: 'none' };
+    this.probation.delete(node);
+    this.members.add(node);
+    return { kind: 'readmitted', node };
+  }
+}

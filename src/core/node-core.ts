@@ -1,0 +1,410 @@
+import { isNodeAddress } from './address.ts';
+import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
+import { clocksAtEpoch, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
+import { hash32 } from './hash.ts';
+import { Membership } from './membership.ts';
+import { Replica } from './replica.ts';
+import { checkReshard, planReshard } from './reshard-plan.ts';
+import {
+  mapDigest,
+  mapsEqual,
+  membersOf,
+  mergeShardMaps,
+  shardIds,
+  shardOfKey,
+  shardOfNode,
+  withMember,
+} from './shard-map.ts';
+import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
+import { clockLacks, mergeShardClocks, withDot } from './vector-clock.ts';
+import { supersedes } from './version-order.ts';
+
+export interface NodeCoreOptions {
+  self: NodeAddress;
+  /** Early replicated writes a replica buffers before dropping (sync repairs what is dropped). */
+  pendingMax: number;
+  failuresToRemove: number;
+  holdDownMs: number;
+}
+
+export type KvMethod = 'GET' | 'PUT' | 'DELETE';
+
+export interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** Why a request cannot be served yet; the runtime waits (bounded) for the state to change, then asks again. */
+export type WaitReason = 'syncing' | 'epoch' | 'reshard' | 'causal';
+
+export type KvDecision =
+  | { kind: 'reply'; reply: Reply; replicate?: { shard: ShardId; peers: NodeAddress[]; version: Version } }
+  | { kind: 'forward'; shard: ShardId; targets: NodeAddress[] }
+  | { kind: 'wait'; reason: WaitReason; detail?: Clock };
+
+/** What a node answers to a peer's ping: enough for the peer to notice it is behind. */
+export interface PingInfo {
+  address: NodeAddress;
+  epoch: Epoch;
+  mapDigest: string;
+  shard: ShardId | null;
+  ready: boolean;
+  applied: Clock;
+}
+
+export interface PendingReshard {
+  map: ShardMap;
+  coordinator: NodeAddress;
+  startedMs: number;
+  /** Versions received for this node's shard in the new epoch, merged by version order. */
+  incoming: Map<string, Version>;
+}
+
+export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean };
+
+/**
+ * One node's protocol state: view, shard map, its replica, and a reshard in progress. Pure: it reads
+ * no clock, does no I/O; the runtime passes time in and carries out what it returns.
+ */
+export class NodeCore {
+  readonly self: NodeAddress;
+  readonly membership: Membership;
+  private readonly options: NodeCoreOptions;
+  private currentMap: ShardMap;
+  private currentReplica: Replica | null;
+  /** False while this node rebuilds its shard copy from a peer: requests for its shard wait. */
+  private isReady: boolean;
+  private pendingReshard: PendingReshard | null = null;
+
+  constructor(options: NodeCoreOptions, view: NodeAddress[], map: ShardMap) {
+    this.options = options;
+    this.self = options.self;
+    this.membership = new Membership(
+      { self: options.self, failuresToRemove: options.failuresToRemove, holdDownMs: options.holdDownMs },
+      view,
+    );
+    this.currentMap = map;
+    this.currentReplica = this.newReplica(map, 0);
+    this.isReady = this.currentReplica === null;
+  }
+
+  get map(): ShardMap {
+    return this.currentMap;
+  }
+
+  get replica(): Replica | null {
+    return this.currentReplica;
+  }
+
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  get reshardInProgress(): PendingReshard | null {
+    return this.pendingReshard;
+  }
+
+  get shard(): ShardId | null {
+    return shardOfNode(this.currentMap, this.self);
+  }
+
+  /** The shard peers this node replicates to: members of its shard in its view. */
+  replicationPeers(): NodeAddress[] {
+    const shard = this.shard;
+    if (shard === null) return [];
+    return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self && this.membership.has(n));
+  }
+
+  // ---------------------------------------------------------------- key-value requests
+
+  kv(method: KvMethod, key: string, rawBody: unknown): KvDecision {
+    const body = rawBody === undefined ? {} : rawBody;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return reply(400, { error: 'Request body must be a JSON object' });
+    }
+    const fields = body as Record<string, unknown>;
+    if ([...key].length > KEY_LENGTH_MAX) return reply(400, { error: MESSAGES.keyTooLong });
+    if (key.length === 0) return reply(400, { error: 'Key is empty' });
+    if (method === 'PUT' && !('value' in fields)) return reply(400, { error: MESSAGES.noValue });
+    const parsed = parseCausalMetadata(fields['causal-metadata']);
+    if (!parsed.ok) return reply(400, { error: `Invalid causal metadata: ${parsed.reason}` });
+    const metadata = parsed.metadata;
+
+    const map = this.currentMap;
+    const shard = shardOfKey(map, key);
+    const replica = this.currentReplica;
+    if (replica === null || replica.shard !== shard) {
+      return { kind: 'forward', shard, targets: this.forwardTargets(shard) };
+    }
+    if (!this.isReady) return { kind: 'wait', reason: 'syncing' };
+    if (metadata !== null && metadata.e > map.epoch) return { kind: 'wait', reason: 'epoch' };
+    if (method !== 'GET' && this.pendingReshard !== null) return { kind: 'wait', reason: 'reshard' };
+
+    const clocks = clocksAtEpoch(metadata, map.epoch);
+    const need = clocks[shard] ?? {};
+    if (!replica.covers(need)) return { kind: 'wait', reason: 'causal', detail: clockLacks(replica.applied, need) };
+
+    const current = replica.get(key);
+    const live = current !== undefined && !current.deleted;
+    if (method === 'GET') {
+      if (!live) return reply(404, { error: MESSAGES.keyMissing });
+      let seen = mergeShardClocks(clocks, current.deps);
+      if (current.dot) seen = withDot(seen, shard, current.dot.node, current.dot.counter);
+      return reply(200, {
+        result: MESSAGES.found,
+        value: current.value,
+        'causal-metadata': makeMetadata(map.epoch, seen),
+        'shard-id': shard,
+      });
+    }
+    if (method === 'DELETE' && !live) return reply(404, { error: MESSAGES.keyMissing });
+
+    const version =
+      method === 'PUT'
+        ? replica.write(key, { deleted: false, value: fields.value }, clocks)
+        : replica.write(key, { deleted: true }, clocks);
+    const dot = version.dot as { node: NodeAddress; counter: number };
+    const answer: Record<string, unknown> = {
+      result: method === 'DELETE' ? MESSAGES.deleted : live ? MESSAGES.replaced : MESSAGES.created,
+      'causal-metadata': makeMetadata(map.epoch, withDot(clocks, shard, dot.node, dot.counter)),
+      'shard-id': shard,
+    };
+    return {
+      kind: 'reply',
+      reply: { status: method === 'PUT' && !live ? 201 : 200, body: answer },
+      replicate: { shard, peers: this.replicationPeers(), version },
+    };
+  }
+
+  /**
+   * Members of a shard to forward to, in order: those in the view first, starting at a place that
+   * depends on this node so load spreads, then the rest (a down-detected node may be back).
+   */
+  forwardTargets(shard: ShardId): NodeAddress[] {
+    const members = (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
+    const up = members.filter((n) => this.membership.has(n));
+    const down = members.filter((n) => !this.membership.has(n));
+    const start = up.length === 0 ? 0 : hash32(`${this.self}/${shard}`) % up.length;
+    return [...up.slice(start), ...up.slice(0, start), ...down];
+  }
+
+  // ---------------------------------------------------------------- view
+
+  putView(node: NodeAddress): Reply {
+    const outcome = this.membership.add(node);
+    // A replicated-only store grows with its view: a node that joins becomes a replica.
+    if (this.currentMap.mode === 'replicated') {
+      const only = shardIds(this.currentMap)[0];
+      if (only !== undefined) this.currentMap = withMember(this.currentMap, only, node);
+    }
+    return outcome === 'added' ? { status: 201, body: { result: MESSAGES.added } } : { status: 200, body: { result: MESSAGES.alreadyPresent } };
+  }
+
+  deleteView(node: NodeAddress, reason: 'down' | 'request'): Reply {
+    const outcome = this.membership.remove(node, reason);
+    return outcome === 'deleted' ? { status: 200, body: { result: MESSAGES.deleted } } : { status: 404, body: { error: MESSAGES.noSuchReplica } };
+  }
+
+  // ---------------------------------------------------------------- shards
+
+  addMember(shard: ShardId, node: NodeAddress): Reply {
+    if (membersOf(this.currentMap, shard) === undefined) return { status: 404, body: { error: `Shard ${shard} does not exist` } };
+    if (!isNodeAddress(node) || !this.membership.has(node)) return { status: 404, body: { error: 'Node is not in the view' } };
+    const already = shardOfNode(this.currentMap, node);
+    if (already !== null && already !== shard) {
+      return { status: 409, body: { error: `Node is already a member of shard ${already}` } };
+    }
+    this.currentMap = withMember(this.currentMap, shard, node);
+    return { status: 200, body: { result: MESSAGES.nodeAddedToShard } };
+  }
+
+  /**
+   * Takes a map a peer holds. Returns whether this node must rebuild its shard copy from a peer
+   * (it joined a shard, or missed a reshard it did not take part in).
+   */
+  adoptMap(remote: ShardMap): MapChange {
+    const merged = mergeShardMaps(this.currentMap, remote);
+    if (mapsEqual(merged, this.currentMap)) return { changed: false };
+    const pending = this.pendingReshard;
+    if (pending !== null && merged.epoch === pending.map.epoch && mapsEqual(merged, mergeShardMaps(merged, pending.map))) {
+      // Some node committed the epoch we prepared: the coordinator commits only after every transfer
+      // finished, so our incoming data is complete.
+      this.commit(merged);
+      return { changed: true, needsFullSync: false };
+    }
+    const before = this.shard;
+    const epochChanged = merged.epoch !== this.currentMap.epoch;
+    this.currentMap = merged;
+    const after = this.shard;
+    if (!epochChanged && before === after) return { changed: true, needsFullSync: false };
+    if (epochChanged) this.pendingReshard = null;
+    this.currentReplica = this.newReplica(merged, this.currentReplica?.lamport ?? 0);
+    this.isReady = this.currentReplica === null;
+    return { changed: true, needsFullSync: this.currentReplica !== null };
+  }
+
+  /** A full sync from a peer finished (or no peer could be reached): serve again. */
+  markReady(): void {
+    this.isReady = true;
+  }
+
+  /** Starts rebuilding this node's shard copy (a restart, a join): requests wait until markReady. */
+  beginFullSync(): void {
+    if (this.currentReplica === null) return;
+    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica.lamport);
+    this.isReady = false;
+  }
+
+  // ---------------------------------------------------------------- replication
+
+  /** Writes pushed by a shard peer. A push for another epoch or shard is refused (the peer's map differs). */
+  onReplicate(epoch: Epoch, shard: ShardId, versions: Version[]): { ok: true; applied: Clock } | { ok: false; reason: string } {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) {
+      return { ok: false, reason: `not a replica of ${shard} at epoch ${epoch}` };
+    }
+    replica.deliver(versions);
+    return { ok: true, applied: { ...replica.applied } };
+  }
+
+  /** A peer asks what it lacks. Only a ready replica of the same shard and epoch answers. */
+  onSyncRequest(
+    epoch: Epoch,
+    shard: ShardId,
+    since: Clock,
+    full: boolean,
+  ): { ok: true; versions: Version[]; applied: Clock } | { ok: false; reason: string } {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
+      return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
+    }
+    return { ok: true, versions: replica.versionsSince(full ? {} : since, full), applied: { ...replica.applied } };
+  }
+
+  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock): boolean {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
+    replica.mergeState(versions, applied);
+    return true;
+  }
+
+  pingInfo(): PingInfo {
+    return {
+      address: this.self,
+      epoch: this.currentMap.epoch,
+      mapDigest: mapDigest(this.currentMap),
+      shard: this.currentReplica?.shard ?? null,
+      ready: this.isReady,
+      applied: { ...(this.currentReplica?.applied ?? {}) },
+    };
+  }
+
+  /** True when a peer's ping shows writes of our shard that we lack, and it can serve them. */
+  peerIsAhead(peer: PingInfo): boolean {
+    const replica = this.currentReplica;
+    if (!peer.ready || replica === null || peer.epoch !== this.currentMap.epoch || peer.shard !== replica.shard) return false;
+    return Object.keys(clockLacks(replica.applied, peer.applied)).length > 0;
+  }
+
+  // ---------------------------------------------------------------- reshard
+
+  checkReshard(shardCount: unknown): Reply | null {
+    const check = checkReshard(this.membership.size, shardCount);
+    if (check.ok) return null;
+    if (check.reason === 'bad-count') return { status: 400, body: { error: 'shard-count must be a positive integer' } };
+    return { status: 400, body: { error: MESSAGES.notEnoughNodes } };
+  }
+
+  planReshard(shardCount: number): ShardMap {
+    return planReshard(this.currentMap, this.membership.view(), shardCount);
+  }
+
+  /**
+   * Phase 1 at every node: freeze writes (they wait for the commit) so that what phase 2 sends is
+   * all this node will ever acknowledge in the old epoch.
+   */
+  prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): { ok: true } | { ok: false; reason: string } {
+    if (map.epoch !== this.currentMap.epoch + 1) {
+      return { ok: false, reason: `epoch ${map.epoch} does not follow ${this.currentMap.epoch}` };
+    }
+    const pending = this.pendingReshard;
+    if (pending !== null && (pending.coordinator !== coordinator || !mapsEqual(pending.map, map))) {
+      return { ok: false, reason: `another reshard (by ${pending.coordinator}) is in progress` };
+    }
+    this.pendingReshard = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map() };
+    return { ok: true };
+  }
+
+  /**
+   * Phase 2, once every node is frozen: what to send to whom. Every version this node holds goes to
+   * every member of its key's new shard, so nothing any replica acknowledged is lost.
+   */
+  reshardTransfers(epoch: Epoch): Map<NodeAddress, Version[]> | null {
+    const pending = this.pendingReshard;
+    if (pending === null || pending.map.epoch !== epoch) return null;
+    const transfers = new Map<NodeAddress, Version[]>();
+    for (const version of this.currentReplica?.allVersions() ?? []) {
+      const target = shardOfKey(pending.map, version.key);
+      for (const member of pending.map.shards[target] ?? []) {
+        if (member === this.self) {
+          this.mergeIncoming(version);
+          continue;
+        }
+        let list = transfers.get(member);
+        if (!list) transfers.set(member, (list = []));
+        list.push(version);
+      }
+    }
+    return transfers;
+  }
+
+  /** Phase 2: data for the new epoch from another node. */
+  acceptTransfer(epoch: Epoch, versions: Version[]): boolean {
+    const pending = this.pendingReshard;
+    if (pending === null || pending.map.epoch !== epoch) return false;
+    for (const version of versions) this.mergeIncoming(version);
+    return true;
+  }
+
+  /** Phase 3: switch to the new epoch with the data received. */
+  commitReshard(epoch: Epoch): boolean {
+    const pending = this.pendingReshard;
+    if (pending === null || pending.map.epoch !== epoch) return epoch === this.currentMap.epoch;
+    this.commit(pending.map);
+    return true;
+  }
+
+  /** A reshard whose coordinator went silent: unfreeze and stay in the old epoch. */
+  abortReshard(epoch: Epoch): void {
+    if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard = null;
+  }
+
+  private commit(map: ShardMap): void {
+    const pending = this.pendingReshard as PendingReshard;
+    const merged = mergeShardMaps(map, pending.map);
+    const lamport = this.currentReplica?.lamport ?? 0;
+    this.currentMap = merged;
+    this.currentReplica = this.newReplica(merged, lamport);
+    this.currentReplica?.mergeBase(
+      [...pending.incoming.values()].filter((v) => shardOfKey(merged, v.key) === this.currentReplica?.shard),
+    );
+    this.pendingReshard = null;
+    this.isReady = true;
+  }
+
+  private mergeIncoming(version: Version): void {
+    const incoming = (this.pendingReshard as PendingReshard).incoming;
+    if (supersedes(version, incoming.get(version.key))) incoming.set(version.key, version);
+  }
+
+  private newReplica(map: ShardMap, lamport: number): Replica | null {
+    const shard = shardOfNode(map, this.self);
+    if (shard === null) return null;
+    return new Replica({ self: this.self, shard, pendingMax: this.options.pendingMax, lamport });
+  }
+}
+
+function reply(status: number, body: Record<string, unknown>): KvDecision {
+  return { kind: 'reply', reply: { status, body } };
+}
+

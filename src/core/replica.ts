@@ -1,0 +1,230 @@
+import type { Clock, Dot, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
+import { clockCovers } from './vector-clock.ts';
+import { supersedes } from './version-order.ts';
+
+export interface ReplicaOptions {
+  self: NodeAddress;
+  shard: ShardId;
+  /** Early arrivals kept until their causal past is applied; beyond it they are dropped and later pulled by sync. */
+  pendingMax: number;
+  /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
+  lamport?: number;
+}
+
+export interface DeliverResult {
+  applied: number;
+  duplicates: number;
+  buffered: number;
+  dropped: number;
+}
+
+/**
+ * One node's copy of one shard in one epoch: the versions it stores and the vector clock of the
+ * writes they reflect. Invariant: every write with a dot at or below `applied` is reflected in the
+ * store (stored, or replaced by a version that wins over it), and every stored dot is at or below
+ * `applied`. Writes from a peer are applied in causal order: a write waits in `pending` until the
+ * writes it depended on in this shard are applied.
+ */
+export class Replica {
+  readonly self: NodeAddress;
+  readonly shard: ShardId;
+  readonly pendingMax: number;
+  private readonly store = new Map<string, Version>();
+  private appliedClock: Clock = {};
+  private lamportClock = 0;
+  /** origin -> counter -> version waiting for its causal past. */
+  private readonly pending = new Map<NodeAddress, Map<number, Version>>();
+  private pendingSize = 0;
+
+  constructor(options: ReplicaOptions) {
+    this.self = options.self;
+    this.shard = options.shard;
+    this.pendingMax = options.pendingMax;
+    this.lamportClock = options.lamport ?? 0;
+  }
+
+  get applied(): Readonly<Clock> {
+    return this.appliedClock;
+  }
+
+  get lamport(): number {
+    return this.lamportClock;
+  }
+
+  get pendingCount(): number {
+    return this.pendingSize;
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  /** Live keys, tombstones excluded. */
+  liveKeyCount(): number {
+    let live = 0;
+    for (const version of this.store.values()) if (!version.deleted) live++;
+    return live;
+  }
+
+  get(key: string): Version | undefined {
+    return this.store.get(key);
+  }
+
+  /** True when this replica reflects every write of this shard that `need` names. */
+  covers(need: Clock): boolean {
+    return clockCovers(this.appliedClock, need);
+  }
+
+  /**
+   * A write coordinated here. `deps` is what the client had seen in this epoch; the caller has
+   * already checked that this replica covers deps[shard].
+   */
+  write(key: string, change: { deleted: false; value: unknown } | { deleted: true }, deps: ShardClocks): Version {
+    const counter = (this.appliedClock[this.self] ?? 0) + 1;
+    this.lamportClock += 1;
+    const version: Version = {
+      key,
+      deleted: change.deleted,
+      dot: { node: this.self, counter },
+      stamp: { lamport: this.lamportClock, node: this.self },
+      deps,
+    };
+    if (!change.deleted) version.value = change.value;
+    this.put(version);
+    this.appliedClock = { ...this.appliedClock, [this.self]: counter };
+    return version;
+  }
+
+  /** Writes pushed by peers, in any order, possibly duplicated. */
+  deliver(versions: readonly Version[]): DeliverResult {
+    const result: DeliverResult = { applied: 0, duplicates: 0, buffered: 0, dropped: 0 };
+    for (const version of versions) {
+      const dot = version.dot;
+      if (dot === null) {
+        // Base versions only travel in reshard transfers and full syncs, never in pushes.
+        result.dropped++;
+        continue;
+      }
+      if ((this.appliedClock[dot.node] ?? 0) >= dot.counter || this.isPending(dot)) {
+        result.duplicates++;
+        continue;
+      }
+      if (this.deliverable(version, dot)) {
+        this.apply(version, dot);
+        result.applied++;
+        result.applied += this.drainPending();
+      } else if (this.pendingSize < this.pendingMax) {
+        this.addPending(version, dot);
+        result.buffered++;
+      } else {
+        result.dropped++;
+      }
+    }
+    return result;
+  }
+
+  /** What a peer whose clock is `since` lacks: every stored version with a newer dot (and base versions on a full sync). */
+  versionsSince(since: Clock, includeBase: boolean): Version[] {
+    const out: Version[] = [];
+    for (const version of this.store.values()) {
+      if (version.dot === null ? includeBase : version.dot.counter > (since[version.dot.node] ?? 0)) out.push(version);
+    }
+    return out;
+  }
+
+  /**
+   * Takes a peer's state: versions it had that we lacked, and its clock, both read at one instant.
+   * Since the peer reflects every write up to its clock, after merging so do we.
+   */
+  mergeState(versions: readonly Version[], peerApplied: Clock): void {
+    for (const version of versions) this.put(version);
+    const merged: Clock = { ...this.appliedClock };
+    for (const [node, counter] of Object.entries(peerApplied)) {
+      if (counter > (merged[node] ?? 0)) merged[node] = counter;
+    }
+    this.appliedClock = merged;
+    this.prunePending();
+    this.drainPending();
+  }
+
+  /** Base data of a new epoch (a reshard transfer): merged by version order, no dots. */
+  mergeBase(versions: Iterable<Version>): void {
+    for (const version of versions) this.put({ ...version, dot: null, deps: {} });
+  }
+
+  allVersions(): IterableIterator<Version> {
+    return this.store.values();
+  }
+
+  private put(version: Version): void {
+    if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
+    if (supersedes(version, this.store.get(version.key))) this.store.set(version.key, version);
+  }
+
+  private deliverable(version: Version, dot: Dot): boolean {
+    if ((this.appliedClock[dot.node] ?? 0) !== dot.counter - 1) return false;
+    const deps = version.deps[this.shard];
+    return deps === undefined || clockCovers(this.appliedClock, withoutNode(deps, dot.node));
+  }
+
+  private apply(version: Version, dot: Dot): void {
+    this.put(version);
+    this.appliedClock = { ...this.appliedClock, [dot.node]: dot.counter };
+  }
+
+  private isPending(dot: Dot): boolean {
+    return this.pending.get(dot.node)?.has(dot.counter) ?? false;
+  }
+
+  private addPending(version: Version, dot: Dot): void {
+    let byCounter = this.pending.get(dot.node);
+    if (!byCounter) {
+      byCounter = new Map();
+      this.pending.set(dot.node, byCounter);
+    }
+    byCounter.set(dot.counter, version);
+    this.pendingSize++;
+  }
+
+  /** Applies every buffered write whose causal past is now applied; returns how many. */
+  private drainPending(): number {
+    let applied = 0;
+    let progress = true;
+    // Each round applies at least one write or stops, so rounds are bounded by the buffer's size.
+    while (progress && this.pendingSize > 0) {
+      progress = false;
+      for (const [origin, byCounter] of this.pending) {
+        const next = (this.appliedClock[origin] ?? 0) + 1;
+        const head = byCounter.get(next);
+        if (!head || !head.dot || !this.deliverable(head, head.dot)) continue;
+        byCounter.delete(next);
+        this.pendingSize--;
+        if (byCounter.size === 0) this.pending.delete(origin);
+        this.apply(head, head.dot);
+        applied++;
+        progress = true;
+      }
+    }
+    return applied;
+  }
+
+  /** Drops buffered writes that a merged state already reflects. */
+  private prunePending(): void {
+    for (const [origin, byCounter] of this.pending) {
+      const reflected = this.appliedClock[origin] ?? 0;
+      for (const counter of byCounter.keys()) {
+        if (counter <= reflected) {
+          byCounter.delete(counter);
+          this.pendingSize--;
+        }
+      }
+      if (byCounter.size === 0) this.pending.delete(origin);
+    }
+  }
+}
+
+function withoutNode(clock: Clock, node: NodeAddress): Clock {
+  if (!(node in clock)) return clock;
+  const { [node]: _omit, ...rest } = clock;
+  return rest;
+}

@@ -1,0 +1,66 @@
+// Types shared by the pure core. Nothing here does I/O.
+
+/** A node's `IP:PORT`, as in SOCKET_ADDRESS and VIEW. */
+export type NodeAddress = string;
+/** A shard's id ("s0", "s1", ...); clients treat it as an opaque string. */
+export type ShardId = string;
+/** A shard map's generation; it grows by one with every reshard. */
+export type Epoch = number;
+
+/** A vector clock: for each origin node, the highest counter of its writes that is reflected. */
+export type Clock = Record<NodeAddress, number>;
+/** Clocks of several shards of one epoch. */
+export type ShardClocks = Record<ShardId, Clock>;
+
+/** The identity of one write: the n-th write coordinated by `node` in this shard and epoch. */
+export interface Dot {
+  node: NodeAddress;
+  counter: number;
+}
+
+/** Conflict order of versions of one key: higher lamport wins, then higher node address. */
+export interface Stamp {
+  lamport: number;
+  node: NodeAddress;
+}
+
+/** One stored version of a key; deletes are versions too (tombstones). */
+export interface Version {
+  key: string;
+  /** The stored JSON value; undefined for a tombstone. */
+  value?: unknown;
+  deleted: boolean;
+  /**
+   * The write's dot in the current epoch; null for a base version carried over a reshard, whose
+   * whole causal past is satisfied by every node of the new epoch.
+   */
+  dot: Dot | null;
+  stamp: Stamp;
+  /** What the writer had seen (same epoch as the dot), all shards: carried into readers' metadata. */
+  deps: ShardClocks;
+}
+
+/** The metadata a client carries between requests (opaque to clients). */
+export interface CausalMetadata {
+  /** Format version of this encoding. */
+  v: 1;
+  /** Shard map epoch the clocks belong to. */
+  e: Epoch;
+  c: ShardClocks;
+}
+
+export type ShardMapMode = 'replicated' | 'sharded';
+
+/**
+ * Which node holds which key. Within one epoch only members are ever added (so replicas merge
+ * maps by union); a new epoch (a reshard) replaces the map.
+ */
+export interface ShardMap {
+  epoch: Epoch;
+  /** replicated: started without SHARD_COUNT; one shard, and nodes that join the view join it. */
+  mode: ShardMapMode;
+  /** Partition index -> shard id; length PARTITION_COUNT. */
+  partitions: ShardId[];
+  /** Shard id -> members, sorted by address. */
+  shards: Record<ShardId, NodeAddress[]>;
+}

@@ -1,0 +1,120 @@
+import { isNodeAddress } from '../core/address.ts';
+import type { NodeAddress } from '../core/types.ts';
+
+/** Every knob of a node. Defaults are chosen for the spec's timing promises (5 s detection, 5 s rejoin). */
+export interface NodeConfig {
+  /** SOCKET_ADDRESS: how peers reach this node. */
+  address: NodeAddress;
+  /** VIEW: the nodes the store starts with, this one included. */
+  view: NodeAddress[];
+  /** SHARD_COUNT: given only to the nodes that start a sharded store; null otherwise. */
+  shardCount: number | null;
+  /** LISTEN_HOST: interface to listen on (default all). */
+  listenHost: string;
+  /** PORT: port to listen on (default: the port of SOCKET_ADDRESS). */
+  port: number;
+  /** CAUSAL_WAIT_MS: how long a request whose causal dependencies are missing waits before the 503. */
+  causalWaitMs: number;
+  /** HOLD_DOWN_MS: a node removed as down is admitted again after answering probes this long. */
+  holdDownMs: number;
+  /** PING_INTERVAL_MS: how often each peer (and each node on probation) is probed. */
+  pingIntervalMs: number;
+  /** PING_TIMEOUT_MS: a probe not answered in this time counts as failed. */
+  pingTimeoutMs: number;
+  /** Failed probes or sends in a row that remove a node from the view. */
+  failuresToRemove: number;
+  /** CONNECT_TIMEOUT_MS: TCP connect timeout to peers; short, so a dead host is noticed fast. */
+  connectTimeoutMs: number;
+  /** REQUEST_TIMEOUT_MS: bound on any request to a peer (forwarding, sync, transfer). */
+  requestTimeoutMs: number;
+  /** MAX_BODY_BYTES: larger request bodies are refused with 413. */
+  maxBodyBytes: number;
+  /** Replication: versions per batch sent to one peer, and versions queued per peer before dropping (sync repairs). */
+  replicationBatchMax: number;
+  replicationQueueMax: number;
+  /** Early replicated writes buffered per replica until their causal past arrives. */
+  pendingMax: number;
+  /** RESHARD_TIMEOUT_MS: a prepared reshard not committed in this time is abandoned, and writes resume. */
+  reshardTimeoutMs: number;
+  /** STARTUP_WAIT_MS: at start, how long to look for peers that already hold a shard map. */
+  startupWaitMs: number;
+  /** LOG_LEVEL: pino level. */
+  logLevel: string;
+}
+
+export const DEFAULTS = {
+  listenHost: '0.0.0.0',
+  port: 8090,
+  causalWaitMs: 1000,
+  holdDownMs: 3000,
+  pingIntervalMs: 500,
+  pingTimeoutMs: 600,
+  failuresToRemove: 2,
+  connectTimeoutMs: 500,
+  requestTimeoutMs: 5000,
+  maxBodyBytes: 2 * 1024 * 1024,
+  replicationBatchMax: 512,
+  replicationQueueMax: 20_000,
+  pendingMax: 20_000,
+  reshardTimeoutMs: 30_000,
+  startupWaitMs: 2000,
+  logLevel: 'info',
+} as const;
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads a node's configuration from environment variables (the deployment contract). */
+export function loadConfig(env: Env): NodeConfig {
+  const address = env.SOCKET_ADDRESS?.trim();
+  if (!address || !isNodeAddress(address)) {
+    throw new ConfigError(`SOCKET_ADDRESS must be IP:PORT, got ${JSON.stringify(env.SOCKET_ADDRESS ?? null)}`);
+  }
+  const view = (env.VIEW ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const node of view) {
+    if (!isNodeAddress(node)) throw new ConfigError(`VIEW entry ${JSON.stringify(node)} is not IP:PORT`);
+  }
+  if (!view.includes(address)) view.push(address);
+  const shardCountText = env.SHARD_COUNT?.trim();
+  let shardCount: number | null = null;
+  if (shardCountText) {
+    shardCount = Number(shardCountText);
+    if (!Number.isSafeInteger(shardCount) || shardCount < 1) {
+      throw new ConfigError(`SHARD_COUNT must be a positive integer, got ${JSON.stringify(shardCountText)}`);
+    }
+  }
+  const ownPort = Number(address.slice(address.lastIndexOf(':') + 1));
+  return {
+    address,
+    view,
+    shardCount,
+    listenHost: env.LISTEN_HOST?.trim() || DEFAULTS.listenHost,
+    port: int(env, 'PORT', ownPort || DEFAULTS.port),
+    causalWaitMs: int(env, 'CAUSAL_WAIT_MS', DEFAULTS.causalWaitMs),
+    holdDownMs: int(env, 'HOLD_DOWN_MS', DEFAULTS.holdDownMs),
+    pingIntervalMs: int(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs),
+    pingTimeoutMs: int(env, 'PING_TIMEOUT_MS', DEFAULTS.pingTimeoutMs),
+    failuresToRemove: int(env, 'FAILURES_TO_REMOVE', DEFAULTS.failuresToRemove),
+    connectTimeoutMs: int(env, 'CONNECT_TIMEOUT_MS', DEFAULTS.connectTimeoutMs),
+    requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs),
+    maxBodyBytes: int(env, 'MAX_BODY_BYTES', DEFAULTS.maxBodyBytes),
+    replicationBatchMax: int(env, 'REPLICATION_BATCH_MAX', DEFAULTS.replicationBatchMax),
+    replicationQueueMax: int(env, 'REPLICATION_QUEUE_MAX', DEFAULTS.replicationQueueMax),
+    pendingMax: int(env, 'PENDING_MAX', DEFAULTS.pendingMax),
+    reshardTimeoutMs: int(env, 'RESHARD_TIMEOUT_MS', DEFAULTS.reshardTimeoutMs),
+    startupWaitMs: int(env, 'STARTUP_WAIT_MS', DEFAULTS.startupWaitMs),
+    logLevel: env.LOG_LEVEL?.trim() || DEFAULTS.logLevel,
+  };
+}
+
+function int(env: Env, name: string, fallback: number): number {
+  const text = env[name]?.trim();
+  if (!text) return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new ConfigError(`${name} must be a non-negative integer, got ${JSON.stringify(text)}`);
+  return value;
+}

@@ -1,0 +1,746 @@
+import type { Server } from 'node:http';
+import { isNodeAddress } from '../core/address.ts';
+import { MESSAGES } from '../core/api-messages.ts';
+import { NodeCore, type KvMethod, type PingInfo, type WaitReason } from '../core/node-core.ts';
+import { initialShardMap, mapDigest, membersOf, shardIds } from '../core/shard-map.ts';
+import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
+import type { NodeConfig } from './config.ts';
+import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
+import type { Logger } from './logger.ts';
+import { PeerClient, PeerUnreachableError } from './peer-client.ts';
+import { Replicator } from './replicator.ts';
+import { StateSignal } from './state-signal.ts';
+import { isShardMap, isVersionList, isClock } from './wire.ts';
+
+/** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
+const FORWARD_HOPS_MAX = 3;
+const HOPS_HEADER = 'x-kvs-hops';
+/** Set on DELETE /view when a node reports a peer down (the receiver checks before it removes). */
+const DOWN_REPORT_HEADER = 'x-kvs-down-report';
+/** How long a write waits for a reshard in progress to commit before its 503. */
+const RESHARD_WAIT_MS = 10_000;
+/** Bytes of versions per reshard-transfer request. */
+const TRANSFER_BYTES_MAX = 1024 * 1024;
+/** Internal requests (transfers, syncs, batches) may be larger than client requests. */
+const INTERNAL_BODY_BYTES_MAX = 64 * 1024 * 1024;
+/** A peer is asked for a sync at most this often. */
+const SYNC_INTERVAL_MS_MIN = 250;
+
+const json = (status: number, body: unknown): HttpReply => ({ status, body });
+
+/**
+ * The runtime around one NodeCore: HTTP in and out, timers, waiting. Everything it decides about
+ * the protocol it asks the core; what it adds is I/O, time and bounded waiting.
+ */
+export class KvsNode {
+  readonly config: NodeConfig;
+  readonly core: NodeCore;
+  private readonly log: Logger;
+  private readonly peers: PeerClient;
+  private readonly replicator: Replicator;
+  private readonly changed = new StateSignal();
+  private server: Server | null = null;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private readonly probing = new Set<NodeAddress>();
+  private readonly lastPing = new Map<NodeAddress, PingInfo>();
+  private readonly lastSyncMs = new Map<NodeAddress, number>();
+  private syncing = false;
+  private fullSyncRunning: Promise<void> | null = null;
+  private closed = false;
+  private readonly startedMs = Date.now();
+
+  constructor(config: NodeConfig, log: Logger) {
+    this.config = config;
+    this.log = log;
+    const map = initialShardMap(config.view, config.shardCount);
+    this.core = new NodeCore(
+      {
+        self: config.address,
+        pendingMax: config.pendingMax,
+        failuresToRemove: config.failuresToRemove,
+        holdDownMs: config.holdDownMs,
+      },
+      config.view,
+      map,
+    );
+    this.peers = new PeerClient({
+      connectTimeoutMs: config.connectTimeoutMs,
+      requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
+      connectionsPerPeer: 8,
+    });
+    this.replicator = new Replicator(
+      {
+        self: config.address,
+        batchMax: config.replicationBatchMax,
+        batchBytesMax: TRANSFER_BYTES_MAX,
+        queueMax: config.replicationQueueMax,
+        timeoutMs: config.requestTimeoutMs,
+      },
+      this.peers,
+      log,
+      (peer) => this.suspect(peer),
+    );
+  }
+
+  // ---------------------------------------------------------------- life cycle
+
+  async start(): Promise<void> {
+    this.server = await startHttpServer({
+      host: this.config.listenHost,
+      port: this.config.port,
+      maxBodyBytes: (path) => (path.startsWith('/internal/') ? INTERNAL_BODY_BYTES_MAX : this.config.maxBodyBytes),
+      handler: (request) => this.handle(request),
+      onError: (error) => this.log.error({ err: error }, 'request failed'),
+    });
+    this.log.info(
+      { port: this.config.port, view: this.config.view, shardCount: this.config.shardCount },
+      'listening',
+    );
+    await this.discover();
+    await this.announce();
+    this.pingTimer = setInterval(() => this.tick(), this.config.pingIntervalMs);
+    if (this.core.replica !== null) await this.fullSync('start');
+    this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: Date.now() - this.startedMs }, 'ready');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.changed.notify();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server?.closeAllConnections();
+    await this.peers.close();
+  }
+
+  /** Ask the nodes of VIEW for the shard map they hold; a node that joins or restarts takes theirs. */
+  private async discover(): Promise<void> {
+    const others = this.config.view.filter((n) => n !== this.config.address);
+    if (others.length === 0) return;
+    const deadline = Date.now() + this.config.startupWaitMs;
+    while (!this.closed) {
+      const answers = await Promise.allSettled(
+        others.map((peer) => this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 1000 })),
+      );
+      let heard = 0;
+      for (const answer of answers) {
+        if (answer.status !== 'fulfilled' || answer.value.status !== 200) continue;
+        const map = (answer.value.body as { map?: unknown }).map;
+        if (!isShardMap(map)) continue;
+        heard++;
+        this.adoptMap(map, 'discovery', false);
+      }
+      if (heard > 0 || Date.now() >= deadline) {
+        this.log.info({ peersAnswered: heard, epoch: this.core.map.epoch, shard: this.core.shard }, 'discovered shard map');
+        return;
+      }
+      await delay(250);
+    }
+  }
+
+  /** PUT /view to every node of VIEW, as the spec has a starting node do. */
+  private async announce(): Promise<void> {
+    const others = this.config.view.filter((n) => n !== this.config.address);
+    await Promise.allSettled(
+      others.map((peer) =>
+        this.peers.call(peer, 'PUT', '/view', { 'socket-address': this.config.address }, { timeoutMs: 1000 }),
+      ),
+    );
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  private async handle(request: HttpRequest): Promise<HttpReply> {
+    const { method, path } = request;
+    const body = request.body;
+    try {
+      if (path.startsWith('/kvs/')) {
+        if (!isKvMethod(method)) return json(405, { error: `Method ${method} is not allowed on /kvs` });
+        let key: string;
+        try {
+          key = decodeURIComponent(path.slice('/kvs/'.length));
+        } catch {
+          return json(400, { error: 'Key is not valid URL encoding' });
+        }
+        const hops = Number(request.headers[HOPS_HEADER] ?? 0) || 0;
+        return await this.kv(method, key, path, body, hops);
+      }
+      if (path === '/view') return await this.viewRoute(method, body, request.headers[DOWN_REPORT_HEADER]);
+      if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
+      if (path === '/status' && method === 'GET') return json(200, this.status());
+      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body);
+      return json(404, { error: `No route for ${method} ${path}` });
+    } catch (error) {
+      if (error instanceof BadRequest) return json(400, { error: error.message });
+      throw error;
+    }
+  }
+
+  private async viewRoute(method: string, body: unknown, downReport: string | string[] | undefined): Promise<HttpReply> {
+    if (method === 'GET') return json(200, { view: this.core.membership.view() });
+    if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
+    const address = field(body, 'socket-address');
+    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
+    if (method === 'PUT') {
+      const reply = this.core.putView(address);
+      if (reply.status === 201) this.log.info({ peer: address }, 'node added to view');
+      this.changed.notify();
+      return json(reply.status, reply.body);
+    }
+    if (typeof downReport === 'string') {
+      // Another node found `address` down. Check for ourselves before dropping it: a node cut off
+      // from the reporter only may be fine for us.
+      if (this.core.membership.has(address) && (await this.probe(address))) {
+        this.log.info({ peer: address, reporter: downReport }, 'down report refuted: node answers');
+        return json(200, { result: MESSAGES.deleted });
+      }
+      const reply = this.core.deleteView(address, 'down');
+      if (reply.status === 200) this.onRemoved(address, `reported down by ${downReport}`);
+      return json(reply.status, reply.body);
+    }
+    const reply = this.core.deleteView(address, 'request');
+    if (reply.status === 200) this.onRemoved(address, 'removed by request');
+    return json(reply.status, reply.body);
+  }
+
+  private async shardRoute(method: string, path: string, body: unknown): Promise<HttpReply> {
+    const map = this.core.map;
+    if (method === 'GET' && path === '/shard/ids') return json(200, { 'shard-ids': shardIds(map) });
+    if (method === 'GET' && path === '/shard/node-shard-id') return json(200, { 'node-shard-id': this.core.shard });
+    const [, , action, rawId] = path.split('/');
+    let id: ShardId | undefined;
+    try {
+      id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+    } catch {
+      throw new BadRequest('Shard id is not valid URL encoding');
+    }
+    if (method === 'GET' && action === 'members' && id !== undefined) {
+      const members = membersOf(map, id);
+      if (!members) return json(404, { error: `Shard ${id} does not exist` });
+      return json(200, { 'shard-members': members });
+    }
+    if (method === 'GET' && action === 'key-count' && id !== undefined) return this.keyCount(id);
+    if (method === 'PUT' && action === 'add-member' && id !== undefined) {
+      const address = field(body, 'socket-address');
+      if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
+      const reply = this.core.addMember(id, address);
+      if (reply.status === 200) {
+        this.log.info({ shard: id, peer: address }, 'node added to shard');
+        await this.pushMap([...this.core.membership.peers(), address]);
+        this.afterMapChange();
+      }
+      return json(reply.status, reply.body);
+    }
+    if (method === 'PUT' && path === '/shard/reshard') return this.reshard(field(body, 'shard-count'));
+    return json(404, { error: `No route for ${method} ${path}` });
+  }
+
+  // ---------------------------------------------------------------- key-value
+
+  private async kv(method: KvMethod, key: string, path: string, body: unknown, hops: number): Promise<HttpReply> {
+    const started = Date.now();
+    for (;;) {
+      const decision = this.core.kv(method, key, body);
+      if (decision.kind === 'reply') {
+        if (decision.replicate) {
+          const { shard, peers, version } = decision.replicate;
+          this.replicator.enqueue(peers, this.core.map.epoch, shard, version);
+          this.changed.notify();
+        }
+        return json(decision.reply.status, decision.reply.body);
+      }
+      if (decision.kind === 'forward') return this.forward(method, path, body, decision.shard, decision.targets, hops);
+      const waitedMs = Date.now() - started;
+      const budgetMs = (decision.reason === 'reshard' ? RESHARD_WAIT_MS : this.config.causalWaitMs) - waitedMs;
+      if (budgetMs <= 0 || this.closed) return this.unavailable(decision.reason, key, decision.detail);
+      if (decision.reason === 'causal') this.syncFromAhead(decision.detail ?? {});
+      await this.changed.wait(budgetMs);
+    }
+  }
+
+  private unavailable(reason: WaitReason, key: string, lacking?: Clock): HttpReply {
+    this.log.info({ key, reason, lacking }, 'request not served: dependencies missing');
+    if (reason === 'reshard') return json(503, { error: 'A reshard is in progress; try again later' });
+    return json(503, { error: MESSAGES.causalUnavailable });
+  }
+
+  /** Relay to a member of the key's shard, failing over to the next; status and body come back unchanged. */
+  private async forward(
+    method: string,
+    path: string,
+    body: unknown,
+    shard: ShardId,
+    targets: NodeAddress[],
+    hops: number,
+  ): Promise<HttpReply> {
+    if (hops >= FORWARD_HOPS_MAX) {
+      return json(503, { error: 'The shard map is changing; try again later' });
+    }
+    for (const target of targets) {
+      try {
+        const reply = await this.peers.call(target, method as 'GET', path, body, {
+          headers: { [HOPS_HEADER]: String(hops + 1) },
+          timeoutMs: this.config.requestTimeoutMs,
+        });
+        return json(reply.status, reply.body);
+      } catch (error) {
+        if (!(error instanceof PeerUnreachableError)) throw error;
+        this.suspect(target);
+      }
+    }
+    return json(503, { error: `No member of shard ${shard} is reachable` });
+  }
+
+  private async keyCount(shard: ShardId): Promise<HttpReply> {
+    const members = membersOf(this.core.map, shard);
+    if (!members) return json(404, { error: `Shard ${shard} does not exist` });
+    const replica = this.core.replica;
+    if (replica !== null && replica.shard === shard) return json(200, { 'shard-key-count': replica.liveKeyCount() });
+    for (const target of this.core.forwardTargets(shard)) {
+      try {
+        const reply = await this.peers.call(target, 'GET', `/internal/key-count/${encodeURIComponent(shard)}`, undefined, {
+          timeoutMs: 2000,
+        });
+        if (reply.status === 200) return json(200, reply.body);
+      } catch (error) {
+        if (!(error instanceof PeerUnreachableError)) throw error;
+        this.suspect(target);
+      }
+    }
+    return json(503, { error: `No member of shard ${shard} is reachable` });
+  }
+
+  // ---------------------------------------------------------------- peers: failure detection and sync
+
+  private tick(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const pending = this.core.reshardInProgress;
+    if (pending && now - pending.startedMs > this.config.reshardTimeoutMs) {
+      this.log.warn({ epoch: pending.map.epoch, coordinator: pending.coordinator }, 'reshard not committed in time; abandoned');
+      this.core.abortReshard(pending.map.epoch);
+      this.changed.notify();
+    }
+    for (const peer of this.core.membership.probeTargets()) {
+      if (this.probing.has(peer)) continue;
+      void this.pingOnce(peer);
+    }
+  }
+
+  private async pingOnce(peer: NodeAddress): Promise<void> {
+    this.probing.add(peer);
+    try {
+      let info: PingInfo | null = null;
+      try {
+        const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs });
+        if (reply.status === 200) info = reply.body as PingInfo;
+      } catch (error) {
+        if (!(error instanceof PeerUnreachableError)) throw error;
+      }
+      this.observe(peer, info !== null);
+      if (info !== null && this.core.membership.has(peer)) this.onPing(peer, info);
+    } finally {
+      this.probing.delete(peer);
+    }
+  }
+
+  /** One probe now, answering whether the peer is up (used to confirm a suspicion). */
+  private async probe(peer: NodeAddress): Promise<boolean> {
+    try {
+      const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs });
+      return reply.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A request to `peer` failed: count it, and confirm with a probe right away. */
+  private suspect(peer: NodeAddress): void {
+    if (this.closed || !this.core.membership.has(peer)) return;
+    this.observe(peer, false);
+    if (!this.probing.has(peer)) void this.pingOnce(peer);
+  }
+
+  private observe(peer: NodeAddress, answered: boolean): void {
+    const outcome = this.core.membership.observe(peer, answered, Date.now());
+    if (outcome.kind === 'removed') {
+      this.onRemoved(peer, 'not answering');
+      // Tell the others, as the spec asks; each checks before it removes.
+      for (const other of this.core.membership.peers()) {
+        void this.peers
+          .call(other, 'DELETE', '/view', { 'socket-address': peer }, {
+            timeoutMs: 2000,
+            headers: { [DOWN_REPORT_HEADER]: this.config.address },
+          })
+          .catch(() => undefined);
+      }
+    } else if (outcome.kind === 'readmitted') {
+      this.log.info({ peer, holdDownMs: this.config.holdDownMs }, 'node answered through the hold-down; admitted to the view again');
+      this.changed.notify();
+    }
+  }
+
+  private onRemoved(peer: NodeAddress, why: string): void {
+    this.log.warn({ peer, why }, 'node removed from view');
+    this.replicator.forget(peer);
+    this.lastPing.delete(peer);
+    this.changed.notify();
+  }
+
+  private onPing(peer: NodeAddress, info: PingInfo): void {
+    const previous = this.lastPing.get(peer);
+    this.lastPing.set(peer, info);
+    if (info.mapDigest !== mapDigest(this.core.map)) void this.fetchMap(peer);
+    // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
+    if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) void this.pullSync(peer, 'behind peer');
+    else if (this.core.replica && this.core.replica.pendingCount > 0 && previous && this.core.peerIsAhead(info)) {
+      void this.pullSync(peer, 'gap in replication');
+    }
+  }
+
+  private async fetchMap(peer: NodeAddress): Promise<void> {
+    try {
+      const reply = await this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 2000 });
+      const map = (reply.body as { map?: unknown } | undefined)?.map;
+      if (reply.status === 200 && isShardMap(map)) this.adoptMap(map, `map of ${peer}`, true);
+    } catch {
+      // The next ping tries again.
+    }
+  }
+
+  private adoptMap(map: ShardMap, source: string, syncNow: boolean): void {
+    const before = this.core.map;
+    const change = this.core.adoptMap(map);
+    if (!change.changed) return;
+    this.log.info(
+      { source, epoch: this.core.map.epoch, previousEpoch: before.epoch, shard: this.core.shard, fullSync: change.needsFullSync },
+      'shard map updated',
+    );
+    this.changed.notify();
+    if (change.needsFullSync && syncNow) void this.fullSync(source);
+  }
+
+  private afterMapChange(): void {
+    this.changed.notify();
+  }
+
+  private async pushMap(targets: NodeAddress[]): Promise<void> {
+    const map = this.core.map;
+    await Promise.allSettled(
+      [...new Set(targets)]
+        .filter((peer) => peer !== this.config.address)
+        .map((peer) => this.peers.call(peer, 'POST', '/internal/map', { map }, { timeoutMs: 2000 })),
+    );
+  }
+
+  /** Rebuild this node's shard copy from a shard peer: on start, on joining a shard, after a missed reshard. */
+  private fullSync(reason: string): Promise<void> {
+    if (this.fullSyncRunning) return this.fullSyncRunning;
+    this.fullSyncRunning = this.runFullSync(reason).finally(() => {
+      this.fullSyncRunning = null;
+    });
+    return this.fullSyncRunning;
+  }
+
+  private async runFullSync(reason: string): Promise<void> {
+    const started = Date.now();
+    this.core.beginFullSync();
+    const replica = this.core.replica;
+    if (replica === null) {
+      this.core.markReady();
+      return;
+    }
+    const shard = replica.shard;
+    const members = (membersOf(this.core.map, shard) ?? []).filter((n) => n !== this.config.address);
+    const ordered = [...members.filter((n) => this.core.membership.has(n)), ...members.filter((n) => !this.core.membership.has(n))];
+    for (const peer of ordered) {
+      if (this.closed) return;
+      const epoch = this.core.map.epoch;
+      try {
+        const reply = await this.peers.call(peer, 'POST', '/internal/sync', { epoch, shard, since: {}, full: true }, {
+          timeoutMs: this.config.requestTimeoutMs,
+        });
+        const answer = reply.body as { versions?: unknown; applied?: unknown };
+        if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) continue;
+        if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) continue;
+        this.core.markReady();
+        this.log.info({ reason, peer, shard, keys: replica.size, ms: Date.now() - started }, 'shard copied from peer');
+        this.changed.notify();
+        return;
+      } catch (error) {
+        if (!(error instanceof PeerUnreachableError)) throw error;
+      }
+    }
+    // Nobody could serve us (a fresh store, or all peers down): serve what we have. Clients whose
+    // metadata names writes we lack still get 503, never stale data.
+    this.core.markReady();
+    this.log.info({ reason, shard, ms: Date.now() - started }, 'no shard peer could send its data; serving as is');
+    this.changed.notify();
+  }
+
+  /** Ask the peers that have what a waiting request needs. */
+  private syncFromAhead(lacking: Clock): void {
+    for (const [peer, info] of this.lastPing) {
+      if (!this.core.membership.has(peer)) continue;
+      if (Object.entries(lacking).some(([node, counter]) => (info.applied[node] ?? 0) >= counter)) {
+        void this.pullSync(peer, 'request waiting');
+        return;
+      }
+    }
+  }
+
+  private async pullSync(peer: NodeAddress, reason: string): Promise<void> {
+    const replica = this.core.replica;
+    const now = Date.now();
+    if (this.syncing || replica === null || !this.core.ready) return;
+    if (now - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) return;
+    this.syncing = true;
+    this.lastSyncMs.set(peer, now);
+    const epoch = this.core.map.epoch;
+    const shard = replica.shard;
+    try {
+      const reply = await this.peers.call(
+        peer,
+        'POST',
+        '/internal/sync',
+        { epoch, shard, since: replica.applied, full: false },
+        { timeoutMs: this.config.requestTimeoutMs },
+      );
+      const answer = reply.body as { versions?: unknown; applied?: unknown };
+      if (reply.status === 200 && isVersionList(answer.versions) && isClock(answer.applied)) {
+        if (this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) {
+          this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
+          this.changed.notify();
+        }
+      }
+    } catch (error) {
+      if (error instanceof PeerUnreachableError) this.suspect(peer);
+      else throw error;
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- reshard
+
+  private async reshard(shardCount: unknown): Promise<HttpReply> {
+    const refusal = this.core.checkReshard(shardCount);
+    if (refusal) return json(refusal.status, refusal.body);
+    if (this.core.reshardInProgress) return json(503, { error: 'A reshard is already in progress; try again later' });
+    const map = this.core.planReshard(shardCount as number);
+    const nodes = this.core.membership.view();
+    const started = Date.now();
+    this.log.info({ epoch: map.epoch, shardCount, nodes }, 'reshard: preparing');
+
+    // Phase 1: every node freezes writes. Phase 2: every node sends its data to the new owners.
+    // Phase 3: every node switches epoch. A phase starts only when the one before finished
+    // everywhere, so no transfer reaches a node that is not ready for it.
+    const frozen = await this.everyNode(nodes, '/internal/reshard/prepare', { map, coordinator: this.config.address }, () =>
+      this.prepare(map, this.config.address),
+    );
+    const refused = frozen.filter((reply) => reply.status !== 200);
+    if (refused.length > 0) {
+      this.log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body) }, 'reshard: refused; abandoning');
+      await this.everyNode(nodes, '/internal/reshard/abort', { epoch: map.epoch }, () => {
+        this.core.abortReshard(map.epoch);
+        this.changed.notify();
+        return json(200, { ok: true });
+      });
+      return json(503, { error: 'Another reshard is in progress; try again later' });
+    }
+    await this.everyNode(nodes, '/internal/reshard/send', { epoch: map.epoch }, () => this.sendReshardData(map.epoch));
+    this.log.info({ epoch: map.epoch, ms: Date.now() - started }, 'reshard: data transferred; committing');
+    await this.everyNode(nodes, '/internal/reshard/commit', { epoch: map.epoch }, () => this.commit(map.epoch));
+    this.log.info({ epoch: map.epoch, ms: Date.now() - started }, 'reshard: committed');
+    return json(200, { result: MESSAGES.resharded });
+  }
+
+  /**
+   * One reshard phase on every node at once (this one through `local`). A node that cannot be
+   * reached counts as done: it copies its new shard from a peer when it is back.
+   */
+  private async everyNode(nodes: NodeAddress[], path: string, body: unknown, local: () => HttpReply | Promise<HttpReply>): Promise<HttpReply[]> {
+    return Promise.all(
+      nodes.map(async (node) => {
+        if (node === this.config.address) return local();
+        try {
+          const reply = await this.peers.call(node, 'POST', path, body, { timeoutMs: this.config.reshardTimeoutMs });
+          return json(reply.status, reply.body);
+        } catch (error) {
+          if (!(error instanceof PeerUnreachableError)) throw error;
+          this.log.warn({ peer: node, path }, 'reshard: node unreachable; it will copy its new shard when back');
+          return json(200, { unreachable: true });
+        }
+      }),
+    );
+  }
+
+  /** Phase 1 here: freeze writes until the commit. */
+  private prepare(map: ShardMap, coordinator: NodeAddress): HttpReply {
+    const prepared = this.core.prepareReshard(map, coordinator, Date.now());
+    if (!prepared.ok) return json(409, { error: prepared.reason });
+    this.changed.notify();
+    return json(200, { ok: true });
+  }
+
+  /** Phase 2 here: send every version this node holds to its key's new shard; answer when all is delivered. */
+  private async sendReshardData(epoch: Epoch): Promise<HttpReply> {
+    const transfers = this.core.reshardTransfers(epoch);
+    if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}` });
+    let sent = 0;
+    const failed: NodeAddress[] = [];
+    await Promise.all(
+      [...transfers].map(async ([peer, versions]) => {
+        for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
+          try {
+            const reply = await this.peers.call(peer, 'POST', '/internal/reshard/transfer', { epoch, versions: chunk }, {
+              timeoutMs: this.config.reshardTimeoutMs,
+            });
+            if (reply.status !== 200) throw new Error(`transfer refused: ${JSON.stringify(reply.body)}`);
+            sent += chunk.length;
+          } catch (error) {
+            this.log.warn({ peer, err: error }, 'reshard: transfer failed; the target will copy its shard from a peer');
+            failed.push(peer);
+            return;
+          }
+        }
+      }),
+    );
+    this.log.info({ epoch, versionsSent: sent, failed }, 'reshard: data sent');
+    return json(200, { ok: true, sent, failed });
+  }
+
+  private commit(epoch: Epoch): HttpReply {
+    const committed = this.core.commitReshard(epoch);
+    if (committed) {
+      this.log.info({ epoch, shard: this.core.shard, keys: this.core.replica?.liveKeyCount() ?? 0 }, 'reshard: new epoch');
+      this.lastPing.clear();
+    }
+    this.changed.notify();
+    return committed ? json(200, { ok: true }) : json(409, { error: `no prepared reshard for epoch ${epoch}` });
+  }
+
+  // ---------------------------------------------------------------- internal endpoints
+
+  private async internalRoute(method: string, path: string, body: unknown): Promise<HttpReply> {
+    if (method === 'GET' && path === '/internal/ping') return json(200, this.core.pingInfo());
+    if (method === 'GET' && path === '/internal/state') {
+      return json(200, { map: this.core.map, view: this.core.membership.view(), ready: this.core.ready });
+    }
+    if (method === 'GET' && path.startsWith('/internal/key-count/')) {
+      const shard = decodeURIComponent(path.slice('/internal/key-count/'.length));
+      const replica = this.core.replica;
+      if (replica === null || replica.shard !== shard) return json(409, { error: `not a replica of ${shard}` });
+      return json(200, { 'shard-key-count': replica.liveKeyCount() });
+    }
+    if (method !== 'POST') return json(404, { error: `No route for ${method} ${path}` });
+    const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+    switch (path) {
+      case '/internal/map': {
+        if (!isShardMap(fields.map)) throw new BadRequest('map is not a shard map');
+        this.adoptMap(fields.map, 'pushed by peer', true);
+        return json(200, { ok: true });
+      }
+      case '/internal/replicate': {
+        if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+          throw new BadRequest('malformed replication batch');
+        }
+        const result = this.core.onReplicate(fields.epoch, fields.shard, fields.versions);
+        if (!result.ok) return json(409, { error: result.reason });
+        this.changed.notify();
+        return json(200, { applied: result.applied });
+      }
+      case '/internal/sync': {
+        if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isClock(fields.since)) {
+          throw new BadRequest('malformed sync request');
+        }
+        const result = this.core.onSyncRequest(fields.epoch, fields.shard, fields.since, fields.full === true);
+        if (!result.ok) return json(409, { error: result.reason });
+        return json(200, { versions: result.versions, applied: result.applied });
+      }
+      case '/internal/reshard/prepare': {
+        if (!isShardMap(fields.map) || !isNodeAddress(fields.coordinator)) throw new BadRequest('malformed prepare');
+        return this.prepare(fields.map, fields.coordinator);
+      }
+      case '/internal/reshard/send': {
+        if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed send');
+        return this.sendReshardData(fields.epoch);
+      }
+      case '/internal/reshard/transfer': {
+        if (!isEpochValue(fields.epoch) || !isVersionList(fields.versions)) throw new BadRequest('malformed transfer');
+        return this.core.acceptTransfer(fields.epoch, fields.versions)
+          ? json(200, { ok: true })
+          : json(409, { error: `no prepared reshard for epoch ${fields.epoch}` });
+      }
+      case '/internal/reshard/commit': {
+        if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed commit');
+        return this.commit(fields.epoch);
+      }
+      case '/internal/reshard/abort': {
+        if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed abort');
+        this.core.abortReshard(fields.epoch);
+        this.changed.notify();
+        return json(200, { ok: true });
+      }
+      default:
+        return json(404, { error: `No route for ${method} ${path}` });
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const replica = this.core.replica;
+    return {
+      address: this.config.address,
+      ready: this.core.ready,
+      epoch: this.core.map.epoch,
+      mode: this.core.map.mode,
+      shard: this.core.shard,
+      view: this.core.membership.view(),
+      onProbation: this.core.membership.probeTargets().filter((n) => this.core.membership.isOnProbation(n)),
+      keys: replica?.liveKeyCount() ?? 0,
+      versions: replica?.size ?? 0,
+      applied: replica?.applied ?? {},
+      pendingEarlyWrites: replica?.pendingCount ?? 0,
+      replication: this.replicator.snapshot(),
+      reshardInProgress: this.core.reshardInProgress?.map.epoch ?? null,
+      uptimeMs: Date.now() - this.startedMs,
+    };
+  }
+}
+
+class BadRequest extends Error {}
+
+function field(body: unknown, name: string): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  return (body as Record<string, unknown>)[name];
+}
+
+function isKvMethod(method: string): method is KvMethod {
+  return method === 'GET' || method === 'PUT' || method === 'DELETE';
+}
+
+function isEpochValue(value: unknown): value is Epoch {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function chunkByBytes(versions: Version[], bytesMax: number): Version[][] {
+  const chunks: Version[][] = [];
+  let current: Version[] = [];
+  let bytes = 0;
+  for (const version of versions) {
+    const size = JSON.stringify(version).length;
+    if (current.length > 0 && bytes + size > bytesMax) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(version);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+

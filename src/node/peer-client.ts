@@ -1,0 +1,90 @@
+import { Pool } from 'undici';
+import type { NodeAddress } from '../core/types.ts';
+
+export interface PeerReply {
+  status: number;
+  body: unknown;
+}
+
+export interface PeerClientOptions {
+  connectTimeoutMs: number;
+  /** Upper bound on any one request; callers may ask for less. */
+  requestTimeoutMs: number;
+  /** Keep-alive connections per peer. */
+  connectionsPerPeer: number;
+}
+
+/** The peer could not be reached or did not answer in time: evidence that it may be down. */
+export class PeerUnreachableError extends Error {
+  readonly peer: NodeAddress;
+  constructor(peer: NodeAddress, cause: unknown) {
+    super(`peer ${peer} unreachable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.peer = peer;
+  }
+}
+
+/** HTTP to other nodes over one keep-alive pool per peer, every request bounded in time. */
+export class PeerClient {
+  private readonly options: PeerClientOptions;
+  private readonly pools = new Map<NodeAddress, Pool>();
+  private closed = false;
+
+  constructor(options: PeerClientOptions) {
+    this.options = options;
+  }
+
+  async call(
+    peer: NodeAddress,
+    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    path: string,
+    body: unknown,
+    options: { timeoutMs?: number; headers?: Record<string, string> } = {},
+  ): Promise<PeerReply> {
+    const timeoutMs = Math.min(options.timeoutMs ?? this.options.requestTimeoutMs, this.options.requestTimeoutMs);
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      const response = await this.pool(peer).request({
+        method,
+        path,
+        headers: { 'content-type': 'application/json', ...options.headers },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      const text = await response.body.text();
+      let parsed: unknown = undefined;
+      if (text.length > 0) {
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = { error: 'peer answered with a body that is not JSON' };
+        }
+      }
+      return { status: response.statusCode, body: parsed };
+    } catch (error) {
+      throw new PeerUnreachableError(peer, error);
+    }
+  }
+
+  private pool(peer: NodeAddress): Pool {
+    if (this.closed) throw new Error('peer client is closed');
+    let pool = this.pools.get(peer);
+    if (!pool) {
+      pool = new Pool(`http://${peer}`, {
+        connections: this.options.connectionsPerPeer,
+        connectTimeout: this.options.connectTimeoutMs,
+        keepAliveTimeout: 30_000,
+        pipelining: 1,
+      });
+      this.pools.set(peer, pool);
+    }
+    return pool;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.pools.values()].map((pool) => pool.destroy()));
+    this.pools.clear();
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Wakes requests that wait for the node's state to change (a write applied, a map adopted, a sync
+ * done). Each wait is bounded by its caller; waking early only makes the caller look again.
+ */
+export class StateSignal {
+  private waiters: (() => void)[] = [];
+
+  notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  wait(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.waiters = self.waiters.filter((w) => w !== done);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+}

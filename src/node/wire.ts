@@ -1,0 +1,45 @@
+// Shape checks for what peers send. A peer running other code, or a stray client on an internal
+// path, gets a 400 instead of corrupting state.
+import { PARTITION_COUNT } from '../core/shard-map.ts';
+import type { Clock, ShardMap, Version } from '../core/types.ts';
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function isClock(value: unknown): value is Clock {
+  return isObject(value) && Object.values(value).every((c) => Number.isSafeInteger(c) && (c as number) >= 0);
+}
+
+export function isShardMap(value: unknown): value is ShardMap {
+  if (!isObject(value)) return false;
+  const { epoch, mode, partitions, shards } = value;
+  return (
+    Number.isSafeInteger(epoch) &&
+    (mode === 'replicated' || mode === 'sharded') &&
+    Array.isArray(partitions) &&
+    partitions.length === PARTITION_COUNT &&
+    partitions.every((p) => typeof p === 'string' && isObject(shards) && p in shards) &&
+    isObject(shards) &&
+    Object.values(shards).every((m) => Array.isArray(m) && m.every((n) => typeof n === 'string'))
+  );
+}
+
+export function isVersion(value: unknown): value is Version {
+  if (!isObject(value)) return false;
+  const { key, deleted, dot, stamp, deps } = value;
+  return (
+    typeof key === 'string' &&
+    typeof deleted === 'boolean' &&
+    (dot === null || (isObject(dot) && typeof dot.node === 'string' && Number.isSafeInteger(dot.counter))) &&
+    isObject(stamp) &&
+    Number.isSafeInteger(stamp.lamport) &&
+    typeof stamp.node === 'string' &&
+    isObject(deps) &&
+    Object.values(deps).every(isClock)
+  );
+}
+
+export function isVersionList(value: unknown): value is Version[] {
+  return Array.isArray(value) && value.every(isVersion);
+}
