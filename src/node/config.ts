@@ -48,7 +48,7 @@ export const DEFAULTS = {
   causalWaitMs: 1000,
   holdDownMs: 3000,
   pingIntervalMs: 500,
-  pingTimeoutMs: 600,
+  pingTimeoutMs: 1000,
   failuresToRemove: 2,
   connectTimeoutMs: 500,
   requestTimeoutMs: 5000,

@@ -17,8 +17,11 @@ const FORWARD_HOPS_MAX = 3;
 const HOPS_HEADER = 'x-kvs-hops';
 /** Set on DELETE /view when a node reports a peer down (the receiver checks before it removes). */
 const DOWN_REPORT_HEADER = 'x-kvs-down-report';
-/** How long a write waits for a reshard in progress to commit before its 503. */
-const RESHARD_WAIT_MS = 10_000;
+/**
+ * How long a write waits for a reshard in progress to commit before its 503. Below the peers'
+ * request timeout, so a node forwarding such a write gets the 503 instead of suspecting its peer.
+ */
+const RESHARD_WAIT_MS = 4000;
 /** Bytes of versions per reshard-transfer request. */
 const TRANSFER_BYTES_MAX = 1024 * 1024;
 /** Internal requests (transfers, syncs, batches) may be larger than client requests. */
@@ -171,6 +174,7 @@ export class KvsNode {
       return json(404, { error: `No route for ${method} ${path}` });
     } catch (error) {
       if (error instanceof BadRequest) return json(400, { error: error.message });
+      if (error instanceof URIError) return json(400, { error: 'Path is not valid URL encoding' });
       throw error;
     }
   }

@@ -49,6 +49,9 @@ export class PeerClient {
         headers: { 'content-type': 'application/json', ...options.headers },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
+        // undici closes the connection after a GET or DELETE with a body unless told not to;
+        // our GETs carry causal metadata, so keep the connection.
+        reset: false,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       });

@@ -1,0 +1,269 @@
+#!/usr/bin/env node
+// The `kvs` command: run a node, run a local cluster, and talk to a store (get, put, delete,
+// view, shards, reshard, add-member, status). Client commands print JSON on stdout; errors go to
+// stderr with exit code 1.
+
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, relative } from 'node:path';
+import { styleText } from 'node:util';
+import { Command, InvalidArgumentError } from 'commander';
+import { KvsClient, isKvsError } from '../client/client.ts';
+import type { CausalMetadata, JsonValue, NodeAddress } from '../client/client.ts';
+import { startLocalCluster } from './local-cluster.ts';
+
+const defaultNodes = '127.0.0.1:8090';
+const defaultMetaFile = join(homedir(), '.kvs-session.json');
+/** `kvs cluster` gives up when the nodes are not all ready by then. */
+const clusterReadyTimeoutMs = 30_000;
+
+const program = new Command()
+  .name('kvs')
+  .description('A sharded, replicated, causally consistent key-value store')
+  .showHelpAfterError();
+
+// ---- kvs node ------------------------------------------------------------------------------
+
+// Flag -> environment variable of CONVENTIONS.tmp.md; a flag wins over the variable.
+const nodeFlags = [
+  { flag: '--address <ip:port>', key: 'address', env: 'SOCKET_ADDRESS', help: "this node's own address" },
+  { flag: '--view <a,b,c>', key: 'view', env: 'VIEW', help: 'every node the store starts with, this one included (default: this node alone)' },
+  { flag: '--shard-count <n>', key: 'shardCount', env: 'SHARD_COUNT', help: 'shards, for the nodes that start a sharded store', integer: true },
+  { flag: '--port <n>', key: 'port', env: 'PORT', help: 'port to listen on (default: the port of --address)', integer: true },
+  { flag: '--listen-host <ip>', key: 'listenHost', env: 'LISTEN_HOST', help: 'interface to listen on (default 0.0.0.0)' },
+  { flag: '--causal-wait-ms <n>', key: 'causalWaitMs', env: 'CAUSAL_WAIT_MS', help: 'wait for missing dependencies before 503', integer: true },
+  { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'a removed node answers probes this long before re-admission', integer: true },
+  { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info, warn, error' },
+] as const;
+
+const nodeCommand = program.command('node').description('run one node in this process (flags override the environment)');
+for (const { flag, help, ...rest } of nodeFlags) {
+  if ('integer' in rest) nodeCommand.option(flag, help, parseNonNegativeInteger);
+  else nodeCommand.option(flag, help);
+}
+nodeCommand.action(async (options: Record<string, string | number | undefined>) => {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const { key, env: name } of nodeFlags) {
+    const value = options[key];
+    if (value !== undefined) env[name] = String(value);
+  }
+  if (env.SOCKET_ADDRESS === undefined) throw new Error('node: give --address (or SOCKET_ADDRESS)');
+  // Loaded only here, so the client commands neither pay for nor depend on the node's code.
+  const { main } = await import('../node/main.ts');
+  await main(env);
+});
+
+// ---- kvs cluster ---------------------------------------------------------------------------
+
+program
+  .command('cluster')
+  .description('run a local store of several node processes until Ctrl-C')
+  .option('--nodes <n>', 'number of nodes', parsePositiveInteger, 6)
+  .option('--shards <n>', 'number of shards (0: one replicated shard, no SHARD_COUNT)', parseNonNegativeInteger, 2)
+  .option('--host <ip>', 'address the nodes listen on and announce', '127.0.0.1')
+  .option('--base-port <n>', 'port of the first node; the others follow', parsePositiveInteger, 8090)
+  .action(async (options: { nodes: number; shards: number; host: string; basePort: number }) => {
+    const colors = ['cyan', 'magenta', 'yellow', 'green', 'blue', 'red'] as const;
+    const colorOf = (address: NodeAddress) => colors[(Number(address.split(':').at(-1)) - options.basePort) % colors.length]!;
+    let exitedCount = 0;
+    const cluster = startLocalCluster({
+      nodeCount: options.nodes,
+      shardCount: options.shards,
+      host: options.host,
+      basePort: options.basePort,
+      onLogLine: (address, line) => console.log(`${styleText(colorOf(address), address)} | ${line}`),
+      onUnexpectedExit: (address, description) => {
+        console.error(styleText('red', `kvs cluster: node ${address} ${description}`));
+        // The children are what keeps this process alive; without any, say so rather than end quietly with 0.
+        exitedCount += 1;
+        if (exitedCount === options.nodes) {
+          console.error('kvs cluster: every node has exited');
+          process.exit(1);
+        }
+      },
+    });
+
+    let signals = 0;
+    const onSignal = () => {
+      signals += 1;
+      if (signals > 1) {
+        cluster.kill();
+        process.exit(1);
+      }
+      console.error('kvs cluster: stopping every node (Ctrl-C again to kill them)');
+      void cluster.stop().then(() => process.exit(0));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    try {
+      await cluster.waitReady(clusterReadyTimeoutMs);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    const first = cluster.addresses[0]!;
+    console.log(
+      [
+        '',
+        `kvs cluster: ${options.nodes} nodes ready, ${options.shards === 0 ? 'replicated (one shard)' : `${options.shards} shard${options.shards === 1 ? '' : 's'}`}:`,
+        ...cluster.addresses.map((address) => `  ${address}`),
+        'try:',
+        `  curl -X PUT -H 'content-type: application/json' -d '{"value": "hello", "causal-metadata": null}' http://${first}/kvs/greeting`,
+        `  node ${relative(process.cwd(), import.meta.filename)} get greeting --nodes ${first}`,
+        'Ctrl-C stops the cluster.',
+        '',
+      ].join('\n'),
+    );
+    // The children keep this process alive; the signal handlers end it.
+  });
+
+// ---- client commands -----------------------------------------------------------------------
+
+type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number };
+
+function clientCommand(name: string, description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .option('--nodes <a,b>', 'nodes to talk to, in order of preference', defaultNodes)
+    .option('--meta-file <file>', 'read and write the session causal metadata here, chaining successive commands', defaultMetaFile)
+    .option('--no-meta-file', 'start a fresh session and keep nothing')
+    .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000);
+}
+
+// Runs one command in a session restored from the meta file, saves the session afterwards (even
+// after an error: an earlier request of the command may have moved it forward) and prints JSON.
+async function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
+  const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
+  const metadata = options.metaFile === false ? null : await readMetadata(options.metaFile);
+  const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata });
+  try {
+    console.log(JSON.stringify(await run(client), null, 2));
+  } catch (err) {
+    if (isKvsError(err, 'causal_unavailable') && options.metaFile !== false) {
+      err.message += `\n(if the store was restarted since, ${options.metaFile} is stale: delete it or pass --no-meta-file)`;
+    }
+    throw err;
+  } finally {
+    await client.close();
+    if (options.metaFile !== false && client.metadata !== metadata) await writeMetadata(options.metaFile, client.metadata);
+  }
+}
+
+clientCommand('get', 'read a key')
+  .argument('<key>')
+  .action((key: string, options: ClientOptions) => withClient(options, (client) => client.get(key)));
+
+clientCommand('put', 'write a key (VALUE is parsed as JSON when it parses, else taken as a string)')
+  .argument('<key>')
+  .argument('<value>')
+  .action((key: string, value: string, options: ClientOptions) => withClient(options, (client) => client.put(key, parseValue(value))));
+
+clientCommand('delete', 'delete a key')
+  .argument('<key>')
+  .action((key: string, options: ClientOptions) => withClient(options, (client) => client.delete(key)));
+
+clientCommand('view', 'list the nodes in the view').action((options: ClientOptions) =>
+  withClient(options, async (client) => ({ view: await client.view() })),
+);
+
+clientCommand('shards', 'list the shards with their members and key counts').action((options: ClientOptions) =>
+  withClient(options, async (client) => ({
+    shards: await Promise.all(
+      (await client.shardIds()).map(async (id) => ({
+        id,
+        members: await client.shardMembers(id),
+        keyCount: await client.shardKeyCount(id),
+      })),
+    ),
+  })),
+);
+
+clientCommand('reshard', 'reassign every node of the view to COUNT shards')
+  .argument('<count>', 'number of shards', parsePositiveInteger)
+  .action((count: number, options: ClientOptions) =>
+    withClient(options, async (client) => {
+      await client.reshard(count);
+      return { result: 'resharded', shardIds: await client.shardIds() };
+    }),
+  );
+
+clientCommand('add-member', 'add node ADDR (already in the view) to shard SHARD')
+  .argument('<shard>')
+  .argument('<addr>')
+  .action((shard: string, address: string, options: ClientOptions) =>
+    withClient(options, async (client) => {
+      await client.addMember(shard, address);
+      return { result: 'node added to shard', shard, members: await client.shardMembers(shard) };
+    }),
+  );
+
+clientCommand('status', 'GET /status of every node in the view and in --nodes').action((options: ClientOptions) =>
+  withClient(options, async (client) => {
+    const view = await client.view().catch(() => [] as NodeAddress[]);
+    const addresses = [...new Set([...client.nodes, ...view])];
+    const statuses = await Promise.all(
+      addresses.map((address) =>
+        client.status(address).then(
+          (status) => status,
+          (err: Error) => ({ address, error: err.message }),
+        ),
+      ),
+    );
+    if (statuses.every((status) => 'error' in status)) throw new Error(`no node answered: ${addresses.join(', ')}`);
+    return statuses;
+  }),
+);
+
+// ---- helpers -------------------------------------------------------------------------------
+
+function parseValue(text: string): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    return text;
+  }
+}
+
+function parseNonNegativeInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) throw new InvalidArgumentError('not a non-negative integer');
+  return value;
+}
+
+function parsePositiveInteger(text: string): number {
+  const value = parseNonNegativeInteger(text);
+  if (value === 0) throw new InvalidArgumentError('must be at least 1');
+  return value;
+}
+
+async function readMetadata(file: string): Promise<CausalMetadata> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as CausalMetadata;
+  } catch {
+    throw new Error(`${file} is not JSON session metadata: delete it or pass --no-meta-file`);
+  }
+}
+
+// Written beside and renamed over, so an interrupted command never leaves half a file.
+async function writeMetadata(file: string, metadata: CausalMetadata): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, `${JSON.stringify(metadata)}\n`);
+  await rename(temporary, file);
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  const message = isKvsError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  console.error(`kvs: ${message}`);
+  process.exit(1);
+}

@@ -1,0 +1,47 @@
+// Errors of the client library. Every error carries a stable `code` string (the undici habit), so
+// callers branch on `err.code` rather than on messages or HTTP statuses, which may be reworded.
+
+import type { NodeAddress } from '../core/types.ts';
+
+export type KvsErrorCode =
+  /** 400 (or another 4xx): the store refused the request (no value, key too long, impossible shard count...). */
+  | 'bad_request'
+  /** 404 where absence is not a normal answer: unknown shard, unknown node. */
+  | 'not_found'
+  /** 413: the request body is larger than the node accepts. */
+  | 'payload_too_large'
+  /** 503 "Causal dependencies not satisfied": the replica lacks writes this session depends on.
+   * Retrying later, or against another node, may succeed; the session metadata is unchanged. */
+  | 'causal_unavailable'
+  /** No node could be reached, or a node answered with another 5xx. */
+  | 'unavailable'
+  /** A node accepted the request but gave no complete answer within timeoutMs. */
+  | 'timeout'
+  /** A node answered with something that is not the JSON the API promises. */
+  | 'bad_response';
+
+export class KvsError extends Error {
+  readonly code: KvsErrorCode;
+  /** HTTP status of the answer, when a node answered at all. */
+  readonly status: number | undefined;
+  /** The node that answered, or the last one tried. */
+  readonly node: NodeAddress | undefined;
+
+  constructor(options: {
+    code: KvsErrorCode;
+    message: string;
+    status?: number;
+    node?: NodeAddress;
+    cause?: unknown;
+  }) {
+    super(options.message, { cause: options.cause });
+    this.name = 'KvsError';
+    this.code = options.code;
+    this.status = options.status;
+    this.node = options.node;
+  }
+}
+
+export function isKvsError(err: unknown, code?: KvsErrorCode): err is KvsError {
+  return err instanceof KvsError && (code === undefined || err.code === code);
+}
