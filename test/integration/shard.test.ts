@@ -1,0 +1,211 @@
+// Shards (spec section 4) on a sharded store: 6 nodes, SHARD_COUNT=2. Ports 9300-9305.
+// Layout agreement, 404s, 600 keys written with chained metadata and read back elsewhere, balance,
+// and forwarding.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, NotYet, forEachLimited, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
+import {
+  Client,
+  call,
+  get,
+  getKeyCount,
+  getNodeShardId,
+  put,
+  readShardLayout,
+  sortedAddresses,
+  type NodeAddress,
+  type ShardLayout,
+} from '../helpers/http.ts';
+
+const BASE_PORT = 9300;
+const NODE_COUNT = 6;
+const KEY_COUNT = 600;
+
+describe('shards on a 6-node store with SHARD_COUNT=2', () => {
+  let cluster: Cluster | undefined;
+  let nodes: NodeAddress[] = [];
+  let layout: ShardLayout;
+  const client = new Client();
+  const shardOfKey = new Map<string, string>();
+
+  before(async () => {
+    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: NODE_COUNT, shardCount: 2 });
+    nodes = cluster.addresses();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+  printLogsOnFailure(() => cluster);
+
+  test('GET /shard/ids: 2 ids; ids and members are the same on every node', async () => {
+    const r = await call('GET', nodes[0]!, '/shard/ids');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(Object.keys(r.body), ['shard-ids']);
+    assert.equal(r.body['shard-ids'].length, 2, r.text);
+    assert.equal(new Set(r.body['shard-ids']).size, 2, `ids must be distinct: ${r.text}`);
+    for (const id of r.body['shard-ids']) assert.equal(typeof id, 'string', `shard ids are strings: ${r.text}`);
+
+    layout = await readShardLayout(nodes[0]!);
+    for (const addr of nodes.slice(1)) assert.deepEqual(await readShardLayout(addr), layout, `layout at ${addr} vs ${nodes[0]}`);
+  });
+
+  test('members: each shard has >= 2 members, sorted; every node is in exactly one shard', async () => {
+    const seen: NodeAddress[] = [];
+    for (const id of layout.ids) {
+      const r = await call('GET', nodes[1]!, `/shard/members/${encodeURIComponent(id)}`);
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(Object.keys(r.body), ['shard-members']);
+      const members: NodeAddress[] = r.body['shard-members'];
+      assert.ok(members.length >= 2, `shard ${id} has ${members.length} members: ${members}`);
+      assert.deepEqual(members, sortedAddresses(members), `members of ${id} are sorted`);
+      seen.push(...members);
+    }
+    assert.deepEqual(sortedAddresses(seen), nodes, 'the shards partition the nodes');
+  });
+
+  test('GET /shard/node-shard-id: each node reports the shard that lists it', async () => {
+    for (const addr of nodes) {
+      const r = await call('GET', addr, '/shard/node-shard-id');
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(Object.keys(r.body), ['node-shard-id']);
+      const id = r.body['node-shard-id'];
+      assert.ok(layout.ids.includes(id), `${addr} reports ${JSON.stringify(id)}, not one of ${layout.ids}`);
+      const listing = layout.ids.filter((s) => layout.members[s]!.includes(addr));
+      assert.deepEqual(listing, [id], `${addr} reports ${id} but is listed in ${listing}`);
+    }
+  });
+
+  test('members and key-count of an unknown shard: 404 with an error', async () => {
+    for (const addr of [nodes[0]!, nodes[5]!]) {
+      for (const path of ['/shard/members/no-such-shard', '/shard/key-count/no-such-shard']) {
+        const r = await call('GET', addr, path);
+        assert.equal(r.status, 404, `${path} at ${addr}: ${r.text}`);
+        assert.equal(typeof r.body?.error, 'string', `${path} at ${addr}: ${r.text}`);
+      }
+    }
+  });
+
+  test(`${KEY_COUNT} keys written through varying nodes with chained metadata`, async () => {
+    for (let i = 0; i < KEY_COUNT; i++) {
+      const key = `key-${i}`;
+      const r = await client.put(nodes[i % NODE_COUNT]!, key, { i });
+      assert.equal(r.status, 201, `PUT ${key} at ${nodes[i % NODE_COUNT]}: ${r.text}`);
+      assert.equal(r.body.result, 'created');
+      const shard = r.body['shard-id'];
+      assert.ok(layout.ids.includes(shard), `PUT ${key}: shard-id ${JSON.stringify(shard)} not one of ${layout.ids}`);
+      shardOfKey.set(key, shard);
+    }
+  });
+
+  test('every key reads back from another node with the final metadata', async () => {
+    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous test');
+    const finalMeta = client.meta;
+    await forEachLimited([...shardOfKey], 6, async ([key, shard], i) => {
+      const reader = nodes[(i + 1) % NODE_COUNT]!; // never the node it was written at
+      const r = await retryWhile503(`GET ${key} at ${reader}`, () => get(reader, key, finalMeta));
+      assert.equal(r.status, 200, `GET ${key} at ${reader}: ${r.text}`);
+      assert.deepEqual(r.body.value, { i }, `GET ${key} at ${reader}`);
+      assert.equal(r.body['shard-id'], shard, `GET ${key}: shard-id differs from the PUT's`);
+    });
+  });
+
+  test('each key is served by every member of the shard its PUT named', async () => {
+    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous tests');
+    const finalMeta = client.meta;
+    const reads: [string, string, NodeAddress, number][] = [];
+    for (const [key, shard] of shardOfKey) {
+      for (const member of layout.members[shard]!) reads.push([key, shard, member, Number(key.slice(4))]);
+    }
+    await forEachLimited(reads, 6, async ([key, shard, member, i]) => {
+      const r = await retryWhile503(`GET ${key} at member ${member}`, () => get(member, key, finalMeta));
+      assert.equal(r.status, 200, `GET ${key} at ${member}, a member of ${shard}: ${r.text}`);
+      assert.deepEqual(r.body.value, { i });
+      assert.equal(r.body['shard-id'], shard);
+    });
+  });
+
+  test(`key counts: the same on every node, summing to ${KEY_COUNT}, each within ±25% of the mean`, async () => {
+    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous tests');
+    const expected = new Map<string, number>(layout.ids.map((id) => [id, 0]));
+    for (const shard of shardOfKey.values()) expected.set(shard, expected.get(shard)! + 1);
+
+    const r = await call('GET', nodes[2]!, `/shard/key-count/${encodeURIComponent(layout.ids[0]!)}`);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(Object.keys(r.body), ['shard-key-count']);
+
+    await pollUntil(
+      'every node reports the key counts implied by the PUT responses',
+      async () => {
+        for (const addr of nodes) {
+          for (const id of layout.ids) {
+            const n = await getKeyCount(addr, id);
+            if (n !== expected.get(id)) throw new NotYet(`${addr} says ${id} has ${n}, PUTs put ${expected.get(id)} there`);
+          }
+        }
+      },
+      { timeoutMs: 10_000 },
+    );
+    const mean = KEY_COUNT / layout.ids.length;
+    for (const [id, n] of expected) {
+      assert.ok(n > mean * 0.75 && n < mean * 1.25, `shard ${id} holds ${n} of ${KEY_COUNT} keys; must be strictly within (${mean * 0.75}, ${mean * 1.25})`);
+    }
+  });
+
+  test('forwarding: a node outside the key\'s shard answers exactly what a member answers', async () => {
+    const [s0, s1] = layout.ids as [string, string];
+    const member = layout.members[s0]![0]!;
+    const outsider = layout.members[s1]![0]!;
+    const key = [...shardOfKey].find(([, s]) => s === s0)![0];
+    const c = new Client();
+    c.meta = client.meta;
+
+    const viaMember = await retryWhile503('GET via member', () => get(member, key, c.meta));
+    const viaOutsider = await retryWhile503('GET via outsider', () => get(outsider, key, c.meta));
+    assert.equal(viaOutsider.status, viaMember.status, viaOutsider.text);
+    assert.deepEqual(withoutMeta(viaOutsider.body), withoutMeta(viaMember.body));
+    assert.equal(viaOutsider.body['shard-id'], s0);
+
+    // Errors are relayed unchanged too.
+    for (const missing of ['never-written-0', 'never-written-1', 'never-written-2']) {
+      const m = await get(member, missing, null);
+      const o = await get(outsider, missing, null);
+      assert.equal(o.status, 404, o.text);
+      assert.deepEqual(o.body, m.body);
+    }
+
+    // A PUT through an outsider lands in the key's shard, and a member serves it.
+    const w = await c.put(outsider, key, 'written-via-outsider');
+    assert.equal(w.status, 200, w.text);
+    assert.deepEqual(withoutMeta(w.body), { result: 'replaced', 'shard-id': s0 });
+    for (const m of layout.members[s0]!) {
+      const r = await retryWhile503(`GET at ${m}`, () => get(m, key, c.meta));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.value, 'written-via-outsider', `member ${m} serves the write made via ${outsider}`);
+    }
+    // Forwarded DELETE, then 404 via both.
+    const d = await c.del(outsider, key);
+    assert.equal(d.status, 200, d.text);
+    assert.deepEqual(withoutMeta(d.body), { result: 'deleted', 'shard-id': s0 });
+    for (const addr of [member, outsider]) {
+      const r = await retryWhile503(`GET deleted key at ${addr}`, () => get(addr, key, c.meta));
+      assert.equal(r.status, 404, r.text);
+      assert.deepEqual(r.body, { error: 'Key does not exist' });
+    }
+    // Put it back so the key counts stay meaningful for anyone reading this store later.
+    assert.equal((await put(member, key, 'back', c.meta)).status, 201);
+  });
+
+  test('node-shard-id and layout are unchanged after all this traffic', async () => {
+    for (const addr of nodes) {
+      const id = await getNodeShardId(addr);
+      assert.ok(layout.members[id!]!.includes(addr), `${addr} now reports ${id}`);
+      assert.deepEqual(await readShardLayout(addr), layout);
+    }
+  });
+});
+
+function withoutMeta(body: Record<string, unknown>): Record<string, unknown> {
+  const { 'causal-metadata': _ignored, ...rest } = body;
+  return rest;
+}
