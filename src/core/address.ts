@@ -11,29 +11,35 @@ export function isNodeAddress(value: unknown): value is NodeAddress {
   return port >= 1 && port <= 65535;
 }
 
-/** Order addresses as a person reads them: IPv4 octet by octet, then port; others by text. */
+/**
+ * Order addresses as a person reads them: IPv4 addresses first, octet by octet, then port; other
+ * hosts after them by name, then port. Ties (e.g. zero-padded octets) fall back to the text, so
+ * this is a total order and every node sorts a view alike.
+ */
 export function compareAddresses(a: NodeAddress, b: NodeAddress): number {
   const ka = addressKey(a);
   const kb = addressKey(b);
-  for (let i = 0; i < Math.min(ka.length, kb.length); i++) {
-    const x = ka[i] as number | string;
-    const y = kb[i] as number | string;
-    if (x === y) continue;
-    if (typeof x === 'number' && typeof y === 'number') return x - y;
-    return String(x) < String(y) ? -1 : 1;
+  if (ka.ipv4 !== null && kb.ipv4 !== null) {
+    for (let i = 0; i < 4; i++) {
+      const d = (ka.ipv4[i] as number) - (kb.ipv4[i] as number);
+      if (d !== 0) return d;
+    }
+  } else if (ka.ipv4 !== null || kb.ipv4 !== null) {
+    return ka.ipv4 !== null ? -1 : 1;
+  } else if (ka.host !== kb.host) {
+    return ka.host < kb.host ? -1 : 1;
   }
-  return ka.length - kb.length;
+  if (ka.port !== kb.port) return ka.port - kb.port;
+  return a === b ? 0 : a < b ? -1 : 1;
 }
 
-function addressKey(address: NodeAddress): (number | string)[] {
+function addressKey(address: NodeAddress): { ipv4: number[] | null; host: string; port: number } {
   const colon = address.lastIndexOf(':');
   const host = colon >= 0 ? address.slice(0, colon) : address;
   const port = colon >= 0 ? Number(address.slice(colon + 1)) : 0;
   const octets = host.split('.');
-  if (octets.length === 4 && octets.every((o) => /^\d{1,3}$/.test(o))) {
-    return [...octets.map(Number), port];
-  }
-  return [host, port];
+  const ipv4 = octets.length === 4 && octets.every((o) => /^\d{1,3}$/.test(o)) ? octets.map(Number) : null;
+  return { ipv4, host, port: Number.isFinite(port) ? port : 0 };
 }
 
 export function sortAddresses(addresses: Iterable<NodeAddress>): NodeAddress[] {

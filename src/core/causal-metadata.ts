@@ -28,7 +28,7 @@ export function parseCausalMetadata(raw: unknown): ParsedMetadata {
   if (shards.length > METADATA_SHARDS_MAX) return { ok: false, reason: 'causal-metadata names too many shards' };
   const clocks: ShardClocks = {};
   for (const [shard, clock] of shards) {
-    if (shard.length > SHARD_ID_LENGTH_MAX || !isPlainObject(clock)) {
+    if (shard.length > SHARD_ID_LENGTH_MAX || shard === '__proto__' || !isPlainObject(clock)) {
       return { ok: false, reason: 'causal-metadata was not issued by this store' };
     }
     const entries = Object.entries(clock);
@@ -37,7 +37,7 @@ export function parseCausalMetadata(raw: unknown): ParsedMetadata {
     }
     const parsed: Clock = {};
     for (const [node, counter] of entries) {
-      if (node.length > NODE_LENGTH_MAX || !Number.isSafeInteger(counter) || (counter as number) < 1) {
+      if (node.length > NODE_LENGTH_MAX || node === '__proto__' || !Number.isSafeInteger(counter) || (counter as number) < 1) {
         return { ok: false, reason: 'causal-metadata was not issued by this store' };
       }
       parsed[node] = counter as number;

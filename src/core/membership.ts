@@ -75,14 +75,15 @@ export class Membership {
   /**
    * DELETE /view, or a node found down: 'deleted', or 'absent' when it was not in the view. A node
    * found down goes on probation (probed, admitted again after the hold-down); one removed by request
-   * does not. A report that this very node is down is ignored: it knows better.
+   * does not. A report that this very node is down is ignored: it knows better; so is a report
+   * about a node this one does not know or had removed by request (it is not to come back by probes).
    */
   remove(node: NodeAddress, reason: RemovalReason): 'deleted' | 'absent' {
     if (reason === 'down' && node === this.options.self) return 'absent';
     const present = this.members.delete(node);
     this.failures.delete(node);
-    if (reason === 'down') this.probation.set(node, { answeringSinceMs: null });
-    else this.probation.delete(node);
+    if (reason === 'down' && (present || this.probation.has(node))) this.probation.set(node, { answeringSinceMs: null });
+    else if (reason === 'request') this.probation.delete(node);
     return present ? 'deleted' : 'absent';
   }
 

@@ -7,8 +7,13 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Objects from peers become maps of ours; a "__proto__" key would become a prototype instead. */
+function hasSafeKeys(value: Record<string, unknown>): boolean {
+  return !Object.hasOwn(value, '__proto__');
+}
+
 export function isClock(value: unknown): value is Clock {
-  return isObject(value) && Object.values(value).every((c) => Number.isSafeInteger(c) && (c as number) >= 0);
+  return isObject(value) && hasSafeKeys(value) && Object.values(value).every((c) => Number.isSafeInteger(c) && (c as number) >= 0);
 }
 
 export function isShardMap(value: unknown): value is ShardMap {
@@ -21,6 +26,7 @@ export function isShardMap(value: unknown): value is ShardMap {
     partitions.length === PARTITION_COUNT &&
     partitions.every((p) => typeof p === 'string' && isObject(shards) && p in shards) &&
     isObject(shards) &&
+    hasSafeKeys(shards) &&
     Object.values(shards).every((m) => Array.isArray(m) && m.every((n) => typeof n === 'string'))
   );
 }
@@ -36,6 +42,7 @@ export function isVersion(value: unknown): value is Version {
     Number.isSafeInteger(stamp.lamport) &&
     typeof stamp.node === 'string' &&
     isObject(deps) &&
+    hasSafeKeys(deps) &&
     Object.values(deps).every(isClock)
   );
 }

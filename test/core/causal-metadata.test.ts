@@ -1,0 +1,183 @@
+// Causal metadata: what the store hands clients and accepts back. Every blob it mints survives a
+// JSON round trip and parses to itself; anything else is rejected; old epochs are dropped.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  clocksAtEpoch,
+  makeMetadata,
+  mergeIntoMetadata,
+  METADATA_NODES_PER_SHARD_MAX,
+  METADATA_SHARDS_MAX,
+  parseCausalMetadata,
+} from '../../src/core/causal-metadata.ts';
+import { mergeShardClocks } from '../../src/core/vector-clock.ts';
+import type { Clock, ShardClocks } from '../../src/core/types.ts';
+
+const RUNS = { numRuns: 200 };
+
+const addressArb = fc
+  .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 65535 }))
+  .map(([a, b, port]) => `10.10.${a}.${b}:${port}`);
+const counterArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+const clockArb: fc.Arbitrary<Clock> = fc
+  .array(fc.tuple(addressArb, counterArb), { maxLength: 6 })
+  .map((entries) => Object.fromEntries(entries));
+const shardIdArb = fc.integer({ min: 0, max: 300 }).map((i) => `s${i}`);
+const shardClocksArb: fc.Arbitrary<ShardClocks> = fc
+  .array(fc.tuple(shardIdArb, clockArb), { maxLength: 6 })
+  .map((entries) => Object.fromEntries(entries));
+const epochArb = fc.integer({ min: 0, max: 1_000_000 });
+
+function rejected(raw: unknown): boolean {
+  return !parseCausalMetadata(raw).ok;
+}
+
+test('null and undefined (a first request) parse to null metadata', () => {
+  assert.deepEqual(parseCausalMetadata(null), { ok: true, metadata: null });
+  assert.deepEqual(parseCausalMetadata(undefined), { ok: true, metadata: null });
+});
+
+test('every makeMetadata output survives a JSON round trip and parses to itself', () => {
+  fc.assert(
+    fc.property(epochArb, shardClocksArb, (epoch, clocks) => {
+      const minted = makeMetadata(epoch, clocks);
+      const parsed = parseCausalMetadata(JSON.parse(JSON.stringify(minted)));
+      assert.deepEqual(parsed, { ok: true, metadata: minted });
+      // So does what mergeIntoMetadata mints.
+      const merged = mergeIntoMetadata(epoch, clocks, { s0: { '10.0.0.2:8090': 3 } });
+      assert.deepEqual(parseCausalMetadata(JSON.parse(JSON.stringify(merged))), { ok: true, metadata: merged });
+      assert.deepEqual(merged.c, mergeShardClocks(clocks, { s0: { '10.0.0.2:8090': 3 } }));
+    }),
+    RUNS,
+  );
+});
+
+test('metadata at the size limits is accepted; one shard or node more is rejected', () => {
+  const wideClock: Clock = {};
+  for (let i = 0; i < METADATA_NODES_PER_SHARD_MAX; i++) wideClock[`10.0.${i >> 8}.${i & 255}:8090`] = 1;
+  assert.ok(parseCausalMetadata(makeMetadata(1, { s0: wideClock })).ok);
+  assert.ok(rejected(makeMetadata(1, { s0: { ...wideClock, '10.9.9.9:8090': 1 } })));
+
+  const manyShards: ShardClocks = {};
+  for (let i = 0; i < METADATA_SHARDS_MAX; i++) manyShards[`s${i}`] = {};
+  assert.ok(parseCausalMetadata(makeMetadata(1, manyShards)).ok);
+  const tooMany = { ...manyShards, [`s${METADATA_SHARDS_MAX}`]: {} };
+  const result = parseCausalMetadata(makeMetadata(1, tooMany));
+  assert.equal(result.ok, false);
+  assert.match((result as { reason: string }).reason, /too many shards/);
+});
+
+test('non-objects and arrays are rejected', () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.boolean(),
+        fc.integer(),
+        fc.double(),
+        fc.string(),
+        fc.array(fc.anything()),
+        fc.constant([]),
+        fc.constant([makeMetadata(1, {})]),
+      ),
+      (raw) => {
+        const result = parseCausalMetadata(raw);
+        assert.equal(result.ok, false);
+        assert.equal(typeof (result as { reason: string }).reason, 'string');
+      },
+    ),
+    RUNS,
+  );
+});
+
+test('foreign shapes are rejected', () => {
+  const valid = { v: 1, e: 3, c: { s0: { '10.0.0.2:8090': 1 } } };
+  const foreign: unknown[] = [
+    {},
+    { v: 1 },
+    { v: 2, e: 3, c: {} },
+    { v: '1', e: 3, c: {} },
+    { e: 3, c: {} },
+    { v: 1, c: {} },
+    { v: 1, e: -1, c: {} },
+    { v: 1, e: 1.5, c: {} },
+    { v: 1, e: '3', c: {} },
+    { v: 1, e: Number.MAX_SAFE_INTEGER + 1, c: {} },
+    { v: 1, e: 3 },
+    { v: 1, e: 3, c: null },
+    { v: 1, e: 3, c: [] },
+    { v: 1, e: 3, c: 'x' },
+    { v: 1, e: 3, c: { s0: null } },
+    { v: 1, e: 3, c: { s0: [] } },
+    { v: 1, e: 3, c: { s0: 5 } },
+    { v: 1, e: 3, c: { s0: [1, 2] } },
+    { v: 1, e: 3, c: { ['s'.repeat(65)]: {} } },
+    { v: 1, e: 3, c: { s0: { ['n'.repeat(301)]: 1 } } },
+    { vectorClock: { a: 1 } },
+    { v: 1, e: 3, c: { s0: { '10.0.0.2:8090': '1' } } },
+    { v: 1, e: 3, c: { s0: { '10.0.0.2:8090': null } } },
+    { v: 1, e: 3, c: { s0: { '10.0.0.2:8090': true } } },
+  ];
+  for (const raw of foreign) assert.ok(rejected(raw), `rejects ${JSON.stringify(raw)}`);
+  assert.ok(parseCausalMetadata(valid).ok);
+  // Random objects that are not minted metadata: rejected unless they happen to have the shape.
+  fc.assert(
+    fc.property(fc.dictionary(fc.string(), fc.anything()), (raw) => {
+      if ((raw as Record<string, unknown>).v === 1) return;
+      assert.ok(rejected(raw));
+    }),
+    RUNS,
+  );
+});
+
+test('counters below 1 or not safe integers are rejected', () => {
+  fc.assert(
+    fc.property(
+      epochArb,
+      shardIdArb,
+      addressArb,
+      fc.oneof(
+        fc.integer({ max: 0 }),
+        fc.double({ noInteger: true }),
+        fc.constantFrom(Number.NaN, Infinity, -Infinity, Number.MAX_SAFE_INTEGER + 1, 2 ** 60, -0),
+      ),
+      (epoch, shard, node, counter) => {
+        assert.ok(rejected({ v: 1, e: epoch, c: { [shard]: { [node]: counter } } }), `rejects counter ${counter}`);
+        // Also next to valid entries.
+        assert.ok(rejected({ v: 1, e: epoch, c: { s0: { '10.0.0.2:8090': 4 }, [shard]: { '10.0.0.3:8090': 1, [node]: counter } } }));
+      },
+    ),
+    RUNS,
+  );
+});
+
+test('parsing copies the clocks: later changes to the raw input do not leak in', () => {
+  const raw = { v: 1, e: 2, c: { s0: { '10.0.0.2:8090': 1 } } };
+  const parsed = parseCausalMetadata(raw);
+  assert.ok(parsed.ok);
+  raw.c.s0['10.0.0.2:8090'] = 99;
+  assert.deepEqual(parsed.metadata, { v: 1, e: 2, c: { s0: { '10.0.0.2:8090': 1 } } });
+});
+
+test('clocksAtEpoch keeps the clocks of the same epoch and drops other epochs', () => {
+  fc.assert(
+    fc.property(epochArb, epochArb, shardClocksArb, (minted, current, clocks) => {
+      const metadata = makeMetadata(minted, clocks);
+      const at = clocksAtEpoch(metadata, current);
+      if (minted === current) assert.deepEqual(at, clocks);
+      else assert.deepEqual(at, {});
+      assert.deepEqual(clocksAtEpoch(null, current), {});
+    }),
+    RUNS,
+  );
+});
+
+test('a "__proto__" key in forged metadata is rejected or kept as plain data, never made the prototype', () => {
+  const forged = JSON.parse('{"v":1,"e":1,"c":{"__proto__":{"s0":5}}}');
+  const parsed = parseCausalMetadata(forged);
+  if (!parsed.ok) return;
+  const clocks = (parsed.metadata as { c: ShardClocks }).c;
+  assert.equal(Object.getPrototypeOf(clocks), Object.prototype);
+  assert.equal(clocks.s0, undefined, 'no shard clock appears by inheritance');
+});

@@ -1,0 +1,556 @@
+// NodeCore driven by hand, as the runtime drives it: a few cores of one store, with the Version
+// objects they return passed to their peers (through JSON, as over HTTP). Exact statuses and bodies
+// of the public API, forwarding, causal waits, and metadata across a reshard.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { NodeCore } from '../../src/core/node-core.ts';
+import type { KvDecision, KvMethod, Reply } from '../../src/core/node-core.ts';
+import { initialShardMap, membersOf, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
+import { MESSAGES } from '../../src/core/api-messages.ts';
+import type { CausalMetadata, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
+
+const node = (i: number): NodeAddress => `10.10.0.${i + 2}:8090`;
+const nodes = (count: number): NodeAddress[] => Array.from({ length: count }, (_, i) => node(i));
+
+/** What travels over HTTP is JSON. */
+function wire<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function makeCore(self: NodeAddress, view: NodeAddress[], map: ShardMap): NodeCore {
+  const core = new NodeCore({ self, pendingMax: 1000, failuresToRemove: 3, holdDownMs: 3000 }, view, wire(map));
+  core.markReady();
+  return core;
+}
+
+function cluster(count: number, shardCount: number | null): NodeCore[] {
+  const view = nodes(count);
+  const map = initialShardMap(view, shardCount);
+  return view.map((self) => makeCore(self, view, map));
+}
+
+function byAddress(cores: NodeCore[], address: NodeAddress): NodeCore {
+  const core = cores.find((c) => c.self === address);
+  assert.ok(core, `core ${address}`);
+  return core;
+}
+
+function replyOf(decision: KvDecision): Reply {
+  assert.equal(decision.kind, 'reply', `expected a reply, got ${JSON.stringify(decision)}`);
+  return wire((decision as { reply: Reply }).reply);
+}
+
+type Replication = { shard: ShardId; peers: NodeAddress[]; version: Version };
+
+function replicationOf(decision: KvDecision): Replication {
+  assert.equal(decision.kind, 'reply');
+  const replicate = (decision as { replicate?: Replication }).replicate;
+  assert.ok(replicate, 'a write to replicate');
+  return replicate;
+}
+
+/** Pushes a write to the listed peers (or to `only` of them), as the runtime's replicator does. */
+function push(cores: NodeCore[], decision: KvDecision, only?: NodeAddress[]): void {
+  const { shard, peers, version } = replicationOf(decision);
+  for (const peer of peers) {
+    if (only && !only.includes(peer)) continue;
+    const core = byAddress(cores, peer);
+    const result = core.onReplicate(core.map.epoch, shard, wire([version]));
+    assert.ok(result.ok, `push to ${peer}`);
+  }
+}
+
+function kv(core: NodeCore, method: KvMethod, key: string, body: Record<string, unknown>): KvDecision {
+  return core.kv(method, key, wire(body));
+}
+
+function metadataOf(reply: Reply): CausalMetadata {
+  const m = reply.body['causal-metadata'];
+  assert.ok(m && typeof m === 'object', `metadata in ${JSON.stringify(reply.body)}`);
+  return m as CausalMetadata;
+}
+
+/** A core of `shard` (the first by address). */
+function memberOf(cores: NodeCore[], shard: ShardId): NodeCore {
+  return cores.find((c) => c.shard === shard) as NodeCore;
+}
+
+// ------------------------------------------------------------------ statuses and bodies
+
+test('PUT / GET / DELETE: exact statuses and bodies, and replication to the shard peers', () => {
+  const cores = cluster(3, null);
+  const [a, b, c] = cores as [NodeCore, NodeCore, NodeCore];
+  assert.equal(a.map.mode, 'replicated');
+
+  const put = kv(a, 'PUT', 'x', { value: { n: 1 }, 'causal-metadata': null });
+  assert.deepEqual(replyOf(put), {
+    status: 201,
+    body: { result: 'created', 'causal-metadata': { v: 1, e: 0, c: { s0: { [a.self]: 1 } } }, 'shard-id': 's0' },
+  });
+  assert.deepEqual(replicationOf(put).peers, [b.self, c.self]);
+  assert.equal(replicationOf(put).shard, 's0');
+  const m1 = metadataOf(replyOf(put));
+
+  assert.deepEqual(replyOf(kv(a, 'GET', 'x', { 'causal-metadata': m1 })), {
+    status: 200,
+    body: { result: 'found', value: { n: 1 }, 'causal-metadata': { v: 1, e: 0, c: { s0: { [a.self]: 1 } } }, 'shard-id': 's0' },
+  });
+  // A GET without body: missing body and missing metadata are {} and null.
+  assert.equal(replyOf(a.kv('GET', 'x', undefined)).status, 200);
+  assert.equal(replyOf(kv(a, 'GET', 'x', {})).status, 200);
+
+  push(cores, put);
+  const replaced = kv(b, 'PUT', 'x', { value: 'two', 'causal-metadata': m1 });
+  assert.deepEqual(replyOf(replaced), {
+    status: 200,
+    body: { result: 'replaced', 'causal-metadata': { v: 1, e: 0, c: { s0: { [a.self]: 1, [b.self]: 1 } } }, 'shard-id': 's0' },
+  });
+  const m2 = metadataOf(replyOf(replaced));
+  push(cores, replaced);
+
+  const deleted = kv(c, 'DELETE', 'x', { 'causal-metadata': m2 });
+  assert.deepEqual(replyOf(deleted), {
+    status: 200,
+    body: { result: 'deleted', 'causal-metadata': { v: 1, e: 0, c: { s0: { [a.self]: 1, [b.self]: 1, [c.self]: 1 } } }, 'shard-id': 's0' },
+  });
+  const m3 = metadataOf(replyOf(deleted));
+  push(cores, deleted);
+
+  for (const core of cores) {
+    assert.deepEqual(replyOf(kv(core, 'GET', 'x', { 'causal-metadata': m3 })), { status: 404, body: { error: 'Key does not exist' } });
+    assert.deepEqual(replyOf(kv(core, 'DELETE', 'x', { 'causal-metadata': m3 })), { status: 404, body: { error: 'Key does not exist' } });
+    assert.equal(core.replica?.liveKeyCount(), 0);
+  }
+  assert.deepEqual(replyOf(kv(a, 'GET', 'never', { 'causal-metadata': null })), { status: 404, body: { error: 'Key does not exist' } });
+  assert.deepEqual(replyOf(kv(a, 'DELETE', 'never', { 'causal-metadata': null })), { status: 404, body: { error: 'Key does not exist' } });
+
+  // PUT after a delete creates again.
+  const again = kv(a, 'PUT', 'x', { value: 3, 'causal-metadata': m3 });
+  assert.equal(replyOf(again).status, 201);
+  assert.equal(replyOf(again).body.result, 'created');
+});
+
+test('values are any JSON value, stored and returned exactly', () => {
+  const cores = cluster(2, null);
+  const [a, b] = cores as [NodeCore, NodeCore];
+  fc.assert(
+    fc.property(fc.jsonValue(), fc.string({ minLength: 1, maxLength: 20 }), (value, key) => {
+      const put = kv(a, 'PUT', key, { value, 'causal-metadata': null });
+      assert.ok([200, 201].includes(replyOf(put).status));
+      push(cores, put);
+      const got = replyOf(kv(b, 'GET', key, { 'causal-metadata': metadataOf(replyOf(put)) }));
+      assert.equal(got.status, 200);
+      assert.deepEqual(got.body.value, wire(value));
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('400s: no value, key too long (51 code points; 50 is fine, multi-byte too), bad metadata', () => {
+  const [a] = cluster(2, null) as [NodeCore];
+  assert.deepEqual(replyOf(kv(a, 'PUT', 'k', { 'causal-metadata': null })), { status: 400, body: { error: MESSAGES.noValue } });
+  assert.deepEqual(replyOf(kv(a, 'PUT', 'k', {})), { status: 400, body: { error: 'PUT request does not specify a value' } });
+  // `null` is a value.
+  assert.equal(replyOf(kv(a, 'PUT', 'nullish', { value: null })).status, 201);
+
+  for (const unit of ['k', 'é', '中', '😀', '𝄞']) {
+    const ok = unit.repeat(50);
+    const long = unit.repeat(51);
+    const put = replyOf(kv(a, 'PUT', ok, { value: unit, 'causal-metadata': null }));
+    assert.equal(put.status, 201, `50 x ${unit} (${ok.length} UTF-16 units) is accepted`);
+    const got = replyOf(kv(a, 'GET', ok, { 'causal-metadata': metadataOf(put) }));
+    assert.equal(got.body.value, unit);
+    for (const method of ['PUT', 'GET', 'DELETE'] as const) {
+      assert.deepEqual(replyOf(kv(a, method, long, { value: 1, 'causal-metadata': null })), {
+        status: 400,
+        body: { error: 'Key is too long' },
+      });
+    }
+  }
+  for (const bad of [5, 'x', [], { v: 2, e: 0, c: {} }, { v: 1, e: 0, c: { s0: { [a.self]: 0 } } }]) {
+    const decision = replyOf(kv(a, 'GET', 'k', { 'causal-metadata': bad }));
+    assert.equal(decision.status, 400, `metadata ${JSON.stringify(bad)}`);
+    assert.equal(typeof decision.body.error, 'string');
+  }
+  for (const body of [[], 'text', 7, null]) {
+    const decision = replyOf(a.kv('PUT', 'k', body));
+    assert.equal(decision.status, 400);
+    assert.equal(typeof decision.body.error, 'string');
+  }
+});
+
+// ------------------------------------------------------------------ forwarding and causal waits
+
+test('keys of another shard are forwarded to members of that shard; down members are tried last', () => {
+  const cores = cluster(6, 2);
+  const a = cores[0] as NodeCore;
+  assert.equal(a.shard, 's0');
+  let forwarded = 0;
+  for (let i = 0; i < 50; i++) {
+    const key = `key${i}`;
+    const shard = shardOfKey(a.map, key);
+    const decision = kv(a, 'PUT', key, { value: i, 'causal-metadata': null });
+    if (shard === 's0') {
+      assert.equal(decision.kind, 'reply');
+      continue;
+    }
+    forwarded++;
+    assert.equal(decision.kind, 'forward');
+    const { targets } = decision as { shard: ShardId; targets: NodeAddress[] };
+    assert.equal((decision as { shard: ShardId }).shard, shard);
+    assert.deepEqual([...targets].sort(), [...(membersOf(a.map, shard) as NodeAddress[])].sort());
+    assert.ok(!targets.includes(a.self));
+    for (const method of ['GET', 'DELETE'] as const) assert.equal(kv(a, method, key, {}).kind, 'forward');
+  }
+  assert.ok(forwarded > 10);
+  // A member found down goes to the end of the list (it may be back).
+  const s1 = membersOf(a.map, 's1') as NodeAddress[];
+  const down = a.forwardTargets('s1')[0] as NodeAddress;
+  a.deleteView(down, 'down');
+  const after = a.forwardTargets('s1');
+  assert.equal(after[after.length - 1], down);
+  assert.deepEqual([...after].sort(), [...s1].sort());
+});
+
+test("wait 'causal' until the peer has the write the metadata names, then reply", () => {
+  const cores = cluster(3, null);
+  const [a, b, c] = cores as [NodeCore, NodeCore, NodeCore];
+  const w1 = kv(a, 'PUT', 'x', { value: 1, 'causal-metadata': null });
+  const w2 = kv(a, 'PUT', 'y', { value: 2, 'causal-metadata': metadataOf(replyOf(w1)) });
+  const m = metadataOf(replyOf(w2));
+  for (const method of ['GET', 'PUT', 'DELETE'] as const) {
+    assert.deepEqual(kv(b, method, 'y', { value: 0, 'causal-metadata': m }), { kind: 'wait', reason: 'causal', detail: { [a.self]: 2 } });
+  }
+  // The second write alone is buffered: it depends on the first.
+  b.onReplicate(0, 's0', wire([replicationOf(w2).version]));
+  assert.equal(kv(b, 'GET', 'y', { 'causal-metadata': m }).kind, 'wait');
+  b.onReplicate(0, 's0', wire([replicationOf(w1).version]));
+  assert.deepEqual(replyOf(kv(b, 'GET', 'y', { 'causal-metadata': m })).body.value, 2);
+  // Metadata of an older write is satisfied by a peer that has it; a fresh client never waits.
+  push(cores, w1, [c.self]);
+  assert.equal(replyOf(kv(c, 'GET', 'x', { 'causal-metadata': metadataOf(replyOf(w1)) })).status, 200);
+  assert.equal(replyOf(kv(c, 'GET', 'y', { 'causal-metadata': null })).status, 404);
+  // Reading x at c gives metadata that names x's write only, not y's.
+  assert.deepEqual(metadataOf(replyOf(kv(c, 'GET', 'x', {}))).c, { s0: { [a.self]: 1 } });
+});
+
+test('metadata from one shard is accepted by another, which waits only for its own writes', () => {
+  const cores = cluster(4, 2);
+  const s0 = cores.filter((c) => c.shard === 's0');
+  const s1 = cores.filter((c) => c.shard === 's1');
+  const k0 = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardOfKey(cores[0]!.map, k) === 's0') as string;
+  const k1 = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardOfKey(cores[0]!.map, k) === 's1') as string;
+
+  const w0 = kv(s0[0]!, 'PUT', k0, { value: 'zero', 'causal-metadata': null });
+  const m0 = metadataOf(replyOf(w0));
+  // s1 knows nothing of s0's write and need not: it serves, and carries m0 on.
+  const w1 = kv(s1[0]!, 'PUT', k1, { value: 'one', 'causal-metadata': m0 });
+  const r1 = replyOf(w1);
+  assert.equal(r1.status, 201);
+  assert.deepEqual(metadataOf(r1).c, { s0: { [s0[0]!.self]: 1 }, s1: { [s1[0]!.self]: 1 } });
+  assert.deepEqual(replicationOf(w1).version.deps, { s0: { [s0[0]!.self]: 1 } });
+  // The other s0 member lacks the s0 write the metadata names: it waits, then serves.
+  assert.deepEqual(kv(s0[1]!, 'GET', k0, { 'causal-metadata': metadataOf(r1) }), {
+    kind: 'wait',
+    reason: 'causal',
+    detail: { [s0[0]!.self]: 1 },
+  });
+  push(cores, w0);
+  assert.equal(replyOf(kv(s0[1]!, 'GET', k0, { 'causal-metadata': metadataOf(r1) })).body.value, 'zero');
+  // A reader of k1 at the other s1 member inherits k1's dependency on k0 (transitively).
+  push(cores, w1);
+  const read = replyOf(kv(s1[1]!, 'GET', k1, { 'causal-metadata': null }));
+  assert.deepEqual(metadataOf(read).c, { s0: { [s0[0]!.self]: 1 }, s1: { [s1[0]!.self]: 1 } });
+});
+
+test("metadata of a newer epoch than the node's map waits with reason 'epoch'", () => {
+  const [a] = cluster(2, null) as [NodeCore];
+  assert.deepEqual(kv(a, 'GET', 'x', { 'causal-metadata': { v: 1, e: 5, c: {} } }), { kind: 'wait', reason: 'epoch' });
+  // Older epochs are satisfied: the reshard carried everything over.
+  assert.equal(replyOf(kv(a, 'GET', 'x', { 'causal-metadata': { v: 1, e: 0, c: {} } })).status, 404);
+});
+
+test("a core that is not ready (rebuilding its copy) answers 'wait syncing' for its shard's keys", () => {
+  const view = nodes(2);
+  const core = new NodeCore({ self: view[0]!, pendingMax: 10, failuresToRemove: 3, holdDownMs: 3000 }, view, initialShardMap(view, null));
+  assert.equal(core.ready, false);
+  assert.deepEqual(kv(core, 'GET', 'x', {}), { kind: 'wait', reason: 'syncing' });
+  core.markReady();
+  assert.equal(replyOf(kv(core, 'GET', 'x', {})).status, 404);
+});
+
+// ------------------------------------------------------------------ view and shard replies
+
+test('view and shard replies: exact statuses and bodies', () => {
+  const cores = cluster(4, 2);
+  const a = cores[0] as NodeCore;
+  const joiner = '10.10.0.50:8090';
+  assert.deepEqual(a.putView(joiner), { status: 201, body: { result: 'added' } });
+  assert.deepEqual(a.putView(joiner), { status: 200, body: { result: 'already present' } });
+  assert.equal(shardOfNode(a.map, joiner), null, 'a sharded store does not place a joiner by itself');
+  assert.deepEqual(a.addMember('s1', joiner), { status: 200, body: { result: 'node added to shard' } });
+  assert.equal(shardOfNode(a.map, joiner), 's1');
+  assert.equal(a.addMember('s9', joiner).status, 404);
+  assert.equal(a.addMember('s0', '10.10.0.99:8090').status, 404);
+  assert.deepEqual(a.deleteView(joiner, 'request'), { status: 200, body: { result: 'deleted' } });
+  assert.deepEqual(a.deleteView(joiner, 'request'), { status: 404, body: { error: 'View has no such replica' } });
+  assert.deepEqual(a.checkReshard(3), { status: 400, body: { error: 'Not enough nodes to provide fault tolerance with requested shard count' } });
+  assert.equal(a.checkReshard(2), null);
+  assert.equal(a.checkReshard(0)?.status, 400);
+
+  // A replicated store grows with its view.
+  const [r] = cluster(2, null) as [NodeCore];
+  r.putView(joiner);
+  assert.deepEqual(membersOf(r.map, 's0'), [...nodes(2), joiner]);
+});
+
+// ------------------------------------------------------------------ reshard
+
+interface Model {
+  /** Last acknowledged value per key; undefined once deleted. */
+  values: Map<string, unknown>;
+  /** The metadata each key's last write returned, minted before the reshard. */
+  metadata: Map<string, CausalMetadata>;
+}
+
+/**
+ * Writes `keys` keys (some overwritten at another member, some deleted), replicating each write
+ * to only part of the shard, as a lagging store would.
+ */
+function populate(cores: NodeCore[], keys: number, seed: number): Model {
+  const model: Model = { values: new Map(), metadata: new Map() };
+  const map = cores[0]!.map;
+  for (let i = 0; i < keys; i++) {
+    const key = i % 7 === 3 ? `ключ-${i}-😀` : `key${i}`;
+    const members = cores.filter((c) => c.shard === shardOfKey(map, key));
+    const first = members[(i + seed) % members.length] as NodeCore;
+    const put = kv(first, 'PUT', key, { value: { i, v: 1 }, 'causal-metadata': null });
+    let m = metadataOf(replyOf(put));
+    model.values.set(key, { i, v: 1 });
+    // Only one peer hears of it when i is odd: the rest must come from the writer's transfer.
+    push(cores, put, i % 2 === 1 ? replicationOf(put).peers.slice(0, 1) : undefined);
+    if (i % 3 === 0) {
+      // Overwritten at another member that has the first write.
+      const other = members.find((c) => c !== first && c.replica?.covers(m.c[c.shard as ShardId] ?? {})) ?? first;
+      const over = kv(other, 'PUT', key, { value: { i, v: 2 }, 'causal-metadata': m });
+      m = metadataOf(replyOf(over));
+      model.values.set(key, { i, v: 2 });
+      push(cores, over, i % 2 === 1 ? [] : undefined);
+    }
+    if (i % 5 === 0) {
+      const del = kv(first, 'DELETE', key, { 'causal-metadata': m });
+      if (del.kind === 'reply') {
+        m = metadataOf(replyOf(del));
+        model.values.set(key, undefined);
+        push(cores, del, []);
+      } else {
+        assert.equal(del.kind, 'wait');
+      }
+    }
+    model.metadata.set(key, m);
+  }
+  return model;
+}
+
+function transfersOf(core: NodeCore, epoch: number): Map<NodeAddress, Version[]> {
+  const transfers = core.reshardTransfers(epoch);
+  assert.ok(transfers, `transfers of ${core.self}`);
+  return transfers;
+}
+
+/** Prepare everywhere, then send every core's transfers to their targets. */
+function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress): void {
+  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), coordinator, 0), { ok: true });
+  for (const core of cores) {
+    for (const [to, versions] of transfersOf(core, plan.epoch)) {
+      assert.ok(byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions)), `transfer ${core.self} -> ${to}`);
+    }
+  }
+}
+
+function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore) => boolean): ShardMap {
+  const coordinator = cores[0] as NodeCore;
+  assert.equal(coordinator.checkReshard(count), null);
+  const plan = wire(coordinator.planReshard(count));
+  // Phase 1: every node freezes. Phase 2: once all are frozen, each sends what it holds.
+  for (const core of cores) {
+    assert.deepEqual(core.prepareReshard(wire(plan), coordinator.self, 1000), { ok: true }, `prepare at ${core.self}`);
+    assert.ok(core.reshardInProgress);
+  }
+  const transfers = new Map<NodeAddress, Map<NodeAddress, Version[]>>();
+  for (const core of cores) transfers.set(core.self, transfersOf(core, plan.epoch));
+  for (const [from, outgoing] of transfers) {
+    for (const [to, versions] of outgoing) {
+      assert.notEqual(to, from);
+      assert.ok(byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions)), `transfer ${from} -> ${to}`);
+    }
+  }
+  const order = commitFirst ? [...cores.filter(commitFirst), ...cores.filter((c) => !commitFirst(c))] : cores;
+  for (const core of order) assert.ok(core.commitReshard(plan.epoch));
+  return plan;
+}
+
+function assertAfterReshard(cores: NodeCore[], model: Model, plan: ShardMap): void {
+  for (const core of cores) {
+    assert.equal(core.map.epoch, plan.epoch);
+    assert.equal(core.reshardInProgress, null);
+    assert.ok(core.ready);
+  }
+  const live = [...model.values.values()].filter((v) => v !== undefined).length;
+  let counted = 0;
+  for (const shard of shardIds(plan)) {
+    const members = cores.filter((c) => c.shard === shard);
+    assert.ok(members.length >= 2, `shard ${shard} has ${members.length} members`);
+    const counts = members.map((c) => c.replica?.liveKeyCount());
+    assert.ok(counts.every((n) => n === counts[0]), `members of ${shard} agree on the key count: ${counts}`);
+    counted += counts[0] as number;
+  }
+  assert.equal(counted, live, 'every live key in exactly one shard');
+
+  for (const [key, value] of model.values) {
+    const shard = shardOfKey(plan, key);
+    const metadata = model.metadata.get(key) as CausalMetadata;
+    for (const core of cores) {
+      const decision = kv(core, 'GET', key, { 'causal-metadata': metadata });
+      if (core.shard !== shard) {
+        assert.equal(decision.kind, 'forward', `${core.self} forwards ${key}`);
+        assert.equal((decision as { shard: ShardId }).shard, shard);
+        continue;
+      }
+      const reply = replyOf(decision);
+      if (value === undefined) {
+        assert.deepEqual(reply, { status: 404, body: { error: 'Key does not exist' } }, `${key} stays deleted at ${core.self}`);
+      } else {
+        assert.equal(reply.status, 200, `${key} at ${core.self}`);
+        assert.deepEqual(reply.body.value, value, `${key} at ${core.self} has the latest value`);
+        assert.equal(reply.body['shard-id'], shard);
+        assert.equal(metadataOf(reply).e, plan.epoch);
+      }
+    }
+  }
+}
+
+for (const [count, from, to] of [
+  [6, 2, 3],
+  [6, 3, 2],
+  [4, null, 2],
+  [5, 2, 1],
+  [8, 4, 2],
+] as const) {
+  test(`reshard ${from ?? 'replicated'} -> ${to} over ${count} nodes: every key readable at its new shard with pre-reshard metadata`, () => {
+    const cores = cluster(count, from);
+    const model = populate(cores, 80, count);
+    const plan = reshard(cores, to);
+    assertAfterReshard(cores, model, plan);
+
+    // Writes after the reshard win over the carried-over data, and replicate in the new epoch.
+    for (const key of [...model.values.keys()].slice(0, 10)) {
+      const shard = shardOfKey(plan, key);
+      const [first, second] = cores.filter((c) => c.shard === shard) as [NodeCore, NodeCore];
+      const put = kv(second, 'PUT', key, { value: 'new', 'causal-metadata': model.metadata.get(key) ?? null });
+      const reply = replyOf(put);
+      assert.equal(reply.status, model.values.get(key) === undefined ? 201 : 200);
+      assert.equal(metadataOf(reply).e, plan.epoch);
+      push(cores, put);
+      assert.equal(replyOf(kv(first, 'GET', key, { 'causal-metadata': metadataOf(reply) })).body.value, 'new');
+    }
+  });
+}
+
+test('a node in no shard before the reshard gets one, with its data', () => {
+  const cores = cluster(4, 2);
+  const joiner = makeCore('10.10.0.60:8090', [...nodes(4), '10.10.0.60:8090'], cores[0]!.map);
+  for (const core of cores) core.putView(joiner.self);
+  assert.equal(joiner.shard, null);
+  assert.equal(joiner.replica, null);
+  const all = [...cores, joiner];
+  // Before: the joiner forwards every key.
+  assert.equal(kv(joiner, 'GET', 'key1', {}).kind, 'forward');
+  const model = populate(cores, 40, 1);
+  const plan = reshard(all, 2);
+  assert.notEqual(joiner.shard, null);
+  assertAfterReshard(all, model, plan);
+});
+
+test("a write during prepare gets wait 'reshard'; reads are still served; abort unfreezes", () => {
+  const cores = cluster(4, 2);
+  const a = cores[0] as NodeCore;
+  const key = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardOfKey(a.map, k) === a.shard) as string;
+  const put = kv(a, 'PUT', key, { value: 1, 'causal-metadata': null });
+  const m = metadataOf(replyOf(put));
+  const plan = a.planReshard(2);
+  assert.ok(a.prepareReshard(plan, a.self, 0).ok);
+  assert.deepEqual(kv(a, 'PUT', key, { value: 2, 'causal-metadata': m }), { kind: 'wait', reason: 'reshard' });
+  assert.deepEqual(kv(a, 'DELETE', key, { 'causal-metadata': m }), { kind: 'wait', reason: 'reshard' });
+  assert.equal(replyOf(kv(a, 'GET', key, { 'causal-metadata': m })).body.value, 1);
+  // A second coordinator with another plan is refused while this one is in progress.
+  const rival = a.prepareReshard({ ...plan, partitions: [...plan.partitions].reverse() }, cores[1]!.self, 0);
+  assert.equal(rival.ok, false);
+  // A plan that skips an epoch is refused.
+  assert.equal(cores[1]!.prepareReshard({ ...plan, epoch: plan.epoch + 1 }, a.self, 0).ok, false);
+  a.abortReshard(plan.epoch);
+  assert.equal(a.reshardInProgress, null);
+  assert.equal(replyOf(kv(a, 'PUT', key, { value: 3, 'causal-metadata': m })).status, 200);
+});
+
+test("metadata of the new epoch waits with 'epoch' at a node that has not committed yet", () => {
+  const cores = cluster(6, 2);
+  populate(cores, 20, 0);
+  const coordinator = cores[0] as NodeCore;
+  const plan = coordinator.planReshard(3);
+  prepareAndTransfer(cores, plan, coordinator.self);
+  // Only the first node of each new shard commits for now.
+  const early = shardIds(plan).map((s) => cores.find((c) => shardOfNode(plan, c.self) === s) as NodeCore);
+  for (const core of early) assert.ok(core.commitReshard(plan.epoch));
+  const late = cores.filter((c) => !early.includes(c));
+  for (const e of early) {
+    const key = Array.from({ length: 200 }, (_, i) => `n${i}`).find((k) => shardOfKey(plan, k) === e.shard) as string;
+    const put = kv(e, 'PUT', key, { value: 'fresh', 'causal-metadata': null });
+    const m = metadataOf(replyOf(put));
+    assert.equal(m.e, plan.epoch);
+    // An uncommitted node that serves this key under the old map must not answer from the old epoch.
+    for (const l of late) {
+      const decision = kv(l, 'GET', key, { 'causal-metadata': m });
+      if (decision.kind === 'forward') continue;
+      assert.deepEqual(decision, { kind: 'wait', reason: 'epoch' }, `${l.self} for ${key}`);
+    }
+  }
+  for (const core of late) assert.ok(core.commitReshard(plan.epoch));
+});
+
+test('a write that reaches a peer only during the freeze is carried by that peer, even if its writer sends nothing', () => {
+  const cores = cluster(4, 1);
+  const [a, b] = cores as [NodeCore, NodeCore];
+  const put = kv(a, 'PUT', 'late', { value: 'in flight', 'causal-metadata': null });
+  const m = metadataOf(replyOf(put));
+  const plan = a.planReshard(2);
+  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), a.self, 0), { ok: true });
+  // The push was in flight when the freeze began; it lands now.
+  push(cores, put, [b.self]);
+  // Every node but the writer sends its transfers (the writer's are lost).
+  for (const core of cores) {
+    const transfers = transfersOf(core, plan.epoch);
+    if (core === a) continue;
+    for (const [to, versions] of transfers) byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions));
+  }
+  for (const core of cores) assert.ok(core.commitReshard(plan.epoch));
+  const shard = shardOfKey(plan, 'late');
+  for (const core of cores.filter((c) => c.shard === shard)) {
+    assert.equal(replyOf(kv(core, 'GET', 'late', { 'causal-metadata': m })).body.value, 'in flight', `at ${core.self}`);
+  }
+});
+
+test('adoptMap: a peer that committed the prepared epoch commits this node too', () => {
+  const cores = cluster(4, 2);
+  const model = populate(cores, 30, 2);
+  const coordinator = cores[0] as NodeCore;
+  const plan = coordinator.planReshard(2);
+  prepareAndTransfer(cores, plan, coordinator.self);
+  assert.ok(coordinator.commitReshard(plan.epoch));
+  for (const core of cores.slice(1)) {
+    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false });
+  }
+  assertAfterReshard(cores, model, plan);
+});
