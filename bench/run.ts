@@ -7,8 +7,9 @@
 //   node bench/run.ts [--nodes 6] [--shards 2] [--seconds 5] [--concurrency 1,8,32] [--keys 1000]
 //                     [--value-bytes 100] [--base-port 9500] [--seed N]
 
+import { mkdtempSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
@@ -30,6 +31,8 @@ const { values: flags } = parseArgs({
     'timeout-ms': { type: 'string', default: '5000' },
     'log-level': { type: 'string', default: 'warn' },
     seed: { type: 'string', default: String(Date.now() % 2 ** 31) },
+    // Durable nodes (DATA_DIR in a fresh temporary folder): every acknowledgement waits for an fsync.
+    durable: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -45,6 +48,7 @@ const config = {
   basePort: integerFlag('base-port', 1),
   timeoutMs: integerFlag('timeout-ms', 1),
   seed: integerFlag('seed', 0),
+  durable: flags.durable,
 };
 
 /** Latencies kept per phase; beyond this, reservoir sampling keeps a uniform sample. */
@@ -175,6 +179,7 @@ function startClusterOrExit(): LocalCluster {
       host: config.host,
       basePort: config.basePort,
       env: { LOG_LEVEL: flags['log-level'] },
+      ...(config.durable ? { dataRoot: mkdtempSync(join(tmpdir(), 'kvs-bench-')) } : {}),
       onLogLine: (address, line) => process.stderr.write(`${address} | ${line}\n`),
       onUnexpectedExit: (address, description) => {
         nodeExits.push(`${address} ${description}`);

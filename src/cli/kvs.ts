@@ -34,6 +34,7 @@ const nodeFlags = [
   { flag: '--causal-wait-ms <n>', key: 'causalWaitMs', env: 'CAUSAL_WAIT_MS', help: 'wait for missing dependencies before 503', integer: true },
   { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'a removed node answers probes this long before re-admission', integer: true },
   { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info, warn, error' },
+  { flag: '--data-dir <dir>', key: 'dataDir', env: 'DATA_DIR', help: 'persist what this node acknowledges there (default: in memory)' },
 ] as const;
 
 const nodeCommand = program.command('node').description('run one node in this process (flags override the environment)');
@@ -62,7 +63,9 @@ program
   .option('--shards <n>', 'number of shards (0: one replicated shard, no SHARD_COUNT)', parseNonNegativeInteger, 2)
   .option('--host <ip>', 'address the nodes listen on and announce', '127.0.0.1')
   .option('--base-port <n>', 'port of the first node; the others follow', parsePositiveInteger, 8090)
-  .action(async (options: { nodes: number; shards: number; host: string; basePort: number }) => {
+  .option('--data-dir <dir>', 'where the nodes keep their data (one folder each)', 'data')
+  .option('--no-data-dir', 'keep everything in memory')
+  .action(async (options: { nodes: number; shards: number; host: string; basePort: number; dataDir: string | false }) => {
     const colors = ['cyan', 'magenta', 'yellow', 'green', 'blue', 'red'] as const;
     const colorOf = (address: NodeAddress) => colors[(Number(address.split(':').at(-1)) - options.basePort) % colors.length]!;
     let exitedCount = 0;
@@ -71,6 +74,7 @@ program
       shardCount: options.shards,
       host: options.host,
       basePort: options.basePort,
+      ...(options.dataDir === false ? {} : { dataRoot: options.dataDir }),
       onLogLine: (address, line) => console.log(`${styleText(colorOf(address), address)} | ${line}`),
       onUnexpectedExit: (address, description) => {
         console.error(styleText('red', `kvs cluster: node ${address} ${description}`));

@@ -30,6 +30,8 @@ export type LocalClusterOptions = {
   basePort: number;
   /** Extra environment for every node (LOG_LEVEL...), over the parent's environment. */
   env?: Record<string, string>;
+  /** A folder under which each node keeps its data (DATA_DIR = <folder>/<host>-<port>); none: in memory. */
+  dataRoot?: string;
   onLogLine: (address: NodeAddress, line: string) => void;
   /** A node exited while the cluster was not being stopped. */
   onUnexpectedExit: (address: NodeAddress, description: string) => void;
@@ -63,6 +65,8 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
     // shard a store meant to be replicated-only.
     delete env.PORT;
     delete env.SHARD_COUNT;
+    delete env.DATA_DIR;
+    if (options.dataRoot !== undefined) env.DATA_DIR = join(options.dataRoot, address.replace(':', '-'));
     if (options.shardCount > 0) env.SHARD_COUNT = String(options.shardCount);
     const child = spawn(process.execPath, [nodeMainPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of [child.stdout, child.stderr]) {

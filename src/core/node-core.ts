@@ -60,6 +60,15 @@ export interface PendingReshard {
   incoming: Map<string, Version>;
 }
 
+/** What a durable node keeps of its replica across restarts. */
+export interface SavedReplica {
+  epoch: Epoch;
+  shard: ShardId;
+  applied: Clock;
+  lamport: number;
+  versions: Version[];
+}
+
 export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean };
 
 /**
@@ -241,6 +250,21 @@ export class NodeCore {
     this.currentReplica = this.newReplica(merged, this.currentReplica?.lamport ?? 0);
     this.isReady = this.currentReplica === null;
     return { changed: true, needsFullSync: this.currentReplica !== null };
+  }
+
+  /**
+   * Takes back the replica this node persisted before a restart, if it still belongs to this node's
+   * shard in the current map. The node is not ready until the runtime has caught up with a peer (or
+   * found none); it already has everything it acknowledged, so its own dots continue, never reused.
+   */
+  restoreReplica(saved: SavedReplica): boolean {
+    if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
+    const replica = new Replica({ self: this.self, shard: saved.shard, pendingMax: this.options.pendingMax, lamport: saved.lamport });
+    replica.mergeState(saved.versions, saved.applied);
+    replica.takeDirty();
+    this.currentReplica = replica;
+    this.isReady = false;
+    return true;
   }
 
   /** A full sync from a peer finished (or no peer could be reached): serve again. */

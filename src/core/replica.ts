@@ -35,6 +35,8 @@ export class Replica {
   /** origin -> counter -> version waiting for its causal past. */
   private readonly pending = new Map<NodeAddress, Map<number, Version>>();
   private pendingSize = 0;
+  /** Keys whose stored version changed since the runtime last took them (to persist them). */
+  private readonly dirty = new Set<string>();
 
   constructor(options: ReplicaOptions) {
     this.self = options.self;
@@ -156,9 +158,23 @@ export class Replica {
     return this.store.values();
   }
 
+  /** The versions changed since the last call; the runtime persists them with `applied` and `lamport`. */
+  takeDirty(): Version[] {
+    const out: Version[] = [];
+    for (const key of this.dirty) {
+      const version = this.store.get(key);
+      if (version) out.push(version);
+    }
+    this.dirty.clear();
+    return out;
+  }
+
   private put(version: Version): void {
     if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
-    if (supersedes(version, this.store.get(version.key))) this.store.set(version.key, version);
+    if (supersedes(version, this.store.get(version.key))) {
+      this.store.set(version.key, version);
+      this.dirty.add(version.key);
+    }
   }
 
   private deliverable(version: Version, dot: Dot): boolean {

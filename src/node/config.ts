@@ -40,6 +40,8 @@ export interface NodeConfig {
   startupWaitMs: number;
   /** LOG_LEVEL: pino level. */
   logLevel: string;
+  /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
+  dataDir: string | null;
 }
 
 export const DEFAULTS = {
@@ -108,6 +110,7 @@ export function loadConfig(env: Env): NodeConfig {
     reshardTimeoutMs: int(env, 'RESHARD_TIMEOUT_MS', DEFAULTS.reshardTimeoutMs),
     startupWaitMs: int(env, 'STARTUP_WAIT_MS', DEFAULTS.startupWaitMs),
     logLevel: env.LOG_LEVEL?.trim() || DEFAULTS.logLevel,
+    dataDir: env.DATA_DIR?.trim() || null,
   };
 }
 

@@ -2,7 +2,8 @@ import type { Server } from 'node:http';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import { NodeCore, type KvMethod, type PingInfo, type WaitReason } from '../core/node-core.ts';
-import { initialShardMap, mapDigest, membersOf, shardIds } from '../core/shard-map.ts';
+import type { Replica } from '../core/replica.ts';
+import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds } from '../core/shard-map.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { NodeConfig } from './config.ts';
 import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
@@ -10,6 +11,7 @@ import type { Logger } from './logger.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
+import { MemoryStorage, SqliteStorage, type Storage } from './storage.ts';
 import { isShardMap, isVersionList, isClock } from './wire.ts';
 
 /** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
@@ -51,11 +53,21 @@ export class KvsNode {
   private fullSyncRunning: Promise<void> | null = null;
   private closed = false;
   private readonly startedMs = Date.now();
+  private readonly storage: Storage;
+  /** The replica object whose state the storage holds; another one means the replica was replaced. */
+  private storedReplica: Replica | null;
+  private storedMapDigest: string;
+  private readonly restored: boolean;
 
   constructor(config: NodeConfig, log: Logger) {
     this.config = config;
     this.log = log;
-    const map = initialShardMap(config.view, config.shardCount);
+    let saved: ReturnType<Storage['load']> = { map: null, replica: null };
+    if (config.dataDir === null) this.storage = new MemoryStorage();
+    else ({ storage: this.storage, saved } = SqliteStorage.open(config.dataDir, config.address, log));
+    // What this node knew before it stopped is newer than what the environment says at start.
+    const envMap = initialShardMap(config.view, config.shardCount);
+    const map = saved.map ? mergeShardMaps(envMap, saved.map) : envMap;
     this.core = new NodeCore(
       {
         self: config.address,
@@ -66,6 +78,10 @@ export class KvsNode {
       config.view,
       map,
     );
+    this.restored = saved.replica !== null && this.core.restoreReplica(saved.replica);
+    this.storedReplica = this.restored ? this.core.replica : null;
+    this.storedMapDigest = saved.map ? mapDigest(saved.map) : '';
+    this.persist();
     this.peers = new PeerClient({
       connectTimeoutMs: config.connectTimeoutMs,
       requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
@@ -102,7 +118,8 @@ export class KvsNode {
     await this.discover();
     await this.announce();
     this.pingTimer = setInterval(() => this.tick(), this.config.pingIntervalMs);
-    if (this.core.replica !== null) await this.fullSync('start');
+    if (this.core.replica !== null && this.core.replica === this.storedReplica && this.restored) await this.catchUp();
+    else if (this.core.replica !== null) await this.fullSync('start');
     this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: Date.now() - this.startedMs }, 'ready');
   }
 
@@ -113,6 +130,43 @@ export class KvsNode {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.peers.close();
+    this.storage.close();
+  }
+
+  /**
+   * Every change of protocol state goes through here: stage it for the disk (a replaced replica
+   * starts over there), then wake the requests waiting for a change.
+   */
+  private stateChanged(): void {
+    this.persist();
+    this.changed.notify();
+  }
+
+  private persist(): void {
+    const replica = this.core.replica;
+    if (replica !== this.storedReplica) {
+      this.storage.resetReplica(replica ? { epoch: this.core.map.epoch, shard: replica.shard } : null);
+      this.storedReplica = replica;
+    }
+    if (replica !== null) this.storage.stage(replica.takeDirty(), replica.applied, replica.lamport);
+    const digest = mapDigest(this.core.map);
+    if (digest !== this.storedMapDigest) {
+      this.storage.saveMap(this.core.map);
+      this.storedMapDigest = digest;
+    }
+  }
+
+  /** A restarted durable node has all it acknowledged; it pulls only what its shard peers got meanwhile. */
+  private async catchUp(): Promise<void> {
+    const replica = this.core.replica as Replica;
+    const peers = (membersOf(this.core.map, replica.shard) ?? []).filter((n) => n !== this.config.address);
+    for (const peer of peers) {
+      if (await this.pullFrom(peer, 'restart')) break;
+    }
+    this.core.markReady();
+    this.stateChanged();
+    await this.storage.flush();
+    this.log.info({ shard: replica.shard, keys: replica.liveKeyCount(), applied: replica.applied }, 'restored from disk and caught up');
   }
 
   /** Ask the nodes of VIEW for the shard map they hold; a node that joins or restarts takes theirs. */
@@ -187,7 +241,7 @@ export class KvsNode {
     if (method === 'PUT') {
       const reply = this.core.putView(address);
       if (reply.status === 201) this.log.info({ peer: address }, 'node added to view');
-      this.changed.notify();
+      this.stateChanged();
       return json(reply.status, reply.body);
     }
     if (typeof downReport === 'string') {
@@ -246,9 +300,16 @@ export class KvsNode {
       const decision = this.core.kv(method, key, body);
       if (decision.kind === 'reply') {
         if (decision.replicate) {
+          // Persist before acknowledging; send after persisting.
           const { shard, peers, version } = decision.replicate;
-          this.replicator.enqueue(peers, this.core.map.epoch, shard, version);
-          this.changed.notify();
+          const epoch = this.core.map.epoch;
+          this.stateChanged();
+          try {
+            await this.storage.flush();
+          } catch {
+            return json(503, { error: 'Storage failure: the write could not be made durable' });
+          }
+          this.replicator.enqueue(peers, epoch, shard, version);
         }
         return json(decision.reply.status, decision.reply.body);
       }
@@ -322,7 +383,7 @@ export class KvsNode {
     if (pending && now - pending.startedMs > this.config.reshardTimeoutMs) {
       this.log.warn({ epoch: pending.map.epoch, coordinator: pending.coordinator }, 'reshard not committed in time; abandoned');
       this.core.abortReshard(pending.map.epoch);
-      this.changed.notify();
+      this.stateChanged();
     }
     for (const peer of this.core.membership.probeTargets()) {
       if (this.probing.has(peer)) continue;
@@ -379,7 +440,7 @@ export class KvsNode {
       }
     } else if (outcome.kind === 'readmitted') {
       this.log.info({ peer, holdDownMs: this.config.holdDownMs }, 'node answered through the hold-down; admitted to the view again');
-      this.changed.notify();
+      this.stateChanged();
     }
   }
 
@@ -387,7 +448,7 @@ export class KvsNode {
     this.log.warn({ peer, why }, 'node removed from view');
     this.replicator.forget(peer);
     this.lastPing.delete(peer);
-    this.changed.notify();
+    this.stateChanged();
   }
 
   private onPing(peer: NodeAddress, info: PingInfo): void {
@@ -419,12 +480,12 @@ export class KvsNode {
       { source, epoch: this.core.map.epoch, previousEpoch: before.epoch, shard: this.core.shard, fullSync: change.needsFullSync },
       'shard map updated',
     );
-    this.changed.notify();
+    this.stateChanged();
     if (change.needsFullSync && syncNow) void this.fullSync(source);
   }
 
   private afterMapChange(): void {
-    this.changed.notify();
+    this.stateChanged();
   }
 
   private async pushMap(targets: NodeAddress[]): Promise<void> {
@@ -458,27 +519,18 @@ export class KvsNode {
     const ordered = [...members.filter((n) => this.core.membership.has(n)), ...members.filter((n) => !this.core.membership.has(n))];
     for (const peer of ordered) {
       if (this.closed) return;
-      const epoch = this.core.map.epoch;
-      try {
-        const reply = await this.peers.call(peer, 'POST', '/internal/sync', { epoch, shard, since: {}, full: true }, {
-          timeoutMs: this.config.requestTimeoutMs,
-        });
-        const answer = reply.body as { versions?: unknown; applied?: unknown };
-        if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) continue;
-        if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) continue;
-        this.core.markReady();
-        this.log.info({ reason, peer, shard, keys: replica.size, ms: Date.now() - started }, 'shard copied from peer');
-        this.changed.notify();
-        return;
-      } catch (error) {
-        if (!(error instanceof PeerUnreachableError)) throw error;
-      }
+      if (!(await this.pullFrom(peer, reason, true))) continue;
+      this.core.markReady();
+      this.stateChanged();
+      await this.storage.flush();
+      this.log.info({ reason, peer, shard, keys: replica.size, ms: Date.now() - started }, 'shard copied from peer');
+      return;
     }
     // Nobody could serve us (a fresh store, or all peers down): serve what we have. Clients whose
     // metadata names writes we lack still get 503, never stale data.
     this.core.markReady();
     this.log.info({ reason, shard, ms: Date.now() - started }, 'no shard peer could send its data; serving as is');
-    this.changed.notify();
+    this.stateChanged();
   }
 
   /** Ask the peers that have what a waiting request needs. */
@@ -493,12 +545,25 @@ export class KvsNode {
   }
 
   private async pullSync(peer: NodeAddress, reason: string): Promise<void> {
-    const replica = this.core.replica;
     const now = Date.now();
-    if (this.syncing || replica === null || !this.core.ready) return;
+    if (this.syncing || this.core.replica === null || !this.core.ready) return;
     if (now - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) return;
     this.syncing = true;
     this.lastSyncMs.set(peer, now);
+    try {
+      await this.pullFrom(peer, reason);
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /**
+   * Asks a shard peer for what this replica lacks (everything, with `full`) and merges it. True when
+   * the peer answered with its state; false when it could not (unreachable, not ready, other epoch).
+   */
+  private async pullFrom(peer: NodeAddress, reason: string, full = false): Promise<boolean> {
+    const replica = this.core.replica;
+    if (replica === null) return false;
     const epoch = this.core.map.epoch;
     const shard = replica.shard;
     try {
@@ -506,21 +571,19 @@ export class KvsNode {
         peer,
         'POST',
         '/internal/sync',
-        { epoch, shard, since: replica.applied, full: false },
+        { epoch, shard, since: full ? {} : replica.applied, full },
         { timeoutMs: this.config.requestTimeoutMs },
       );
       const answer = reply.body as { versions?: unknown; applied?: unknown };
-      if (reply.status === 200 && isVersionList(answer.versions) && isClock(answer.applied)) {
-        if (this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) {
-          this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
-          this.changed.notify();
-        }
-      }
+      if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
+      if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) return false;
+      this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
+      this.stateChanged();
+      return true;
     } catch (error) {
-      if (error instanceof PeerUnreachableError) this.suspect(peer);
-      else throw error;
-    } finally {
-      this.syncing = false;
+      if (!(error instanceof PeerUnreachableError)) throw error;
+      this.suspect(peer);
+      return false;
     }
   }
 
@@ -546,7 +609,7 @@ export class KvsNode {
       this.log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body) }, 'reshard: refused; abandoning');
       await this.everyNode(nodes, '/internal/reshard/abort', { epoch: map.epoch }, () => {
         this.core.abortReshard(map.epoch);
-        this.changed.notify();
+        this.stateChanged();
         return json(200, { ok: true });
       });
       return json(503, { error: 'Another reshard is in progress; try again later' });
@@ -582,7 +645,7 @@ export class KvsNode {
   private prepare(map: ShardMap, coordinator: NodeAddress): HttpReply {
     const prepared = this.core.prepareReshard(map, coordinator, Date.now());
     if (!prepared.ok) return json(409, { error: prepared.reason });
-    this.changed.notify();
+    this.stateChanged();
     return json(200, { ok: true });
   }
 
@@ -613,13 +676,14 @@ export class KvsNode {
     return json(200, { ok: true, sent, failed });
   }
 
-  private commit(epoch: Epoch): HttpReply {
+  private async commit(epoch: Epoch): Promise<HttpReply> {
     const committed = this.core.commitReshard(epoch);
     if (committed) {
       this.log.info({ epoch, shard: this.core.shard, keys: this.core.replica?.liveKeyCount() ?? 0 }, 'reshard: new epoch');
       this.lastPing.clear();
     }
-    this.changed.notify();
+    this.stateChanged();
+    await this.storage.flush();
     return committed ? json(200, { ok: true }) : json(409, { error: `no prepared reshard for epoch ${epoch}` });
   }
 
@@ -650,7 +714,8 @@ export class KvsNode {
         }
         const result = this.core.onReplicate(fields.epoch, fields.shard, fields.versions);
         if (!result.ok) return json(409, { error: result.reason });
-        this.changed.notify();
+        this.stateChanged();
+        await this.storage.flush();
         return json(200, { applied: result.applied });
       }
       case '/internal/sync': {
@@ -682,7 +747,7 @@ export class KvsNode {
       case '/internal/reshard/abort': {
         if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed abort');
         this.core.abortReshard(fields.epoch);
-        this.changed.notify();
+        this.stateChanged();
         return json(200, { ok: true });
       }
       default:

@@ -168,6 +168,8 @@ export interface ClusterOptions {
   shardCount?: number;
   /** Extra environment for every node (CAUSAL_WAIT_MS, HOLD_DOWN_MS, ...). */
   extraEnv?: Record<string, string>;
+  /** Durable nodes: node i keeps its data in <dataRoot>/<port> (DATA_DIR). */
+  dataRoot?: string;
   readyTimeoutMs?: number;
 }
 
@@ -187,6 +189,7 @@ export class Cluster {
     for (const addr of addrs) {
       const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST };
       if (options.shardCount !== undefined) env.SHARD_COUNT = String(options.shardCount);
+      if (options.dataRoot !== undefined) env.DATA_DIR = `${options.dataRoot}/${addr.split(':')[1]}`;
       Object.assign(env, cluster.extraEnv);
       cluster.nodes.set(addr, new StoreNode(addr, env));
     }

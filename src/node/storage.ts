@@ -1,0 +1,247 @@
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { SavedReplica } from '../core/node-core.ts';
+import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
+import type { Logger } from './logger.ts';
+import { isClock, isShardMap, isVersion } from './wire.ts';
+
+/** What a node finds on disk when it starts. */
+export interface SavedState {
+  map: ShardMap | null;
+  replica: SavedReplica | null;
+}
+
+/**
+ * Where a node keeps what it acknowledged. The runtime stages every change right after the core
+ * makes it, and awaits `flush()` before it acknowledges: changes staged in one turn of the event
+ * loop share one fsync'd commit (a grouped commit).
+ */
+export interface Storage {
+  readonly durable: boolean;
+  load(): SavedState;
+  saveMap(map: ShardMap): void;
+  /** The node's replica was replaced (a new epoch, a full copy from a peer): forget the old one. */
+  resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void;
+  stage(versions: Version[], applied: Clock, lamport: number): void;
+  /** Resolves once everything staged before the call is on disk. */
+  flush(): Promise<void>;
+  close(): void;
+}
+
+/** Without DATA_DIR: nothing survives the process, and nothing waits for a disk. */
+export class MemoryStorage implements Storage {
+  readonly durable = false;
+  load(): SavedState {
+    return { map: null, replica: null };
+  }
+  saveMap(): void {}
+  resetReplica(): void {}
+  stage(): void {}
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {}
+}
+
+/** Bump when the layout changes; a directory of another format is set aside and rebuilt from peers. */
+const FORMAT = 'kvs-sqlite-1';
+
+interface ReplicaMeta {
+  epoch: Epoch;
+  shard: ShardId;
+  applied: Clock;
+  lamport: number;
+}
+
+/**
+ * SQLite in WAL mode with synchronous=FULL: a commit returns only when it is on disk. One table of
+ * versions (the winning version of each key of this node's shard, tombstones included) and one of
+ * metadata (format, owner address, shard map, the replica's epoch, shard, applied clock and Lamport
+ * time). Versions and the clock that covers them are written in one transaction, so a crash leaves
+ * them consistent.
+ */
+export class SqliteStorage implements Storage {
+  readonly durable = true;
+  private readonly db: DatabaseSync;
+  private readonly log: Logger;
+  private readonly upsertVersion: StatementSync;
+  private readonly upsertMeta: StatementSync;
+  private readonly stagedVersions = new Map<string, Version>();
+  private stagedMeta: ReplicaMeta | null = null;
+  private replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
+  private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private scheduled = false;
+  private commits = 0;
+
+  /**
+   * Opens (or creates) the node's data directory. A directory that cannot be read, fails SQLite's
+   * integrity check, has another format, or belongs to another address is moved aside (kept for a
+   * person to look at) and replaced by an empty one; the node then copies its shard from peers.
+   */
+  static open(directory: string, address: NodeAddress, log: Logger): { storage: SqliteStorage; saved: SavedState } {
+    if (!existsSync(directory)) {
+      log.info({ directory }, 'data directory missing: starting empty, the shard will be copied from peers');
+      mkdirSync(directory, { recursive: true });
+    }
+    let storage: SqliteStorage | null = null;
+    try {
+      storage = new SqliteStorage(directory, address, log);
+      return { storage, saved: storage.load() };
+    } catch (error) {
+      storage?.db.close();
+      const aside = `${directory.replace(/\/+$/, '')}.corrupt-${Date.now()}`;
+      log.error(
+        { directory, movedTo: aside, reason: error instanceof Error ? error.message : String(error) },
+        'data directory unusable: moved aside; starting empty, the shard will be copied from peers',
+      );
+      renameSync(directory, aside);
+      mkdirSync(directory, { recursive: true });
+      const fresh = new SqliteStorage(directory, address, log);
+      return { storage: fresh, saved: fresh.load() };
+    }
+  }
+
+  private constructor(directory: string, address: NodeAddress, log: Logger) {
+    this.log = log;
+    this.db = new DatabaseSync(join(directory, 'kvs.sqlite'));
+    try {
+      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
+      const check = this.db.prepare('PRAGMA quick_check').get() as Record<string, unknown> | undefined;
+      const verdict = check ? Object.values(check)[0] : 'no answer';
+      if (verdict !== 'ok') throw new Error(`integrity check failed: ${String(verdict)}`);
+      this.db.exec(
+        'CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);' +
+          'CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, data TEXT NOT NULL);',
+      );
+      const format = this.readMeta('format');
+      const owner = this.readMeta('address');
+      if (format === undefined && owner === undefined) {
+        this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?), (?, ?)').run('format', FORMAT, 'address', address);
+      } else if (format !== FORMAT) {
+        throw new Error(`data format ${String(format)} is not ${FORMAT}`);
+      } else if (owner !== address) {
+        throw new Error(`data belongs to ${String(owner)}, not ${address}`);
+      }
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
+    this.upsertVersion = this.db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
+    this.upsertMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
+  }
+
+  load(): SavedState {
+    const rawMap = this.parse(this.readMeta('map'));
+    const map = isShardMap(rawMap) ? rawMap : null;
+    const meta = this.parse(this.readMeta('replica')) as ReplicaMeta | null;
+    if (meta === null || typeof meta.shard !== 'string' || !Number.isSafeInteger(meta.epoch) || !isClock(meta.applied)) {
+      return { map, replica: null };
+    }
+    const versions: Version[] = [];
+    for (const row of this.db.prepare('SELECT data FROM versions').iterate() as Iterable<{ data: string }>) {
+      const version = this.parse(row.data);
+      if (!isVersion(version)) throw new Error('a stored version is malformed');
+      versions.push(version);
+    }
+    this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
+    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length }, 'loaded replica from disk');
+    return { map, replica: { ...meta, lamport: Number(meta.lamport) || 0, versions } };
+  }
+
+  saveMap(map: ShardMap): void {
+    this.upsertMeta.run('map', JSON.stringify(map));
+  }
+
+  resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void {
+    const same = replica !== null && this.replicaMeta !== null && replica.epoch === this.replicaMeta.epoch && replica.shard === this.replicaMeta.shard;
+    if (same) return;
+    this.stagedVersions.clear();
+    this.stagedMeta = null;
+    this.db.exec('BEGIN');
+    try {
+      this.db.exec('DELETE FROM versions');
+      if (replica === null) this.db.prepare('DELETE FROM meta WHERE name = ?').run('replica');
+      else this.upsertMeta.run('replica', JSON.stringify({ epoch: replica.epoch, shard: replica.shard, applied: {}, lamport: 0 }));
+      this.db.exec('COMMIT');
+    } catch (error) {
+      this.db.exec('ROLLBACK');
+      throw error;
+    }
+    this.replicaMeta = replica;
+  }
+
+  stage(versions: Version[], applied: Clock, lamport: number): void {
+    if (this.replicaMeta === null) return;
+    for (const version of versions) this.stagedVersions.set(version.key, version);
+    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport };
+    this.schedule();
+  }
+
+  flush(): Promise<void> {
+    if (!this.scheduled && this.stagedMeta === null) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  get commitCount(): number {
+    return this.commits;
+  }
+
+  close(): void {
+    try {
+      this.commit();
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.commit());
+  }
+
+  /** One transaction for everything staged since the last one; then every waiter is answered. */
+  private commit(): void {
+    this.scheduled = false;
+    const waiters = this.waiters;
+    this.waiters = [];
+    try {
+      if (this.stagedMeta !== null) {
+        this.db.exec('BEGIN');
+        try {
+          for (const [key, version] of this.stagedVersions) this.upsertVersion.run(key, JSON.stringify(version));
+          this.upsertMeta.run('replica', JSON.stringify(this.stagedMeta));
+          this.db.exec('COMMIT');
+        } catch (error) {
+          this.db.exec('ROLLBACK');
+          throw error;
+        }
+        this.stagedVersions.clear();
+        this.stagedMeta = null;
+        this.commits++;
+      }
+      for (const waiter of waiters) waiter.resolve();
+    } catch (error) {
+      this.log.error({ err: error }, 'storage commit failed');
+      for (const waiter of waiters) waiter.reject(error);
+    }
+  }
+
+  private readMeta(name: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  private parse(text: string | undefined): unknown {
+    if (text === undefined) return null;
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  }
+}
