@@ -117,7 +117,17 @@ export class NodeCore {
     return shardOfNode(this.currentMap, this.self);
   }
 
-  /** The shard peers this node replicates to: members of its shard in its view. */
+  /**
+   * Every other member of this node's shard: each write is queued for all of them; the runtime
+   * holds it as a hint for a member that is not in the view.
+   */
+  shardPeers(): NodeAddress[] {
+    const shard = this.shard;
+    if (shard === null) return [];
+    return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
+  }
+
+  /** The shard peers in this node's view (anti-entropy partners). */
   replicationPeers(): NodeAddress[] {
     const shard = this.shard;
     if (shard === null) return [];
@@ -181,7 +191,7 @@ export class NodeCore {
     return {
       kind: 'reply',
       reply: { status: method === 'PUT' && !live ? 201 : 200, body: answer },
-      replicate: { shard, peers: this.replicationPeers(), version },
+      replicate: { shard, peers: this.shardPeers(), version },
     };
   }
 
@@ -310,6 +320,50 @@ export class NodeCore {
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
     replica.mergeState(versions, applied);
     return true;
+  }
+
+  /**
+   * Anti-entropy, answering side: a peer of the same shard and epoch sends its partition digests;
+   * we name the partitions that differ and send our versions of them.
+   */
+  onDigestRequest(
+    epoch: Epoch,
+    shard: ShardId,
+    digests: readonly number[],
+  ): { ok: true; differing: number[]; versions: Version[] } | { ok: false; reason: string } {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
+      return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
+    }
+    const differing = replica.differingPartitions(digests);
+    return { ok: true, differing, versions: replica.versionsInPartitions(differing) };
+  }
+
+  /** Anti-entropy repair: versions a replica of the same shard and epoch holds. Returns how many changed our state. */
+  onRepair(epoch: Epoch, shard: ShardId, versions: Version[]): number | null {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
+    return replica.repair(versions);
+  }
+
+  /**
+   * Collects tombstones every member reflects. `peerApplied` must hold the applied clock of every
+   * other member of this node's shard (from their pings, this epoch); with any missing, nothing is
+   * collected: a member we cannot hear from may hold an older version the tombstone must still beat.
+   */
+  collectTombstones(peerApplied: ReadonlyMap<NodeAddress, Clock>): number {
+    const replica = this.currentReplica;
+    if (replica === null || !this.isReady) return 0;
+    let everywhere: Clock = { ...replica.applied };
+    for (const member of membersOf(this.currentMap, replica.shard) ?? []) {
+      if (member === this.self) continue;
+      const clock = peerApplied.get(member);
+      if (clock === undefined) return 0;
+      const min: Clock = {};
+      for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, clock[node] ?? 0);
+      everywhere = min;
+    }
+    return replica.collectTombstones(everywhere);
   }
 
   pingInfo(): PingInfo {

@@ -1,3 +1,5 @@
+import { hash32 } from './hash.ts';
+import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import type { Clock, Dot, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
 import { clockCovers } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
@@ -37,6 +39,12 @@ export class Replica {
   private pendingSize = 0;
   /** Keys whose stored version changed since the runtime last took them (to persist them). */
   private readonly dirty = new Set<string>();
+  /**
+   * Per partition, the sum (mod 2^32) of a hash of each stored version's key and stamp. Replicas
+   * holding the same winning versions have equal digests, whatever path the versions took;
+   * anti-entropy compares these 1024 numbers and repairs only the partitions that differ.
+   */
+  private readonly digestSums = new Uint32Array(PARTITION_COUNT);
 
   constructor(options: ReplicaOptions) {
     this.self = options.self;
@@ -158,23 +166,83 @@ export class Replica {
     return this.store.values();
   }
 
-  /** The versions changed since the last call; the runtime persists them with `applied` and `lamport`. */
-  takeDirty(): Version[] {
-    const out: Version[] = [];
+  /**
+   * What changed since the last call: versions to store, and keys no longer stored (collected
+   * tombstones). The runtime persists them with `applied` and `lamport`.
+   */
+  takeDirty(): { versions: Version[]; removed: string[] } {
+    const versions: Version[] = [];
+    const removed: string[] = [];
     for (const key of this.dirty) {
       const version = this.store.get(key);
-      if (version) out.push(version);
+      if (version) versions.push(version);
+      else removed.push(key);
     }
     this.dirty.clear();
+    return { versions, removed };
+  }
+
+  /** The partition digests (see digestSums). */
+  digests(): number[] {
+    return Array.from(this.digestSums);
+  }
+
+  /** Partitions whose digest differs from a peer's. */
+  differingPartitions(peerDigests: readonly number[]): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < PARTITION_COUNT; p++) if ((peerDigests[p] ?? 0) >>> 0 !== this.digestSums[p]) out.push(p);
     return out;
   }
 
-  private put(version: Version): void {
-    if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
-    if (supersedes(version, this.store.get(version.key))) {
-      this.store.set(version.key, version);
-      this.dirty.add(version.key);
+  /** Every stored version (tombstones included) of the given partitions. */
+  versionsInPartitions(partitions: readonly number[]): Version[] {
+    const wanted = new Set(partitions);
+    const out: Version[] = [];
+    for (const version of this.store.values()) if (wanted.has(partitionOfKey(version.key))) out.push(version);
+    return out;
+  }
+
+  /**
+   * Versions from anti-entropy, merged by version order. The clock is left alone: it only ever
+   * claims what was applied in causal order or taken with a peer's whole state. A repaired value
+   * whose dependencies this replica lacks is still safe to serve, because the reader's metadata then
+   * names those dependencies and every replica checks them.
+   */
+  repair(versions: readonly Version[]): number {
+    let changed = 0;
+    for (const version of versions) if (this.put(version)) changed++;
+    return changed;
+  }
+
+  /**
+   * Drops tombstones that every replica of the shard already reflects (`everywhere` is the pointwise
+   * minimum of all members' applied clocks): no replica holds an older version of the key that the
+   * tombstone would still have to win over. Base tombstones (from a reshard) are kept. Returns how many.
+   */
+  collectTombstones(everywhere: Clock): number {
+    let collected = 0;
+    for (const [key, version] of this.store) {
+      if (!version.deleted || version.dot === null) continue;
+      if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
+      this.store.delete(key);
+      this.digestSums[partitionOfKey(key)] = ((this.digestSums[partitionOfKey(key)] as number) - versionHash(version)) >>> 0;
+      this.dirty.add(key);
+      collected++;
     }
+    return collected;
+  }
+
+  private put(version: Version): boolean {
+    if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
+    const current = this.store.get(version.key);
+    if (!supersedes(version, current)) return false;
+    const partition = partitionOfKey(version.key);
+    let sum = this.digestSums[partition] as number;
+    if (current) sum -= versionHash(current);
+    this.digestSums[partition] = (sum + versionHash(version)) >>> 0;
+    this.store.set(version.key, version);
+    this.dirty.add(version.key);
+    return true;
   }
 
   private deliverable(version: Version, dot: Dot): boolean {
@@ -237,6 +305,11 @@ export class Replica {
       if (byCounter.size === 0) this.pending.delete(origin);
     }
   }
+}
+
+/** What a version contributes to its partition's digest: the same for a version wherever it is stored. */
+function versionHash(version: Version): number {
+  return hash32(`${version.key}\u0000${version.stamp.lamport}\u0000${version.stamp.node}\u0000${version.deleted ? 1 : 0}`);
 }
 
 function withoutNode(clock: Clock, node: NodeAddress): Clock {

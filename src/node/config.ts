@@ -40,6 +40,8 @@ export interface NodeConfig {
   startupWaitMs: number;
   /** LOG_LEVEL: pino level. */
   logLevel: string;
+  /** ANTI_ENTROPY_INTERVAL_MS: how often this node compares partition digests with one shard peer (0: never). */
+  antiEntropyIntervalMs: number;
   /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
   dataDir: string | null;
 }
@@ -60,6 +62,7 @@ export const DEFAULTS = {
   pendingMax: 20_000,
   reshardTimeoutMs: 30_000,
   startupWaitMs: 2000,
+  antiEntropyIntervalMs: 5000,
   logLevel: 'info',
 } as const;
 
@@ -110,6 +113,7 @@ export function loadConfig(env: Env): NodeConfig {
     reshardTimeoutMs: int(env, 'RESHARD_TIMEOUT_MS', DEFAULTS.reshardTimeoutMs),
     startupWaitMs: int(env, 'STARTUP_WAIT_MS', DEFAULTS.startupWaitMs),
     logLevel: env.LOG_LEVEL?.trim() || DEFAULTS.logLevel,
+    antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
     dataDir: env.DATA_DIR?.trim() || null,
   };
 }

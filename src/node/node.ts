@@ -12,7 +12,7 @@ import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
 import { MemoryStorage, SqliteStorage, type Storage } from './storage.ts';
-import { isShardMap, isVersionList, isClock } from './wire.ts';
+import { isClock, isPartitionDigests, isPartitionList, isShardMap, isVersionList } from './wire.ts';
 
 /** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
 const FORWARD_HOPS_MAX = 3;
@@ -46,6 +46,11 @@ export class KvsNode {
   private readonly changed = new StateSignal();
   private server: Server | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
+  private antiEntropyTimer: NodeJS.Timeout | null = null;
+  private antiEntropyRunning = false;
+  private antiEntropyNext = 0;
+  /** Repair counters, shown in /status. */
+  private readonly repairStats = { rounds: 0, keysRepaired: 0, bytes: 0, tombstonesCollected: 0, lastInSyncMs: 0 };
   private readonly probing = new Set<NodeAddress>();
   private readonly lastPing = new Map<NodeAddress, PingInfo>();
   private readonly lastSyncMs = new Map<NodeAddress, number>();
@@ -97,7 +102,7 @@ export class KvsNode {
       },
       this.peers,
       log,
-      (peer) => this.suspect(peer),
+      { onUnreachable: (peer) => this.suspect(peer), isUp: (peer) => this.core.membership.has(peer) },
     );
   }
 
@@ -118,6 +123,9 @@ export class KvsNode {
     await this.discover();
     await this.announce();
     this.pingTimer = setInterval(() => this.tick(), this.config.pingIntervalMs);
+    if (this.config.antiEntropyIntervalMs > 0) {
+      this.antiEntropyTimer = setInterval(() => void this.antiEntropyRound(), this.config.antiEntropyIntervalMs);
+    }
     if (this.core.replica !== null && this.core.replica === this.storedReplica && this.restored) await this.catchUp();
     else if (this.core.replica !== null) await this.fullSync('start');
     this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: Date.now() - this.startedMs }, 'ready');
@@ -126,6 +134,7 @@ export class KvsNode {
   async close(): Promise<void> {
     this.closed = true;
     if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.antiEntropyTimer) clearInterval(this.antiEntropyTimer);
     this.changed.notify();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
@@ -402,7 +411,10 @@ export class KvsNode {
         if (!(error instanceof PeerUnreachableError)) throw error;
       }
       this.observe(peer, info !== null);
-      if (info !== null && this.core.membership.has(peer)) this.onPing(peer, info);
+      if (info !== null && this.core.membership.has(peer)) {
+        this.replicator.resume(peer);
+        this.onPing(peer, info);
+      }
     } finally {
       this.probing.delete(peer);
     }
@@ -446,7 +458,7 @@ export class KvsNode {
 
   private onRemoved(peer: NodeAddress, why: string): void {
     this.log.warn({ peer, why }, 'node removed from view');
-    this.replicator.forget(peer);
+    this.replicator.pause(peer);
     this.lastPing.delete(peer);
     this.stateChanged();
   }
@@ -587,6 +599,63 @@ export class KvsNode {
     }
   }
 
+  /**
+   * One anti-entropy round with the next shard peer in the view (so a node on probation is left
+   * alone until its hold-down is over): send our partition digests, merge the peer's versions of the
+   * partitions that differ, send ours of them back. Then collect tombstones every member reflects.
+   */
+  private async antiEntropyRound(): Promise<void> {
+    const replica = this.core.replica;
+    if (this.antiEntropyRunning || this.closed || replica === null || !this.core.ready || this.core.reshardInProgress) return;
+    const peers = this.core.replicationPeers();
+    if (peers.length === 0) return;
+    const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
+    const epoch = this.core.map.epoch;
+    const shard = replica.shard;
+    this.antiEntropyRunning = true;
+    try {
+      const reply = await this.peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests: replica.digests() }, {
+        timeoutMs: this.config.requestTimeoutMs,
+      });
+      const answer = reply.body as { differing?: unknown; versions?: unknown };
+      if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(answer.versions)) return;
+      this.repairStats.rounds++;
+      this.repairStats.bytes += JSON.stringify(answer.versions).length;
+      if (answer.differing.length === 0) {
+        this.repairStats.lastInSyncMs = Date.now();
+      } else {
+        const changedHere = this.core.onRepair(epoch, shard, answer.versions) ?? 0;
+        const ours = replica.versionsInPartitions(answer.differing);
+        let changedThere = 0;
+        for (const chunk of chunkByBytes(ours, TRANSFER_BYTES_MAX)) {
+          const pushed = await this.peers.call(peer, 'POST', '/internal/repair', { epoch, shard, versions: chunk }, {
+            timeoutMs: this.config.requestTimeoutMs,
+          });
+          this.repairStats.bytes += JSON.stringify(chunk).length;
+          changedThere += Number((pushed.body as { changed?: unknown } | undefined)?.changed) || 0;
+        }
+        // Keys repaired here; the peer counts those it took from us.
+        this.repairStats.keysRepaired += changedHere;
+        if (changedHere + changedThere > 0) {
+          this.log.info({ peer, partitions: answer.differing.length, changedHere, changedThere }, 'anti-entropy repaired keys');
+        }
+        this.stateChanged();
+      }
+      const peerClocks = new Map<NodeAddress, Clock>();
+      for (const [node, info] of this.lastPing) if (info.epoch === epoch && info.shard === shard) peerClocks.set(node, info.applied);
+      const collected = this.core.collectTombstones(peerClocks);
+      if (collected > 0) {
+        this.repairStats.tombstonesCollected += collected;
+        this.stateChanged();
+      }
+    } catch (error) {
+      if (!(error instanceof PeerUnreachableError)) throw error;
+      this.suspect(peer);
+    } finally {
+      this.antiEntropyRunning = false;
+    }
+  }
+
   // ---------------------------------------------------------------- reshard
 
   private async reshard(shardCount: unknown): Promise<HttpReply> {
@@ -718,6 +787,25 @@ export class KvsNode {
         await this.storage.flush();
         return json(200, { applied: result.applied });
       }
+      case '/internal/digest': {
+        if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isPartitionDigests(fields.digests)) {
+          throw new BadRequest('malformed digest request');
+        }
+        const result = this.core.onDigestRequest(fields.epoch, fields.shard, fields.digests);
+        if (!result.ok) return json(409, { error: result.reason });
+        return json(200, { differing: result.differing, versions: result.versions });
+      }
+      case '/internal/repair': {
+        if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+          throw new BadRequest('malformed repair');
+        }
+        const changed = this.core.onRepair(fields.epoch, fields.shard, fields.versions);
+        if (changed === null) return json(409, { error: `not a replica of ${fields.shard} at epoch ${fields.epoch}` });
+        this.repairStats.keysRepaired += changed;
+        this.stateChanged();
+        await this.storage.flush();
+        return json(200, { changed });
+      }
       case '/internal/sync': {
         if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isClock(fields.since)) {
           throw new BadRequest('malformed sync request');
@@ -770,6 +858,10 @@ export class KvsNode {
       applied: replica?.applied ?? {},
       pendingEarlyWrites: replica?.pendingCount ?? 0,
       replication: this.replicator.snapshot(),
+      repair: {
+        ...this.repairStats,
+        msSinceFullSync: this.repairStats.lastInSyncMs === 0 ? null : Date.now() - this.repairStats.lastInSyncMs,
+      },
       reshardInProgress: this.core.reshardInProgress?.map.epoch ?? null,
       uptimeMs: Date.now() - this.startedMs,
     };

@@ -21,69 +21,93 @@ interface Item {
 interface PeerQueue {
   items: Item[];
   sending: boolean;
+  /** The peer did not answer: its items are hints, kept until it is back. */
+  paused: boolean;
 }
 
 export interface ReplicatorStats {
   queued: number;
+  /** Versions held for peers that are down (hinted handoff). */
+  hints: number;
   sent: number;
   dropped: number;
 }
 
 /**
  * Pushes acknowledged writes to shard peers: one queue and at most one request in flight per peer,
- * so batches form by themselves under load. A full queue or a failed peer drops versions; nothing
- * is lost by that, because replicas compare clocks in pings and pull what they lack (sync).
+ * so batches form by themselves under load. When a peer does not answer, its queue stops and what
+ * it holds becomes hints, delivered in the order they were accepted once the peer is back (hinted
+ * handoff). A full queue drops its oldest versions; nothing is lost by that, because replicas
+ * compare clocks in pings and pull what they lack, and anti-entropy compares digests.
  */
 export class Replicator {
   private readonly options: ReplicatorOptions;
   private readonly peers: PeerClient;
   private readonly log: Logger;
   private readonly onUnreachable: (peer: NodeAddress) => void;
+  private readonly isUp: (peer: NodeAddress) => boolean;
   private readonly queues = new Map<NodeAddress, PeerQueue>();
   private readonly stats = { sent: 0, dropped: 0 };
 
-  constructor(options: ReplicatorOptions, peers: PeerClient, log: Logger, onUnreachable: (peer: NodeAddress) => void) {
+  constructor(
+    options: ReplicatorOptions,
+    peers: PeerClient,
+    log: Logger,
+    callbacks: { onUnreachable: (peer: NodeAddress) => void; isUp: (peer: NodeAddress) => boolean },
+  ) {
     this.options = options;
     this.peers = peers;
     this.log = log;
-    this.onUnreachable = onUnreachable;
+    this.onUnreachable = callbacks.onUnreachable;
+    this.isUp = callbacks.isUp;
   }
 
   enqueue(targets: NodeAddress[], epoch: Epoch, shard: ShardId, version: Version): void {
     const bytes = JSON.stringify(version).length;
     for (const peer of targets) {
       let queue = this.queues.get(peer);
-      if (!queue) this.queues.set(peer, (queue = { items: [], sending: false }));
+      // A peer outside the view gets its writes as hints, sent once it is back.
+      if (!queue) this.queues.set(peer, (queue = { items: [], sending: false, paused: !this.isUp(peer) }));
       if (queue.items.length >= this.options.queueMax) {
+        queue.items.shift();
         this.stats.dropped++;
-        continue;
       }
       queue.items.push({ epoch, shard, version, bytes });
-      if (!queue.sending) void this.pump(peer, queue);
+      if (!queue.sending && !queue.paused) void this.pump(peer, queue);
     }
   }
 
-  /** A peer that left the view: what was queued for it will be pulled by sync when it is back. */
-  forget(peer: NodeAddress): void {
+  /** A peer left the view: keep its queue as hints, send nothing until `resume`. */
+  pause(peer: NodeAddress): void {
     const queue = this.queues.get(peer);
-    if (queue) {
-      this.stats.dropped += queue.items.length;
-      queue.items = [];
-    }
+    if (queue) queue.paused = true;
+  }
+
+  /** A peer is back in the view: deliver its hints. */
+  resume(peer: NodeAddress): void {
+    const queue = this.queues.get(peer);
+    if (!queue) return;
+    queue.paused = false;
+    if (!queue.sending && queue.items.length > 0) void this.pump(peer, queue);
   }
 
   snapshot(): ReplicatorStats {
     let queued = 0;
-    for (const queue of this.queues.values()) queued += queue.items.length;
-    return { queued, ...this.stats };
+    let hints = 0;
+    for (const queue of this.queues.values()) {
+      if (queue.paused) hints += queue.items.length;
+      else queued += queue.items.length;
+    }
+    return { queued, hints, ...this.stats };
   }
 
   private async pump(peer: NodeAddress, queue: PeerQueue): Promise<void> {
     queue.sending = true;
     try {
-      while (queue.items.length > 0) {
+      while (queue.items.length > 0 && !queue.paused) {
         const batch = this.takeBatch(queue);
         const first = batch[0] as Item;
+        let delivered = false;
         try {
           const reply = await this.peers.call(
             peer,
@@ -92,15 +116,20 @@ export class Replicator {
             { from: this.options.self, epoch: first.epoch, shard: first.shard, versions: batch.map((i) => i.version) },
             { timeoutMs: this.options.timeoutMs },
           );
+          delivered = true;
           if (reply.status === 200) this.stats.sent += batch.length;
           else {
+            // Another epoch or shard at the peer: these versions are not for it any more.
             this.stats.dropped += batch.length;
             this.log.debug({ peer, status: reply.status, body: reply.body }, 'replication batch refused');
           }
         } catch (error) {
           if (!(error instanceof PeerUnreachableError)) throw error;
-          this.stats.dropped += batch.length + queue.items.length;
-          queue.items = [];
+        }
+        if (!delivered) {
+          // Keep the batch, in order, as hints for when the peer is back.
+          queue.items.unshift(...batch);
+          queue.paused = true;
           this.onUnreachable(peer);
         }
       }

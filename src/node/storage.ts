@@ -23,7 +23,7 @@ export interface Storage {
   saveMap(map: ShardMap): void;
   /** The node's replica was replaced (a new epoch, a full copy from a peer): forget the old one. */
   resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void;
-  stage(versions: Version[], applied: Clock, lamport: number): void;
+  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void;
   /** Resolves once everything staged before the call is on disk. */
   flush(): Promise<void>;
   close(): void;
@@ -67,7 +67,9 @@ export class SqliteStorage implements Storage {
   private readonly log: Logger;
   private readonly upsertVersion: StatementSync;
   private readonly upsertMeta: StatementSync;
-  private readonly stagedVersions = new Map<string, Version>();
+  private readonly deleteVersion: StatementSync;
+  /** Key -> version to store, or null to delete the key. */
+  private readonly stagedVersions = new Map<string, Version | null>();
   private stagedMeta: ReplicaMeta | null = null;
   private replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
@@ -128,6 +130,7 @@ export class SqliteStorage implements Storage {
       throw error;
     }
     this.upsertVersion = this.db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
+    this.deleteVersion = this.db.prepare('DELETE FROM versions WHERE key = ?');
     this.upsertMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
   }
 
@@ -171,9 +174,10 @@ export class SqliteStorage implements Storage {
     this.replicaMeta = replica;
   }
 
-  stage(versions: Version[], applied: Clock, lamport: number): void {
+  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void {
     if (this.replicaMeta === null) return;
-    for (const version of versions) this.stagedVersions.set(version.key, version);
+    for (const version of change.versions) this.stagedVersions.set(version.key, version);
+    for (const key of change.removed) this.stagedVersions.set(key, null);
     this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport };
     this.schedule();
   }
@@ -213,7 +217,10 @@ export class SqliteStorage implements Storage {
       if (this.stagedMeta !== null) {
         this.db.exec('BEGIN');
         try {
-          for (const [key, version] of this.stagedVersions) this.upsertVersion.run(key, JSON.stringify(version));
+          for (const [key, version] of this.stagedVersions) {
+            if (version === null) this.deleteVersion.run(key);
+            else this.upsertVersion.run(key, JSON.stringify(version));
+          }
           this.upsertMeta.run('replica', JSON.stringify(this.stagedMeta));
           this.db.exec('COMMIT');
         } catch (error) {

@@ -50,3 +50,12 @@ export function isVersion(value: unknown): value is Version {
 export function isVersionList(value: unknown): value is Version[] {
   return Array.isArray(value) && value.every(isVersion);
 }
+
+/** One unsigned 32-bit digest per partition. */
+export function isPartitionDigests(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length === PARTITION_COUNT && value.every((d) => Number.isInteger(d) && d >= 0 && d <= 0xffffffff);
+}
+
+export function isPartitionList(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length <= PARTITION_COUNT && value.every((p) => Number.isInteger(p) && p >= 0 && p < PARTITION_COUNT);
+}

@@ -13,7 +13,7 @@ export type NodeAddress = string;
 /** Opaque causal metadata: clients never look inside it. */
 export type CausalMetadata = unknown;
 
-export type HttpMethod = 'GET' | 'PUT' | 'DELETE';
+export type HttpMethod = 'GET' | 'PUT' | 'DELETE' | 'POST';
 
 export interface Reply {
   status: number;
