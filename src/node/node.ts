@@ -50,7 +50,7 @@ export class KvsNode {
   private antiEntropyRunning = false;
   private antiEntropyNext = 0;
   /** Repair counters, shown in /status. */
-  private readonly repairStats = { rounds: 0, keysRepaired: 0, bytes: 0, tombstonesCollected: 0, lastInSyncMs: 0 };
+  private readonly repairStats = { rounds: 0, keysRepaired: 0, bytes: 0, tombstonesCollected: 0, lastInSyncMs: 0, syncBytesReceived: 0 };
   private readonly probing = new Set<NodeAddress>();
   private readonly lastPing = new Map<NodeAddress, PingInfo>();
   private readonly lastSyncMs = new Map<NodeAddress, number>();
@@ -589,6 +589,7 @@ export class KvsNode {
       const answer = reply.body as { versions?: unknown; applied?: unknown };
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
       if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) return false;
+      this.repairStats.syncBytesReceived += JSON.stringify(answer.versions).length;
       this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
       this.stateChanged();
       return true;
