@@ -17,6 +17,12 @@ import { isClock, isPartitionDigests, isPartitionList, isShardMap, isVersionList
 /** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
 const FORWARD_HOPS_MAX = 3;
 const HOPS_HEADER = 'x-kvs-hops';
+/**
+ * Wall-clock time (ms) after which the node that forwarded a write has given up on it. A copy that
+ * the network delivers later (a partition held it) is refused, not applied behind the client's back.
+ * Nodes' clocks must agree to well within REQUEST_TIMEOUT_MS.
+ */
+const DEADLINE_HEADER = 'x-kvs-deadline';
 /** Set on DELETE /view when a node reports a peer down (the receiver checks before it removes). */
 const DOWN_REPORT_HEADER = 'x-kvs-down-report';
 /**
@@ -228,7 +234,8 @@ export class KvsNode {
           return json(400, { error: 'Key is not valid URL encoding' });
         }
         const hops = Number(request.headers[HOPS_HEADER] ?? 0) || 0;
-        return await this.kv(method, key, path, body, hops);
+        const deadlineMs = Number(request.headers[DEADLINE_HEADER]) || null;
+        return await this.kv(method, key, path, body, hops, deadlineMs);
       }
       if (path === '/view') return await this.viewRoute(method, body, request.headers[DOWN_REPORT_HEADER]);
       if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
@@ -303,9 +310,20 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- key-value
 
-  private async kv(method: KvMethod, key: string, path: string, body: unknown, hops: number): Promise<HttpReply> {
+  private async kv(
+    method: KvMethod,
+    key: string,
+    path: string,
+    body: unknown,
+    hops: number,
+    deadlineMs: number | null,
+  ): Promise<HttpReply> {
     const started = Date.now();
     for (;;) {
+      if (method !== 'GET' && deadlineMs !== null && Date.now() > deadlineMs) {
+        this.log.warn({ key, method, lateMs: Date.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
+        return json(503, { error: 'The forwarded write arrived too late and was not applied; try again' });
+      }
       const decision = this.core.kv(method, key, body);
       if (decision.kind === 'reply') {
         if (decision.replicate) {
@@ -322,7 +340,9 @@ export class KvsNode {
         }
         return json(decision.reply.status, decision.reply.body);
       }
-      if (decision.kind === 'forward') return this.forward(method, path, body, decision.shard, decision.targets, hops);
+      if (decision.kind === 'forward') {
+        return this.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
+      }
       const waitedMs = Date.now() - started;
       const budgetMs = (decision.reason === 'reshard' ? RESHARD_WAIT_MS : this.config.causalWaitMs) - waitedMs;
       if (budgetMs <= 0 || this.closed) return this.unavailable(decision.reason, key, decision.detail);
@@ -337,28 +357,40 @@ export class KvsNode {
     return json(503, { error: MESSAGES.causalUnavailable });
   }
 
-  /** Relay to a member of the key's shard, failing over to the next; status and body come back unchanged. */
+  /**
+   * Relay to a member of the key's shard; status and body come back unchanged. A read fails over
+   * to the next member on any error. A write fails over only when it provably never left (no
+   * connection): after a timeout the first member may still apply it, and applying it at two
+   * members would make it two writes, the late one overwriting whatever the client wrote since.
+   * Such a write gets 503 (its outcome is unknown) and carries a deadline past which it is refused.
+   */
   private async forward(
-    method: string,
+    method: KvMethod,
     path: string,
     body: unknown,
     shard: ShardId,
     targets: NodeAddress[],
     hops: number,
+    deadlineMs: number | null,
   ): Promise<HttpReply> {
     if (hops >= FORWARD_HOPS_MAX) {
       return json(503, { error: 'The shard map is changing; try again later' });
     }
+    const timeoutMs = deadlineMs === null ? this.config.requestTimeoutMs : Math.max(1, deadlineMs - Date.now());
+    const deadline = deadlineMs ?? Date.now() + timeoutMs;
     for (const target of targets) {
       try {
-        const reply = await this.peers.call(target, method as 'GET', path, body, {
-          headers: { [HOPS_HEADER]: String(hops + 1) },
-          timeoutMs: this.config.requestTimeoutMs,
+        const reply = await this.peers.call(target, method, path, body, {
+          headers: { [HOPS_HEADER]: String(hops + 1), [DEADLINE_HEADER]: String(deadline) },
+          timeoutMs,
         });
         return json(reply.status, reply.body);
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
         this.suspect(target);
+        if (method !== 'GET' && error.maybeDelivered) {
+          return json(503, { error: `A member of shard ${shard} did not answer in time; the write may or may not have been applied` });
+        }
       }
     }
     return json(503, { error: `No member of shard ${shard} is reachable` });

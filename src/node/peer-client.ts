@@ -14,12 +14,23 @@ export interface PeerClientOptions {
   connectionsPerPeer: number;
 }
 
+/** Errors that mean the request never left this node: no connection was made. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
 /** The peer could not be reached or did not answer in time: evidence that it may be down. */
 export class PeerUnreachableError extends Error {
   readonly peer: NodeAddress;
+  /**
+   * False only when the request provably never reached the peer (no connection). Otherwise (a
+   * timeout, a connection dropped mid-way) the peer may have acted on it, or may still, when the
+   * network delivers it late: such a write must not be sent to another replica as well.
+   */
+  readonly maybeDelivered: boolean;
   constructor(peer: NodeAddress, cause: unknown) {
     super(`peer ${peer} unreachable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.peer = peer;
+    const code = (cause as { code?: unknown } | null)?.code;
+    this.maybeDelivered = !(typeof code === 'string' && NOT_SENT_CODES.has(code));
   }
 }
 
