@@ -889,6 +889,8 @@ export class KvsNode {
       keys: replica?.liveKeyCount() ?? 0,
       versions: replica?.size ?? 0,
       applied: replica?.applied ?? {},
+      /** What of `applied` is on disk (null without DATA_DIR). */
+      durableApplied: this.storage.durableApplied(),
       pendingEarlyWrites: replica?.pendingCount ?? 0,
       replication: this.replicator.snapshot(),
       repair: {

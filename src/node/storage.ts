@@ -26,6 +26,8 @@ export interface Storage {
   stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void;
   /** Resolves once everything staged before the call is on disk. */
   flush(): Promise<void>;
+  /** The applied clock of the replica as last committed to disk; null when nothing is durable. */
+  durableApplied(): Clock | null;
   close(): void;
 }
 
@@ -40,6 +42,9 @@ export class MemoryStorage implements Storage {
   stage(): void {}
   flush(): Promise<void> {
     return Promise.resolve();
+  }
+  durableApplied(): Clock | null {
+    return null;
   }
   close(): void {}
 }
@@ -75,6 +80,7 @@ export class SqliteStorage implements Storage {
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private scheduled = false;
   private commits = 0;
+  private committedApplied: Clock = {};
 
   /**
    * Opens (or creates) the node's data directory. A directory that cannot be read, fails SQLite's
@@ -148,6 +154,7 @@ export class SqliteStorage implements Storage {
       versions.push(version);
     }
     this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
+    this.committedApplied = meta.applied;
     this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length }, 'loaded replica from disk');
     return { map, replica: { ...meta, lamport: Number(meta.lamport) || 0, versions } };
   }
@@ -172,6 +179,7 @@ export class SqliteStorage implements Storage {
       throw error;
     }
     this.replicaMeta = replica;
+    this.committedApplied = {};
   }
 
   stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void {
@@ -188,6 +196,10 @@ export class SqliteStorage implements Storage {
       this.waiters.push({ resolve, reject });
       this.schedule();
     });
+  }
+
+  durableApplied(): Clock {
+    return this.committedApplied;
   }
 
   get commitCount(): number {
@@ -227,6 +239,7 @@ export class SqliteStorage implements Storage {
           this.db.exec('ROLLBACK');
           throw error;
         }
+        this.committedApplied = this.stagedMeta.applied;
         this.stagedVersions.clear();
         this.stagedMeta = null;
         this.commits++;

@@ -13,9 +13,10 @@ const dataRoot = mkdtempSync(join(tmpdir(), 'kvs-durability-'));
 let cluster: Cluster | undefined;
 printLogsOnFailure(() => cluster);
 
-async function appliedOf(addr: string): Promise<Record<string, number>> {
+/** The applied clock a node has on disk (its in-memory clock runs ahead until the group commit). */
+async function durableAppliedOf(addr: string): Promise<Record<string, number>> {
   const status = await call('GET', addr, '/status');
-  return (status.body as { applied: Record<string, number> }).applied;
+  return (status.body as { durableApplied: Record<string, number> }).durableApplied;
 }
 
 /** Reads every key at `addr` with `meta` and checks the expected value (undefined: deleted, 404). */
@@ -81,9 +82,9 @@ describe('durable nodes', { timeout: 120_000 }, () => {
       assert.ok(r.status === 201, r.text);
       expected.set(key, i);
     }
-    // Let replication reach every replica, then kill all of them at once.
-    await pollUntil('replicas agree', async () => {
-      const clocks = await Promise.all(nodes.map(appliedOf));
+    // Let replication reach every replica's disk, then kill all of them at once.
+    await pollUntil('replicas agree on disk', async () => {
+      const clocks = await Promise.all(nodes.map(durableAppliedOf));
       if (!clocks.every((c) => JSON.stringify(Object.entries(c).sort()) === JSON.stringify(Object.entries(clocks[0]!).sort()))) {
         throw new NotYet(JSON.stringify(clocks));
       }
