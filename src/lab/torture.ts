@@ -49,6 +49,11 @@ export type TortureOptions = {
   /** Progress lines (nemesis actions, phases); default to stderr. */
   log?: (line: string) => void;
   keepLogs?: boolean;
+  /**
+   * A scripted fault schedule run instead of the random nemesis, while the clients write; the
+   * clients stop when both it has finished and `seconds` have passed.
+   */
+  scenario?: (lab: Lab, log: (line: string) => void) => Promise<void>;
 };
 
 export type TortureResult = {
@@ -69,6 +74,8 @@ export type TortureResult = {
   persist: boolean;
   nemesis: Record<string, number>;
   quiescent: boolean;
+  /** From the heal (after the clients stopped) until every replica agreed. */
+  quiescenceMs: number;
   crashes: Record<NodeAddress, string[]>;
   /** Where the node logs are, when they were kept (a failed run, or --keep-logs). */
   logDir?: string;
@@ -115,11 +122,12 @@ class TortureClient {
   }
 
   /** `errors`: how many requests failed, by status and error, or by transport error code. */
-  async run(nodes: () => NodeAddress[], keys: number, until: number, errors: Map<string, number>): Promise<void> {
+  /** Runs operations until the time `until()` gives (it may move, e.g. while a scenario runs). */
+  async run(nodes: () => NodeAddress[], keys: number, until: () => number, errors: Map<string, number>): Promise<void> {
     let name = `c${this.id}`;
     let stuck = 0;
     let generation = 0;
-    while (performance.now() < until) {
+    while (performance.now() < until()) {
       // A session whose metadata no reachable replica can satisfy (it depends on writes that a
       // killed node took with it, or that sit behind a partition) gets 503 for ever; after a while
       // the client gives it up and starts a new one, as a user would, so the load goes on.
@@ -396,17 +404,28 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     const until = started + options.seconds * 1000;
     const clients = clientPrngs.map((p, i) => new TortureClient(i, p, recorder));
     const errors = new Map<string, number>();
+    // With a scenario, the clients write until it has finished (and at least `seconds`).
+    let scenarioDone = options.scenario === undefined;
+    const clientsUntil = (): number => (scenarioDone ? until : Number.POSITIVE_INFINITY);
     await Promise.all([
-      ...clients.map((c) => c.run(() => lab.addresses(), options.keys, until, errors)),
-      options.faults.length > 0 ? nemesis(lab, nemesisPrng, options.faults, until, counts, log, started) : Promise.resolve(),
+      ...clients.map((c) => c.run(() => lab.addresses(), options.keys, clientsUntil, errors)),
+      options.scenario !== undefined
+        ? options.scenario(lab, log).finally(() => {
+            scenarioDone = true;
+          })
+        : options.faults.length > 0
+          ? nemesis(lab, nemesisPrng, options.faults, until, counts, log, started)
+          : Promise.resolve(),
     ]);
     await Promise.all(clients.map((c) => c.close()));
 
     log('healing; restarting stopped nodes; waiting for quiescence');
     await lab.heal();
     for (const node of lab.addresses()) if (!lab.isRunning(node)) lab.start(node);
+    const healedAt = performance.now();
     await lab.waitReady(undefined, 30_000);
     const { quiescent, statuses } = await waitQuiescent(lab, QUIESCENCE_TIMEOUT_MS, log);
+    const quiescenceMs = Math.round(performance.now() - healedAt);
     const finalStates = await readFinalStates(lab, statuses, options.keys);
     const report = checkHistory(recorder.history(), finalStates);
     log(formatReport(report));
@@ -428,6 +447,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       persist: options.persist !== false,
       nemesis: counts,
       quiescent,
+      quiescenceMs,
       crashes: lab.crashes(),
       sessionsAbandoned: clients.reduce((sum, c) => sum + c.abandoned, 0),
       errors: Object.fromEntries([...errors].sort(([, a], [, b]) => b - a)),
