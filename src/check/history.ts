@@ -14,33 +14,16 @@
 // `causalPast(id)` and `knows(id, writeId)` answer from it.
 
 import { buildCausalIndex, type CausalIndex, type PastSummary } from './causal.ts';
-import { HistoryError, type OpId, type OpKind, type Operation, type Outcome } from './operation.ts';
+import { HistoryError, type OpId, type Operation } from './operation.ts';
 
 export { HistoryError, isAbsentRead, isValueRead, isWrite, valueKey } from './operation.ts';
 export type { OpId, OpKind, Operation, Outcome } from './operation.ts';
 
-export interface BeginInput {
-  client: string;
-  node: string;
-  kind: OpKind;
-  key: string;
-  /** put: the value to write; must be unique in the history (see `uniqueValue`). */
-  value?: unknown;
-  startMs: number;
-}
+/** What a client knows when it sends a request (`value`: a put's value, unique in the history). */
+export type BeginInput = Pick<Operation, 'client' | 'node' | 'kind' | 'key' | 'value' | 'startMs'>;
 
-export interface EndInput {
-  endMs: number;
-  outcome: Outcome;
-  status?: number;
-  /** get answered 200: the value returned. */
-  readValue?: unknown;
-  /** get: 200 (true) or 404 (false); inferred from `status`/`readValue` when left out. */
-  found?: boolean;
-  /** delete: 200 (true) or 404 (false); inferred from `status` when left out. */
-  deleted?: boolean;
-  metadata?: unknown;
-}
+/** What it knows when the outcome is in (`found`/`deleted` are inferred from `status` when left out). */
+export type EndInput = Pick<Operation, 'endMs' | 'outcome' | 'status' | 'readValue' | 'found' | 'deleted' | 'metadata'>;
 
 export class HistoryRecorder {
   #ops: Operation[] = [];

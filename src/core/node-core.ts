@@ -80,6 +80,8 @@ export class NodeCore {
   readonly membership: Membership;
   private readonly options: NodeCoreOptions;
   private currentMap: ShardMap;
+  /** mapDigest(currentMap), computed once per map: maps are replaced, never changed in place. */
+  private currentMapDigest: string;
   private currentReplica: Replica | null;
   /** False while this node rebuilds its shard copy from a peer: requests for its shard wait. */
   private isReady: boolean;
@@ -93,12 +95,23 @@ export class NodeCore {
       view,
     );
     this.currentMap = map;
+    this.currentMapDigest = mapDigest(map);
     this.currentReplica = this.newReplica(map, 0);
     this.isReady = this.currentReplica === null;
   }
 
   get map(): ShardMap {
     return this.currentMap;
+  }
+
+  get mapDigest(): string {
+    return this.currentMapDigest;
+  }
+
+  private setMap(map: ShardMap): void {
+    if (map === this.currentMap) return;
+    this.currentMap = map;
+    this.currentMapDigest = mapDigest(map);
   }
 
   get replica(): Replica | null {
@@ -214,7 +227,7 @@ export class NodeCore {
     // A replicated-only store grows with its view: a node that joins becomes a replica.
     if (this.currentMap.mode === 'replicated') {
       const only = shardIds(this.currentMap)[0];
-      if (only !== undefined) this.currentMap = withMember(this.currentMap, only, node);
+      if (only !== undefined) this.setMap(withMember(this.currentMap, only, node));
     }
     return outcome === 'added' ? { status: 201, body: { result: MESSAGES.added } } : { status: 200, body: { result: MESSAGES.alreadyPresent } };
   }
@@ -233,7 +246,7 @@ export class NodeCore {
     if (already !== null && already !== shard) {
       return { status: 409, body: { error: `Node is already a member of shard ${already}` } };
     }
-    this.currentMap = withMember(this.currentMap, shard, node);
+    this.setMap(withMember(this.currentMap, shard, node));
     return { status: 200, body: { result: MESSAGES.nodeAddedToShard } };
   }
 
@@ -253,7 +266,7 @@ export class NodeCore {
     }
     const before = this.shard;
     const epochChanged = merged.epoch !== this.currentMap.epoch;
-    this.currentMap = merged;
+    this.setMap(merged);
     const after = this.shard;
     if (!epochChanged && before === after) return { changed: true, needsFullSync: false };
     if (epochChanged) this.pendingReshard = null;
@@ -370,7 +383,7 @@ export class NodeCore {
     return {
       address: this.self,
       epoch: this.currentMap.epoch,
-      mapDigest: mapDigest(this.currentMap),
+      mapDigest: this.currentMapDigest,
       shard: this.currentReplica?.shard ?? null,
       ready: this.isReady,
       applied: { ...(this.currentReplica?.applied ?? {}) },
@@ -461,7 +474,7 @@ export class NodeCore {
     const pending = this.pendingReshard as PendingReshard;
     const merged = mergeShardMaps(map, pending.map);
     const lamport = this.currentReplica?.lamport ?? 0;
-    this.currentMap = merged;
+    this.setMap(merged);
     this.currentReplica = this.newReplica(merged, lamport);
     this.currentReplica?.mergeBase(
       [...pending.incoming.values()].filter((v) => shardOfKey(merged, v.key) === this.currentReplica?.shard),

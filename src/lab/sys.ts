@@ -129,25 +129,8 @@ export function claimSlot(): number {
       }
       continue;
     }
-    const holder = readLockPid(path);
-    if (holder !== undefined && pidAlive(holder)) continue;
-    // Stale: move it aside atomically, so of two processes taking it over only one succeeds.
-    const aside = `${path}.stale.${process.pid}`;
-    try {
-      renameSync(path, aside);
-    } catch {
-      continue;
-    }
-    const movedPid = readLockPid(aside);
-    if (movedPid !== undefined && pidAlive(movedPid)) {
-      // We raced a process that had just taken it over: give it back.
-      try {
-        renameSync(aside, path);
-      } catch {
-        // It exists again: leave it.
-      }
-      continue;
-    }
+    const aside = moveAsideIfStale(path, 'stale');
+    if (aside === null) continue;
     try {
       unlinkSync(aside);
     } catch {
@@ -157,6 +140,32 @@ export function claimSlot(): number {
     if (tryCreateLock(slot)) return slot;
   }
   throw new Error(`no free lab slot in 10.10.1-${SLOT_MAX}.0/24 (locks in ${LOCK_DIR})`);
+}
+
+/**
+ * A lock whose holder is dead is moved aside atomically, so that of two processes taking it over
+ * only one succeeds; returns where it now is, or null when it is live or someone else won.
+ */
+function moveAsideIfStale(path: string, reason: string): string | null {
+  const holder = readLockPid(path);
+  if (holder !== undefined && pidAlive(holder)) return null;
+  const aside = `${path}.${reason}.${process.pid}`;
+  try {
+    renameSync(path, aside);
+  } catch {
+    return null;
+  }
+  const moved = readLockPid(aside);
+  if (moved !== undefined && pidAlive(moved)) {
+    // We raced a process that had just taken it over: give it back.
+    try {
+      renameSync(aside, path);
+    } catch {
+      // It exists again: leave it.
+    }
+    return null;
+  }
+  return aside;
 }
 
 function routeConflict(slot: number, routes: string): boolean {
@@ -248,23 +257,8 @@ export function sweepDeadLabs(): number[] {
     if (!match) continue;
     const slot = Number(match[1]);
     const path = join(LOCK_DIR, entry);
-    const pid = readLockPid(path);
-    if (pid !== undefined && pidAlive(pid)) continue;
-    const aside = `${path}.sweep.${process.pid}`;
-    try {
-      renameSync(path, aside);
-    } catch {
-      continue;
-    }
-    const moved = readLockPid(aside);
-    if (moved !== undefined && pidAlive(moved)) {
-      try {
-        renameSync(aside, path);
-      } catch {
-        // Re-created meanwhile.
-      }
-      continue;
-    }
+    const aside = moveAsideIfStale(path, 'sweep');
+    if (aside === null) continue;
     // Hold the slot while sweeping so nobody builds on it meanwhile.
     if (!tryCreateLock(slot)) {
       try {

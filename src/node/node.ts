@@ -164,7 +164,7 @@ export class KvsNode {
       this.storedReplica = replica;
     }
     if (replica !== null) this.storage.stage(replica.takeDirty(), replica.applied, replica.lamport);
-    const digest = mapDigest(this.core.map);
+    const digest = this.core.mapDigest;
     if (digest !== this.storedMapDigest) {
       this.storage.saveMap(this.core.map);
       this.storedMapDigest = digest;
@@ -498,7 +498,7 @@ export class KvsNode {
   private onPing(peer: NodeAddress, info: PingInfo): void {
     const previous = this.lastPing.get(peer);
     this.lastPing.set(peer, info);
-    if (info.mapDigest !== mapDigest(this.core.map)) void this.fetchMap(peer);
+    if (info.mapDigest !== this.core.mapDigest) void this.fetchMap(peer);
     // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
     if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) void this.pullSync(peer, 'behind peer');
     else if (this.core.replica && this.core.replica.pendingCount > 0 && previous && this.core.peerIsAhead(info)) {
