@@ -108,8 +108,9 @@ export class KvsNode {
       },
       this.peers,
       log,
-      { onUnreachable: (peer) => this.suspect(peer), isUp: (peer) => this.core.membership.has(peer) },
+      { onUnreachable: (peer) => this.suspect(peer), isUp: (peer) => this.core.membership.has(peer), hintLog: this.storage.hints },
     );
+    this.replicator.restore(this.storage.loadHints());
   }
 
   // ---------------------------------------------------------------- life cycle

@@ -11,10 +11,15 @@ export interface ReplicatorOptions {
   timeoutMs: number;
 }
 
-interface Item {
+/** One version on its way to one peer; `seq` orders everything this node queued. */
+export interface Hint {
+  seq: number;
   epoch: Epoch;
   shard: ShardId;
   version: Version;
+}
+
+interface Item extends Hint {
   bytes: number;
 }
 
@@ -23,6 +28,18 @@ interface PeerQueue {
   sending: boolean;
   /** The peer did not answer: its items are hints, kept until it is back. */
   paused: boolean;
+  /** Highest seq written to the hint log for this peer (0: none). */
+  loggedUpTo: number;
+}
+
+/**
+ * Where hints survive a restart (the node's storage when it is durable). A peer's hints are always
+ * a contiguous run of seqs: delivery and overflow both remove the oldest.
+ */
+export interface HintLog {
+  add(peer: NodeAddress, hints: Hint[]): void;
+  /** Every hint of `peer` up to and including `seq` is delivered or dropped. */
+  drop(peer: NodeAddress, seq: number): void;
 }
 
 export interface ReplicatorStats {
@@ -48,18 +65,32 @@ export class Replicator {
   private readonly isUp: (peer: NodeAddress) => boolean;
   private readonly queues = new Map<NodeAddress, PeerQueue>();
   private readonly stats = { sent: 0, dropped: 0 };
+  private readonly hintLog: HintLog;
+  private nextSeq = 1;
 
   constructor(
     options: ReplicatorOptions,
     peers: PeerClient,
     log: Logger,
-    callbacks: { onUnreachable: (peer: NodeAddress) => void; isUp: (peer: NodeAddress) => boolean },
+    callbacks: { onUnreachable: (peer: NodeAddress) => void; isUp: (peer: NodeAddress) => boolean; hintLog: HintLog },
   ) {
     this.options = options;
     this.peers = peers;
     this.log = log;
     this.onUnreachable = callbacks.onUnreachable;
     this.isUp = callbacks.isUp;
+    this.hintLog = callbacks.hintLog;
+  }
+
+  /** Hints found on disk at start: held (paused) until their peers answer. */
+  restore(hints: ReadonlyMap<NodeAddress, Hint[]>): void {
+    for (const [peer, list] of hints) {
+      const items = [...list].sort((x, y) => x.seq - y.seq).map((h) => ({ ...h, bytes: JSON.stringify(h.version).length }));
+      if (items.length === 0) continue;
+      const last = (items.at(-1) as Item).seq;
+      this.queues.set(peer, { items, sending: false, paused: true, loggedUpTo: last });
+      this.nextSeq = Math.max(this.nextSeq, last + 1);
+    }
   }
 
   enqueue(targets: NodeAddress[], epoch: Epoch, shard: ShardId, version: Version): void {
@@ -67,20 +98,34 @@ export class Replicator {
     for (const peer of targets) {
       let queue = this.queues.get(peer);
       // A peer outside the view gets its writes as hints, sent once it is back.
-      if (!queue) this.queues.set(peer, (queue = { items: [], sending: false, paused: !this.isUp(peer) }));
+      if (!queue) this.queues.set(peer, (queue = { items: [], sending: false, paused: !this.isUp(peer), loggedUpTo: 0 }));
       if (queue.items.length >= this.options.queueMax) {
-        queue.items.shift();
+        const oldest = queue.items.shift() as Item;
+        if (oldest.seq <= queue.loggedUpTo) this.hintLog.drop(peer, oldest.seq);
         this.stats.dropped++;
       }
-      queue.items.push({ epoch, shard, version, bytes });
-      if (!queue.sending && !queue.paused) void this.pump(peer, queue);
+      const item: Item = { seq: this.nextSeq++, epoch, shard, version, bytes };
+      queue.items.push(item);
+      if (queue.paused) this.logHints(peer, queue, [item]);
+      else if (!queue.sending) void this.pump(peer, queue);
     }
   }
 
   /** A peer left the view: keep its queue as hints, send nothing until `resume`. */
   pause(peer: NodeAddress): void {
     const queue = this.queues.get(peer);
-    if (queue) queue.paused = true;
+    if (queue && !queue.paused) {
+      queue.paused = true;
+      this.logHints(peer, queue, queue.items);
+    }
+  }
+
+  /** What a paused queue holds is written to the hint log (once per item). */
+  private logHints(peer: NodeAddress, queue: PeerQueue, items: Item[]): void {
+    const fresh = items.filter((item) => item.seq > queue.loggedUpTo);
+    if (fresh.length === 0) return;
+    this.hintLog.add(peer, fresh.map(({ seq, epoch, shard, version }) => ({ seq, epoch, shard, version })));
+    queue.loggedUpTo = (fresh.at(-1) as Item).seq;
   }
 
   /** A peer is back in the view: deliver its hints. */
@@ -130,7 +175,11 @@ export class Replicator {
           // Keep the batch, in order, as hints for when the peer is back.
           queue.items.unshift(...batch);
           queue.paused = true;
+          this.logHints(peer, queue, queue.items);
           this.onUnreachable(peer);
+        } else {
+          const last = (batch.at(-1) as Item).seq;
+          if (batch[0] !== undefined && batch[0].seq <= queue.loggedUpTo) this.hintLog.drop(peer, Math.min(last, queue.loggedUpTo));
         }
       }
     } finally {

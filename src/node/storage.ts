@@ -4,6 +4,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SavedReplica } from '../core/node-core.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
+import type { Hint, HintLog } from './replicator.ts';
 import { isClock, isShardMap, isVersion } from './wire.ts';
 
 /** What a node finds on disk when it starts. */
@@ -28,6 +29,10 @@ export interface Storage {
   flush(): Promise<void>;
   /** The applied clock of the replica as last committed to disk; null when nothing is durable. */
   durableApplied(): Clock | null;
+  /** Hints for peers that are down; on a durable node they commit with the next group commit. */
+  readonly hints: HintLog;
+  /** Hints that survived the last run, by peer. */
+  loadHints(): Map<NodeAddress, Hint[]>;
   close(): void;
 }
 
@@ -45,6 +50,10 @@ export class MemoryStorage implements Storage {
   }
   durableApplied(): Clock | null {
     return null;
+  }
+  readonly hints: HintLog = { add() {}, drop() {} };
+  loadHints(): Map<NodeAddress, Hint[]> {
+    return new Map();
   }
   close(): void {}
 }
@@ -81,6 +90,20 @@ export class SqliteStorage implements Storage {
   private scheduled = false;
   private commits = 0;
   private committedApplied: Clock = {};
+  private readonly stagedHintAdds: { peer: NodeAddress; hint: Hint }[] = [];
+  private readonly stagedHintDrops = new Map<NodeAddress, number>();
+  private readonly insertHint: StatementSync;
+  private readonly deleteHints: StatementSync;
+  readonly hints: HintLog = {
+    add: (peer, hints) => {
+      for (const hint of hints) this.stagedHintAdds.push({ peer, hint });
+      this.schedule();
+    },
+    drop: (peer, seq) => {
+      this.stagedHintDrops.set(peer, Math.max(seq, this.stagedHintDrops.get(peer) ?? 0));
+      this.schedule();
+    },
+  };
 
   /**
    * Opens (or creates) the node's data directory. A directory that cannot be read, fails SQLite's
@@ -120,7 +143,8 @@ export class SqliteStorage implements Storage {
       if (verdict !== 'ok') throw new Error(`integrity check failed: ${String(verdict)}`);
       this.db.exec(
         'CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);' +
-          'CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, data TEXT NOT NULL);',
+          'CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, data TEXT NOT NULL);' +
+          'CREATE TABLE IF NOT EXISTS hints (peer TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (peer, seq));',
       );
       const format = this.readMeta('format');
       const owner = this.readMeta('address');
@@ -137,6 +161,8 @@ export class SqliteStorage implements Storage {
     }
     this.upsertVersion = this.db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
     this.deleteVersion = this.db.prepare('DELETE FROM versions WHERE key = ?');
+    this.insertHint = this.db.prepare('INSERT OR REPLACE INTO hints (peer, seq, data) VALUES (?, ?, ?)');
+    this.deleteHints = this.db.prepare('DELETE FROM hints WHERE peer = ? AND seq <= ?');
     this.upsertMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
   }
 
@@ -191,7 +217,7 @@ export class SqliteStorage implements Storage {
   }
 
   flush(): Promise<void> {
-    if (!this.scheduled && this.stagedMeta === null) return Promise.resolve();
+    if (!this.scheduled && !this.hasStaged()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.schedule();
@@ -200,6 +226,19 @@ export class SqliteStorage implements Storage {
 
   durableApplied(): Clock {
     return this.committedApplied;
+  }
+
+  loadHints(): Map<NodeAddress, Hint[]> {
+    const out = new Map<NodeAddress, Hint[]>();
+    const rows = this.db.prepare('SELECT peer, seq, data FROM hints ORDER BY peer, seq').iterate() as Iterable<{ peer: string; seq: number; data: string }>;
+    for (const row of rows) {
+      const hint = this.parse(row.data) as Hint | null;
+      if (hint === null || !isVersion(hint.version) || typeof hint.shard !== 'string' || !Number.isSafeInteger(hint.epoch)) continue;
+      const list = out.get(row.peer) ?? [];
+      list.push({ ...hint, seq: Number(row.seq) });
+      out.set(row.peer, list);
+    }
+    return out;
   }
 
   get commitCount(): number {
@@ -226,22 +265,28 @@ export class SqliteStorage implements Storage {
     const waiters = this.waiters;
     this.waiters = [];
     try {
-      if (this.stagedMeta !== null) {
+      if (this.hasStaged()) {
+        const meta = this.stagedMeta;
         this.db.exec('BEGIN');
         try {
           for (const [key, version] of this.stagedVersions) {
             if (version === null) this.deleteVersion.run(key);
             else this.upsertVersion.run(key, JSON.stringify(version));
           }
-          this.upsertMeta.run('replica', JSON.stringify(this.stagedMeta));
+          if (meta !== null) this.upsertMeta.run('replica', JSON.stringify(meta));
+          // Adds first: a drop covers every seq up to its own, staged before or with it.
+          for (const { peer, hint } of this.stagedHintAdds) this.insertHint.run(peer, hint.seq, JSON.stringify(hint));
+          for (const [peer, seq] of this.stagedHintDrops) this.deleteHints.run(peer, seq);
           this.db.exec('COMMIT');
         } catch (error) {
           this.db.exec('ROLLBACK');
           throw error;
         }
-        this.committedApplied = this.stagedMeta.applied;
+        if (meta !== null) this.committedApplied = meta.applied;
         this.stagedVersions.clear();
         this.stagedMeta = null;
+        this.stagedHintAdds.length = 0;
+        this.stagedHintDrops.clear();
         this.commits++;
       }
       for (const waiter of waiters) waiter.resolve();
@@ -249,6 +294,10 @@ export class SqliteStorage implements Storage {
       this.log.error({ err: error }, 'storage commit failed');
       for (const waiter of waiters) waiter.reject(error);
     }
+  }
+
+  private hasStaged(): boolean {
+    return this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
   }
 
   private readMeta(name: string): string | undefined {

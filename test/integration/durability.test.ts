@@ -122,4 +122,38 @@ describe('durable nodes', { timeout: 120_000 }, () => {
     assert.ok(existsSync(join(dir, 'kvs.sqlite')), 'a fresh data directory was created');
     await assertServes(victim, expected, client.meta, 'rebuilt after deletion');
   });
+
+  test('hints for a down replica survive a restart of the node holding them', async () => {
+    const [a, b, c] = nodes as [string, string, string];
+    const hintsAt = async (addr: string): Promise<number> =>
+      ((await call('GET', addr, '/status')).body as { replication: { hints: number } }).replication.hints;
+    await cluster!.kill(c);
+    const written = new Map<string, unknown>();
+    for (let i = 0; i < 10; i++) {
+      const r = await client.put(a, `hint-${i}`, `h${i}`);
+      assert.equal(r.status, 201, r.text);
+      written.set(`hint-${i}`, `h${i}`);
+    }
+    await pollUntil('hints held at a', async () => {
+      const hints = await hintsAt(a);
+      if (hints < 10) throw new NotYet(`${hints} hints`);
+      return hints;
+    }, { timeoutMs: 5000 });
+    // One more acknowledged write: its group commit also carries the hints staged before it.
+    assert.equal((await client.put(a, 'hint-last', 'last')).status, 201);
+    written.set('hint-last', 'last');
+    await cluster!.kill(a);
+    await cluster!.restart(a);
+    await cluster!.waitReady([a]);
+    assert.ok((await hintsAt(a)) >= 10, 'the hints came back from disk while c is still down');
+    await cluster!.restart(c);
+    await cluster!.waitReady([c]);
+    await pollUntil('hints delivered after c is back', async () => {
+      const hints = await hintsAt(a);
+      if (hints !== 0) throw new NotYet(`${hints} hints`);
+      return hints;
+    }, { timeoutMs: 15_000 });
+    await assertServes(c, written, client.meta, 'c after the hints');
+    assert.ok(b !== undefined);
+  });
 });
