@@ -69,7 +69,12 @@ export interface SavedReplica {
   versions: Version[];
 }
 
-export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean };
+/**
+ * `orphaned`: the versions of a replica this node dropped because it missed a reshard (it was cut
+ * off, or down). It may have acknowledged writes in the old epoch that no transfer carried; the
+ * runtime sends them on to their new owners (lateTransfers), so nothing acknowledged is lost.
+ */
+export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean; orphaned: Version[] };
 
 /**
  * One node's protocol state: view, shard map, its replica, and a reshard in progress. Pure: it reads
@@ -262,17 +267,18 @@ export class NodeCore {
       // Some node committed the epoch we prepared: the coordinator commits only after every transfer
       // finished, so our incoming data is complete.
       this.commit(merged);
-      return { changed: true, needsFullSync: false };
+      return { changed: true, needsFullSync: false, orphaned: [] };
     }
     const before = this.shard;
     const epochChanged = merged.epoch !== this.currentMap.epoch;
     this.setMap(merged);
     const after = this.shard;
-    if (!epochChanged && before === after) return { changed: true, needsFullSync: false };
+    if (!epochChanged && before === after) return { changed: true, needsFullSync: false, orphaned: [] };
     if (epochChanged) this.pendingReshard = null;
+    const orphaned = epochChanged && this.currentReplica !== null ? [...this.currentReplica.allVersions()] : [];
     this.currentReplica = this.newReplica(merged, this.currentReplica?.lamport ?? 0);
     this.isReady = this.currentReplica === null;
-    return { changed: true, needsFullSync: this.currentReplica !== null };
+    return { changed: true, needsFullSync: this.currentReplica !== null, orphaned };
   }
 
   /**
@@ -433,20 +439,17 @@ export class NodeCore {
   reshardTransfers(epoch: Epoch): Map<NodeAddress, Version[]> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
-    const transfers = new Map<NodeAddress, Version[]>();
-    for (const version of this.currentReplica?.allVersions() ?? []) {
-      const target = shardOfKey(pending.map, version.key);
-      for (const member of pending.map.shards[target] ?? []) {
-        if (member === this.self) {
-          this.mergeIncoming(version);
-          continue;
-        }
-        let list = transfers.get(member);
-        if (!list) transfers.set(member, (list = []));
-        list.push(version);
-      }
-    }
-    return transfers;
+    return groupByOwners(pending.map, this.currentReplica?.allVersions() ?? [], this.self, (version) => this.mergeIncoming(version));
+  }
+
+  /**
+   * Where versions of a dropped old-epoch replica (MapChange.orphaned) go: every member of each
+   * key's shard in the current map, this node excepted (it copies its shard from them). They travel
+   * as base versions of the new epoch: their old-epoch past is satisfied there.
+   */
+  lateTransfers(versions: Iterable<Version>): Map<NodeAddress, Version[]> {
+    const rebased = [...versions].map((version) => ({ ...version, dot: null, deps: {} }));
+    return groupByOwners(this.currentMap, rebased, this.self, () => {});
   }
 
   /** Phase 2: data for the new epoch from another node. */
@@ -493,6 +496,28 @@ export class NodeCore {
     if (shard === null) return null;
     return new Replica({ self: this.self, shard, pendingMax: this.options.pendingMax, lamport });
   }
+}
+
+/** Versions grouped by the members of their key's shard in `map`; this node's share goes to `onSelf`. */
+function groupByOwners(
+  map: ShardMap,
+  versions: Iterable<Version>,
+  self: NodeAddress,
+  onSelf: (version: Version) => void,
+): Map<NodeAddress, Version[]> {
+  const out = new Map<NodeAddress, Version[]>();
+  for (const version of versions) {
+    for (const member of map.shards[shardOfKey(map, version.key)] ?? []) {
+      if (member === self) {
+        onSelf(version);
+        continue;
+      }
+      let list = out.get(member);
+      if (!list) out.set(member, (list = []));
+      list.push(version);
+    }
+  }
+  return out;
 }
 
 function reply(status: number, body: Record<string, unknown>): KvDecision {

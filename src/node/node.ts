@@ -3,7 +3,7 @@ import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import { NodeCore, type KvMethod, type PingInfo, type WaitReason } from '../core/node-core.ts';
 import type { Replica } from '../core/replica.ts';
-import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds } from '../core/shard-map.ts';
+import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfNode } from '../core/shard-map.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { NodeConfig } from './config.ts';
 import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
@@ -526,7 +526,35 @@ export class KvsNode {
       'shard map updated',
     );
     this.stateChanged();
+    if (change.orphaned.length > 0) void this.sendLate(change.orphaned);
     if (change.needsFullSync && syncNow) void this.fullSync(source);
+  }
+
+  /**
+   * This node missed a reshard (cut off or down) and dropped its old replica: what it held, and may
+   * have acknowledged while cut off, goes to the keys' new owners, merged there by version order.
+   */
+  private async sendLate(orphaned: Version[]): Promise<void> {
+    const epoch = this.core.map.epoch;
+    let sent = 0;
+    const failed: NodeAddress[] = [];
+    for (const [peer, versions] of this.core.lateTransfers(orphaned)) {
+      const shard = shardOfNode(this.core.map, peer);
+      if (shard === null) continue;
+      try {
+        for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
+          const reply = await this.peers.call(peer, 'POST', '/internal/repair', { epoch, shard, versions: chunk }, {
+            timeoutMs: this.config.requestTimeoutMs,
+          });
+          if (reply.status !== 200) throw new Error(`refused: ${JSON.stringify(reply.body)}`);
+          sent += chunk.length;
+        }
+      } catch (error) {
+        failed.push(peer);
+        this.log.warn({ peer, err: error }, 'late transfer after a missed reshard failed; other members of the shard have a copy');
+      }
+    }
+    this.log.info({ epoch, versions: orphaned.length, sent, failed }, 'missed a reshard: sent what this node held to the new owners');
   }
 
   private afterMapChange(): void {

@@ -550,7 +550,40 @@ test('adoptMap: a peer that committed the prepared epoch commits this node too',
   prepareAndTransfer(cores, plan, coordinator.self);
   assert.ok(coordinator.commitReshard(plan.epoch));
   for (const core of cores.slice(1)) {
-    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false });
+    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: [] });
   }
   assertAfterReshard(cores, model, plan);
+});
+
+test('a node that missed a reshard hands what it held, writes made while cut off included, to the new owners', () => {
+  const cores = cluster(6, 2);
+  const late = cores[5] as NodeCore;
+  const others = cores.slice(0, 5);
+  // Cut off, `late` still takes a write of its own shard (availability).
+  let key = '';
+  for (let i = 0; key === ''; i++) if (shardOfKey(late.map, `cut-${i}`) === late.shard) key = `cut-${i}`;
+  assert.equal(replyOf(kv(late, 'PUT', key, { value: 'written while cut off' })).status, 201);
+  // The others reshard without it (it is out of their view).
+  for (const core of others) core.membership.remove(late.self, 'down');
+  const coordinator = others[0] as NodeCore;
+  const plan = coordinator.planReshard(2);
+  assert.ok(!Object.values(plan.shards).flat().includes(late.self), 'the cut-off node is in no shard of the new map');
+  prepareAndTransfer(others, plan, coordinator.self);
+  for (const core of others) assert.ok(core.commitReshard(plan.epoch));
+  // Back, it learns the new map: its old replica is dropped, and its versions come back to it.
+  const change = late.adoptMap(wire(coordinator.map));
+  assert.ok(change.changed);
+  assert.equal(late.replica, null);
+  const orphaned = change.changed ? change.orphaned : [];
+  assert.deepEqual(orphaned.map((v) => v.key), [key]);
+  // They go to every member of the key's new shard, as base versions of the new epoch.
+  const transfers = late.lateTransfers(orphaned);
+  const owners = membersOf(plan, shardOfKey(plan, key)) ?? [];
+  assert.deepEqual([...transfers.keys()].sort(), [...owners].sort());
+  for (const [owner, versions] of transfers) {
+    assert.deepEqual(versions.map((v) => [v.key, v.dot, v.deps]), [[key, null, {}]]);
+    const target = byAddress(cores, owner);
+    assert.equal(target.onRepair(plan.epoch, target.shard as ShardId, wire(versions)), 1);
+    assert.equal(replyOf(kv(target, 'GET', key, {})).body.value, 'written while cut off');
+  }
 });
