@@ -11,7 +11,7 @@
 
 import { Pool } from 'undici';
 import type { NodeAddress, ShardId } from '../core/types.ts';
-import { KvsError } from './errors.ts';
+import { KvsError, wasNeverSent } from './errors.ts';
 import type { KvsErrorCode } from './errors.ts';
 
 export { KvsError, isKvsError } from './errors.ts';
@@ -62,17 +62,6 @@ const responseBytesMaxDefault = 8 * 1024 * 1024;
 const keyAbsentError = 'Key does not exist';
 const viewAbsentError = 'View has no such replica';
 const causalError = 'Causal dependencies not satisfied; try again later';
-
-// Failures that prove the request never reached the node: any request may go to another node.
-const notSentErrorCodes = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
 
 type Method = 'GET' | 'PUT' | 'DELETE';
 type Answer = { status: number; body: Record<string, unknown>; node: NodeAddress };
@@ -342,7 +331,7 @@ function transportFailure(
   if (err instanceof KvsError) return undefined;
   if (!(err instanceof Error)) return undefined;
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && notSentErrorCodes.has(code)) {
+  if (wasNeverSent(err)) {
     return {
       error: new KvsError({ code: 'unavailable', message: `cannot reach ${node}: ${code}`, node, cause: err }),
       notSent: true,

@@ -45,3 +45,25 @@ export class KvsError extends Error {
 export function isKvsError(err: unknown, code?: KvsErrorCode): err is KvsError {
   return err instanceof KvsError && (code === undefined || err.code === code);
 }
+
+/**
+ * Transport failures that prove a request never reached the node (no connection was made), shared
+ * by every HTTP client of the project. Only these let a write be sent to another node: after any
+ * other failure (a timeout, a connection dropped mid-way) the node may have applied it, or may
+ * still, when the network delivers it late.
+ */
+export const NOT_SENT_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** True when `error` (an undici or socket error) proves the request never left. */
+export function wasNeverSent(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NOT_SENT_ERROR_CODES.has(code);
+}

@@ -23,6 +23,7 @@ import { Agent, request } from 'undici';
 import { Lab } from './lab.ts';
 import type { NodeAddress } from './lab.ts';
 import { Prng } from './prng.ts';
+import { wasNeverSent } from '../client/errors.ts';
 import { HistoryRecorder } from '../check/history.ts';
 import { checkHistory, formatReport } from '../check/checker.ts';
 import type { CheckResult } from '../check/checker.ts';
@@ -95,8 +96,6 @@ const CLIENT_TIMEOUT_MS = 6_000;
 const QUIESCENCE_TIMEOUT_MS = 60_000;
 /** Causal 503s in a row after which a client starts a new session. */
 const STUCK_SESSION_503S = 15;
-/** Errors that prove a request never reached the node: a definite failure. */
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 type Outcome = 'ok' | 'fail' | 'unknown';
 type Kind = 'put' | 'get' | 'delete';
@@ -153,7 +152,7 @@ class TortureClient {
         const rawCode = (error as { code?: unknown }).code;
         const code = typeof rawCode === 'string' ? rawCode : (error as Error).name;
         // A read that got nothing changed nothing either: fail. A write may or may not have happened.
-        const outcome: Outcome = NOT_SENT_CODES.has(code) || kind === 'get' ? 'fail' : 'unknown';
+        const outcome: Outcome = wasNeverSent(error) || kind === 'get' ? 'fail' : 'unknown';
         this.#recorder.end(op, { endMs: performance.now(), outcome });
         errors.set(code, (errors.get(code) ?? 0) + 1);
         continue;

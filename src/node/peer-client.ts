@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
 
 export interface PeerReply {
@@ -14,9 +15,6 @@ export interface PeerClientOptions {
   connectionsPerPeer: number;
 }
 
-/** Errors that mean the request never left this node: no connection was made. */
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-
 /** The peer could not be reached or did not answer in time: evidence that it may be down. */
 export class PeerUnreachableError extends Error {
   readonly peer: NodeAddress;
@@ -29,8 +27,7 @@ export class PeerUnreachableError extends Error {
   constructor(peer: NodeAddress, cause: unknown) {
     super(`peer ${peer} unreachable: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
     this.peer = peer;
-    const code = (cause as { code?: unknown } | null)?.code;
-    this.maybeDelivered = !(typeof code === 'string' && NOT_SENT_CODES.has(code));
+    this.maybeDelivered = !wasNeverSent(cause);
   }
 }
 
