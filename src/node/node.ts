@@ -301,7 +301,7 @@ export class KvsNode {
       if (reply.status === 200) {
         this.log.info({ shard: id, peer: address }, 'node added to shard');
         await this.pushMap([...this.core.membership.peers(), address]);
-        this.afterMapChange();
+        this.stateChanged();
       }
       return json(reply.status, reply.body);
     }
@@ -542,23 +542,13 @@ export class KvsNode {
       const shard = shardOfNode(this.core.map, peer);
       if (shard === null) continue;
       try {
-        for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
-          const reply = await this.peers.call(peer, 'POST', '/internal/repair', { epoch, shard, versions: chunk }, {
-            timeoutMs: this.config.requestTimeoutMs,
-          });
-          if (reply.status !== 200) throw new Error(`refused: ${JSON.stringify(reply.body)}`);
-          sent += chunk.length;
-        }
+        sent += (await this.sendVersions(peer, '/internal/repair', { epoch, shard }, versions, this.config.requestTimeoutMs)).sent;
       } catch (error) {
         failed.push(peer);
         this.log.warn({ peer, err: error }, 'late transfer after a missed reshard failed; other members of the shard have a copy');
       }
     }
     this.log.info({ epoch, versions: orphaned.length, sent, failed }, 'missed a reshard: sent what this node held to the new owners');
-  }
-
-  private afterMapChange(): void {
-    this.stateChanged();
   }
 
   private async pushMap(targets: NodeAddress[]): Promise<void> {
@@ -688,14 +678,9 @@ export class KvsNode {
       } else {
         const changedHere = this.core.onRepair(epoch, shard, answer.versions) ?? 0;
         const ours = replica.versionsInPartitions(answer.differing);
-        let changedThere = 0;
-        for (const chunk of chunkByBytes(ours, TRANSFER_BYTES_MAX)) {
-          const pushed = await this.peers.call(peer, 'POST', '/internal/repair', { epoch, shard, versions: chunk }, {
-            timeoutMs: this.config.requestTimeoutMs,
-          });
-          this.repairStats.bytes += JSON.stringify(chunk).length;
-          changedThere += Number((pushed.body as { changed?: unknown } | undefined)?.changed) || 0;
-        }
+        const pushed = await this.sendVersions(peer, '/internal/repair', { epoch, shard }, ours, this.config.requestTimeoutMs);
+        this.repairStats.bytes += pushed.bytes;
+        const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
         // Keys repaired here; the peer counts those it took from us.
         this.repairStats.keysRepaired += changedHere;
         if (changedHere + changedThere > 0) {
@@ -711,11 +696,36 @@ export class KvsNode {
         this.stateChanged();
       }
     } catch (error) {
-      if (!(error instanceof PeerUnreachableError)) throw error;
-      this.suspect(peer);
+      // Unreachable: suspect it. Refused (its epoch or shard changed meanwhile): the next round.
+      if (error instanceof PeerUnreachableError) this.suspect(peer);
+      else if (error instanceof PeerRefusedError) this.log.debug({ peer, err: error }, 'anti-entropy round ended early');
+      else throw error;
     } finally {
       this.antiEntropyRunning = false;
     }
+  }
+
+  /**
+   * Sends versions to a peer in requests of about TRANSFER_BYTES_MAX, in order, each with `fields`
+   * (epoch, shard). Throws at the first request that fails or is refused. Returns what was sent and
+   * the peers' answers.
+   */
+  private async sendVersions(
+    peer: NodeAddress,
+    path: string,
+    fields: Record<string, unknown>,
+    versions: Version[],
+    timeoutMs: number,
+  ): Promise<{ sent: number; bytes: number; answers: unknown[] }> {
+    const result = { sent: 0, bytes: 0, answers: [] as unknown[] };
+    for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
+      const reply = await this.peers.call(peer, 'POST', path, { ...fields, versions: chunk.versions }, { timeoutMs });
+      if (reply.status !== 200) throw new PeerRefusedError(`${path} refused by ${peer}: ${JSON.stringify(reply.body)}`);
+      result.sent += chunk.versions.length;
+      result.bytes += chunk.bytes;
+      result.answers.push(reply.body);
+    }
+    return result;
   }
 
   // ---------------------------------------------------------------- reshard
@@ -788,18 +798,11 @@ export class KvsNode {
     const failed: NodeAddress[] = [];
     await Promise.all(
       [...transfers].map(async ([peer, versions]) => {
-        for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
-          try {
-            const reply = await this.peers.call(peer, 'POST', '/internal/reshard/transfer', { epoch, versions: chunk }, {
-              timeoutMs: this.config.reshardTimeoutMs,
-            });
-            if (reply.status !== 200) throw new Error(`transfer refused: ${JSON.stringify(reply.body)}`);
-            sent += chunk.length;
-          } catch (error) {
-            this.log.warn({ peer, err: error }, 'reshard: transfer failed; the target will copy its shard from a peer');
-            failed.push(peer);
-            return;
-          }
+        try {
+          sent += (await this.sendVersions(peer, '/internal/reshard/transfer', { epoch }, versions, this.config.reshardTimeoutMs)).sent;
+        } catch (error) {
+          this.log.warn({ peer, err: error }, 'reshard: transfer failed; the target will copy its shard from a peer');
+          failed.push(peer);
         }
       }),
     );
@@ -934,6 +937,9 @@ export class KvsNode {
 
 class BadRequest extends Error {}
 
+/** A peer answered, but not with 200 (another epoch or shard, a malformed request). */
+class PeerRefusedError extends Error {}
+
 function field(body: unknown, name: string): unknown {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   return (body as Record<string, unknown>)[name];
@@ -947,21 +953,22 @@ function isEpochValue(value: unknown): value is Epoch {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
-function chunkByBytes(versions: Version[], bytesMax: number): Version[][] {
-  const chunks: Version[][] = [];
+/** Versions in runs of about `bytesMax` JSON bytes (at least one version each), with their size. */
+function chunkByBytes(versions: Version[], bytesMax: number): { versions: Version[]; bytes: number }[] {
+  const chunks: { versions: Version[]; bytes: number }[] = [];
   let current: Version[] = [];
   let bytes = 0;
   for (const version of versions) {
     const size = JSON.stringify(version).length;
     if (current.length > 0 && bytes + size > bytesMax) {
-      chunks.push(current);
+      chunks.push({ versions: current, bytes });
       current = [];
       bytes = 0;
     }
     current.push(version);
     bytes += size;
   }
-  if (current.length > 0) chunks.push(current);
+  if (current.length > 0) chunks.push({ versions: current, bytes });
   return chunks;
 }
 
