@@ -14,7 +14,7 @@ import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { LatencyProxy } from './proxy.ts';
 import {
   claimSlot,
@@ -379,22 +379,7 @@ export class Lab {
     body?: unknown,
     timeoutMs = 10_000,
   ): Promise<{ status: number; body: any; text: string }> {
-    const response = await request(`http://${address}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      dispatcher: this.#agent,
-      reset: false,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await response.body.text();
-    let parsed: unknown;
-    try {
-      parsed = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: response.statusCode, body: parsed, text };
+    return jsonRequest(this.#agent, method, address, path, body, timeoutMs);
   }
 
   /** GET /status of one node, or undefined if it does not answer in time. */
@@ -729,3 +714,33 @@ async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> 
 }
 
 export { labUnavailableReason } from './sys.ts';
+
+/**
+ * One JSON request to a node over `dispatcher` (keep-alive kept even for GETs with a body), bounded
+ * by `timeoutMs`; a body that is not JSON comes back as undefined, with the raw text beside it.
+ */
+export async function jsonRequest(
+  dispatcher: Dispatcher,
+  method: 'GET' | 'PUT' | 'DELETE',
+  address: NodeAddress,
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<{ status: number; body: any; text: string }> {
+  const response = await request(`http://${address}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    dispatcher,
+    reset: false,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.body.text();
+  let parsed: unknown;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.statusCode, body: parsed, text };
+}

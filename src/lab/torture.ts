@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
-import { Lab } from './lab.ts';
+import { Agent } from 'undici';
+import { Lab, jsonRequest } from './lab.ts';
 import type { NodeAddress } from './lab.ts';
 import { Prng } from './prng.ts';
 import { wasNeverSent } from '../client/errors.ts';
@@ -175,23 +175,9 @@ class TortureClient {
   }
 
   async #send(method: 'GET' | 'PUT' | 'DELETE', node: NodeAddress, path: string, body: unknown): Promise<Reply> {
-    const response = await request(`http://${node}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      dispatcher: this.#agent,
-      reset: false,
-      signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
-    });
-    const text = await response.body.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
+    const { status, body: parsed } = await jsonRequest(this.#agent, method, node, path, body, CLIENT_TIMEOUT_MS);
     const object = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
-    return { status: response.statusCode, body: object };
+    return { status, body: object };
   }
 
   close(): Promise<void> {
