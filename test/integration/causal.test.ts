@@ -73,6 +73,21 @@ describe('causal consistency across shards', () => {
     return r;
   }
 
+  /**
+   * Reads `key` at `addr` as `client` until it returns `value` (older values are fine meanwhile:
+   * the client has no dependency on it yet); the client then carries what it read.
+   */
+  async function readUntil(client: Client, addr: NodeAddress, key: string, value: unknown): Promise<void> {
+    await pollUntil(
+      `${key} = ${String(value)} at ${addr}`,
+      async () => {
+        const r = await client.get(addr, key);
+        if (r.status !== 200 || r.body.value !== value) throw new NotYet(`${r.status} ${r.text}`);
+      },
+      { timeoutMs: 5_000, intervalMs: 10 },
+    );
+  }
+
   /** Removes `a` and `b` from each other's view: neither sends the other anything until `heal`. */
   async function split(a: NodeAddress, b: NodeAddress): Promise<void> {
     for (const [at, other] of [[a, b], [b, a]] as const) {
@@ -128,14 +143,7 @@ describe('causal consistency across shards', () => {
       // The reader starts with no metadata and reads y at the other replica of y's shard until the
       // new value shows up (older values are fine: it has no dependency yet).
       const reader = new Client();
-      await pollUntil(
-        `${y} = y-${i} at ${b2}`,
-        async () => {
-          const r = await reader.get(b2, y);
-          if (r.status !== 200 || r.body.value !== `y-${i}`) throw new NotYet(`${r.status} ${r.text}`);
-        },
-        { timeoutMs: 5_000, intervalMs: 10 },
-      );
+      await readUntil(reader, b2, y, `y-${i}`);
       // y depended on x, so x must now be visible everywhere this reader looks: never "init", never 404.
       await mustRead(reader, a2, x, `x-${i}`, `round ${i}: read y (written after x) then x at the replica x was not written to`);
       await mustRead(reader, a1, x, `x-${i}`, `round ${i}: x at its writer`);
@@ -157,14 +165,7 @@ describe('causal consistency across shards', () => {
       assert.equal((await second.put(b1, y, `y-${i}`)).status, 200);
       // A third client that reads that y must then see x.
       const third = new Client();
-      await pollUntil(
-        `${y} = y-${i} at ${b2}`,
-        async () => {
-          const r = await third.get(b2, y);
-          if (r.status !== 200 || r.body.value !== `y-${i}`) throw new NotYet(`${r.status} ${r.text}`);
-        },
-        { timeoutMs: 5_000, intervalMs: 10 },
-      );
+      await readUntil(third, b2, y, `y-${i}`);
       await mustRead(third, a2, x, `x-${i}`, `round ${i}: x -> (read) -> y -> (read) -> x`);
     }
   });
@@ -182,14 +183,7 @@ describe('causal consistency across shards', () => {
         assert.equal((await writer.put(a1, x, `x-${i}`)).status, 200);
         assert.equal((await writer.put(b1, y, `y-${i}`)).status, 200);
         const reader = new Client();
-        await pollUntil(
-          `${y} = y-${i} at ${b2}`,
-          async () => {
-            const r = await reader.get(b2, y);
-            if (r.status !== 200 || r.body.value !== `y-${i}`) throw new NotYet(`${r.status} ${r.text}`);
-          },
-          { timeoutMs: 5_000, intervalMs: 10 },
-        );
+        await readUntil(reader, b2, y, `y-${i}`);
         // A reader without that dependency gets the old x from a2 (it is available)...
         const other = await get(a2, x, null);
         assert.equal(other.status, 200, other.text);
@@ -219,14 +213,7 @@ describe('causal consistency across shards', () => {
       await mustRead(second, a1, x, 'x-34', 'second client reads x at its writer');
       assert.equal((await second.put(b1, y, 'y-34')).status, 200);
       const third = new Client();
-      await pollUntil(
-        `${y} = y-34 at ${b2}`,
-        async () => {
-          const r = await third.get(b2, y);
-          if (r.status !== 200 || r.body.value !== 'y-34') throw new NotYet(`${r.status} ${r.text}`);
-        },
-        { timeoutMs: 5_000, intervalMs: 10 },
-      );
+      await readUntil(third, b2, y, 'y-34');
       assertDependencyMissing(await third.get(a2, x), 'third client: read y (which depended on x), then x where x is missing');
       // A write by the third client at a2 depends on x too.
       assertDependencyMissing(await third.put(a2, keysOf.get(sa)![35]!, 'w'), 'third client writes at the replica that lacks x');
