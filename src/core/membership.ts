@@ -30,6 +30,8 @@ export class Membership {
   private readonly members = new Set<NodeAddress>();
   private readonly failures = new Map<NodeAddress, number>();
   private readonly probation = new Map<NodeAddress, Probation>();
+  /** Removed by a client's request: not to come back except by announcing itself. */
+  private readonly removedByRequest = new Set<NodeAddress>();
 
   constructor(options: MembershipOptions, initialView: Iterable<NodeAddress>) {
     this.options = options;
@@ -66,6 +68,7 @@ export class Membership {
   /** PUT /view: 'added' or 'already'. A node announcing itself skips any probation. */
   add(node: NodeAddress): 'added' | 'already' {
     this.probation.delete(node);
+    this.removedByRequest.delete(node);
     this.failures.delete(node);
     if (this.members.has(node)) return 'already';
     this.members.add(node);
@@ -83,8 +86,22 @@ export class Membership {
     const present = this.members.delete(node);
     this.failures.delete(node);
     if (reason === 'down' && (present || this.probation.has(node))) this.probation.set(node, { answeringSinceMs: null });
-    else if (reason === 'request') this.probation.delete(node);
+    else if (reason === 'request') {
+      this.probation.delete(node);
+      this.removedByRequest.add(node);
+    }
     return present ? 'deleted' : 'absent';
+  }
+
+  /**
+   * A peer's view names `node`, which this node has never heard of (it joined while this node was
+   * cut off or down, so its announcement never arrived). It goes on probation: probed, and admitted
+   * after answering for the hold-down, like a node back from a failure. True when it was new here.
+   */
+  learn(node: NodeAddress): boolean {
+    if (node === this.options.self || this.members.has(node) || this.probation.has(node) || this.removedByRequest.has(node)) return false;
+    this.probation.set(node, { answeringSinceMs: null });
+    return true;
   }
 
   /** The result of one probe or one request to `node`. */

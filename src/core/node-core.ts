@@ -3,6 +3,7 @@ import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
 import { clocksAtEpoch, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
 import { hash32 } from './hash.ts';
 import { Membership } from './membership.ts';
+import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
 import { Replica } from './replica.ts';
 import { checkReshard, planReshard } from './reshard-plan.ts';
 import {
@@ -10,6 +11,7 @@ import {
   mapsEqual,
   membersOf,
   mergeShardMaps,
+  partitionOfKey,
   shardIds,
   shardOfKey,
   shardOfNode,
@@ -25,6 +27,8 @@ export interface NodeCoreOptions {
   pendingMax: number;
   failuresToRemove: number;
   holdDownMs: number;
+  /** Test-only (see planted-bugs.ts): never set outside the simulator. */
+  plantedBugs?: ReadonlySet<PlantedBug>;
 }
 
 export type KvMethod = 'GET' | 'PUT' | 'DELETE';
@@ -50,6 +54,8 @@ export interface PingInfo {
   shard: ShardId | null;
   ready: boolean;
   applied: Clock;
+  /** The pinged node's view: how nodes learn of others whose announcement they missed. */
+  view: NodeAddress[];
 }
 
 export interface PendingReshard {
@@ -91,9 +97,11 @@ export class NodeCore {
   /** False while this node rebuilds its shard copy from a peer: requests for its shard wait. */
   private isReady: boolean;
   private pendingReshard: PendingReshard | null = null;
+  private readonly bugs: ReadonlySet<PlantedBug>;
 
   constructor(options: NodeCoreOptions, view: NodeAddress[], map: ShardMap) {
     this.options = options;
+    this.bugs = options.plantedBugs ?? NO_BUGS;
     this.self = options.self;
     this.membership = new Membership(
       { self: options.self, failuresToRemove: options.failuresToRemove, holdDownMs: options.holdDownMs },
@@ -179,7 +187,8 @@ export class NodeCore {
 
     const clocks = clocksAtEpoch(metadata, map.epoch);
     const need = clocks[shard] ?? {};
-    if (!replica.covers(need)) return { kind: 'wait', reason: 'causal', detail: clockLacks(replica.applied, need) };
+    const skipCheck = method === 'GET' && this.bugs.has('read-skips-deps');
+    if (!skipCheck && !replica.covers(need)) return { kind: 'wait', reason: 'causal', detail: clockLacks(replica.applied, need) };
 
     const current = replica.get(key);
     const live = current !== undefined && !current.deleted;
@@ -288,7 +297,7 @@ export class NodeCore {
    */
   restoreReplica(saved: SavedReplica): boolean {
     if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
-    const replica = new Replica({ self: this.self, shard: saved.shard, pendingMax: this.options.pendingMax, lamport: saved.lamport });
+    const replica = new Replica({ self: this.self, shard: saved.shard, pendingMax: this.options.pendingMax, lamport: saved.lamport, plantedBugs: this.bugs });
     replica.mergeState(saved.versions, saved.applied);
     replica.takeDirty();
     this.currentReplica = replica;
@@ -374,6 +383,7 @@ export class NodeCore {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
     let everywhere: Clock = { ...replica.applied };
+    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones(everywhere);
     for (const member of membersOf(this.currentMap, replica.shard) ?? []) {
       if (member === this.self) continue;
       const clock = peerApplied.get(member);
@@ -393,6 +403,7 @@ export class NodeCore {
       shard: this.currentReplica?.shard ?? null,
       ready: this.isReady,
       applied: { ...(this.currentReplica?.applied ?? {}) },
+      view: this.membership.view(),
     };
   }
 
@@ -410,6 +421,14 @@ export class NodeCore {
     if (check.ok) return null;
     if (check.reason === 'bad-count') return { status: 400, body: { error: 'shard-count must be a positive integer' } };
     return { status: 400, body: { error: MESSAGES.notEnoughNodes } };
+  }
+
+  /** Shards of the current map that hold data (have members) but have no member in `nodes`. */
+  shardsWithout(nodes: ReadonlySet<NodeAddress>): ShardId[] {
+    return shardIds(this.currentMap).filter((shard) => {
+      const members = membersOf(this.currentMap, shard) ?? [];
+      return members.length > 0 && !members.some((member) => nodes.has(member));
+    });
   }
 
   planReshard(shardCount: number): ShardMap {
@@ -439,7 +458,9 @@ export class NodeCore {
   reshardTransfers(epoch: Epoch): Map<NodeAddress, Version[]> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
-    return groupByOwners(pending.map, this.currentReplica?.allVersions() ?? [], this.self, (version) => this.mergeIncoming(version));
+    let versions: Iterable<Version> = this.currentReplica?.allVersions() ?? [];
+    if (this.bugs.has('reshard-skips-partition')) versions = skipFirstMovedPartition(this.currentMap, pending.map, versions);
+    return groupByOwners(pending.map, versions, this.self, (version) => this.mergeIncoming(version));
   }
 
   /**
@@ -494,8 +515,17 @@ export class NodeCore {
   private newReplica(map: ShardMap, lamport: number): Replica | null {
     const shard = shardOfNode(map, this.self);
     if (shard === null) return null;
-    return new Replica({ self: this.self, shard, pendingMax: this.options.pendingMax, lamport });
+    return new Replica({ self: this.self, shard, pendingMax: this.options.pendingMax, lamport, plantedBugs: this.bugs });
   }
+}
+
+/** Planted bug 'reshard-skips-partition': the versions without those of the lowest partition that changes shard. */
+function skipFirstMovedPartition(from: ShardMap, to: ShardMap, versions: Iterable<Version>): Version[] {
+  const all = [...versions];
+  const moved = all.filter((v) => shardOfKey(from, v.key) !== shardOfKey(to, v.key)).map((v) => partitionOfKey(v.key));
+  if (moved.length === 0) return all;
+  const skipped = Math.min(...moved);
+  return all.filter((v) => partitionOfKey(v.key) !== skipped);
 }
 
 /** Versions grouped by the members of their key's shard in `map`; this node's share goes to `onSelf`. */

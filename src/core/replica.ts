@@ -1,4 +1,5 @@
 import { hash32 } from './hash.ts';
+import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import type { Clock, Dot, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
 import { clockCovers } from './vector-clock.ts';
@@ -11,6 +12,8 @@ export interface ReplicaOptions {
   pendingMax: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
+  /** Test-only (see planted-bugs.ts). */
+  plantedBugs?: ReadonlySet<PlantedBug>;
 }
 
 export interface DeliverResult {
@@ -45,8 +48,12 @@ export class Replica {
    * anti-entropy compares these 1024 numbers and repairs only the partitions that differ.
    */
   private readonly digestSums = new Uint32Array(PARTITION_COUNT);
+  private readonly bugs: ReadonlySet<PlantedBug>;
+  /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
+  private collectedUpTo: Clock = {};
 
   constructor(options: ReplicaOptions) {
+    this.bugs = options.plantedBugs ?? NO_BUGS;
     this.self = options.self;
     this.shard = options.shard;
     this.pendingMax = options.pendingMax;
@@ -210,8 +217,22 @@ export class Replica {
    */
   repair(versions: readonly Version[]): number {
     let changed = 0;
-    for (const version of versions) if (this.put(version)) changed++;
+    for (const version of versions) {
+      if (this.isCollected(version)) continue;
+      if (this.put(version)) changed++;
+    }
     return changed;
+  }
+
+  /**
+   * A tombstone this replica no longer stores and that every replica reflected when it last
+   * collected (so it collected it, or would have). Taking it back from a peer that has not collected it yet would only start
+   * it over; left alone, the peer collects it too. (Without this, tombstones bounced between
+   * replicas in anti-entropy for ever, and their digests never agreed.)
+   */
+  private isCollected(version: Version): boolean {
+    const dot = version.dot;
+    return version.deleted && dot !== null && !this.store.has(version.key) && (this.collectedUpTo[dot.node] ?? 0) >= dot.counter;
   }
 
   /**
@@ -221,6 +242,9 @@ export class Replica {
    */
   collectTombstones(everywhere: Clock): number {
     let collected = 0;
+    const horizon: Clock = { ...this.collectedUpTo };
+    for (const [node, counter] of Object.entries(everywhere)) if (counter > (horizon[node] ?? 0)) horizon[node] = counter;
+    this.collectedUpTo = horizon;
     for (const [key, version] of this.store) {
       if (!version.deleted || version.dot === null) continue;
       if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
@@ -246,6 +270,7 @@ export class Replica {
   }
 
   private deliverable(version: Version, dot: Dot): boolean {
+    if (this.bugs.has('apply-out-of-order')) return true;
     if ((this.appliedClock[dot.node] ?? 0) !== dot.counter - 1) return false;
     const deps = version.deps[this.shard];
     return deps === undefined || clockCovers(this.appliedClock, withoutNode(deps, dot.node));

@@ -26,6 +26,7 @@ import { Prng } from './prng.ts';
 import { wasNeverSent } from '../client/errors.ts';
 import { HistoryRecorder } from '../check/history.ts';
 import { checkHistory, formatReport } from '../check/checker.ts';
+import { CAUSAL_ERROR, KEY_ABSENT, classifyReply } from '../check/classify.ts';
 import type { CheckResult } from '../check/checker.ts';
 
 export const ALL_FAULTS = ['partition', 'oneway', 'disconnect', 'kill', 'latency'] as const;
@@ -88,9 +89,6 @@ export type TortureResult = {
   report?: CheckResult;
 };
 
-const CAUSAL_ERROR = 'Causal dependencies not satisfied; try again later';
-const RESHARD_ERROR = 'A reshard is in progress; try again later';
-const KEY_ABSENT = 'Key does not exist';
 /** One client request: above CAUSAL_WAIT_MS (1 s) plus a forward that fails over once or twice. */
 const CLIENT_TIMEOUT_MS = 6_000;
 const QUIESCENCE_TIMEOUT_MS = 60_000;
@@ -157,7 +155,7 @@ class TortureClient {
         errors.set(code, (errors.get(code) ?? 0) + 1);
         continue;
       }
-      const { outcome, found, deleted, readValue } = classify(kind, reply);
+      const { outcome, found, deleted, readValue } = classifyReply(kind, reply.status, reply.body);
       stuck = reply.status === 503 && reply.body?.error === CAUSAL_ERROR ? stuck + 1 : 0;
       if (outcome === 'ok' && reply.body !== undefined && reply.body['causal-metadata'] !== undefined && reply.body['causal-metadata'] !== null) {
         this.#metadata = reply.body['causal-metadata'];
@@ -183,26 +181,6 @@ class TortureClient {
   close(): Promise<void> {
     return this.#agent.close();
   }
-}
-
-function classify(kind: Kind, reply: Reply): { outcome: Outcome; found?: boolean; deleted?: boolean; readValue?: unknown } {
-  const { status, body } = reply;
-  const error = body?.error;
-  if (kind === 'get') {
-    if (status === 200) return { outcome: 'ok', found: true, readValue: body?.value };
-    if (status === 404 && error === KEY_ABSENT) return { outcome: 'ok', found: false };
-    return { outcome: 'fail' };
-  }
-  if (kind === 'put' && (status === 200 || status === 201)) return { outcome: 'ok' };
-  if (kind === 'delete') {
-    if (status === 200) return { outcome: 'ok', deleted: true };
-    if (status === 404 && error === KEY_ABSENT) return { outcome: 'ok', deleted: false };
-  }
-  // Refused before anything was applied: a causal wait that ran out, a reshard, a bad request.
-  if (status === 503 && (error === CAUSAL_ERROR || error === RESHARD_ERROR)) return { outcome: 'fail' };
-  if (status >= 400 && status < 500) return { outcome: 'fail' };
-  // Another 5xx (a forward that timed out after sending, ...): the write may have happened.
-  return { outcome: 'unknown' };
 }
 
 // ----------------------------------------------------------------------- the nemesis

@@ -2,16 +2,18 @@ import type { Server } from 'node:http';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import { NodeCore, type KvMethod, type PingInfo, type WaitReason } from '../core/node-core.ts';
+import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { Replica } from '../core/replica.ts';
 import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfNode } from '../core/shard-map.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { NodeConfig } from './config.ts';
+import { realTimers, sleep, type PeerTransport, type TimerHandle, type Timers } from './env.ts';
 import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
 import type { Logger } from './logger.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
-import { MemoryStorage, SqliteStorage, type Storage } from './storage.ts';
+import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
 import { isClock, isPartitionDigests, isPartitionList, isShardMap, isVersionList } from './wire.ts';
 
 /** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
@@ -40,6 +42,19 @@ const SYNC_INTERVAL_MS_MIN = 250;
 const json = (status: number, body: unknown): HttpReply => ({ status, body });
 
 /**
+ * What a node takes from outside instead of the process's own (every field defaults to the real
+ * thing). The simulator passes its clock, network and disk here.
+ */
+export interface NodeEnv {
+  timers?: Timers;
+  transport?: PeerTransport;
+  /** Storage already opened, with what it held. */
+  storage?: { storage: Storage; saved: SavedState };
+  /** Test-only: known bugs planted in the core, for the simulator to catch. Never set in production. */
+  plantedBugs?: ReadonlySet<PlantedBug>;
+}
+
+/**
  * The runtime around one NodeCore: HTTP in and out, timers, waiting. Everything it decides about
  * the protocol it asks the core; what it adds is I/O, time and bounded waiting.
  */
@@ -47,12 +62,13 @@ export class KvsNode {
   readonly config: NodeConfig;
   readonly core: NodeCore;
   private readonly log: Logger;
-  private readonly peers: PeerClient;
+  private readonly peers: PeerTransport;
+  private readonly timers: Timers;
   private readonly replicator: Replicator;
-  private readonly changed = new StateSignal();
+  private readonly changed: StateSignal;
   private server: Server | null = null;
-  private pingTimer: NodeJS.Timeout | null = null;
-  private antiEntropyTimer: NodeJS.Timeout | null = null;
+  private pingTimer: TimerHandle | null = null;
+  private antiEntropyTimer: TimerHandle | null = null;
   private antiEntropyRunning = false;
   private antiEntropyNext = 0;
   /** Repair counters, shown in /status. */
@@ -63,18 +79,22 @@ export class KvsNode {
   private syncing = false;
   private fullSyncRunning: Promise<void> | null = null;
   private closed = false;
-  private readonly startedMs = Date.now();
+  private readonly startedMs: number;
   private readonly storage: Storage;
   /** The replica object whose state the storage holds; another one means the replica was replaced. */
   private storedReplica: Replica | null;
   private storedMapDigest: string;
   private readonly restored: boolean;
 
-  constructor(config: NodeConfig, log: Logger) {
+  constructor(config: NodeConfig, log: Logger, env: NodeEnv = {}) {
     this.config = config;
     this.log = log;
-    let saved: ReturnType<Storage['load']> = { map: null, replica: null };
-    if (config.dataDir === null) this.storage = new MemoryStorage();
+    this.timers = env.timers ?? realTimers;
+    this.startedMs = this.timers.now();
+    this.changed = new StateSignal(this.timers);
+    let saved: SavedState = { map: null, replica: null };
+    if (env.storage) ({ storage: this.storage, saved } = env.storage);
+    else if (config.dataDir === null) this.storage = new MemoryStorage();
     else ({ storage: this.storage, saved } = SqliteStorage.open(config.dataDir, config.address, log));
     // What this node knew before it stopped is newer than what the environment says at start.
     const envMap = initialShardMap(config.view, config.shardCount);
@@ -85,6 +105,7 @@ export class KvsNode {
         pendingMax: config.pendingMax,
         failuresToRemove: config.failuresToRemove,
         holdDownMs: config.holdDownMs,
+        plantedBugs: env.plantedBugs,
       },
       config.view,
       map,
@@ -93,11 +114,13 @@ export class KvsNode {
     this.storedReplica = this.restored ? this.core.replica : null;
     this.storedMapDigest = saved.map ? mapDigest(saved.map) : '';
     this.persist();
-    this.peers = new PeerClient({
-      connectTimeoutMs: config.connectTimeoutMs,
-      requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
-      connectionsPerPeer: 8,
-    });
+    this.peers =
+      env.transport ??
+      new PeerClient({
+        connectTimeoutMs: config.connectTimeoutMs,
+        requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
+        connectionsPerPeer: 8,
+      });
     this.replicator = new Replicator(
       {
         self: config.address,
@@ -115,6 +138,7 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- life cycle
 
+  /** Listens on the configured address, then joins the store (`run`). */
   async start(): Promise<void> {
     this.server = await startHttpServer({
       host: this.config.listenHost,
@@ -127,21 +151,29 @@ export class KvsNode {
       { port: this.config.port, view: this.config.view, shardCount: this.config.shardCount },
       'listening',
     );
+    await this.run();
+  }
+
+  /**
+   * Joins the store and starts the timers: takes the shard map the other nodes hold, announces
+   * itself, and copies (or catches up) its shard. Requests may arrive meanwhile; they wait.
+   */
+  async run(): Promise<void> {
     await this.discover();
     await this.announce();
-    this.pingTimer = setInterval(() => this.tick(), this.config.pingIntervalMs);
+    this.pingTimer = this.timers.setInterval(() => this.tick(), this.config.pingIntervalMs);
     if (this.config.antiEntropyIntervalMs > 0) {
-      this.antiEntropyTimer = setInterval(() => void this.antiEntropyRound(), this.config.antiEntropyIntervalMs);
+      this.antiEntropyTimer = this.timers.setInterval(() => void this.antiEntropyRound(), this.config.antiEntropyIntervalMs);
     }
     if (this.core.replica !== null && this.core.replica === this.storedReplica && this.restored) await this.catchUp();
     else if (this.core.replica !== null) await this.fullSync('start');
-    this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: Date.now() - this.startedMs }, 'ready');
+    this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: this.timers.now() - this.startedMs }, 'ready');
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    if (this.antiEntropyTimer) clearInterval(this.antiEntropyTimer);
+    if (this.pingTimer) this.timers.clearInterval(this.pingTimer);
+    if (this.antiEntropyTimer) this.timers.clearInterval(this.antiEntropyTimer);
     this.changed.notify();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
@@ -189,7 +221,7 @@ export class KvsNode {
   private async discover(): Promise<void> {
     const others = this.config.view.filter((n) => n !== this.config.address);
     if (others.length === 0) return;
-    const deadline = Date.now() + this.config.startupWaitMs;
+    const deadline = this.timers.now() + this.config.startupWaitMs;
     while (!this.closed) {
       const answers = await Promise.allSettled(
         others.map((peer) => this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 1000 })),
@@ -197,16 +229,22 @@ export class KvsNode {
       let heard = 0;
       for (const answer of answers) {
         if (answer.status !== 'fulfilled' || answer.value.status !== 200) continue;
-        const map = (answer.value.body as { map?: unknown }).map;
+        const { map, view } = answer.value.body as { map?: unknown; view?: unknown };
         if (!isShardMap(map)) continue;
         heard++;
         this.adoptMap(map, 'discovery', false);
+        // Nodes that joined after this node's VIEW was written (it restarts with the VIEW it had).
+        for (const node of Array.isArray(view) ? view : []) {
+          if (!isNodeAddress(node) || node === this.config.address || this.core.membership.has(node)) continue;
+          this.core.putView(node);
+          this.log.info({ peer: node, from: others }, 'node learned from a peer added to view');
+        }
       }
-      if (heard > 0 || Date.now() >= deadline) {
+      if (heard > 0 || this.timers.now() >= deadline) {
         this.log.info({ peersAnswered: heard, epoch: this.core.map.epoch, shard: this.core.shard }, 'discovered shard map');
         return;
       }
-      await delay(250);
+      await sleep(this.timers, 250);
     }
   }
 
@@ -222,7 +260,8 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- routing
 
-  private async handle(request: HttpRequest): Promise<HttpReply> {
+  /** One request, from a client or a peer, as the HTTP server (or the simulator) delivers it. */
+  async handle(request: HttpRequest): Promise<HttpReply> {
     const { method, path } = request;
     const body = request.body;
     try {
@@ -319,10 +358,10 @@ export class KvsNode {
     hops: number,
     deadlineMs: number | null,
   ): Promise<HttpReply> {
-    const started = Date.now();
+    const started = this.timers.now();
     for (;;) {
-      if (method !== 'GET' && deadlineMs !== null && Date.now() > deadlineMs) {
-        this.log.warn({ key, method, lateMs: Date.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
+      if (method !== 'GET' && deadlineMs !== null && this.timers.now() > deadlineMs) {
+        this.log.warn({ key, method, lateMs: this.timers.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
         return json(503, { error: 'The forwarded write arrived too late and was not applied; try again' });
       }
       const decision = this.core.kv(method, key, body);
@@ -344,7 +383,7 @@ export class KvsNode {
       if (decision.kind === 'forward') {
         return this.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
       }
-      const waitedMs = Date.now() - started;
+      const waitedMs = this.timers.now() - started;
       const budgetMs = (decision.reason === 'reshard' ? RESHARD_WAIT_MS : this.config.causalWaitMs) - waitedMs;
       if (budgetMs <= 0 || this.closed) return this.unavailable(decision.reason, key, decision.detail);
       if (decision.reason === 'causal') this.syncFromAhead(decision.detail ?? {});
@@ -377,8 +416,8 @@ export class KvsNode {
     if (hops >= FORWARD_HOPS_MAX) {
       return json(503, { error: 'The shard map is changing; try again later' });
     }
-    const timeoutMs = deadlineMs === null ? this.config.requestTimeoutMs : Math.max(1, deadlineMs - Date.now());
-    const deadline = deadlineMs ?? Date.now() + timeoutMs;
+    const timeoutMs = deadlineMs === null ? this.config.requestTimeoutMs : Math.max(1, deadlineMs - this.timers.now());
+    const deadline = deadlineMs ?? this.timers.now() + timeoutMs;
     for (const target of targets) {
       try {
         const reply = await this.peers.call(target, method, path, body, {
@@ -420,7 +459,7 @@ export class KvsNode {
 
   private tick(): void {
     if (this.closed) return;
-    const now = Date.now();
+    const now = this.timers.now();
     const pending = this.core.reshardInProgress;
     if (pending && now - pending.startedMs > this.config.reshardTimeoutMs) {
       this.log.warn({ epoch: pending.map.epoch, coordinator: pending.coordinator }, 'reshard not committed in time; abandoned');
@@ -471,7 +510,7 @@ export class KvsNode {
   }
 
   private observe(peer: NodeAddress, answered: boolean): void {
-    const outcome = this.core.membership.observe(peer, answered, Date.now());
+    const outcome = this.core.membership.observe(peer, answered, this.timers.now());
     if (outcome.kind === 'removed') {
       this.onRemoved(peer, 'not answering');
       // Tell the others, as the spec asks; each checks before it removes.
@@ -499,6 +538,11 @@ export class KvsNode {
   private onPing(peer: NodeAddress, info: PingInfo): void {
     const previous = this.lastPing.get(peer);
     this.lastPing.set(peer, info);
+    for (const node of Array.isArray(info.view) ? info.view : []) {
+      if (isNodeAddress(node) && this.core.membership.learn(node)) {
+        this.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
+      }
+    }
     if (info.mapDigest !== this.core.mapDigest) void this.fetchMap(peer);
     // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
     if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) void this.pullSync(peer, 'behind peer');
@@ -570,7 +614,7 @@ export class KvsNode {
   }
 
   private async runFullSync(reason: string): Promise<void> {
-    const started = Date.now();
+    const started = this.timers.now();
     this.core.beginFullSync();
     const replica = this.core.replica;
     if (replica === null) {
@@ -586,13 +630,13 @@ export class KvsNode {
       this.core.markReady();
       this.stateChanged();
       await this.storage.flush();
-      this.log.info({ reason, peer, shard, keys: replica.size, ms: Date.now() - started }, 'shard copied from peer');
+      this.log.info({ reason, peer, shard, keys: replica.size, ms: this.timers.now() - started }, 'shard copied from peer');
       return;
     }
     // Nobody could serve us (a fresh store, or all peers down): serve what we have. Clients whose
     // metadata names writes we lack still get 503, never stale data.
     this.core.markReady();
-    this.log.info({ reason, shard, ms: Date.now() - started }, 'no shard peer could send its data; serving as is');
+    this.log.info({ reason, shard, ms: this.timers.now() - started }, 'no shard peer could send its data; serving as is');
     this.stateChanged();
   }
 
@@ -608,7 +652,7 @@ export class KvsNode {
   }
 
   private async pullSync(peer: NodeAddress, reason: string): Promise<void> {
-    const now = Date.now();
+    const now = this.timers.now();
     if (this.syncing || this.core.replica === null || !this.core.ready) return;
     if (now - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) return;
     this.syncing = true;
@@ -674,7 +718,7 @@ export class KvsNode {
       this.repairStats.rounds++;
       this.repairStats.bytes += JSON.stringify(answer.versions).length;
       if (answer.differing.length === 0) {
-        this.repairStats.lastInSyncMs = Date.now();
+        this.repairStats.lastInSyncMs = this.timers.now();
       } else {
         const changedHere = this.core.onRepair(epoch, shard, answer.versions) ?? 0;
         const ours = replica.versionsInPartitions(answer.differing);
@@ -736,7 +780,7 @@ export class KvsNode {
     if (this.core.reshardInProgress) return json(503, { error: 'A reshard is already in progress; try again later' });
     const map = this.core.planReshard(shardCount as number);
     const nodes = this.core.membership.view();
-    const started = Date.now();
+    const started = this.timers.now();
     this.log.info({ epoch: map.epoch, shardCount, nodes }, 'reshard: preparing');
 
     // Phase 1: every node freezes writes. Phase 2: every node sends its data to the new owners.
@@ -746,19 +790,25 @@ export class KvsNode {
       this.prepare(map, this.config.address),
     );
     const refused = frozen.filter((reply) => reply.status !== 200);
-    if (refused.length > 0) {
-      this.log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body) }, 'reshard: refused; abandoning');
+    // Every shard's data must move, so some member of each must take part: a shard whose members are
+    // all down would start the new epoch without its keys, and their old versions arriving later
+    // would overwrite what clients wrote meanwhile.
+    const prepared = new Set(nodes.filter((_, i) => frozen[i]?.status === 200 && !(frozen[i]?.body as { unreachable?: boolean }).unreachable));
+    const stranded = this.core.shardsWithout(prepared);
+    if (refused.length > 0 || stranded.length > 0) {
+      this.log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body), stranded }, 'reshard: refused or a shard is unreachable; abandoning');
       await this.everyNode(nodes, '/internal/reshard/abort', { epoch: map.epoch }, () => {
         this.core.abortReshard(map.epoch);
         this.stateChanged();
         return json(200, { ok: true });
       });
-      return json(503, { error: 'Another reshard is in progress; try again later' });
+      if (refused.length > 0) return json(503, { error: 'Another reshard is in progress; try again later' });
+      return json(503, { error: `No member of shard ${stranded.join(', ')} is reachable, so its keys cannot move; try again later` });
     }
     await this.everyNode(nodes, '/internal/reshard/send', { epoch: map.epoch }, () => this.sendReshardData(map.epoch));
-    this.log.info({ epoch: map.epoch, ms: Date.now() - started }, 'reshard: data transferred; committing');
+    this.log.info({ epoch: map.epoch, ms: this.timers.now() - started }, 'reshard: data transferred; committing');
     await this.everyNode(nodes, '/internal/reshard/commit', { epoch: map.epoch }, () => this.commit(map.epoch));
-    this.log.info({ epoch: map.epoch, ms: Date.now() - started }, 'reshard: committed');
+    this.log.info({ epoch: map.epoch, ms: this.timers.now() - started }, 'reshard: committed');
     return json(200, { result: MESSAGES.resharded });
   }
 
@@ -784,7 +834,7 @@ export class KvsNode {
 
   /** Phase 1 here: freeze writes until the commit. */
   private prepare(map: ShardMap, coordinator: NodeAddress): HttpReply {
-    const prepared = this.core.prepareReshard(map, coordinator, Date.now());
+    const prepared = this.core.prepareReshard(map, coordinator, this.timers.now());
     if (!prepared.ok) return json(409, { error: prepared.reason });
     this.stateChanged();
     return json(200, { ok: true });
@@ -927,10 +977,10 @@ export class KvsNode {
       replication: this.replicator.snapshot(),
       repair: {
         ...this.repairStats,
-        msSinceFullSync: this.repairStats.lastInSyncMs === 0 ? null : Date.now() - this.repairStats.lastInSyncMs,
+        msSinceFullSync: this.repairStats.lastInSyncMs === 0 ? null : this.timers.now() - this.repairStats.lastInSyncMs,
       },
       reshardInProgress: this.core.reshardInProgress?.map.epoch ?? null,
-      uptimeMs: Date.now() - this.startedMs,
+      uptimeMs: this.timers.now() - this.startedMs,
     };
   }
 }
@@ -970,9 +1020,5 @@ function chunkByBytes(versions: Version[], bytesMax: number): { versions: Versio
   }
   if (current.length > 0) chunks.push({ versions: current, bytes });
   return chunks;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 

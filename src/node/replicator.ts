@@ -1,6 +1,7 @@
 import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
-import { PeerUnreachableError, type PeerClient } from './peer-client.ts';
+import type { PeerTransport } from './env.ts';
+import { PeerUnreachableError } from './peer-client.ts';
 
 export interface ReplicatorOptions {
   self: NodeAddress;
@@ -59,7 +60,7 @@ export interface ReplicatorStats {
  */
 export class Replicator {
   private readonly options: ReplicatorOptions;
-  private readonly peers: PeerClient;
+  private readonly peers: PeerTransport;
   private readonly log: Logger;
   private readonly onUnreachable: (peer: NodeAddress) => void;
   private readonly isUp: (peer: NodeAddress) => boolean;
@@ -70,7 +71,7 @@ export class Replicator {
 
   constructor(
     options: ReplicatorOptions,
-    peers: PeerClient,
+    peers: PeerTransport,
     log: Logger,
     callbacks: { onUnreachable: (peer: NodeAddress) => void; isUp: (peer: NodeAddress) => boolean; hintLog: HintLog },
   ) {

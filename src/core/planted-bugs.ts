@@ -1,0 +1,22 @@
+// Known bugs the core can be told to have, for one purpose: to show that the simulator (src/sim)
+// and its checker catch bugs of these kinds. Only the simulator sets them (through NodeEnv); no
+// configuration, environment variable or request can, so a running store never has them.
+
+export const PLANTED_BUGS = [
+  /** Reads are served without checking that the replica has the reader's causal past. */
+  'read-skips-deps',
+  /** Replicated writes are applied as they arrive, ignoring their causal past and gaps before them. */
+  'apply-out-of-order',
+  /** Anti-entropy collects tombstones the other replicas may not have seen yet. */
+  'forget-tombstones',
+  /** A reshard leaves the first partition with data to move behind. */
+  'reshard-skips-partition',
+] as const;
+
+export type PlantedBug = (typeof PLANTED_BUGS)[number];
+
+export function isPlantedBug(value: string): value is PlantedBug {
+  return (PLANTED_BUGS as readonly string[]).includes(value);
+}
+
+export const NO_BUGS: ReadonlySet<PlantedBug> = new Set();

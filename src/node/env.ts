@@ -1,0 +1,47 @@
+// What the runtime takes from the world: time, timers and requests to peers. A real node gets the
+// process's clock and HTTP (the defaults); the simulator (src/sim) gives each node a simulated
+// clock and network driven by one seed, and so runs this same runtime and core, unmodified.
+
+import type { PeerReply } from './peer-client.ts';
+
+/** Opaque handle of a scheduled callback. */
+export type TimerHandle = unknown;
+
+export interface Timers {
+  /** Milliseconds since some fixed point; used for waits, deadlines and hold-downs. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+  setInterval(callback: () => void, ms: number): TimerHandle;
+  clearInterval(handle: TimerHandle): void;
+}
+
+export const realTimers: Timers = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  setInterval: (callback, ms) => setInterval(callback, ms),
+  clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
+};
+
+export type PeerMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
+
+/**
+ * Requests to other nodes. `call` resolves with the peer's answer, or rejects with
+ * PeerUnreachableError (no answer in time; `maybeDelivered` false only when it never left).
+ */
+export interface PeerTransport {
+  call(
+    peer: string,
+    method: PeerMethod,
+    path: string,
+    body: unknown,
+    options?: { timeoutMs?: number; headers?: Record<string, string> },
+  ): Promise<PeerReply>;
+  close(): Promise<void>;
+}
+
+/** Sleeps on the given timers. */
+export function sleep(timers: Timers, ms: number): Promise<void> {
+  return new Promise((resolve) => timers.setTimeout(resolve, ms));
+}

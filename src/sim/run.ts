@@ -1,0 +1,140 @@
+// npm run sim -- --seed S          one world, replayed exactly; prints its history hash
+// npm run sim -- --seeds N         a swarm of N worlds (seeds from --first, default random)
+// Options: --bug NAME (plant a known bug; repeatable), --seconds N (client load per world),
+// --log FILE (JSON lines of every node of a single world, with simulated time), --verbose.
+// The last line of output is one JSON object: {seeds, failures, ops, simSeconds, wallSeconds, ...}.
+
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { isPlantedBug, PLANTED_BUGS, type PlantedBug } from '../core/planted-bugs.ts';
+import { World, type WorldResult } from './world.ts';
+
+export interface SwarmOptions {
+  first: number;
+  seeds: number;
+  bugs?: readonly PlantedBug[];
+  seconds?: number;
+  /** Stop at the first failing seed. */
+  stopAtFailure?: boolean;
+  onResult?: (result: WorldResult) => void;
+}
+
+export interface SwarmSummary {
+  seeds: number;
+  failures: number;
+  failingSeeds: number[];
+  ops: number;
+  simSeconds: number;
+  wallSeconds: number;
+  opsPerWallSecond: number;
+  events: number;
+}
+
+export async function runWorld(seed: number, bugs: readonly PlantedBug[] = [], seconds?: number, log?: (line: string) => void): Promise<WorldResult> {
+  return new World({ seed, bugs, ...(seconds !== undefined ? { settings: { seconds } } : {}), ...(log ? { log } : {}) }).run();
+}
+
+export async function runSwarm(options: SwarmOptions): Promise<SwarmSummary> {
+  const started = performance.now();
+  const summary: SwarmSummary = { seeds: 0, failures: 0, failingSeeds: [], ops: 0, simSeconds: 0, wallSeconds: 0, opsPerWallSecond: 0, events: 0 };
+  for (let i = 0; i < options.seeds; i++) {
+    const seed = (options.first + i) >>> 0;
+    const result = await runWorld(seed, options.bugs, options.seconds);
+    summary.seeds++;
+    summary.ops += result.ops;
+    summary.simSeconds += result.simSeconds;
+    summary.events += result.events;
+    if (!result.passed) {
+      summary.failures++;
+      summary.failingSeeds.push(seed);
+    }
+    options.onResult?.(result);
+    if (!result.passed && options.stopAtFailure) break;
+  }
+  summary.wallSeconds = (performance.now() - started) / 1000;
+  summary.opsPerWallSecond = Math.round(summary.ops / summary.wallSeconds);
+  summary.simSeconds = Math.round(summary.simSeconds);
+  summary.wallSeconds = Math.round(summary.wallSeconds * 10) / 10;
+  return summary;
+}
+
+export function replayCommand(seed: number, bugs: readonly PlantedBug[], seconds?: number): string {
+  return ['npm run sim --', `--seed ${seed}`, ...bugs.map((b) => `--bug ${b}`), ...(seconds !== undefined ? [`--seconds ${seconds}`] : [])].join(' ');
+}
+
+function describe(result: WorldResult, bugs: readonly PlantedBug[], seconds?: number): string {
+  const verdict = result.passed ? 'ok  ' : 'FAIL';
+  const s = result.settings;
+  const line =
+    `${verdict} seed ${result.seed} hash ${result.hash}: ${result.ops} ops (${result.ok} ok, ${result.failed} failed, ${result.unknown} unknown), ` +
+    `${s.nodes} nodes, ${s.shards === 0 ? 'replicated' : `${s.shards} shards`}, faults [${s.faults.join(' ')}], ` +
+    `${result.simSeconds.toFixed(1)} s simulated, quiescent ${result.quiescenceMs === null ? 'NEVER' : `after ${(result.quiescenceMs / 1000).toFixed(1)} s`}`;
+  if (result.passed) return line;
+  const why = [
+    `  causal violations ${result.causalViolations}, lost writes ${result.lostWrites}, divergent keys ${result.divergentKeys}`,
+    ...(result.notQuiescentBecause ? [`  not quiescent: ${result.notQuiescentBecause}`] : []),
+    ...result.nodeErrors.slice(0, 5).map((e) => `  node error: ${e}`),
+    `  replay: ${replayCommand(result.seed, bugs, seconds)}`,
+  ];
+  return [line, ...why].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seed: { type: 'string' },
+      seeds: { type: 'string' },
+      first: { type: 'string' },
+      bug: { type: 'string', multiple: true },
+      seconds: { type: 'string' },
+      log: { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      'usage: npm run sim -- (--seed S | --seeds N [--first S]) [--bug NAME]... [--seconds N] [--log FILE] [--verbose]\n' +
+        `planted bugs: ${PLANTED_BUGS.join(', ')}\n`,
+    );
+    return;
+  }
+  const bugs = (values.bug ?? []).map((name) => {
+    if (!isPlantedBug(name)) throw new Error(`unknown bug ${name}; known: ${PLANTED_BUGS.join(', ')}`);
+    return name;
+  });
+  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  if (values.seed !== undefined) {
+    const seed = Number(values.seed);
+    const logFile = values.log;
+    if (logFile) writeFileSync(logFile, '');
+    const started = performance.now();
+    const result = await runWorld(seed, bugs, seconds, logFile ? (line) => appendFileSync(logFile, `${line}\n`) : undefined);
+    process.stdout.write(`${describe(result, bugs, seconds)}\n`);
+    if (values.verbose || !result.passed) {
+      process.stdout.write(`nemesis:\n${result.nemesis.map((l) => `  ${l}`).join('\n')}\n`);
+      if (result.report) process.stdout.write(`${result.report}\n`);
+    }
+    const wallSeconds = (performance.now() - started) / 1000;
+    process.stdout.write(
+      `${JSON.stringify({ seeds: 1, failures: result.passed ? 0 : 1, ops: result.ops, simSeconds: Math.round(result.simSeconds), wallSeconds: Math.round(wallSeconds * 10) / 10, seed, hash: result.hash, events: result.events, network: result.network })}\n`,
+    );
+    process.exitCode = result.passed ? 0 : 1;
+    return;
+  }
+  const count = Number(values.seeds ?? 20);
+  const first = values.first !== undefined ? Number(values.first) : Math.floor(Math.random() * 2 ** 31);
+  const summary = await runSwarm({
+    first,
+    seeds: count,
+    bugs,
+    ...(seconds !== undefined ? { seconds } : {}),
+    onResult: (result) => {
+      if (values.verbose || !result.passed) process.stdout.write(`${describe(result, bugs, seconds)}\n`);
+    },
+  });
+  process.stdout.write(`${JSON.stringify({ ...summary, first, bugs, replay: summary.failingSeeds.map((s) => replayCommand(s, bugs, seconds)) })}\n`);
+  process.exitCode = summary.failures === 0 ? 0 : 1;
+}
+
+if (import.meta.main) await main();
