@@ -1,13 +1,21 @@
 import { hash32 } from './hash.ts';
 import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
-import type { Clock, Dot, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
+import type { Clock, Dot, Epoch, NodeAddress, ShardClocks, ShardId, Stamp, Version } from './types.ts';
 import { clockCovers } from './vector-clock.ts';
-import { supersedes } from './version-order.ts';
+import { compareStamps, supersedes } from './version-order.ts';
+
+/**
+ * Collected tombstones remembered per replica, so an old version arriving late cannot bring a deleted
+ * key back. Beyond this many, the oldest are forgotten (about 100 bytes each).
+ */
+export const GRAVEYARD_MAX = 100_000;
 
 export interface ReplicaOptions {
   self: NodeAddress;
   shard: ShardId;
+  /** The epoch of the shard map this replica belongs to; it stamps its writes with it. */
+  epoch?: Epoch;
   /** Early arrivals kept until their causal past is applied; beyond it they are dropped and later pulled by sync. */
   pendingMax: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
@@ -33,6 +41,7 @@ export interface DeliverResult {
 export class Replica {
   readonly self: NodeAddress;
   readonly shard: ShardId;
+  readonly epoch: Epoch;
   readonly pendingMax: number;
   private readonly store = new Map<string, Version>();
   private appliedClock: Clock = {};
@@ -51,11 +60,14 @@ export class Replica {
   private readonly bugs: ReadonlySet<PlantedBug>;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
+  /** Stamps of the tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
+  private readonly graveyard = new Map<string, Stamp>();
 
   constructor(options: ReplicaOptions) {
     this.bugs = options.plantedBugs ?? NO_BUGS;
     this.self = options.self;
     this.shard = options.shard;
+    this.epoch = options.epoch ?? 0;
     this.pendingMax = options.pendingMax;
     this.lamportClock = options.lamport ?? 0;
   }
@@ -103,7 +115,7 @@ export class Replica {
       key,
       deleted: change.deleted,
       dot: { node: this.self, counter },
-      stamp: { lamport: this.lamportClock, node: this.self },
+      stamp: { epoch: this.epoch, lamport: this.lamportClock, node: this.self },
       deps,
     };
     if (!change.deleted) version.value = change.value;
@@ -218,10 +230,20 @@ export class Replica {
   repair(versions: readonly Version[]): number {
     let changed = 0;
     for (const version of versions) {
-      if (this.isCollected(version)) continue;
+      if (this.isCollected(version) || this.isBuried(version)) continue;
       if (this.put(version)) changed++;
     }
     return changed;
+  }
+
+  /**
+   * A version of a key whose tombstone this replica collected, no newer than that tombstone. Such a
+   * version still arrives after the collection when a node that missed a reshard hands over its
+   * old replica: without this check it would bring the deleted key back. (Found by the simulator.)
+   */
+  private isBuried(version: Version): boolean {
+    const stamp = this.graveyard.get(version.key);
+    return stamp !== undefined && !this.store.has(version.key) && compareStamps(version.stamp, stamp) <= 0;
   }
 
   /**
@@ -249,6 +271,9 @@ export class Replica {
       if (!version.deleted || version.dot === null) continue;
       if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
       this.store.delete(key);
+      this.graveyard.delete(key);
+      this.graveyard.set(key, version.stamp);
+      if (this.graveyard.size > GRAVEYARD_MAX) this.graveyard.delete(this.graveyard.keys().next().value as string);
       this.digestSums[partitionOfKey(key)] = ((this.digestSums[partitionOfKey(key)] as number) - versionHash(version)) >>> 0;
       this.dirty.add(key);
       collected++;

@@ -18,8 +18,10 @@ export interface Dot {
   counter: number;
 }
 
-/** Conflict order of versions of one key: higher lamport wins, then higher node address. */
+/** Conflict order of versions of one key: later epoch wins, then higher lamport, then higher node address. */
 export interface Stamp {
+  /** The epoch the write was made in (absent: 0). */
+  epoch?: Epoch;
   lamport: number;
   node: NodeAddress;
 }

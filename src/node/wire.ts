@@ -39,6 +39,7 @@ export function isVersion(value: unknown): value is Version {
     typeof deleted === 'boolean' &&
     (dot === null || (isObject(dot) && typeof dot.node === 'string' && Number.isSafeInteger(dot.counter))) &&
     isObject(stamp) &&
+    (stamp.epoch === undefined || (Number.isSafeInteger(stamp.epoch) && (stamp.epoch as number) >= 0)) &&
     Number.isSafeInteger(stamp.lamport) &&
     typeof stamp.node === 'string' &&
     isObject(deps) &&
