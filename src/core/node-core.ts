@@ -297,7 +297,7 @@ export class NodeCore {
    */
   restoreReplica(saved: SavedReplica): boolean {
     if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
-    const replica = new Replica({ self: this.self, shard: saved.shard, epoch: saved.epoch, pendingMax: this.options.pendingMax, lamport: saved.lamport, plantedBugs: this.bugs });
+    const replica = new Replica({ self: this.self, shard: saved.shard, epoch: saved.epoch, pendingMax: this.options.pendingMax, lamport: saved.lamport });
     replica.mergeState(saved.versions, saved.applied);
     replica.takeDirty();
     this.currentReplica = replica;
@@ -515,7 +515,7 @@ export class NodeCore {
   private newReplica(map: ShardMap, lamport: number): Replica | null {
     const shard = shardOfNode(map, this.self);
     if (shard === null) return null;
-    return new Replica({ self: this.self, shard, epoch: map.epoch, pendingMax: this.options.pendingMax, lamport, plantedBugs: this.bugs });
+    return new Replica({ self: this.self, shard, epoch: map.epoch, pendingMax: this.options.pendingMax, lamport });
   }
 }
 

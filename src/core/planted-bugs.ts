@@ -5,8 +5,6 @@
 export const PLANTED_BUGS = [
   /** Reads are served without checking that the replica has the reader's causal past. */
   'read-skips-deps',
-  /** Replicated writes are applied as they arrive, ignoring their causal past and gaps before them. */
-  'apply-out-of-order',
   /** Anti-entropy collects tombstones the other replicas may not have seen yet. */
   'forget-tombstones',
   /** A reshard leaves the first partition with data to move behind. */

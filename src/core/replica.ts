@@ -1,5 +1,4 @@
 import { hash32 } from './hash.ts';
-import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import type { Clock, Dot, Epoch, NodeAddress, ShardClocks, ShardId, Stamp, Version } from './types.ts';
 import { clockCovers } from './vector-clock.ts';
@@ -20,8 +19,6 @@ export interface ReplicaOptions {
   pendingMax: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
-  /** Test-only (see planted-bugs.ts). */
-  plantedBugs?: ReadonlySet<PlantedBug>;
 }
 
 export interface DeliverResult {
@@ -57,14 +54,12 @@ export class Replica {
    * anti-entropy compares these 1024 numbers and repairs only the partitions that differ.
    */
   private readonly digestSums = new Uint32Array(PARTITION_COUNT);
-  private readonly bugs: ReadonlySet<PlantedBug>;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
   /** Stamps of the tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
   private readonly graveyard = new Map<string, Stamp>();
 
   constructor(options: ReplicaOptions) {
-    this.bugs = options.plantedBugs ?? NO_BUGS;
     this.self = options.self;
     this.shard = options.shard;
     this.epoch = options.epoch ?? 0;
@@ -295,7 +290,6 @@ export class Replica {
   }
 
   private deliverable(version: Version, dot: Dot): boolean {
-    if (this.bugs.has('apply-out-of-order')) return true;
     if ((this.appliedClock[dot.node] ?? 0) !== dot.counter - 1) return false;
     const deps = version.deps[this.shard];
     return deps === undefined || clockCovers(this.appliedClock, withoutNode(deps, dot.node));

@@ -1,19 +1,22 @@
 // npm run sim -- --seed S          one world, replayed exactly; prints its history hash
 // npm run sim -- --seeds N         a swarm of N worlds (seeds from --first, default random)
-// Options: --bug NAME (plant a known bug; repeatable), --seconds N (client load per world),
+// Options: --bug NAME (plant a known bug; repeatable), --without FAULT (leave a fault out of every
+// world's mix; repeatable), --seconds N (client load per world),
 // --log FILE (JSON lines of every node of a single world, with simulated time), --verbose.
 // The last line of output is one JSON object: {seeds, failures, ops, simSeconds, wallSeconds, ...}.
 
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isPlantedBug, PLANTED_BUGS, type PlantedBug } from '../core/planted-bugs.ts';
-import { World, type WorldResult } from './world.ts';
+import { FAULTS, settingsFor, World, type Fault, type WorldResult, type WorldSettings } from './world.ts';
 
 export interface SwarmOptions {
   first: number;
   seeds: number;
   bugs?: readonly PlantedBug[];
   seconds?: number;
+  /** Faults left out of every world's mix. */
+  without?: readonly Fault[];
   /** Stop at the first failing seed. */
   stopAtFailure?: boolean;
   onResult?: (result: WorldResult) => void;
@@ -30,8 +33,17 @@ export interface SwarmSummary {
   events: number;
 }
 
-export async function runWorld(seed: number, bugs: readonly PlantedBug[] = [], seconds?: number, log?: (line: string) => void): Promise<WorldResult> {
-  return new World({ seed, bugs, ...(seconds !== undefined ? { settings: { seconds } } : {}), ...(log ? { log } : {}) }).run();
+export async function runWorld(
+  seed: number,
+  bugs: readonly PlantedBug[] = [],
+  seconds?: number,
+  log?: (line: string) => void,
+  without: readonly Fault[] = [],
+): Promise<WorldResult> {
+  const settings: Partial<WorldSettings> = {};
+  if (seconds !== undefined) settings.seconds = seconds;
+  if (without.length > 0) settings.faults = settingsFor(seed).faults.filter((f) => !without.includes(f));
+  return new World({ seed, bugs, settings, ...(log ? { log } : {}) }).run();
 }
 
 export async function runSwarm(options: SwarmOptions): Promise<SwarmSummary> {
@@ -39,7 +51,7 @@ export async function runSwarm(options: SwarmOptions): Promise<SwarmSummary> {
   const summary: SwarmSummary = { seeds: 0, failures: 0, failingSeeds: [], ops: 0, simSeconds: 0, wallSeconds: 0, opsPerWallSecond: 0, events: 0 };
   for (let i = 0; i < options.seeds; i++) {
     const seed = (options.first + i) >>> 0;
-    const result = await runWorld(seed, options.bugs, options.seconds);
+    const result = await runWorld(seed, options.bugs, options.seconds, undefined, options.without);
     summary.seeds++;
     summary.ops += result.ops;
     summary.simSeconds += result.simSeconds;
@@ -58,11 +70,17 @@ export async function runSwarm(options: SwarmOptions): Promise<SwarmSummary> {
   return summary;
 }
 
-export function replayCommand(seed: number, bugs: readonly PlantedBug[], seconds?: number): string {
-  return ['npm run sim --', `--seed ${seed}`, ...bugs.map((b) => `--bug ${b}`), ...(seconds !== undefined ? [`--seconds ${seconds}`] : [])].join(' ');
+export function replayCommand(seed: number, bugs: readonly PlantedBug[], seconds?: number, without: readonly Fault[] = []): string {
+  return [
+    'npm run sim --',
+    `--seed ${seed}`,
+    ...bugs.map((b) => `--bug ${b}`),
+    ...(seconds !== undefined ? [`--seconds ${seconds}`] : []),
+    ...without.map((f) => `--without ${f}`),
+  ].join(' ');
 }
 
-function describe(result: WorldResult, bugs: readonly PlantedBug[], seconds?: number): string {
+function describe(result: WorldResult, bugs: readonly PlantedBug[], seconds?: number, without: readonly Fault[] = []): string {
   const verdict = result.passed ? 'ok  ' : 'FAIL';
   const s = result.settings;
   const line =
@@ -74,7 +92,7 @@ function describe(result: WorldResult, bugs: readonly PlantedBug[], seconds?: nu
     `  causal violations ${result.causalViolations}, lost writes ${result.lostWrites}, divergent keys ${result.divergentKeys}`,
     ...(result.notQuiescentBecause ? [`  not quiescent: ${result.notQuiescentBecause}`] : []),
     ...result.nodeErrors.slice(0, 5).map((e) => `  node error: ${e}`),
-    `  replay: ${replayCommand(result.seed, bugs, seconds)}`,
+    `  replay: ${replayCommand(result.seed, bugs, seconds, without)}`,
   ];
   return [line, ...why].join('\n');
 }
@@ -86,6 +104,7 @@ async function main(): Promise<void> {
       seeds: { type: 'string' },
       first: { type: 'string' },
       bug: { type: 'string', multiple: true },
+      without: { type: 'string', multiple: true },
       seconds: { type: 'string' },
       log: { type: 'string' },
       verbose: { type: 'boolean', default: false },
@@ -94,7 +113,8 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run sim -- (--seed S | --seeds N [--first S]) [--bug NAME]... [--seconds N] [--log FILE] [--verbose]\n' +
+      'usage: npm run sim -- (--seed S | --seeds N [--first S]) [--bug NAME]... [--without FAULT]... [--seconds N] [--log FILE] [--verbose]\n' +
+        `faults: ${FAULTS.join(', ')}\n` +
         `planted bugs: ${PLANTED_BUGS.join(', ')}\n`,
     );
     return;
@@ -104,13 +124,17 @@ async function main(): Promise<void> {
     return name;
   });
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  const without = (values.without ?? []).map((name) => {
+    if (!(FAULTS as readonly string[]).includes(name)) throw new Error(`unknown fault ${name}; known: ${FAULTS.join(', ')}`);
+    return name as Fault;
+  });
   if (values.seed !== undefined) {
     const seed = Number(values.seed);
     const logFile = values.log;
     if (logFile) writeFileSync(logFile, '');
     const started = performance.now();
-    const result = await runWorld(seed, bugs, seconds, logFile ? (line) => appendFileSync(logFile, `${line}\n`) : undefined);
-    process.stdout.write(`${describe(result, bugs, seconds)}\n`);
+    const result = await runWorld(seed, bugs, seconds, logFile ? (line) => appendFileSync(logFile, `${line}\n`) : undefined, without);
+    process.stdout.write(`${describe(result, bugs, seconds, without)}\n`);
     if (values.verbose || !result.passed) {
       process.stdout.write(`nemesis:\n${result.nemesis.map((l) => `  ${l}`).join('\n')}\n`);
       if (result.report) process.stdout.write(`${result.report}\n`);
@@ -129,11 +153,12 @@ async function main(): Promise<void> {
     seeds: count,
     bugs,
     ...(seconds !== undefined ? { seconds } : {}),
+    without,
     onResult: (result) => {
-      if (values.verbose || !result.passed) process.stdout.write(`${describe(result, bugs, seconds)}\n`);
+      if (values.verbose || !result.passed) process.stdout.write(`${describe(result, bugs, seconds, without)}\n`);
     },
   });
-  process.stdout.write(`${JSON.stringify({ ...summary, first, bugs, replay: summary.failingSeeds.map((s) => replayCommand(s, bugs, seconds)) })}\n`);
+  process.stdout.write(`${JSON.stringify({ ...summary, first, bugs, without, replay: summary.failingSeeds.map((s) => replayCommand(s, bugs, seconds, without)) })}\n`);
   process.exitCode = summary.failures === 0 ? 0 : 1;
 }
 

