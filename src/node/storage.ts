@@ -61,39 +61,42 @@ export class MemoryStorage implements Storage {
 /** Bump when the layout changes; a directory of another format is set aside and rebuilt from peers. */
 const FORMAT = 'kvs-sqlite-1';
 
-interface ReplicaMeta {
+/** What the replica's metadata row holds. */
+export interface ReplicaMeta {
   epoch: Epoch;
   shard: ShardId;
   applied: Clock;
   lamport: number;
 }
 
-/**
- * SQLite in WAL mode with synchronous=FULL: a commit returns only when it is on disk. One table of
- * versions (the winning version of each key of this node's shard, tombstones included) and one of
- * metadata (format, owner address, shard map, the replica's epoch, shard, applied clock and Lamport
- * time). Versions and the clock that covers them are written in one transaction, so a crash leaves
- * them consistent.
- */
-export class SqliteStorage implements Storage {
-  readonly durable = true;
-  private readonly db: DatabaseSync;
-  private readonly log: Logger;
-  private readonly upsertVersion: StatementSync;
-  private readonly upsertMeta: StatementSync;
-  private readonly deleteVersion: StatementSync;
+/** Everything staged since the last group commit, written in one transaction. */
+export interface CommitBatch {
   /** Key -> version to store, or null to delete the key. */
-  private readonly stagedVersions = new Map<string, Version | null>();
+  versions: ReadonlyMap<string, Version | null>;
+  meta: ReplicaMeta | null;
+  hintAdds: readonly { peer: NodeAddress; hint: Hint }[];
+  /** Per peer: every hint up to this seq is gone. Applied after the adds. */
+  hintDrops: ReadonlyMap<NodeAddress, number>;
+}
+
+/**
+ * The grouped commit shared by every durable storage (SQLite here, the simulator's disk in
+ * src/sim): changes are staged as the core makes them, and one commit, scheduled once per batch,
+ * writes everything staged and then answers every `flush()` waiting for it. Subclasses say how a
+ * batch and a reset are written and when a scheduled commit runs.
+ */
+export abstract class GroupCommitStorage {
+  readonly durable = true;
+  private stagedVersions = new Map<string, Version | null>();
   private stagedMeta: ReplicaMeta | null = null;
-  private replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
+  private stagedHintAdds: { peer: NodeAddress; hint: Hint }[] = [];
+  private stagedHintDrops = new Map<NodeAddress, number>();
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private scheduled = false;
-  private commits = 0;
-  private committedApplied: Clock = {};
-  private readonly stagedHintAdds: { peer: NodeAddress; hint: Hint }[] = [];
-  private readonly stagedHintDrops = new Map<NodeAddress, number>();
-  private readonly insertHint: StatementSync;
-  private readonly deleteHints: StatementSync;
+  /** The epoch and shard of the replica on disk (null: none). */
+  protected replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
+  protected committedApplied: Clock = {};
+
   readonly hints: HintLog = {
     add: (peer, hints) => {
       for (const hint of hints) this.stagedHintAdds.push({ peer, hint });
@@ -104,6 +107,94 @@ export class SqliteStorage implements Storage {
       this.schedule();
     },
   };
+
+  /** Writes one batch atomically; throws when it could not. */
+  protected abstract writeBatch(batch: CommitBatch): void;
+  /** Replaces the stored replica by an empty one (or none), at once. */
+  protected abstract writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void;
+  /** Runs `commit` later: after this turn of the event loop, or after a simulated fsync. */
+  protected abstract scheduleCommit(commit: () => void): void;
+  /** A batch could not be written (its waiters are rejected). */
+  protected abstract commitFailed(error: unknown): void;
+
+  resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void {
+    const current = this.replicaMeta;
+    if (replica !== null && current !== null && replica.epoch === current.epoch && replica.shard === current.shard) return;
+    this.stagedVersions.clear();
+    this.stagedMeta = null;
+    this.writeReset(replica);
+    this.replicaMeta = replica;
+    this.committedApplied = {};
+  }
+
+  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void {
+    if (this.replicaMeta === null) return;
+    for (const version of change.versions) this.stagedVersions.set(version.key, version);
+    for (const key of change.removed) this.stagedVersions.set(key, null);
+    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport };
+    this.schedule();
+  }
+
+  flush(): Promise<void> {
+    if (!this.scheduled && !this.hasStaged()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  durableApplied(): Clock {
+    return this.committedApplied;
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.scheduleCommit(() => this.commit());
+  }
+
+  /** One write of everything staged since the last one; then every waiter is answered. */
+  protected commit(): void {
+    this.scheduled = false;
+    const waiters = this.waiters;
+    this.waiters = [];
+    try {
+      if (this.hasStaged()) {
+        const meta = this.stagedMeta;
+        this.writeBatch({ versions: this.stagedVersions, meta, hintAdds: this.stagedHintAdds, hintDrops: this.stagedHintDrops });
+        if (meta !== null) this.committedApplied = meta.applied;
+        this.stagedVersions = new Map();
+        this.stagedMeta = null;
+        this.stagedHintAdds = [];
+        this.stagedHintDrops = new Map();
+      }
+      for (const waiter of waiters) waiter.resolve();
+    } catch (error) {
+      this.commitFailed(error);
+      for (const waiter of waiters) waiter.reject(error);
+    }
+  }
+
+  private hasStaged(): boolean {
+    return this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
+  }
+}
+
+/**
+ * SQLite in WAL mode with synchronous=FULL: a commit returns only when it is on disk. One table of
+ * versions (the winning version of each key of this node's shard, tombstones included) and one of
+ * metadata (format, owner address, shard map, the replica's epoch, shard, applied clock and Lamport
+ * time). Versions and the clock that covers them are written in one transaction, so a crash leaves
+ * them consistent.
+ */
+export class SqliteStorage extends GroupCommitStorage implements Storage {
+  private readonly db: DatabaseSync;
+  private readonly log: Logger;
+  private readonly upsertVersion: StatementSync;
+  private readonly upsertMeta: StatementSync;
+  private readonly deleteVersion: StatementSync;
+  private readonly insertHint: StatementSync;
+  private readonly deleteHints: StatementSync;
 
   /**
    * Opens (or creates) the node's data directory. A directory that cannot be read, fails SQLite's
@@ -134,6 +225,7 @@ export class SqliteStorage implements Storage {
   }
 
   private constructor(directory: string, address: NodeAddress, log: Logger) {
+    super();
     this.log = log;
     this.db = new DatabaseSync(join(directory, 'kvs.sqlite'));
     try {
@@ -189,11 +281,7 @@ export class SqliteStorage implements Storage {
     this.upsertMeta.run('map', JSON.stringify(map));
   }
 
-  resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void {
-    const same = replica !== null && this.replicaMeta !== null && replica.epoch === this.replicaMeta.epoch && replica.shard === this.replicaMeta.shard;
-    if (same) return;
-    this.stagedVersions.clear();
-    this.stagedMeta = null;
+  protected writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void {
     this.db.exec('BEGIN');
     try {
       this.db.exec('DELETE FROM versions');
@@ -204,28 +292,6 @@ export class SqliteStorage implements Storage {
       this.db.exec('ROLLBACK');
       throw error;
     }
-    this.replicaMeta = replica;
-    this.committedApplied = {};
-  }
-
-  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void {
-    if (this.replicaMeta === null) return;
-    for (const version of change.versions) this.stagedVersions.set(version.key, version);
-    for (const key of change.removed) this.stagedVersions.set(key, null);
-    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport };
-    this.schedule();
-  }
-
-  flush(): Promise<void> {
-    if (!this.scheduled && !this.hasStaged()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      this.schedule();
-    });
-  }
-
-  durableApplied(): Clock {
-    return this.committedApplied;
   }
 
   loadHints(): Map<NodeAddress, Hint[]> {
@@ -241,10 +307,6 @@ export class SqliteStorage implements Storage {
     return out;
   }
 
-  get commitCount(): number {
-    return this.commits;
-  }
-
   close(): void {
     try {
       this.commit();
@@ -253,51 +315,30 @@ export class SqliteStorage implements Storage {
     }
   }
 
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => this.commit());
+  protected scheduleCommit(commit: () => void): void {
+    setImmediate(commit);
   }
 
-  /** One transaction for everything staged since the last one; then every waiter is answered. */
-  private commit(): void {
-    this.scheduled = false;
-    const waiters = this.waiters;
-    this.waiters = [];
+  protected writeBatch(batch: CommitBatch): void {
+    this.db.exec('BEGIN');
     try {
-      if (this.hasStaged()) {
-        const meta = this.stagedMeta;
-        this.db.exec('BEGIN');
-        try {
-          for (const [key, version] of this.stagedVersions) {
-            if (version === null) this.deleteVersion.run(key);
-            else this.upsertVersion.run(key, JSON.stringify(version));
-          }
-          if (meta !== null) this.upsertMeta.run('replica', JSON.stringify(meta));
-          // Adds first: a drop covers every seq up to its own, staged before or with it.
-          for (const { peer, hint } of this.stagedHintAdds) this.insertHint.run(peer, hint.seq, JSON.stringify(hint));
-          for (const [peer, seq] of this.stagedHintDrops) this.deleteHints.run(peer, seq);
-          this.db.exec('COMMIT');
-        } catch (error) {
-          this.db.exec('ROLLBACK');
-          throw error;
-        }
-        if (meta !== null) this.committedApplied = meta.applied;
-        this.stagedVersions.clear();
-        this.stagedMeta = null;
-        this.stagedHintAdds.length = 0;
-        this.stagedHintDrops.clear();
-        this.commits++;
+      for (const [key, version] of batch.versions) {
+        if (version === null) this.deleteVersion.run(key);
+        else this.upsertVersion.run(key, JSON.stringify(version));
       }
-      for (const waiter of waiters) waiter.resolve();
+      if (batch.meta !== null) this.upsertMeta.run('replica', JSON.stringify(batch.meta));
+      // Adds first: a drop covers every seq up to its own, staged before or with it.
+      for (const { peer, hint } of batch.hintAdds) this.insertHint.run(peer, hint.seq, JSON.stringify(hint));
+      for (const [peer, seq] of batch.hintDrops) this.deleteHints.run(peer, seq);
+      this.db.exec('COMMIT');
     } catch (error) {
-      this.log.error({ err: error }, 'storage commit failed');
-      for (const waiter of waiters) waiter.reject(error);
+      this.db.exec('ROLLBACK');
+      throw error;
     }
   }
 
-  private hasStaged(): boolean {
-    return this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
+  protected commitFailed(error: unknown): void {
+    this.log.error({ err: error }, 'storage commit failed');
   }
 
   private readMeta(name: string): string | undefined {
