@@ -2,6 +2,7 @@
 // process's clock and HTTP (the defaults); the simulator (src/sim) gives each node a simulated
 // clock and network driven by one seed, and so runs this same runtime and core, unmodified.
 
+import type { NodeAddress } from '../core/types.ts';
 import type { PeerReply } from './peer-client.ts';
 
 /** Opaque handle of a scheduled callback. */
@@ -32,7 +33,7 @@ export type PeerMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
  */
 export interface PeerTransport {
   call(
-    peer: string,
+    peer: NodeAddress,
     method: PeerMethod,
     path: string,
     body: unknown,

@@ -227,7 +227,7 @@ export class KvsNode {
         others.map((peer) => this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 1000 })),
       );
       let heard = 0;
-      for (const answer of answers) {
+      for (const [i, answer] of answers.entries()) {
         if (answer.status !== 'fulfilled' || answer.value.status !== 200) continue;
         const { map, view } = answer.value.body as { map?: unknown; view?: unknown };
         if (!isShardMap(map)) continue;
@@ -237,7 +237,7 @@ export class KvsNode {
         for (const node of Array.isArray(view) ? view : []) {
           if (!isNodeAddress(node) || node === this.config.address || this.core.membership.has(node)) continue;
           this.core.putView(node);
-          this.log.info({ peer: node, from: others }, 'node learned from a peer added to view');
+          this.log.info({ peer: node, from: others[i] }, 'node learned from a peer added to view');
         }
       }
       if (heard > 0 || this.timers.now() >= deadline) {

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
+import type { PeerMethod, PeerTransport } from './env.ts';
 
 export interface PeerReply {
   status: number;
@@ -32,7 +33,7 @@ export class PeerUnreachableError extends Error {
 }
 
 /** HTTP to other nodes over one keep-alive pool per peer, every request bounded in time. */
-export class PeerClient {
+export class PeerClient implements PeerTransport {
   private readonly options: PeerClientOptions;
   private readonly pools = new Map<NodeAddress, Pool>();
   private closed = false;
@@ -43,7 +44,7 @@ export class PeerClient {
 
   async call(
     peer: NodeAddress,
-    method: 'GET' | 'PUT' | 'POST' | 'DELETE',
+    method: PeerMethod,
     path: string,
     body: unknown,
     options: { timeoutMs?: number; headers?: Record<string, string> } = {},

@@ -116,10 +116,7 @@ export class SimNetwork {
     return min + this.#prng.next() * (max - min) + (this.#slow.get(`${from}>${to}`) ?? 0);
   }
 
-  /**
-   * Sends one message: `deliver` runs at the far end after a latency, unless the message is lost
-   * or held by a cut link. Returns false when it is lost for good.
-   */
+  /** Sends one message: `deliver` runs at the far end after a latency, unless the message is lost or held by a cut link. */
   #send(from: string, to: string, deliver: () => void): void {
     this.stats.messages++;
     if (this.#prng.next() < this.settings.lossRate) {

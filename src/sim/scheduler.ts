@@ -86,10 +86,6 @@ export class Scheduler {
     };
   }
 
-  get pending(): number {
-    return this.#heap.length;
-  }
-
   #before(a: Event, b: Event): boolean {
     return a.at < b.at || (a.at === b.at && a.seq < b.seq);
   }
