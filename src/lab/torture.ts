@@ -26,7 +26,8 @@ import { Prng } from './prng.ts';
 import { wasNeverSent } from '../client/errors.ts';
 import { HistoryRecorder } from '../check/history.ts';
 import { checkHistory, formatReport } from '../check/checker.ts';
-import { CAUSAL_ERROR, KEY_ABSENT, classifyReply } from '../check/classify.ts';
+import { KEY_ABSENT } from '../check/classify.ts';
+import { WorkloadClient } from '../check/workload.ts';
 import type { CheckResult } from '../check/checker.ts';
 
 export const ALL_FAULTS = ['partition', 'oneway', 'disconnect', 'kill', 'latency'] as const;
@@ -81,7 +82,7 @@ export type TortureResult = {
   crashes: Record<NodeAddress, string[]>;
   /** Where the node logs are, when they were kept (a failed run, or --keep-logs). */
   logDir?: string;
-  /** Client sessions given up after STUCK_SESSION_503S causal 503s in a row (each then starts a new one). */
+  /** Client sessions given up after STUCK_SESSION_503S (src/check/workload.ts) causal 503s in a row (each then starts a new one). */
   sessionsAbandoned: number;
   /** Failed requests by status and error (or transport error code). */
   errors: Record<string, number>;
@@ -92,95 +93,22 @@ export type TortureResult = {
 /** One client request: above CAUSAL_WAIT_MS (1 s) plus a forward that fails over once or twice. */
 const CLIENT_TIMEOUT_MS = 6_000;
 const QUIESCENCE_TIMEOUT_MS = 60_000;
-/** Causal 503s in a row after which a client starts a new session. */
-const STUCK_SESSION_503S = 15;
-
-type Outcome = 'ok' | 'fail' | 'unknown';
-type Kind = 'put' | 'get' | 'delete';
-
-type Reply = { status: number; body: Record<string, unknown> | undefined };
-
 // ----------------------------------------------------------------------- one client
 
-class TortureClient {
-  readonly id: number;
-  readonly #prng: Prng;
-  readonly #agent: Agent;
-  readonly #recorder: HistoryRecorder;
-  #metadata: unknown = null;
-  /** Sessions given up because they stayed unsatisfiable (see STUCK_SESSION_503S). */
-  abandoned = 0;
-
-  constructor(id: number, prng: Prng, recorder: HistoryRecorder) {
-    this.id = id;
-    this.#prng = prng;
-    this.#recorder = recorder;
-    this.#agent = new Agent({ connections: 2, keepAliveTimeout: 2_000, connect: { timeout: 1_000 } });
-  }
-
-  /** `errors`: how many requests failed, by status and error, or by transport error code. */
-  /** Runs operations until the time `until()` gives (it may move, e.g. while a scenario runs). */
-  async run(nodes: () => NodeAddress[], keys: number, until: () => number, errors: Map<string, number>): Promise<void> {
-    let name = `c${this.id}`;
-    let stuck = 0;
-    let generation = 0;
-    while (performance.now() < until()) {
-      // A session whose metadata no reachable replica can satisfy (it depends on writes that a
-      // killed node took with it, or that sit behind a partition) gets 503 for ever; after a while
-      // the client gives it up and starts a new one, as a user would, so the load goes on.
-      if (stuck >= STUCK_SESSION_503S) {
-        name = `c${this.id}.${++generation}`;
-        this.#metadata = null;
-        stuck = 0;
-        this.abandoned++;
-      }
-      const node = this.#prng.pick(nodes());
-      const key = `k${this.#prng.int(keys)}`;
-      const roll = this.#prng.next();
-      const kind: Kind = roll < 0.5 ? 'put' : roll < 0.9 ? 'get' : 'delete';
-      const value = kind === 'put' ? this.#recorder.uniqueValue(name) : undefined;
-      const op = this.#recorder.begin({ client: name, node, kind, key, value, startMs: performance.now() });
-      const body: Record<string, unknown> = { 'causal-metadata': this.#metadata };
-      if (kind === 'put') body.value = value;
-      const method = kind === 'put' ? 'PUT' : kind === 'get' ? 'GET' : 'DELETE';
-      let reply: Reply;
-      try {
-        reply = await this.#send(method, node, `/kvs/${encodeURIComponent(key)}`, body);
-      } catch (error) {
-        const rawCode = (error as { code?: unknown }).code;
-        const code = typeof rawCode === 'string' ? rawCode : (error as Error).name;
-        // A read that got nothing changed nothing either: fail. A write may or may not have happened.
-        const outcome: Outcome = wasNeverSent(error) || kind === 'get' ? 'fail' : 'unknown';
-        this.#recorder.end(op, { endMs: performance.now(), outcome });
-        errors.set(code, (errors.get(code) ?? 0) + 1);
-        continue;
-      }
-      const { outcome, found, deleted, readValue } = classifyReply(kind, reply.status, reply.body);
-      stuck = reply.status === 503 && reply.body?.error === CAUSAL_ERROR ? stuck + 1 : 0;
-      if (outcome === 'ok' && reply.body !== undefined && reply.body['causal-metadata'] !== undefined && reply.body['causal-metadata'] !== null) {
-        this.#metadata = reply.body['causal-metadata'];
-      }
-      // The metadata is kept for the evidence of a failed run (history.jsonl); the checker ignores it.
-      const metadata = reply.body?.['causal-metadata'] ?? undefined;
-      this.#recorder.end(op, { endMs: performance.now(), outcome, status: reply.status, found, deleted, readValue, metadata });
-      if (outcome !== 'ok') {
-        const what = `${reply.status} ${typeof reply.body?.error === 'string' ? reply.body.error : ''}`.trim();
-        errors.set(what, (errors.get(what) ?? 0) + 1);
-      }
-      // A little think time, so two cores also leave room for the nodes.
-      await sleep(this.#prng.int(15));
-    }
-  }
-
-  async #send(method: 'GET' | 'PUT' | 'DELETE', node: NodeAddress, path: string, body: unknown): Promise<Reply> {
-    const { status, body: parsed } = await jsonRequest(this.#agent, method, node, path, body, CLIENT_TIMEOUT_MS);
-    const object = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
-    return { status, body: object };
-  }
-
-  close(): Promise<void> {
-    return this.#agent.close();
-  }
+/** A workload client (src/check/workload.ts) over HTTP, with its own connections. */
+function httpClient(id: number, prng: Prng, recorder: HistoryRecorder): { client: WorkloadClient; close: () => Promise<void> } {
+  const agent = new Agent({ connections: 2, keepAliveTimeout: 2_000, connect: { timeout: 1_000 } });
+  const client = new WorkloadClient(id, prng, recorder, {
+    now: () => performance.now(),
+    pause: (ms) => sleep(ms),
+    neverSent: wasNeverSent,
+    send: async (method, node, path, body) => {
+      const { status, body: parsed } = await jsonRequest(agent, method, node, path, body, CLIENT_TIMEOUT_MS);
+      const object = typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+      return { status, body: object };
+    },
+  });
+  return { client, close: () => agent.close() };
 }
 
 // ----------------------------------------------------------------------- the nemesis
@@ -365,13 +293,14 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
     const counts: Record<string, number> = {};
     const started = performance.now();
     const until = started + options.seconds * 1000;
-    const clients = clientPrngs.map((p, i) => new TortureClient(i, p, recorder));
+    const clients = clientPrngs.map((p, i) => httpClient(i, p, recorder));
     const errors = new Map<string, number>();
     // With a scenario, the clients write until it has finished (and at least `seconds`).
     let scenarioDone = options.scenario === undefined;
     const clientsUntil = (): number => (scenarioDone ? until : Number.POSITIVE_INFINITY);
     await Promise.all([
-      ...clients.map((c) => c.run(() => lab.addresses(), options.keys, clientsUntil, errors)),
+      // A little think time, so two cores also leave room for the nodes.
+      ...clients.map((c) => c.client.run({ nodes: () => lab.addresses(), keys: options.keys, keepGoing: () => performance.now() < clientsUntil(), thinkMsMax: 15, errors })),
       options.scenario !== undefined
         ? options.scenario(lab, log).finally(() => {
             scenarioDone = true;
@@ -412,7 +341,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureResult
       quiescent,
       quiescenceMs,
       crashes: lab.crashes(),
-      sessionsAbandoned: clients.reduce((sum, c) => sum + c.abandoned, 0),
+      sessionsAbandoned: clients.reduce((sum, c) => sum + c.client.abandoned, 0),
       errors: Object.fromEntries([...errors].sort(([, a], [, b]) => b - a)),
       report,
     };

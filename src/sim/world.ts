@@ -8,8 +8,8 @@
 import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { checkHistory, formatReport, type ReplicaState } from '../check/checker.ts';
-import { CAUSAL_ERROR, classifyReply } from '../check/classify.ts';
-import { HistoryRecorder, type OpKind, type Outcome } from '../check/history.ts';
+import { HistoryRecorder } from '../check/history.ts';
+import { WorkloadClient } from '../check/workload.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import { shardOfKey } from '../core/shard-map.ts';
 import type { NodeAddress } from '../core/types.ts';
@@ -88,8 +88,6 @@ export interface WorldResult {
 
 const PORT = 8090;
 const CLIENT_TIMEOUT_MS = 6_000;
-/** A session that gets this many causal 503s in a row is given up for a new one (see torture.ts). */
-const STUCK_SESSION_503S = 15;
 const ADMIN_TIMEOUT_MS = 30_000;
 
 const address = (i: number): NodeAddress => `10.10.0.${i + 2}:${PORT}`;
@@ -246,41 +244,18 @@ export class World {
   }
 
   async #client(id: number, prng: Prng): Promise<void> {
-    let name = `c${id}`;
-    let generation = 0;
-    let stuck = 0;
-    let metadata: unknown = null;
-    await sleep(this.#timers, prng.between(500, 1_500));
-    while (!this.#loadOver) {
-      if (stuck >= STUCK_SESSION_503S) {
-        name = `c${id}.${++generation}`;
-        metadata = null;
-        stuck = 0;
-      }
-      const node = prng.pick(this.#all());
-      const key = `k${prng.int(this.settings.keys)}`;
-      const roll = prng.next();
-      const kind: OpKind = roll < 0.5 ? 'put' : roll < 0.9 ? 'get' : 'delete';
-      const value = kind === 'put' ? this.recorder.uniqueValue(name) : undefined;
-      const op = this.recorder.begin({ client: name, node, kind, key, value, startMs: this.scheduler.now() });
-      const body: Record<string, unknown> = { 'causal-metadata': metadata };
-      if (kind === 'put') body.value = value;
-      const method = kind === 'put' ? 'PUT' : kind === 'get' ? 'GET' : 'DELETE';
-      try {
-        const reply = await this.#request(`c${id}`, node, method, `/kvs/${encodeURIComponent(key)}`, body, CLIENT_TIMEOUT_MS);
+    const client = new WorkloadClient(id, prng, this.recorder, {
+      now: () => this.scheduler.now(),
+      pause: (ms) => sleep(this.#timers, ms),
+      neverSent: (error) => error instanceof PeerUnreachableError && !error.maybeDelivered,
+      send: async (method, node, path, body) => {
+        const reply = await this.#request(`c${id}`, node, method, path, body, CLIENT_TIMEOUT_MS);
         const answer = typeof reply.body === 'object' && reply.body !== null ? (reply.body as Record<string, unknown>) : undefined;
-        const judged = classifyReply(kind, reply.status, answer);
-        stuck = reply.status === 503 && answer?.error === CAUSAL_ERROR ? stuck + 1 : 0;
-        const returned = answer?.['causal-metadata'];
-        if (judged.outcome === 'ok' && returned !== undefined && returned !== null) metadata = returned;
-        this.recorder.end(op, { endMs: this.scheduler.now(), status: reply.status, ...judged, metadata: returned });
-      } catch (error) {
-        if (!(error instanceof PeerUnreachableError)) throw error;
-        const outcome: Outcome = !error.maybeDelivered || kind === 'get' ? 'fail' : 'unknown';
-        this.recorder.end(op, { endMs: this.scheduler.now(), outcome });
-      }
-      await sleep(this.#timers, prng.int(20));
-    }
+        return { status: reply.status, body: answer };
+      },
+    });
+    await sleep(this.#timers, prng.between(500, 1_500));
+    await client.run({ nodes: () => this.#all(), keys: this.settings.keys, keepGoing: () => !this.#loadOver, thinkMsMax: 20 });
   }
 
   // ------------------------------------------------------------------ nemesis
