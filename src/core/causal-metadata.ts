@@ -1,5 +1,11 @@
-import type { CausalMetadata, Clock, Epoch, ShardClocks } from './types.ts';
-import { mergeShardClocks } from './vector-clock.ts';
+import type { CausalMetadata, Clock, Epoch, EpochClocks, ShardClocks } from './types.ts';
+import { epochClocksWithin, mergeEpochClocks, mergeShardClocks } from './vector-clock.ts';
+
+/**
+ * How many reshards back a client's dependencies are still checked. A dependency from before
+ * that counts as satisfied: its write had that many reshards to reach the new owners.
+ */
+export const OLD_EPOCHS_MAX = 8;
 
 /** Bounds on what a client may send back, so a forged blob cannot make a node do unbounded work. */
 export const METADATA_SHARDS_MAX = 256;
@@ -21,40 +27,80 @@ export function parseCausalMetadata(raw: unknown): ParsedMetadata {
     return { ok: false, reason: 'causal-metadata must be null or an object this store returned' };
   }
   const candidate = raw as Record<string, unknown>;
-  if (candidate.v !== 1 || !isEpoch(candidate.e) || !isPlainObject(candidate.c)) {
+  if (candidate.v !== 1 || !isEpoch(candidate.e)) {
     return { ok: false, reason: 'causal-metadata was not issued by this store' };
   }
-  const shards = Object.entries(candidate.c);
-  if (shards.length > METADATA_SHARDS_MAX) return { ok: false, reason: 'causal-metadata names too many shards' };
+  const clocks = parseShardClocks(candidate.c);
+  if (typeof clocks === 'string') return { ok: false, reason: clocks };
+  const metadata: CausalMetadata = { v: 1, e: candidate.e, c: clocks };
+  if (candidate.o !== undefined) {
+    if (!isPlainObject(candidate.o)) return { ok: false, reason: 'causal-metadata was not issued by this store' };
+    const epochs = Object.entries(candidate.o);
+    if (epochs.length > OLD_EPOCHS_MAX) return { ok: false, reason: 'causal-metadata names too many epochs' };
+    const old: EpochClocks = {};
+    for (const [epoch, shardClocks] of epochs) {
+      if (!/^(0|[1-9][0-9]{0,14})$/.test(epoch) || Number(epoch) >= candidate.e) {
+        return { ok: false, reason: 'causal-metadata was not issued by this store' };
+      }
+      const parsed = parseShardClocks(shardClocks);
+      if (typeof parsed === 'string') return { ok: false, reason: parsed };
+      old[epoch] = parsed;
+    }
+    metadata.o = old;
+  }
+  return { ok: true, metadata };
+}
+
+/** Shard clocks as this store mints them, or why not. */
+function parseShardClocks(raw: unknown): ShardClocks | string {
+  if (!isPlainObject(raw)) return 'causal-metadata was not issued by this store';
+  const shards = Object.entries(raw);
+  if (shards.length > METADATA_SHARDS_MAX) return 'causal-metadata names too many shards';
   const clocks: ShardClocks = {};
   for (const [shard, clock] of shards) {
     if (shard.length > SHARD_ID_LENGTH_MAX || shard === '__proto__' || !isPlainObject(clock)) {
-      return { ok: false, reason: 'causal-metadata was not issued by this store' };
+      return 'causal-metadata was not issued by this store';
     }
     const entries = Object.entries(clock);
-    if (entries.length > METADATA_NODES_PER_SHARD_MAX) {
-      return { ok: false, reason: 'causal-metadata names too many nodes' };
-    }
+    if (entries.length > METADATA_NODES_PER_SHARD_MAX) return 'causal-metadata names too many nodes';
     const parsed: Clock = {};
     for (const [node, counter] of entries) {
       if (node.length > NODE_LENGTH_MAX || node === '__proto__' || !Number.isSafeInteger(counter) || (counter as number) < 1) {
-        return { ok: false, reason: 'causal-metadata was not issued by this store' };
+        return 'causal-metadata was not issued by this store';
       }
       parsed[node] = counter as number;
     }
     clocks[shard] = parsed;
   }
-  return { ok: true, metadata: { v: 1, e: candidate.e, c: clocks } };
+  return clocks;
 }
 
-/** The clocks of `metadata` that still count at `epoch`: older epochs are satisfied by the reshard. */
-export function clocksAtEpoch(metadata: CausalMetadata | null, epoch: Epoch): ShardClocks {
-  if (metadata === null || metadata.e !== epoch) return {};
-  return metadata.c;
+/** What a client depends on, seen from a node at `epoch`. */
+export interface Dependencies {
+  /** Writes of `epoch` itself, by shard: a replica checks its applied clock. */
+  clocks: ShardClocks;
+  /**
+   * Writes of the OLD_EPOCHS_MAX epochs before, by epoch and shard: they reach a new epoch as base
+   * data (a reshard's transfers, or a late transfer from a node that missed it); a replica checks
+   * what its base reflects.
+   */
+  old: EpochClocks;
 }
 
-export function makeMetadata(epoch: Epoch, clocks: ShardClocks): CausalMetadata {
-  return { v: 1, e: epoch, c: clocks };
+/** The dependencies of `metadata` at `epoch` (not older than it: the caller waits for that epoch first). */
+export function dependenciesAt(metadata: CausalMetadata | null, epoch: Epoch): Dependencies {
+  if (metadata === null) return { clocks: {}, old: {} };
+  let old = metadata.o ?? {};
+  if (metadata.e < epoch) old = mergeEpochClocks(old, { [String(metadata.e)]: metadata.c });
+  return {
+    clocks: metadata.e === epoch ? metadata.c : {},
+    old: epochClocksWithin(old, epoch - OLD_EPOCHS_MAX, epoch - 1),
+  };
+}
+
+export function makeMetadata(epoch: Epoch, clocks: ShardClocks, old: EpochClocks = {}): CausalMetadata {
+  const kept = epochClocksWithin(old, epoch - OLD_EPOCHS_MAX, epoch - 1);
+  return Object.keys(kept).length === 0 ? { v: 1, e: epoch, c: clocks } : { v: 1, e: epoch, c: clocks, o: kept };
 }
 
 export function mergeIntoMetadata(epoch: Epoch, base: ShardClocks, extra: ShardClocks): CausalMetadata {

@@ -1,10 +1,10 @@
 import { isNodeAddress } from './address.ts';
 import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
-import { clocksAtEpoch, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
+import { dependenciesAt, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
 import { hash32 } from './hash.ts';
 import { Membership } from './membership.ts';
 import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
-import { Replica } from './replica.ts';
+import { asBase, Replica } from './replica.ts';
 import { checkReshard, planReshard } from './reshard-plan.ts';
 import {
   mapDigest,
@@ -17,8 +17,8 @@ import {
   shardOfNode,
   withMember,
 } from './shard-map.ts';
-import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
-import { clockLacks, mergeShardClocks, withDot } from './vector-clock.ts';
+import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
+import { clockLacks, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
 
 export interface NodeCoreOptions {
@@ -38,8 +38,12 @@ export interface Reply {
   body: Record<string, unknown>;
 }
 
-/** Why a request cannot be served yet; the runtime waits (bounded) for the state to change, then asks again. */
-export type WaitReason = 'syncing' | 'epoch' | 'reshard' | 'causal';
+/**
+ * Why a request cannot be served yet; the runtime waits (bounded) for the state to change, then asks
+ * again. 'handover': the client depends on writes of an earlier epoch that have not reached this
+ * replica yet (a node that missed the reshard still has to hand them over, or a peer has them).
+ */
+export type WaitReason = 'syncing' | 'epoch' | 'reshard' | 'causal' | 'handover';
 
 export type KvDecision =
   | { kind: 'reply'; reply: Reply; replicate?: { shard: ShardId; peers: NodeAddress[]; version: Version } }
@@ -64,6 +68,36 @@ export interface PendingReshard {
   startedMs: number;
   /** Versions received for this node's shard in the new epoch, merged by version order. */
   incoming: Map<string, Version>;
+  /** What the senders of `incoming` reflected, one claim per sender whose transfer arrived whole. */
+  claims: TransferClaim[];
+  /** This node delivered all its transfers (phase 2 done here). */
+  sent: boolean;
+}
+
+/**
+ * Sent with the last part of a reshard transfer: the sender's replica (its old shard, its applied
+ * clock, what its own base reflected). The sender sent every version it holds for the receiver's
+ * new shard, so the receiver now reflects all of that for its keys.
+ */
+export interface TransferClaim {
+  shard: ShardId;
+  applied: Clock;
+  base: EpochClocks;
+}
+
+/** A reshard transfer to one node: versions in base form, and the sender's claim. */
+export interface Transfer {
+  versions: Version[];
+  claim: TransferClaim;
+}
+
+/**
+ * The replica a node dropped because it missed a reshard: its versions (in base form) and what they
+ * reflect of their epoch, for the keys' new owners.
+ */
+export interface Orphaned {
+  versions: Version[];
+  reflected: EpochClocks;
 }
 
 /** What a durable node keeps of its replica across restarts. */
@@ -73,6 +107,8 @@ export interface SavedReplica {
   applied: Clock;
   lamport: number;
   versions: Version[];
+  /** What the replica's base reflects of earlier epochs (absent in directories of older releases). */
+  base?: EpochClocks;
 }
 
 /**
@@ -80,7 +116,7 @@ export interface SavedReplica {
  * off, or down). It may have acknowledged writes in the old epoch that no transfer carried; the
  * runtime sends them on to their new owners (lateTransfers), so nothing acknowledged is lost.
  */
-export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean; orphaned: Version[] };
+export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean; orphaned: Orphaned | null };
 
 /**
  * One node's protocol state: view, shard map, its replica, and a reshard in progress. Pure: it reads
@@ -185,10 +221,12 @@ export class NodeCore {
     if (metadata !== null && metadata.e > map.epoch) return { kind: 'wait', reason: 'epoch' };
     if (method !== 'GET' && this.pendingReshard !== null) return { kind: 'wait', reason: 'reshard' };
 
-    const clocks = clocksAtEpoch(metadata, map.epoch);
+    const deps = dependenciesAt(metadata, map.epoch);
+    const clocks = deps.clocks;
     const need = clocks[shard] ?? {};
     const skipCheck = method === 'GET' && this.bugs.has('read-skips-deps');
     if (!skipCheck && !replica.covers(need)) return { kind: 'wait', reason: 'causal', detail: clockLacks(replica.applied, need) };
+    if (!skipCheck && !replica.coversOld(deps.old)) return { kind: 'wait', reason: 'handover' };
 
     const current = replica.get(key);
     const live = current !== undefined && !current.deleted;
@@ -199,7 +237,7 @@ export class NodeCore {
       return reply(200, {
         result: MESSAGES.found,
         value: current.value,
-        'causal-metadata': makeMetadata(map.epoch, seen),
+        'causal-metadata': makeMetadata(map.epoch, seen, mergeEpochClocks(deps.old, current.past ?? {})),
         'shard-id': shard,
       });
     }
@@ -207,12 +245,12 @@ export class NodeCore {
 
     const version =
       method === 'PUT'
-        ? replica.write(key, { deleted: false, value: fields.value }, clocks)
-        : replica.write(key, { deleted: true }, clocks);
+        ? replica.write(key, { deleted: false, value: fields.value }, clocks, deps.old)
+        : replica.write(key, { deleted: true }, clocks, deps.old);
     const dot = version.dot as { node: NodeAddress; counter: number };
     const answer: Record<string, unknown> = {
       result: method === 'DELETE' ? MESSAGES.deleted : live ? MESSAGES.replaced : MESSAGES.created,
-      'causal-metadata': makeMetadata(map.epoch, withDot(clocks, shard, dot.node, dot.counter)),
+      'causal-metadata': makeMetadata(map.epoch, withDot(clocks, shard, dot.node, dot.counter), deps.old),
       'shard-id': shard,
     };
     return {
@@ -272,19 +310,32 @@ export class NodeCore {
     const merged = mergeShardMaps(this.currentMap, remote);
     if (mapsEqual(merged, this.currentMap)) return { changed: false };
     const pending = this.pendingReshard;
-    if (pending !== null && merged.epoch === pending.map.epoch && mapsEqual(merged, mergeShardMaps(merged, pending.map))) {
-      // Some node committed the epoch we prepared: the coordinator commits only after every transfer
-      // finished, so our incoming data is complete.
+    if (
+      pending !== null &&
+      pending.sent &&
+      merged.epoch === pending.map.epoch &&
+      mapsEqual(merged, mergeShardMaps(merged, pending.map))
+    ) {
+      // Some node committed the epoch we prepared and sent our data for: the coordinator commits only
+      // after every prepared node delivered all its transfers, so our incoming data is complete. (Had
+      // we not sent ours, the coordinator did not count us: we go on below as a node that missed it.)
       this.commit(merged);
-      return { changed: true, needsFullSync: false, orphaned: [] };
+      return { changed: true, needsFullSync: false, orphaned: null };
     }
     const before = this.shard;
     const epochChanged = merged.epoch !== this.currentMap.epoch;
     this.setMap(merged);
     const after = this.shard;
-    if (!epochChanged && before === after) return { changed: true, needsFullSync: false, orphaned: [] };
+    if (!epochChanged && before === after) return { changed: true, needsFullSync: false, orphaned: null };
     if (epochChanged) this.pendingReshard = null;
-    const orphaned = epochChanged && this.currentReplica !== null ? [...this.currentReplica.allVersions()] : [];
+    const old = this.currentReplica;
+    const orphaned =
+      epochChanged && old !== null
+        ? {
+            versions: [...old.allVersions()].map((version) => asBase(version, old.shard)),
+            reflected: { [String(old.epoch)]: { [old.shard]: { ...old.applied } } },
+          }
+        : null;
     this.currentReplica = this.newReplica(merged, this.currentReplica?.lamport ?? 0);
     this.isReady = this.currentReplica === null;
     return { changed: true, needsFullSync: this.currentReplica !== null, orphaned };
@@ -297,7 +348,14 @@ export class NodeCore {
    */
   restoreReplica(saved: SavedReplica): boolean {
     if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
-    const replica = new Replica({ self: this.self, shard: saved.shard, epoch: saved.epoch, pendingMax: this.options.pendingMax, lamport: saved.lamport });
+    const replica = new Replica({
+      self: this.self,
+      shard: saved.shard,
+      epoch: saved.epoch,
+      pendingMax: this.options.pendingMax,
+      lamport: saved.lamport,
+      base: saved.base,
+    });
     replica.mergeState(saved.versions, saved.applied);
     replica.takeDirty();
     this.currentReplica = replica;
@@ -329,24 +387,34 @@ export class NodeCore {
     return { ok: true, applied: { ...replica.applied } };
   }
 
-  /** A peer asks what it lacks. Only a ready replica of the same shard and epoch answers. */
+  /**
+   * A peer asks what it lacks: writes past its clock `since` (everything, with `full`). When our base
+   * reflects old writes that its base (`base`) does not, the answer also carries every base version
+   * and what our base reflects. Only a ready replica of the same shard and epoch answers.
+   */
   onSyncRequest(
     epoch: Epoch,
     shard: ShardId,
     since: Clock,
     full: boolean,
-  ): { ok: true; versions: Version[]; applied: Clock } | { ok: false; reason: string } {
+    base?: EpochClocks,
+  ): { ok: true; versions: Version[]; applied: Clock; base?: EpochClocks } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
-    return { ok: true, versions: replica.versionsSince(full ? {} : since, full), applied: { ...replica.applied } };
+    const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
+    const versions = replica.versionsSince(full ? {} : since, withBase);
+    return withBase
+      ? { ok: true, versions, applied: { ...replica.applied }, base: { ...replica.base } }
+      : { ok: true, versions, applied: { ...replica.applied } };
   }
 
-  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock): boolean {
+  /** A peer's answer to our sync request; `base` is present when it sent its whole base. */
+  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks): boolean {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
-    replica.mergeState(versions, applied);
+    replica.mergeState(versions, applied, base);
     return true;
   }
 
@@ -367,11 +435,17 @@ export class NodeCore {
     return { ok: true, differing, versions: replica.versionsInPartitions(differing) };
   }
 
-  /** Anti-entropy repair: versions a replica of the same shard and epoch holds. Returns how many changed our state. */
-  onRepair(epoch: Epoch, shard: ShardId, versions: Version[]): number | null {
+  /**
+   * Anti-entropy repair: versions a replica of the same shard and epoch holds. Returns how many
+   * changed our state. A late transfer (see lateTransfers) comes this way too, and its last part says
+   * what of an earlier epoch the whole transfer reflects.
+   */
+  onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected?: EpochClocks): number | null {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
-    return replica.repair(versions);
+    const changed = replica.repair(versions);
+    if (reflected !== undefined) replica.addBase(reflected);
+    return changed;
   }
 
   /**
@@ -423,12 +497,17 @@ export class NodeCore {
     return { status: 400, body: { error: MESSAGES.notEnoughNodes } };
   }
 
-  /** Shards of the current map that hold data (have members) but have no member in `nodes`. */
-  shardsWithout(nodes: ReadonlySet<NodeAddress>): ShardId[] {
-    return shardIds(this.currentMap).filter((shard) => {
-      const members = membersOf(this.currentMap, shard) ?? [];
-      return members.length > 0 && !members.some((member) => nodes.has(member));
-    });
+  /**
+   * Shards with members but none in `nodes`: of the current map (their data could not move) and of
+   * `next` (no member could receive it).
+   */
+  shardsWithout(nodes: ReadonlySet<NodeAddress>, next: ShardMap): string[] {
+    const without = (map: ShardMap) =>
+      shardIds(map).filter((shard) => {
+        const members = membersOf(map, shard) ?? [];
+        return members.length > 0 && !members.some((member) => nodes.has(member));
+      });
+    return [...without(this.currentMap).map((s) => `${s} (epoch ${this.currentMap.epoch})`), ...without(next).map((s) => `${s} (epoch ${next.epoch})`)];
   }
 
   planReshard(shardCount: number): ShardMap {
@@ -447,37 +526,56 @@ export class NodeCore {
     if (pending !== null && (pending.coordinator !== coordinator || !mapsEqual(pending.map, map))) {
       return { ok: false, reason: `another reshard (by ${pending.coordinator}) is in progress` };
     }
-    this.pendingReshard = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map() };
+    this.pendingReshard = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map(), claims: [], sent: false };
     return { ok: true };
   }
 
   /**
    * Phase 2, once every node is frozen: what to send to whom. Every version this node holds goes to
-   * every member of its key's new shard, so nothing any replica acknowledged is lost.
+   * every member of its key's new shard that took part (`targets`; the others copy their shard from
+   * these), so nothing any replica acknowledged is lost; each of them gets this node's claim, even
+   * with no versions. A node in no shard sends nothing.
    */
-  reshardTransfers(epoch: Epoch): Map<NodeAddress, Version[]> | null {
+  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Map<NodeAddress, Transfer> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
-    let versions: Iterable<Version> = this.currentReplica?.allVersions() ?? [];
+    const replica = this.currentReplica;
+    if (replica === null) return new Map();
+    let versions: Iterable<Version> = [...replica.allVersions()].map((version) => asBase(version, replica.shard));
     if (this.bugs.has('reshard-skips-partition')) versions = skipFirstMovedPartition(this.currentMap, pending.map, versions);
-    return groupByOwners(pending.map, versions, this.self, (version) => this.mergeIncoming(version));
+    const claim: TransferClaim = { shard: replica.shard, applied: { ...replica.applied }, base: { ...replica.base } };
+    const byOwner = groupByOwners(pending.map, versions, this.self, (version) => this.mergeIncoming(version));
+    if (shardOfNode(pending.map, this.self) !== null) pending.claims.push(claim);
+    const out = new Map<NodeAddress, Transfer>();
+    for (const node of allMembers(pending.map)) {
+      if (node !== this.self && targets.has(node)) out.set(node, { versions: byOwner.get(node) ?? [], claim });
+    }
+    return out;
+  }
+
+  /** Phase 2 finished here: every transfer of this node was delivered. */
+  markSent(epoch: Epoch): void {
+    if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard.sent = true;
   }
 
   /**
-   * Where versions of a dropped old-epoch replica (MapChange.orphaned) go: every member of each
-   * key's shard in the current map, this node excepted (it copies its shard from them). They travel
-   * as base versions of the new epoch: their old-epoch past is satisfied there.
+   * Where the versions of a dropped old-epoch replica (MapChange.orphaned) go: every member of each
+   * key's shard in the current map, this node excepted (it copies its shard from them). They enter
+   * the new epoch as base versions; every member also learns what they reflect.
    */
-  lateTransfers(versions: Iterable<Version>): Map<NodeAddress, Version[]> {
-    const rebased = [...versions].map((version) => ({ ...version, dot: null, deps: {} }));
-    return groupByOwners(this.currentMap, rebased, this.self, () => {});
+  lateTransfers(orphaned: Orphaned): Map<NodeAddress, Version[]> {
+    const byOwner = groupByOwners(this.currentMap, orphaned.versions, this.self, () => {});
+    const out = new Map<NodeAddress, Version[]>();
+    for (const node of allMembers(this.currentMap)) if (node !== this.self) out.set(node, byOwner.get(node) ?? []);
+    return out;
   }
 
-  /** Phase 2: data for the new epoch from another node. */
-  acceptTransfer(epoch: Epoch, versions: Version[]): boolean {
+  /** Phase 2: data for the new epoch from another node; `claim` comes with its last part. */
+  acceptTransfer(epoch: Epoch, versions: Version[], claim?: TransferClaim): boolean {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return false;
     for (const version of versions) this.mergeIncoming(version);
+    if (claim !== undefined) pending.claims.push(claim);
     return true;
   }
 
@@ -498,10 +596,12 @@ export class NodeCore {
     const pending = this.pendingReshard as PendingReshard;
     const merged = mergeShardMaps(map, pending.map);
     const lamport = this.currentReplica?.lamport ?? 0;
+    const reflected = reflectedByClaims(this.currentMap, pending.claims);
     this.setMap(merged);
     this.currentReplica = this.newReplica(merged, lamport);
     this.currentReplica?.mergeBase(
       [...pending.incoming.values()].filter((v) => shardOfKey(merged, v.key) === this.currentReplica?.shard),
+      reflected,
     );
     this.pendingReshard = null;
     this.isReady = true;
@@ -526,6 +626,33 @@ function skipFirstMovedPartition(from: ShardMap, to: ShardMap, versions: Iterabl
   if (moved.length === 0) return all;
   const skipped = Math.min(...moved);
   return all.filter((v) => partitionOfKey(v.key) !== skipped);
+}
+
+/**
+ * What a new replica's base reflects, from the claims of the senders whose transfers arrived whole.
+ * Of the old epoch: for each old shard, what its senders had applied (each sent all it held for our
+ * keys). Of epochs before it: a sender's base spoke for its old shard's keys only, and our keys come
+ * from every old shard, so per old shard the best sender counts, and over old shards the worst.
+ */
+function reflectedByClaims(oldMap: ShardMap, claims: readonly TransferClaim[]): EpochClocks {
+  const applied: Record<ShardId, Clock> = {};
+  const bases = new Map<ShardId, EpochClocks>();
+  for (const claim of claims) {
+    applied[claim.shard] = mergeClocks(applied[claim.shard] ?? {}, claim.applied);
+    bases.set(claim.shard, mergeEpochClocks(bases.get(claim.shard) ?? {}, claim.base));
+  }
+  let earlier: EpochClocks | null = null;
+  for (const shard of shardIds(oldMap)) {
+    if ((membersOf(oldMap, shard) ?? []).length === 0) continue;
+    const base = bases.get(shard) ?? {};
+    earlier = earlier === null ? base : minEpochClocks(earlier, base);
+  }
+  return mergeEpochClocks(earlier ?? {}, { [String(oldMap.epoch)]: applied });
+}
+
+/** Every node that is a member of some shard of `map`. */
+function allMembers(map: ShardMap): Set<NodeAddress> {
+  return new Set(Object.values(map.shards).flat());
 }
 
 /** Versions grouped by the members of their key's shard in `map`; this node's share goes to `onSelf`. */

@@ -1,7 +1,8 @@
 import { hash32 } from './hash.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
-import type { Clock, Dot, Epoch, NodeAddress, ShardClocks, ShardId, Stamp, Version } from './types.ts';
-import { clockCovers } from './vector-clock.ts';
+import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
+import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Stamp, Version } from './types.ts';
+import { clockCovers, epochClocksCover, epochClocksWithin, mergeEpochClocks, withDot } from './vector-clock.ts';
 import { compareStamps, supersedes } from './version-order.ts';
 
 /**
@@ -19,6 +20,8 @@ export interface ReplicaOptions {
   pendingMax: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
+  /** What the base reflects of earlier epochs (see `base`). */
+  base?: EpochClocks;
 }
 
 export interface DeliverResult {
@@ -58,6 +61,13 @@ export class Replica {
   private collectedUpTo: Clock = {};
   /** Stamps of the tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
   private readonly graveyard = new Map<string, Stamp>();
+  /**
+   * Which writes of earlier epochs the store reflects, for this shard's keys: epoch -> old shard ->
+   * clock. It grows with reshard transfers (each sender's applied clock), late transfers from a node
+   * that missed the reshard, and full copies from a peer. A client that depends on an old write
+   * this does not reflect waits: the write is still on its way from a node that was cut off.
+   */
+  private baseClocks: EpochClocks = {};
 
   constructor(options: ReplicaOptions) {
     this.self = options.self;
@@ -65,6 +75,7 @@ export class Replica {
     this.epoch = options.epoch ?? 0;
     this.pendingMax = options.pendingMax;
     this.lamportClock = options.lamport ?? 0;
+    this.addBase(options.base ?? {});
   }
 
   get applied(): Readonly<Clock> {
@@ -99,11 +110,26 @@ export class Replica {
     return clockCovers(this.appliedClock, need);
   }
 
+  /** What the base reflects of earlier epochs. */
+  get base(): Readonly<EpochClocks> {
+    return this.baseClocks;
+  }
+
+  /** True when the base reflects every write of earlier epochs that `need` names. */
+  coversOld(need: EpochClocks): boolean {
+    return epochClocksCover(this.baseClocks, need);
+  }
+
+  /** The store now reflects these writes of earlier epochs (their versions were merged). */
+  addBase(reflected: EpochClocks): void {
+    this.baseClocks = epochClocksWithin(mergeEpochClocks(this.baseClocks, reflected), this.epoch - OLD_EPOCHS_MAX, this.epoch - 1);
+  }
+
   /**
    * A write coordinated here. `deps` is what the client had seen in this epoch; the caller has
    * already checked that this replica covers deps[shard].
    */
-  write(key: string, change: { deleted: false; value: unknown } | { deleted: true }, deps: ShardClocks): Version {
+  write(key: string, change: { deleted: false; value: unknown } | { deleted: true }, deps: ShardClocks, past: EpochClocks = {}): Version {
     const counter = (this.appliedClock[this.self] ?? 0) + 1;
     this.lamportClock += 1;
     const version: Version = {
@@ -113,6 +139,7 @@ export class Replica {
       stamp: { epoch: this.epoch, lamport: this.lamportClock, node: this.self },
       deps,
     };
+    if (Object.keys(past).length > 0) version.past = past;
     if (!change.deleted) version.value = change.value;
     this.put(version);
     this.appliedClock = { ...this.appliedClock, [this.self]: counter };
@@ -158,10 +185,13 @@ export class Replica {
 
   /**
    * Takes a peer's state: versions it had that we lacked, and its clock, both read at one instant.
-   * Since the peer reflects every write up to its clock, after merging so do we.
+   * Since the peer reflects every write up to its clock, after merging so do we. With `peerBase`,
+   * the versions include the peer's whole base, so we reflect what its base does too.
    */
-  mergeState(versions: readonly Version[], peerApplied: Clock): void {
-    for (const version of versions) this.put(version);
+  mergeState(versions: readonly Version[], peerApplied: Clock, peerBase?: EpochClocks): void {
+    // What this replica collected stays collected: the peer has not collected it yet.
+    for (const version of versions) if (!this.isCollected(version)) this.put(version);
+    if (peerBase !== undefined) this.addBase(peerBase);
     const merged: Clock = { ...this.appliedClock };
     for (const [node, counter] of Object.entries(peerApplied)) {
       if (counter > (merged[node] ?? 0)) merged[node] = counter;
@@ -171,9 +201,13 @@ export class Replica {
     this.drainPending();
   }
 
-  /** Base data of a new epoch (a reshard transfer): merged by version order, no dots. */
-  mergeBase(versions: Iterable<Version>): void {
-    for (const version of versions) this.put({ ...version, dot: null, deps: {} });
+  /**
+   * Base data of a new epoch (from a reshard transfer, already in base form: see asBase), merged by
+   * version order, and what of earlier epochs it reflects.
+   */
+  mergeBase(versions: Iterable<Version>, reflected: EpochClocks): void {
+    for (const version of versions) this.put(version);
+    this.addBase(reflected);
   }
 
   allVersions(): IterableIterator<Version> {
@@ -225,16 +259,19 @@ export class Replica {
   repair(versions: readonly Version[]): number {
     let changed = 0;
     for (const version of versions) {
-      if (this.isCollected(version) || this.isBuried(version)) continue;
+      if (this.isCollected(version)) continue;
       if (this.put(version)) changed++;
     }
     return changed;
   }
 
   /**
-   * A version of a key whose tombstone this replica collected, no newer than that tombstone. Such a
-   * version still arrives after the collection when a node that missed a reshard hands over its
-   * old replica: without this check it would bring the deleted key back. (Found by the simulator.)
+   * A version of a key whose tombstone this replica collected, no newer than that tombstone: it lost
+   * to the tombstone, so it is not stored (put). Such a version still arrives after the collection:
+   * a write concurrent with the delete that reaches this replica late (collection waits for the
+   * tombstone to be everywhere, not for every concurrent write to be here), or an old version from a
+   * node that missed a reshard. Stored, it would bring the deleted key back. (Both found by the
+   * simulator.)
    */
   private isBuried(version: Version): boolean {
     const stamp = this.graveyard.get(version.key);
@@ -279,7 +316,7 @@ export class Replica {
   private put(version: Version): boolean {
     if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
     const current = this.store.get(version.key);
-    if (!supersedes(version, current)) return false;
+    if (!supersedes(version, current) || this.isBuried(version)) return false;
     const partition = partitionOfKey(version.key);
     let sum = this.digestSums[partition] as number;
     if (current) sum -= versionHash(current);
@@ -349,6 +386,17 @@ export class Replica {
       if (byCounter.size === 0) this.pending.delete(origin);
     }
   }
+}
+
+/**
+ * A version of `shard` as it enters a later epoch: no dot or deps (those belong to its own epoch),
+ * and its dot and deps kept in `past` under that epoch, so a reader still depends on them.
+ */
+export function asBase(version: Version, shard: ShardId): Version {
+  if (version.dot === null) return version;
+  const epoch = String(version.stamp.epoch ?? 0);
+  const own = withDot(version.deps, shard, version.dot.node, version.dot.counter);
+  return { ...version, dot: null, deps: {}, past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }) };
 }
 
 /** What a version contributes to its partition's digest: the same for a version wherever it is stored. */

@@ -11,6 +11,11 @@ export type Epoch = number;
 export type Clock = Record<NodeAddress, number>;
 /** Clocks of several shards of one epoch. */
 export type ShardClocks = Record<ShardId, Clock>;
+/**
+ * Clocks of earlier epochs: epoch (as a decimal string) -> shard -> clock. What a client depends on
+ * from before a reshard, and what a replica's base reflects of those epochs.
+ */
+export type EpochClocks = Record<string, ShardClocks>;
 
 /** The identity of one write: the n-th write coordinated by `node` in this shard and epoch. */
 export interface Dot {
@@ -33,13 +38,18 @@ export interface Version {
   value?: unknown;
   deleted: boolean;
   /**
-   * The write's dot in the current epoch; null for a base version carried over a reshard, whose
-   * whole causal past is satisfied by every node of the new epoch.
+   * The write's dot in the current epoch; null for a base version carried over a reshard (its dot
+   * and dependencies then live on in `past`).
    */
   dot: Dot | null;
   stamp: Stamp;
   /** What the writer had seen (same epoch as the dot), all shards: carried into readers' metadata. */
   deps: ShardClocks;
+  /**
+   * What the write depends on from earlier epochs (absent: nothing). A base version also names its
+   * own dot and deps here, under the epoch it was written in. Carried into readers' metadata.
+   */
+  past?: EpochClocks;
 }
 
 /** The metadata a client carries between requests (opaque to clients). */
@@ -49,6 +59,8 @@ export interface CausalMetadata {
   /** Shard map epoch the clocks belong to. */
   e: Epoch;
   c: ShardClocks;
+  /** What the client depends on from epochs before `e` (absent: nothing). */
+  o?: EpochClocks;
 }
 
 export type ShardMapMode = 'replicated' | 'sharded';

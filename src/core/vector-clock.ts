@@ -1,4 +1,4 @@
-import type { Clock, ShardClocks } from './types.ts';
+import type { Clock, EpochClocks, ShardClocks } from './types.ts';
 
 /** Pointwise maximum; inputs are not changed. */
 export function mergeClocks(a: Clock, b: Clock): Clock {
@@ -44,4 +44,62 @@ export function withDot(clocks: ShardClocks, shard: string, node: string, counte
   const clock = clocks[shard] ?? {};
   if ((clock[node] ?? 0) >= counter) return clocks;
   return { ...clocks, [shard]: { ...clock, [node]: counter } };
+}
+
+/** Pointwise minimum of shard clocks: an entry absent from either is absent. */
+export function minShardClocks(a: ShardClocks, b: ShardClocks): ShardClocks {
+  const out: ShardClocks = {};
+  for (const [shard, clockA] of Object.entries(a)) {
+    const clockB = b[shard];
+    if (clockB === undefined) continue;
+    const min: Clock = {};
+    for (const [node, counter] of Object.entries(clockA)) {
+      const other = clockB[node];
+      if (other !== undefined) min[node] = Math.min(counter, other);
+    }
+    out[shard] = min;
+  }
+  return out;
+}
+
+export function mergeEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
+  const out: EpochClocks = { ...a };
+  for (const [epoch, clocks] of Object.entries(b)) {
+    const mine = out[epoch];
+    out[epoch] = mine ? mergeShardClocks(mine, clocks) : { ...clocks };
+  }
+  return out;
+}
+
+/** Pointwise minimum: an epoch, shard or node absent from either is absent. */
+export function minEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
+  const out: EpochClocks = {};
+  for (const [epoch, clocks] of Object.entries(a)) {
+    const other = b[epoch];
+    if (other !== undefined) out[epoch] = minShardClocks(clocks, other);
+  }
+  return out;
+}
+
+/** True when `have` reflects everything `need` names, in every epoch and shard. */
+export function epochClocksCover(have: EpochClocks, need: EpochClocks): boolean {
+  for (const [epoch, clocks] of Object.entries(need)) {
+    for (const [shard, clock] of Object.entries(clocks)) {
+      if (!clockCovers(have[epoch]?.[shard] ?? {}, clock)) return false;
+    }
+  }
+  return true;
+}
+
+/** Only the epochs from `first` up to `last` (inclusive); empty clocks dropped. */
+export function epochClocksWithin(clocks: EpochClocks, first: number, last: number): EpochClocks {
+  const out: EpochClocks = {};
+  for (const [epoch, shards] of Object.entries(clocks)) {
+    const e = Number(epoch);
+    if (e < first || e > last) continue;
+    const kept: ShardClocks = {};
+    for (const [shard, clock] of Object.entries(shards)) if (Object.keys(clock).length > 0) kept[shard] = clock;
+    if (Object.keys(kept).length > 0) out[epoch] = kept;
+  }
+  return out;
 }

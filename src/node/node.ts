@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
-import { NodeCore, type KvMethod, type PingInfo, type WaitReason } from '../core/node-core.ts';
+import { NodeCore, type KvMethod, type Orphaned, type PingInfo, type WaitReason } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { Replica } from '../core/replica.ts';
 import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfNode } from '../core/shard-map.ts';
@@ -14,7 +14,7 @@ import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
 import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
-import { isClock, isPartitionDigests, isPartitionList, isShardMap, isVersionList } from './wire.ts';
+import { isClock, isEpochClocks, isPartitionDigests, isPartitionList, isShardMap, isTransferClaim, isVersionList } from './wire.ts';
 
 /** A forwarded request is relayed at most this many times, so maps that disagree cannot loop it. */
 const FORWARD_HOPS_MAX = 3;
@@ -38,6 +38,9 @@ const TRANSFER_BYTES_MAX = 1024 * 1024;
 const INTERNAL_BODY_BYTES_MAX = 64 * 1024 * 1024;
 /** A peer is asked for a sync at most this often. */
 const SYNC_INTERVAL_MS_MIN = 250;
+/** A late transfer to a node that cannot take it yet (down, or not in the new epoch yet) is tried this often, this many times. */
+const LATE_TRANSFER_RETRY_MS = 1000;
+const LATE_TRANSFER_ATTEMPTS = 20;
 
 const json = (status: number, body: unknown): HttpReply => ({ status, body });
 
@@ -196,7 +199,7 @@ export class KvsNode {
       this.storage.resetReplica(replica ? { epoch: this.core.map.epoch, shard: replica.shard } : null);
       this.storedReplica = replica;
     }
-    if (replica !== null) this.storage.stage(replica.takeDirty(), replica.applied, replica.lamport);
+    if (replica !== null) this.storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base);
     const digest = this.core.mapDigest;
     if (digest !== this.storedMapDigest) {
       this.storage.saveMap(this.core.map);
@@ -387,6 +390,7 @@ export class KvsNode {
       const budgetMs = (decision.reason === 'reshard' ? RESHARD_WAIT_MS : this.config.causalWaitMs) - waitedMs;
       if (budgetMs <= 0 || this.closed) return this.unavailable(decision.reason, key, decision.detail);
       if (decision.reason === 'causal') this.syncFromAhead(decision.detail ?? {});
+      if (decision.reason === 'handover') this.syncBase();
       await this.changed.wait(budgetMs);
     }
   }
@@ -570,29 +574,44 @@ export class KvsNode {
       'shard map updated',
     );
     this.stateChanged();
-    if (change.orphaned.length > 0) void this.sendLate(change.orphaned);
+    if (change.orphaned !== null) void this.sendLate(change.orphaned);
     if (change.needsFullSync && syncNow) void this.fullSync(source);
   }
 
   /**
    * This node missed a reshard (cut off or down) and dropped its old replica: what it held, and may
    * have acknowledged while cut off, goes to the keys' new owners, merged there by version order.
+   * Every member of the new map gets the last part with what the transfer reflects, so clients that
+   * depend on these writes are served once they are there. A node that cannot take it yet (down, or
+   * still in the old epoch) is tried again, a bounded number of times.
    */
-  private async sendLate(orphaned: Version[]): Promise<void> {
+  private async sendLate(orphaned: Orphaned): Promise<void> {
     const epoch = this.core.map.epoch;
     let sent = 0;
     const failed: NodeAddress[] = [];
-    for (const [peer, versions] of this.core.lateTransfers(orphaned)) {
-      const shard = shardOfNode(this.core.map, peer);
-      if (shard === null) continue;
-      try {
-        sent += (await this.sendVersions(peer, '/internal/repair', { epoch, shard }, versions, this.config.requestTimeoutMs)).sent;
-      } catch (error) {
-        failed.push(peer);
-        this.log.warn({ peer, err: error }, 'late transfer after a missed reshard failed; other members of the shard have a copy');
-      }
-    }
-    this.log.info({ epoch, versions: orphaned.length, sent, failed }, 'missed a reshard: sent what this node held to the new owners');
+    await Promise.all(
+      [...this.core.lateTransfers(orphaned)].map(async ([peer, versions]) => {
+        const shard = shardOfNode(this.core.map, peer);
+        if (shard === null) return;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const result = await this.sendVersions(peer, '/internal/repair', { epoch, shard }, versions, this.config.requestTimeoutMs, {
+              reflected: orphaned.reflected,
+            });
+            sent += result.sent;
+            return;
+          } catch (error) {
+            if (this.closed || this.core.map.epoch !== epoch || attempt >= LATE_TRANSFER_ATTEMPTS) {
+              failed.push(peer);
+              this.log.warn({ peer, attempt, err: error }, 'late transfer after a missed reshard failed; other members of the shard have a copy');
+              return;
+            }
+            await sleep(this.timers, LATE_TRANSFER_RETRY_MS);
+          }
+        }
+      }),
+    );
+    this.log.info({ epoch, versions: orphaned.versions.length, sent, failed }, 'missed a reshard: sent what this node held to the new owners');
   }
 
   private async pushMap(targets: NodeAddress[]): Promise<void> {
@@ -640,6 +659,15 @@ export class KvsNode {
     this.stateChanged();
   }
 
+  /** A request waits for old-epoch writes handed over late: ask a shard peer whose base may be ahead. */
+  private syncBase(): void {
+    for (const peer of this.core.replicationPeers()) {
+      if (this.timers.now() - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) continue;
+      void this.pullSync(peer, 'request waiting for old-epoch writes');
+      return;
+    }
+  }
+
   /** Ask the peers that have what a waiting request needs. */
   private syncFromAhead(lacking: Clock): void {
     for (const [peer, info] of this.lastPing) {
@@ -678,12 +706,13 @@ export class KvsNode {
         peer,
         'POST',
         '/internal/sync',
-        { epoch, shard, since: full ? {} : replica.applied, full },
+        { epoch, shard, since: full ? {} : replica.applied, full, base: replica.base },
         { timeoutMs: this.config.requestTimeoutMs },
       );
-      const answer = reply.body as { versions?: unknown; applied?: unknown };
+      const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown };
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
-      if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied)) return false;
+      const base = isEpochClocks(answer.base) ? answer.base : undefined;
+      if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied, base)) return false;
       this.repairStats.syncBytesReceived += JSON.stringify(answer.versions).length;
       this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
       this.stateChanged();
@@ -751,8 +780,9 @@ export class KvsNode {
 
   /**
    * Sends versions to a peer in requests of about TRANSFER_BYTES_MAX, in order, each with `fields`
-   * (epoch, shard). Throws at the first request that fails or is refused. Returns what was sent and
-   * the peers' answers.
+   * (epoch, shard). With `lastFields`, the last request also carries them, and at least one request
+   * is sent: its arrival means every part did. Throws at the first request that fails or is refused.
+   * Returns what was sent and the peers' answers.
    */
   private async sendVersions(
     peer: NodeAddress,
@@ -760,10 +790,14 @@ export class KvsNode {
     fields: Record<string, unknown>,
     versions: Version[],
     timeoutMs: number,
+    lastFields?: Record<string, unknown>,
   ): Promise<{ sent: number; bytes: number; answers: unknown[] }> {
     const result = { sent: 0, bytes: 0, answers: [] as unknown[] };
-    for (const chunk of chunkByBytes(versions, TRANSFER_BYTES_MAX)) {
-      const reply = await this.peers.call(peer, 'POST', path, { ...fields, versions: chunk.versions }, { timeoutMs });
+    const chunks = chunkByBytes(versions, TRANSFER_BYTES_MAX);
+    if (lastFields !== undefined && chunks.length === 0) chunks.push({ versions: [], bytes: 0 });
+    for (const [i, chunk] of chunks.entries()) {
+      const body = { ...fields, ...(lastFields !== undefined && i === chunks.length - 1 ? lastFields : {}), versions: chunk.versions };
+      const reply = await this.peers.call(peer, 'POST', path, body, { timeoutMs });
       if (reply.status !== 200) throw new PeerRefusedError(`${path} refused by ${peer}: ${JSON.stringify(reply.body)}`);
       result.sent += chunk.versions.length;
       result.bytes += chunk.bytes;
@@ -790,26 +824,46 @@ export class KvsNode {
       this.prepare(map, this.config.address),
     );
     const refused = frozen.filter((reply) => reply.status !== 200);
-    // Every shard's data must move, so some member of each must take part: a shard whose members are
-    // all down would start the new epoch without its keys, and their old versions arriving later
-    // would overwrite what clients wrote meanwhile.
-    const prepared = new Set(nodes.filter((_, i) => frozen[i]?.status === 200 && !(frozen[i]?.body as { unreachable?: boolean }).unreachable));
-    const stranded = this.core.shardsWithout(prepared);
+    // Every shard's data must move, so some member of each old shard must take part, and some member
+    // of each new shard must take part to receive it: a shard whose members are all down would start
+    // the new epoch without its keys, and their old versions arriving later would overwrite what
+    // clients wrote meanwhile.
+    const prepared = nodes.filter((_, i) => frozen[i]?.status === 200 && !(frozen[i]?.body as { unreachable?: boolean }).unreachable);
+    const stranded = this.core.shardsWithout(new Set(prepared), map);
     if (refused.length > 0 || stranded.length > 0) {
       this.log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body), stranded }, 'reshard: refused or a shard is unreachable; abandoning');
-      await this.everyNode(nodes, '/internal/reshard/abort', { epoch: map.epoch }, () => {
-        this.core.abortReshard(map.epoch);
-        this.stateChanged();
-        return json(200, { ok: true });
-      });
+      await this.abandonReshard(nodes, map.epoch);
       if (refused.length > 0) return json(503, { error: 'Another reshard is in progress; try again later' });
       return json(503, { error: `No member of shard ${stranded.join(', ')} is reachable, so its keys cannot move; try again later` });
     }
-    await this.everyNode(nodes, '/internal/reshard/send', { epoch: map.epoch }, () => this.sendReshardData(map.epoch));
+    // Phase 2 among the nodes that took part; the others copy their new shard from these when back.
+    const sends = await this.everyNode(prepared, '/internal/reshard/send', { epoch: map.epoch, targets: prepared }, () =>
+      this.sendReshardData(map.epoch, new Set(prepared)),
+    );
+    const incomplete = prepared.filter((_, i) => {
+      const reply = sends[i];
+      const body = reply?.body as { unreachable?: boolean; failed?: unknown[] } | undefined;
+      return reply?.status !== 200 || body?.unreachable === true || (body?.failed?.length ?? 0) > 0;
+    });
+    if (incomplete.length > 0) {
+      // A node whose data did not reach every new owner would drop it at the commit.
+      this.log.warn({ epoch: map.epoch, incomplete }, 'reshard: transfers incomplete; abandoning');
+      await this.abandonReshard(nodes, map.epoch);
+      return json(503, { error: 'A node could not hand over its keys during the reshard; try again later' });
+    }
     this.log.info({ epoch: map.epoch, ms: this.timers.now() - started }, 'reshard: data transferred; committing');
     await this.everyNode(nodes, '/internal/reshard/commit', { epoch: map.epoch }, () => this.commit(map.epoch));
     this.log.info({ epoch: map.epoch, ms: this.timers.now() - started }, 'reshard: committed');
     return json(200, { result: MESSAGES.resharded });
+  }
+
+  /** Every node unfreezes and stays in the old epoch (a node not reached times its reshard out). */
+  private async abandonReshard(nodes: NodeAddress[], epoch: Epoch): Promise<void> {
+    await this.everyNode(nodes, '/internal/reshard/abort', { epoch }, () => {
+      this.core.abortReshard(epoch);
+      this.stateChanged();
+      return json(200, { ok: true });
+    });
   }
 
   /**
@@ -840,22 +894,29 @@ export class KvsNode {
     return json(200, { ok: true });
   }
 
-  /** Phase 2 here: send every version this node holds to its key's new shard; answer when all is delivered. */
-  private async sendReshardData(epoch: Epoch): Promise<HttpReply> {
-    const transfers = this.core.reshardTransfers(epoch);
+  /**
+   * Phase 2 here: send every version this node holds to the members of its key's new shard among
+   * `targets`, with this node's claim; answer when all is delivered, naming the targets it was not.
+   */
+  private async sendReshardData(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Promise<HttpReply> {
+    const transfers = this.core.reshardTransfers(epoch, targets);
     if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}` });
     let sent = 0;
     const failed: NodeAddress[] = [];
     await Promise.all(
-      [...transfers].map(async ([peer, versions]) => {
+      [...transfers].map(async ([peer, transfer]) => {
         try {
-          sent += (await this.sendVersions(peer, '/internal/reshard/transfer', { epoch }, versions, this.config.reshardTimeoutMs)).sent;
+          const result = await this.sendVersions(peer, '/internal/reshard/transfer', { epoch }, transfer.versions, this.config.reshardTimeoutMs, {
+            claim: transfer.claim,
+          });
+          sent += result.sent;
         } catch (error) {
-          this.log.warn({ peer, err: error }, 'reshard: transfer failed; the target will copy its shard from a peer');
+          this.log.warn({ peer, err: error }, 'reshard: transfer failed');
           failed.push(peer);
         }
       }),
     );
+    if (failed.length === 0) this.core.markSent(epoch);
     this.log.info({ epoch, versionsSent: sent, failed }, 'reshard: data sent');
     return json(200, { ok: true, sent, failed });
   }
@@ -914,7 +975,8 @@ export class KvsNode {
         if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
           throw new BadRequest('malformed repair');
         }
-        const changed = this.core.onRepair(fields.epoch, fields.shard, fields.versions);
+        if (fields.reflected !== undefined && !isEpochClocks(fields.reflected)) throw new BadRequest('malformed repair');
+        const changed = this.core.onRepair(fields.epoch, fields.shard, fields.versions, fields.reflected);
         if (changed === null) return json(409, { error: `not a replica of ${fields.shard} at epoch ${fields.epoch}` });
         this.repairStats.keysRepaired += changed;
         this.stateChanged();
@@ -925,21 +987,26 @@ export class KvsNode {
         if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isClock(fields.since)) {
           throw new BadRequest('malformed sync request');
         }
-        const result = this.core.onSyncRequest(fields.epoch, fields.shard, fields.since, fields.full === true);
+        const base = isEpochClocks(fields.base) ? fields.base : undefined;
+        const result = this.core.onSyncRequest(fields.epoch, fields.shard, fields.since, fields.full === true, base);
         if (!result.ok) return json(409, { error: result.reason });
-        return json(200, { versions: result.versions, applied: result.applied });
+        return json(200, { versions: result.versions, applied: result.applied, base: result.base });
       }
       case '/internal/reshard/prepare': {
         if (!isShardMap(fields.map) || !isNodeAddress(fields.coordinator)) throw new BadRequest('malformed prepare');
         return this.prepare(fields.map, fields.coordinator);
       }
       case '/internal/reshard/send': {
-        if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed send');
-        return this.sendReshardData(fields.epoch);
+        if (!isEpochValue(fields.epoch) || !Array.isArray(fields.targets) || !fields.targets.every(isNodeAddress)) {
+          throw new BadRequest('malformed send');
+        }
+        return this.sendReshardData(fields.epoch, new Set(fields.targets));
       }
       case '/internal/reshard/transfer': {
-        if (!isEpochValue(fields.epoch) || !isVersionList(fields.versions)) throw new BadRequest('malformed transfer');
-        return this.core.acceptTransfer(fields.epoch, fields.versions)
+        if (!isEpochValue(fields.epoch) || !isVersionList(fields.versions) || (fields.claim !== undefined && !isTransferClaim(fields.claim))) {
+          throw new BadRequest('malformed transfer');
+        }
+        return this.core.acceptTransfer(fields.epoch, fields.versions, fields.claim)
           ? json(200, { ok: true })
           : json(409, { error: `no prepared reshard for epoch ${fields.epoch}` });
       }

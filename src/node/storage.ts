@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { SavedReplica } from '../core/node-core.ts';
-import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
+import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
 import type { Hint, HintLog } from './replicator.ts';
-import { isClock, isShardMap, isVersion } from './wire.ts';
+import { isClock, isEpochClocks, isShardMap, isVersion } from './wire.ts';
 
 /** What a node finds on disk when it starts. */
 export interface SavedState {
@@ -24,7 +24,7 @@ export interface Storage {
   saveMap(map: ShardMap): void;
   /** The node's replica was replaced (a new epoch, a full copy from a peer): forget the old one. */
   resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void;
-  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void;
+  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number, base: EpochClocks): void;
   /** Resolves once everything staged before the call is on disk. */
   flush(): Promise<void>;
   /** The applied clock of the replica as last committed to disk; null when nothing is durable. */
@@ -67,6 +67,8 @@ export interface ReplicaMeta {
   shard: ShardId;
   applied: Clock;
   lamport: number;
+  /** What the replica's base reflects of earlier epochs. */
+  base?: EpochClocks;
 }
 
 /** Everything staged since the last group commit, written in one transaction. */
@@ -127,11 +129,11 @@ export abstract class GroupCommitStorage {
     this.committedApplied = {};
   }
 
-  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number): void {
+  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number, base: EpochClocks): void {
     if (this.replicaMeta === null) return;
     for (const version of change.versions) this.stagedVersions.set(version.key, version);
     for (const key of change.removed) this.stagedVersions.set(key, null);
-    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport };
+    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base };
     this.schedule();
   }
 
@@ -274,7 +276,7 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
     this.committedApplied = meta.applied;
     this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length }, 'loaded replica from disk');
-    return { map, replica: { ...meta, lamport: Number(meta.lamport) || 0, versions } };
+    return { map, replica: { ...meta, lamport: Number(meta.lamport) || 0, base: isEpochClocks(meta.base) ? meta.base : {}, versions } };
   }
 
   saveMap(map: ShardMap): void {

@@ -1,7 +1,8 @@
 // Shape checks for what peers send. A peer running other code, or a stray client on an internal
 // path, gets a 400 instead of corrupting state.
 import { PARTITION_COUNT } from '../core/shard-map.ts';
-import type { Clock, ShardMap, Version } from '../core/types.ts';
+import type { TransferClaim } from '../core/node-core.ts';
+import type { Clock, EpochClocks, ShardClocks, ShardMap, Version } from '../core/types.ts';
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -14,6 +15,19 @@ function hasSafeKeys(value: Record<string, unknown>): boolean {
 
 export function isClock(value: unknown): value is Clock {
   return isObject(value) && hasSafeKeys(value) && Object.values(value).every((c) => Number.isSafeInteger(c) && (c as number) >= 0);
+}
+
+export function isShardClocks(value: unknown): value is ShardClocks {
+  return isObject(value) && hasSafeKeys(value) && Object.values(value).every(isClock);
+}
+
+/** Epoch (a decimal string) -> shard clocks. */
+export function isEpochClocks(value: unknown): value is EpochClocks {
+  return isObject(value) && Object.entries(value).every(([epoch, clocks]) => /^(0|[1-9][0-9]{0,14})$/.test(epoch) && isShardClocks(clocks));
+}
+
+export function isTransferClaim(value: unknown): value is TransferClaim {
+  return isObject(value) && typeof value.shard === 'string' && isClock(value.applied) && isEpochClocks(value.base);
 }
 
 export function isShardMap(value: unknown): value is ShardMap {
@@ -33,7 +47,7 @@ export function isShardMap(value: unknown): value is ShardMap {
 
 export function isVersion(value: unknown): value is Version {
   if (!isObject(value)) return false;
-  const { key, deleted, dot, stamp, deps } = value;
+  const { key, deleted, dot, stamp, deps, past } = value;
   return (
     typeof key === 'string' &&
     typeof deleted === 'boolean' &&
@@ -42,9 +56,8 @@ export function isVersion(value: unknown): value is Version {
     (stamp.epoch === undefined || (Number.isSafeInteger(stamp.epoch) && (stamp.epoch as number) >= 0)) &&
     Number.isSafeInteger(stamp.lamport) &&
     typeof stamp.node === 'string' &&
-    isObject(deps) &&
-    hasSafeKeys(deps) &&
-    Object.values(deps).every(isClock)
+    isShardClocks(deps) &&
+    (past === undefined || isEpochClocks(past))
   );
 }
 

@@ -5,11 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  clocksAtEpoch,
+  dependenciesAt,
   makeMetadata,
   mergeIntoMetadata,
   METADATA_NODES_PER_SHARD_MAX,
   METADATA_SHARDS_MAX,
+  OLD_EPOCHS_MAX,
   parseCausalMetadata,
 } from '../../src/core/causal-metadata.ts';
 import { mergeShardClocks } from '../../src/core/vector-clock.ts';
@@ -160,24 +161,39 @@ test('parsing copies the clocks: later changes to the raw input do not leak in',
   assert.deepEqual(parsed.metadata, { v: 1, e: 2, c: { s0: { '10.0.0.2:8090': 1 } } });
 });
 
-test('clocksAtEpoch keeps the clocks of the same epoch and drops other epochs', () => {
+test('dependenciesAt: clocks of the same epoch stay current; older ones become old dependencies, within OLD_EPOCHS_MAX', () => {
   fc.assert(
-    fc.property(epochArb, epochArb, shardClocksArb, (minted, current, clocks) => {
-      const metadata = makeMetadata(minted, clocks);
-      const at = clocksAtEpoch(metadata, current);
-      if (minted === current) assert.deepEqual(at, clocks);
-      else assert.deepEqual(at, {});
-      assert.deepEqual(clocksAtEpoch(null, current), {});
+    fc.property(epochArb, fc.integer({ min: 0, max: 12 }), shardClocksArb, (minted, ahead, clocks) => {
+      const current = minted + ahead;
+      const nonEmpty = Object.fromEntries(Object.entries(clocks).filter(([, clock]) => Object.keys(clock).length > 0));
+      const deps = dependenciesAt(makeMetadata(minted, clocks), current);
+      if (ahead === 0) {
+        assert.deepEqual(deps, { clocks, old: {} });
+      } else {
+        assert.deepEqual(deps.clocks, {});
+        const kept = ahead <= OLD_EPOCHS_MAX && Object.keys(nonEmpty).length > 0;
+        assert.deepEqual(deps.old, kept ? { [String(minted)]: nonEmpty } : {});
+      }
+      assert.deepEqual(dependenciesAt(null, current), { clocks: {}, old: {} });
     }),
     RUNS,
   );
 });
 
-test('a "__proto__" key in forged metadata is rejected or kept as plain data, never made the prototype', () => {
-  const forged = JSON.parse('{"v":1,"e":1,"c":{"__proto__":{"s0":5}}}');
-  const parsed = parseCausalMetadata(forged);
-  if (!parsed.ok) return;
-  const clocks = (parsed.metadata as { c: ShardClocks }).c;
-  assert.equal(Object.getPrototypeOf(clocks), Object.prototype);
-  assert.equal(clocks.s0, undefined, 'no shard clock appears by inheritance');
+test('old dependencies survive a JSON round trip, merge with the clocks of their epoch, and are bounded', () => {
+  const old = { '3': { s0: { '10.0.0.2:8090': 4 } }, '5': { s1: { '10.0.0.3:8090': 1 } } };
+  const minted = makeMetadata(6, { s0: { '10.0.0.4:8090': 2 } }, old);
+  const parsed = parseCausalMetadata(JSON.parse(JSON.stringify(minted)));
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.metadata, minted);
+  // Seen from epoch 7, epoch 6's clocks join the old ones.
+  assert.deepEqual(dependenciesAt(parsed.metadata, 7).old, { ...old, '6': { s0: { '10.0.0.4:8090': 2 } } });
+  // Epochs more than OLD_EPOCHS_MAX back are dropped when minted.
+  assert.deepEqual(makeMetadata(3 + OLD_EPOCHS_MAX + 1, {}, old).o, { '5': old['5'] });
+  // Forged: an old epoch not before `e`, a non-numeric epoch, too many epochs.
+  assert.ok(rejected({ v: 1, e: 3, c: {}, o: { '3': {} } }));
+  assert.ok(rejected({ v: 1, e: 3, c: {}, o: { x: {} } }));
+  assert.ok(rejected({ v: 1, e: 3, c: {}, o: { '1': { s0: { a: 0 } } } }));
+  const many = Object.fromEntries(Array.from({ length: OLD_EPOCHS_MAX + 1 }, (_, i) => [String(i), {}]));
+  assert.ok(rejected({ v: 1, e: 100, c: {}, o: many }));
 });

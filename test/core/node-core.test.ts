@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NodeCore } from '../../src/core/node-core.ts';
-import type { KvDecision, KvMethod, Reply } from '../../src/core/node-core.ts';
+import type { KvDecision, KvMethod, Reply, Transfer } from '../../src/core/node-core.ts';
 import { initialShardMap, membersOf, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import { MESSAGES } from '../../src/core/api-messages.ts';
 import type { CausalMetadata, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
@@ -354,18 +354,23 @@ function populate(cores: NodeCore[], keys: number, seed: number): Model {
   return model;
 }
 
-function transfersOf(core: NodeCore, epoch: number): Map<NodeAddress, Version[]> {
-  const transfers = core.reshardTransfers(epoch);
+function transfersOf(core: NodeCore, epoch: number): Map<NodeAddress, Transfer> {
+  const everyone = new Set([...core.membership.view(), ...Object.values(core.reshardInProgress?.map.shards ?? {}).flat()]);
+  const transfers = core.reshardTransfers(epoch, everyone);
   assert.ok(transfers, `transfers of ${core.self}`);
   return transfers;
+}
+
+function deliverTransfer(to: NodeCore, epoch: number, transfer: Transfer): boolean {
+  return to.acceptTransfer(epoch, wire(transfer.versions), wire(transfer.claim));
 }
 
 /** Prepare everywhere, then send every core's transfers to their targets. */
 function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress): void {
   for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), coordinator, 0), { ok: true });
   for (const core of cores) {
-    for (const [to, versions] of transfersOf(core, plan.epoch)) {
-      assert.ok(byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions)), `transfer ${core.self} -> ${to}`);
+    for (const [to, transfer] of transfersOf(core, plan.epoch)) {
+      assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${core.self} -> ${to}`);
     }
   }
 }
@@ -379,12 +384,12 @@ function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore
     assert.deepEqual(core.prepareReshard(wire(plan), coordinator.self, 1000), { ok: true }, `prepare at ${core.self}`);
     assert.ok(core.reshardInProgress);
   }
-  const transfers = new Map<NodeAddress, Map<NodeAddress, Version[]>>();
+  const transfers = new Map<NodeAddress, Map<NodeAddress, Transfer>>();
   for (const core of cores) transfers.set(core.self, transfersOf(core, plan.epoch));
   for (const [from, outgoing] of transfers) {
-    for (const [to, versions] of outgoing) {
+    for (const [to, transfer] of outgoing) {
       assert.notEqual(to, from);
-      assert.ok(byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions)), `transfer ${from} -> ${to}`);
+      assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${from} -> ${to}`);
     }
   }
   const order = commitFirst ? [...cores.filter(commitFirst), ...cores.filter((c) => !commitFirst(c))] : cores;
@@ -533,7 +538,7 @@ test('a write that reaches a peer only during the freeze is carried by that peer
   for (const core of cores) {
     const transfers = transfersOf(core, plan.epoch);
     if (core === a) continue;
-    for (const [to, versions] of transfers) byAddress(cores, to).acceptTransfer(plan.epoch, wire(versions));
+    for (const [to, transfer] of transfers) deliverTransfer(byAddress(cores, to), plan.epoch, transfer);
   }
   for (const core of cores) assert.ok(core.commitReshard(plan.epoch));
   const shard = shardOfKey(plan, 'late');
@@ -550,7 +555,8 @@ test('adoptMap: a peer that committed the prepared epoch commits this node too',
   prepareAndTransfer(cores, plan, coordinator.self);
   assert.ok(coordinator.commitReshard(plan.epoch));
   for (const core of cores.slice(1)) {
-    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: [] });
+    core.markSent(plan.epoch);
+    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: null });
   }
   assertAfterReshard(cores, model, plan);
 });
@@ -574,16 +580,36 @@ test('a node that missed a reshard hands what it held, writes made while cut off
   const change = late.adoptMap(wire(coordinator.map));
   assert.ok(change.changed);
   assert.equal(late.replica, null);
-  const orphaned = change.changed ? change.orphaned : [];
-  assert.deepEqual(orphaned.map((v) => v.key), [key]);
-  // They go to every member of the key's new shard, as base versions of the new epoch.
-  const transfers = late.lateTransfers(orphaned);
+  const orphaned = change.changed ? change.orphaned : null;
+  assert.ok(orphaned);
+  assert.deepEqual(orphaned.versions.map((v) => v.key), [key]);
+  const oldShard = shardOfKey(cores[0]?.map as ShardMap, key);
+  const oldEpoch = plan.epoch - 1;
+  // A client that saw the write (in the old epoch) is not served without it at epoch 1.
+  const metadata = { v: 1, e: oldEpoch, c: { [oldShard]: { [late.self]: 1 } } };
   const owners = membersOf(plan, shardOfKey(plan, key)) ?? [];
-  assert.deepEqual([...transfers.keys()].sort(), [...owners].sort());
-  for (const [owner, versions] of transfers) {
-    assert.deepEqual(versions.map((v) => [v.key, v.dot, v.deps]), [[key, null, {}]]);
-    const target = byAddress(cores, owner);
-    assert.equal(target.onRepair(plan.epoch, target.shard as ShardId, wire(versions)), 1);
-    assert.equal(replyOf(kv(target, 'GET', key, {})).body.value, 'written while cut off');
+  for (const owner of owners) {
+    const wait = kv(byAddress(cores, owner), 'GET', key, { 'causal-metadata': metadata });
+    assert.deepEqual(wait, { kind: 'wait', reason: 'handover' }, `the client waits at ${owner}`);
+  }
+  // They go to every member of the key's new shard, as base versions of the new epoch; every member
+  // of the new map learns what they reflect.
+  const transfers = late.lateTransfers(orphaned);
+  assert.deepEqual([...transfers.keys()].sort(), Object.values(plan.shards).flat().sort());
+  for (const [node, versions] of transfers) {
+    const target = byAddress(cores, node);
+    if (!owners.includes(node)) {
+      assert.deepEqual(versions, []);
+      continue;
+    }
+    assert.deepEqual(
+      versions.map((v) => [v.key, v.dot, v.deps, v.past]),
+      [[key, null, {}, { [oldEpoch]: { [oldShard]: { [late.self]: 1 } } }]],
+      'a base version keeps its old dot in its past',
+    );
+    assert.equal(target.onRepair(plan.epoch, target.shard as ShardId, wire(versions), wire(orphaned.reflected)), 1);
+    const read = replyOf(kv(target, 'GET', key, { 'causal-metadata': metadata }));
+    assert.equal(read.body.value, 'written while cut off');
+    assert.deepEqual((read.body['causal-metadata'] as { o?: unknown }).o, { [oldEpoch]: { [oldShard]: { [late.self]: 1 } } });
   }
 });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Replica } from '../../src/core/replica.ts';
+import { asBase, Replica } from '../../src/core/replica.ts';
 import { compareStamps } from '../../src/core/version-order.ts';
 import { clockCovers, mergeClocks } from '../../src/core/vector-clock.ts';
 import type { Clock, NodeAddress, Version } from '../../src/core/types.ts';
@@ -280,11 +280,11 @@ test('two diverged replicas converge after exchanging versionsSince(other.applie
 
 test('versionsSince sends only versions with newer dots; base versions only on a full sync', () => {
   const replica = new Replica({ self: ORIGINS[0] as string, shard: SHARD, pendingMax: 10 });
-  replica.mergeBase([
-    { key: 'old', value: 1, deleted: false, dot: { node: '10.10.5.5:8090', counter: 9 }, stamp: { lamport: 7, node: '10.10.5.5:8090' }, deps: { s3: { x: 1 } } },
-  ]);
+  const written: Version = { key: 'old', value: 1, deleted: false, dot: { node: '10.10.5.5:8090', counter: 9 }, stamp: { lamport: 7, node: '10.10.5.5:8090' }, deps: { s3: { x: 1 } } };
+  replica.mergeBase([asBase(written, 's3')], {});
   assert.equal(replica.get('old')?.dot, null, 'a base version has no dot');
   assert.deepEqual(replica.get('old')?.deps, {});
+  assert.deepEqual(replica.get('old')?.past, { '0': { s3: { x: 1, '10.10.5.5:8090': 9 } } }, 'its dot and deps live on under its epoch');
   assert.equal(replica.lamport, 7, 'the lamport clock never goes back below what is stored');
   const w1 = replica.write('x', { deleted: false, value: 1 }, {});
   const w2 = replica.write('y', { deleted: false, value: 2 }, {});
