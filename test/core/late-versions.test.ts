@@ -1,6 +1,6 @@
 // What the simulator found about versions that arrive late, pinned down in the core: the epoch
 // orders versions before the Lamport stamp, and a collected tombstone keeps older versions (and
-// itself) from coming back through anti-entropy or a late transfer.
+// itself) from coming back through anti-entropy, replication or a late transfer.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,4 +36,23 @@ test('after a tombstone is collected, an older version of the key arriving late 
   // A write made after the delete is news: taken.
   assert.equal(a.repair([{ key: 'k', deleted: false, value: 'new', dot: { node: B, counter: 1 }, stamp: { epoch: 2, lamport: 5, node: B }, deps: {} }]), 1);
   assert.equal(a.get('k')?.value, 'new');
+});
+
+test('a write concurrent with a delete, arriving after the tombstone was collected, is not stored', () => {
+  // B deletes k; A wrote k concurrently (a lower stamp) but its push reaches B only after B collected
+  // the tombstone (collection waits for the tombstone to be everywhere, not for concurrent writes).
+  const a = new Replica({ self: A, shard: 's0', pendingMax: 10, epoch: 1 });
+  const b = new Replica({ self: B, shard: 's0', pendingMax: 10, epoch: 1 });
+  const seed = b.write('k', { deleted: false, value: 'first' }, {});
+  a.deliver([seed]);
+  const concurrent = a.write('k', { deleted: false, value: 'concurrent' }, {});
+  const del = b.write('k', { deleted: true }, {});
+  assert.ok(supersedes(del, concurrent), 'the delete wins over the concurrent write');
+  a.deliver([del]);
+  assert.equal(a.get('k')?.deleted, true);
+  // Everyone reflects the delete: B collects it, then the concurrent write arrives.
+  assert.equal(b.collectTombstones({ [B]: del.dot?.counter as number }), 1);
+  assert.equal(b.deliver([concurrent]).applied, 1, 'applied: the clock moves on');
+  assert.equal(b.get('k'), undefined, 'but the key stays deleted, as at A');
+  assert.deepEqual(b.covers({ [A]: 1 }), true);
 });

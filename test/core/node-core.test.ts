@@ -613,3 +613,75 @@ test('a node that missed a reshard hands what it held, writes made while cut off
     assert.deepEqual((read.body['causal-metadata'] as { o?: unknown }).o, { [oldEpoch]: { [oldShard]: { [late.self]: 1 } } });
   }
 });
+
+test('a transfer whose last part never arrived: clients that depend on its sender wait, until a peer that got it shares its base', () => {
+  const cores = cluster(4, 1);
+  const [a, b] = cores as [NodeCore, NodeCore];
+  // Only a has this write (its push is still in flight) when the store reshards to 2 shards.
+  const put = kv(a, 'PUT', 'only-at-a', { value: 'v', 'causal-metadata': null });
+  const m = metadataOf(replyOf(put));
+  const plan = a.planReshard(2);
+  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), a.self, 0), { ok: true });
+  const owners = cores.filter((c) => (membersOf(plan, shardOfKey(plan, 'only-at-a')) ?? []).includes(c.self));
+  const [reached, missed] = owners as [NodeCore, NodeCore];
+  for (const core of cores) {
+    for (const [to, transfer] of transfersOf(core, plan.epoch)) {
+      // a's transfer to `missed` loses its last part: versions and claim.
+      if (core === a && to === missed.self) continue;
+      assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer));
+    }
+  }
+  for (const core of cores) assert.ok(core.commitReshard(plan.epoch));
+  assert.equal(replyOf(kv(reached, 'GET', 'only-at-a', { 'causal-metadata': m })).body.value, 'v');
+  assert.deepEqual(kv(missed, 'GET', 'only-at-a', { 'causal-metadata': m }), { kind: 'wait', reason: 'handover' });
+  // A client without that dependency is served by `missed` (it has no reason to wait).
+  assert.equal(replyOf(kv(missed, 'GET', 'only-at-a', {})).status, 404);
+  // `missed` pulls from `reached`, naming what its base reflects: the answer carries the base.
+  const shard = missed.shard as ShardId;
+  const answer = reached.onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
+  assert.ok(answer.ok && answer.base, 'the base comes along');
+  assert.ok(missed.onSyncResponse(plan.epoch, shard, wire(answer.versions), wire(answer.applied), wire(answer.base)));
+  assert.equal(replyOf(kv(missed, 'GET', 'only-at-a', { 'causal-metadata': m })).body.value, 'v');
+  // Once the bases agree, a pull carries no base versions.
+  const again = reached.onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
+  assert.ok(again.ok && again.base === undefined);
+  assert.deepEqual(again.versions, []);
+});
+
+test('two reshards in a row: metadata from two epochs back is still checked, and served', () => {
+  const cores = cluster(6, 2);
+  const model = populate(cores, 40, 2);
+  const first = reshard(cores, 3);
+  const second = reshard(cores, 2);
+  assert.equal(second.epoch, first.epoch + 1);
+  const twoBack = String(first.epoch - 1);
+  for (const core of cores) {
+    const base = core.replica?.base ?? {};
+    // No one wrote in the middle epoch; what was applied two epochs back is still reflected (through
+    // the middle epoch's bases, the worst of its old shards counting), so those clients are served...
+    assert.ok(base[twoBack] && Object.keys(base[twoBack]).length > 0, `${core.self} reflects epoch ${twoBack}`);
+  }
+  assertAfterReshard(cores, model, second);
+  // ...while a dependency two epochs back that no transfer ever carried still waits.
+  const key = [...model.values.keys()][0] as string;
+  const member = memberOf(cores, shardOfKey(second, key));
+  const forged = { v: 1, e: Number(twoBack), c: { s0: { '10.10.0.99:8090': 1 } } };
+  assert.deepEqual(kv(member, 'GET', key, { 'causal-metadata': forged }), { kind: 'wait', reason: 'handover' });
+});
+
+test('a node that prepared but never sent its data does not commit through a peer: it hands the data over as having missed the reshard', () => {
+  const cores = cluster(4, 2);
+  populate(cores, 20, 2);
+  const coordinator = cores[0] as NodeCore;
+  const plan = coordinator.planReshard(2);
+  prepareAndTransfer(cores, plan, coordinator.self);
+  const silent = cores[3] as NodeCore;
+  for (const core of cores.slice(0, 3)) core.markSent(plan.epoch);
+  assert.ok(coordinator.commitReshard(plan.epoch));
+  // `silent` froze, but the coordinator never heard it sent: it did not count it.
+  const held = silent.replica?.size ?? 0;
+  const change = silent.adoptMap(wire(coordinator.map));
+  assert.ok(change.changed && change.needsFullSync, 'it copies its new shard from a peer');
+  assert.equal(change.changed && change.orphaned?.versions.length, held, 'and hands over all it held');
+  assert.equal(silent.reshardInProgress, null);
+});
