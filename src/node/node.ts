@@ -27,6 +27,8 @@ const HOPS_HEADER = 'x-kvs-hops';
 const DEADLINE_HEADER = 'x-kvs-deadline';
 /** Set on DELETE /view when a node reports a peer down (the receiver checks before it removes). */
 const DOWN_REPORT_HEADER = 'x-kvs-down-report';
+/** Set on pings: the pinging node, which the pinged one learns of if it had dropped or never heard of it. */
+const FROM_HEADER = 'x-kvs-from';
 /**
  * How long a write waits for a reshard in progress to commit before its 503. Below the peers'
  * request timeout, so a node forwarding such a write gets the 503 instead of suspecting its peer.
@@ -283,7 +285,7 @@ export class KvsNode {
       if (path === '/view') return await this.viewRoute(method, body, request.headers[DOWN_REPORT_HEADER]);
       if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
       if (path === '/status' && method === 'GET') return json(200, this.status());
-      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body);
+      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, request.headers[FROM_HEADER]);
       return json(404, { error: `No route for ${method} ${path}` });
     } catch (error) {
       if (error instanceof BadRequest) return json(400, { error: error.message });
@@ -481,7 +483,10 @@ export class KvsNode {
     try {
       let info: PingInfo | null = null;
       try {
-        const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs });
+        const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, {
+          timeoutMs: this.config.pingTimeoutMs,
+          headers: { [FROM_HEADER]: this.config.address },
+        });
         if (reply.status === 200) info = reply.body as PingInfo;
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
@@ -934,8 +939,15 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- internal endpoints
 
-  private async internalRoute(method: string, path: string, body: unknown): Promise<HttpReply> {
-    if (method === 'GET' && path === '/internal/ping') return json(200, this.core.pingInfo());
+  private async internalRoute(method: string, path: string, body: unknown, from: string | string[] | undefined): Promise<HttpReply> {
+    if (method === 'GET' && path === '/internal/ping') {
+      // A node that pings us is up and counts us in its view; if we dropped it (we found it down,
+      // then restarted with a VIEW that predates it, or missed its announcement), we probe it again.
+      if (isNodeAddress(from) && this.core.membership.learn(from)) {
+        this.log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
+      }
+      return json(200, this.core.pingInfo());
+    }
     if (method === 'GET' && path === '/internal/state') {
       return json(200, { map: this.core.map, view: this.core.membership.view(), ready: this.core.ready });
     }
