@@ -443,6 +443,9 @@ export class NodeCore {
   onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected?: EpochClocks): number | null {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
+    // A late transfer into a replica frozen for a reshard could arrive after this node's transfers
+    // were read, and be dropped with the replica at the commit: the sender tries again later.
+    if (reflected !== undefined && this.pendingReshard !== null) return null;
     const changed = replica.repair(versions);
     if (reflected !== undefined) replica.addBase(reflected);
     return changed;

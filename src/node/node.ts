@@ -586,37 +586,46 @@ export class KvsNode {
   /**
    * This node missed a reshard (cut off or down) and dropped its old replica: what it held, and may
    * have acknowledged while cut off, goes to the keys' new owners, merged there by version order.
-   * Every member of the new map gets the last part with what the transfer reflects, so clients that
-   * depend on these writes are served once they are there. A node that cannot take it yet (down, or
-   * still in the old epoch) is tried again, a bounded number of times.
+   * Every member of the current map gets the last part with what the transfer reflects, so clients
+   * that depend on these writes are served once they are there. A member that cannot take it yet
+   * (down, in another epoch, or frozen for the next reshard) is tried again, a bounded number of
+   * times; if the store reshards meanwhile, the owners of the newest map are the targets.
    */
   private async sendLate(orphaned: Orphaned): Promise<void> {
-    const epoch = this.core.map.epoch;
+    let epoch = this.core.map.epoch;
+    let delivered = new Set<NodeAddress>();
     let sent = 0;
-    const failed: NodeAddress[] = [];
-    await Promise.all(
-      [...this.core.lateTransfers(orphaned)].map(async ([peer, versions]) => {
-        const shard = shardOfNode(this.core.map, peer);
-        if (shard === null) return;
-        for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1; attempt <= LATE_TRANSFER_ATTEMPTS && !this.closed; attempt++) {
+      if (this.core.map.epoch !== epoch) {
+        epoch = this.core.map.epoch;
+        delivered = new Set();
+      }
+      const got = delivered;
+      const remaining = [...this.core.lateTransfers(orphaned)].filter(([peer]) => !got.has(peer));
+      if (remaining.length === 0) {
+        this.log.info({ epoch, versions: orphaned.versions.length, sent, attempts: attempt - 1 }, 'missed a reshard: sent what this node held to the new owners');
+        return;
+      }
+      await Promise.all(
+        remaining.map(async ([peer, versions]) => {
+          const shard = shardOfNode(this.core.map, peer);
+          if (shard === null) return got.add(peer);
           try {
             const result = await this.sendVersions(peer, '/internal/repair', { epoch, shard }, versions, this.config.requestTimeoutMs, {
               reflected: orphaned.reflected,
             });
             sent += result.sent;
-            return;
+            got.add(peer);
           } catch (error) {
-            if (this.closed || this.core.map.epoch !== epoch || attempt >= LATE_TRANSFER_ATTEMPTS) {
-              failed.push(peer);
-              this.log.warn({ peer, attempt, err: error }, 'late transfer after a missed reshard failed; other members of the shard have a copy');
-              return;
-            }
-            await sleep(this.timers, LATE_TRANSFER_RETRY_MS);
+            this.log.debug({ peer, attempt, err: error }, 'late transfer not taken yet; trying again');
           }
-        }
-      }),
-    );
-    this.log.info({ epoch, versions: orphaned.versions.length, sent, failed }, 'missed a reshard: sent what this node held to the new owners');
+        }),
+      );
+      if (remaining.every(([peer]) => got.has(peer)) && this.core.map.epoch === epoch) continue;
+      await sleep(this.timers, LATE_TRANSFER_RETRY_MS);
+    }
+    const missing = [...this.core.lateTransfers(orphaned).keys()].filter((peer) => !delivered.has(peer));
+    this.log.warn({ epoch, missing }, 'late transfer after a missed reshard not taken by every owner; the others repair them by anti-entropy');
   }
 
   private async pushMap(targets: NodeAddress[]): Promise<void> {

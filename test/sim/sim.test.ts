@@ -64,6 +64,7 @@ const REGRESSIONS: [seed: number, bug: string][] = [
   [18, 'the same, with crashes and several reshards'],
   [20253, 'a write concurrent with a delete arrived after the tombstone was collected and revived the key'],
   [30673, 'a node dropped from every view while it restarted was never probed again'],
+  [30832, 'a late transfer reached replicas frozen for the next reshard and was dropped at its commit'],
 ];
 
 for (const [seed, bug] of REGRESSIONS) {
