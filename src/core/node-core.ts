@@ -291,15 +291,22 @@ export class NodeCore {
 
   // ---------------------------------------------------------------- shards
 
-  addMember(shard: ShardId, node: NodeAddress): Reply {
+  /** `joined`: this node is the one added, and must copy its new shard from a peer. */
+  addMember(shard: ShardId, node: NodeAddress): Reply & { joined?: boolean } {
     if (membersOf(this.currentMap, shard) === undefined) return { status: 404, body: { error: `Shard ${shard} does not exist` } };
     if (!isNodeAddress(node) || !this.membership.has(node)) return { status: 404, body: { error: 'Node is not in the view' } };
     const already = shardOfNode(this.currentMap, node);
     if (already !== null && already !== shard) {
       return { status: 409, body: { error: `Node is already a member of shard ${already}` } };
     }
+    const before = this.shard;
     this.setMap(withMember(this.currentMap, shard, node));
-    return { status: 200, body: { result: MESSAGES.nodeAddedToShard } };
+    if (this.shard === before) return { status: 200, body: { result: MESSAGES.nodeAddedToShard } };
+    // This node was the one added (the request came to it): it copies the shard, as when it learns
+    // of its membership from a peer's map.
+    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica?.lamport ?? 0);
+    this.isReady = this.currentReplica === null;
+    return { status: 200, body: { result: MESSAGES.nodeAddedToShard }, joined: true };
   }
 
   /**

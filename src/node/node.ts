@@ -346,6 +346,7 @@ export class KvsNode {
         this.log.info({ shard: id, peer: address }, 'node added to shard');
         await this.pushMap([...this.core.membership.peers(), address]);
         this.stateChanged();
+        if (reply.joined) void this.fullSync('added to a shard');
       }
       return json(reply.status, reply.body);
     }

@@ -685,3 +685,17 @@ test('a node that prepared but never sent its data does not commit through a pee
   assert.equal(change.changed && change.orphaned?.versions.length, held, 'and hands over all it held');
   assert.equal(silent.reshardInProgress, null);
 });
+
+test('add-member sent to the node being added: it becomes a replica and copies the shard before serving', () => {
+  const cores = cluster(4, 2);
+  const joiner = makeCore('10.10.0.60:8090', [...nodes(4), '10.10.0.60:8090'], cores[0]!.map);
+  for (const core of cores) core.putView(joiner.self);
+  assert.equal(joiner.replica, null);
+  const reply = joiner.addMember('s1', joiner.self);
+  assert.deepEqual({ status: reply.status, body: reply.body }, { status: 200, body: { result: MESSAGES.nodeAddedToShard } });
+  assert.equal(reply.joined, true);
+  assert.equal(joiner.replica?.shard, 's1');
+  assert.equal(joiner.ready, false, 'it waits for its copy');
+  // Any other node that records the membership has nothing to copy.
+  assert.equal(cores[0]!.addMember('s1', joiner.self).joined, undefined);
+});
