@@ -65,6 +65,7 @@ const REGRESSIONS: [seed: number, bug: string][] = [
   [20253, 'a write concurrent with a delete arrived after the tombstone was collected and revived the key'],
   [30673, 'a node dropped from every view while it restarted was never probed again'],
   [30832, 'a late transfer reached replicas frozen for the next reshard and was dropped at its commit'],
+  [40075, 'add-member sent to the added node itself left it a member without a replica'],
 ];
 
 for (const [seed, bug] of REGRESSIONS) {
