@@ -690,7 +690,7 @@ test('add-member sent to the node being added: it becomes a replica and copies t
   const cores = cluster(4, 2);
   const joiner = makeCore('10.10.0.60:8090', [...nodes(4), '10.10.0.60:8090'], cores[0]!.map);
   for (const core of cores) core.putView(joiner.self);
-  assert.equal(joiner.replica, null);
+  assert.equal(joiner.shard, null, 'in no shard yet');
   const reply = joiner.addMember('s1', joiner.self);
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: 200, body: { result: MESSAGES.nodeAddedToShard } });
   assert.equal(reply.joined, true);
