@@ -405,23 +405,22 @@ export class NodeCore {
     since: Clock,
     full: boolean,
     base?: EpochClocks,
-  ): { ok: true; versions: Version[]; applied: Clock; base?: EpochClocks } | { ok: false; reason: string } {
+  ): { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
     const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
     const versions = replica.versionsSince(full ? {} : since, withBase);
-    return withBase
-      ? { ok: true, versions, applied: { ...replica.applied }, base: { ...replica.base } }
-      : { ok: true, versions, applied: { ...replica.applied } };
+    const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport };
+    return withBase ? { ...answer, base: { ...replica.base } } : answer;
   }
 
   /** A peer's answer to our sync request; `base` is present when it sent its whole base. */
-  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks): boolean {
+  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks, lamport = 0): boolean {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
-    replica.mergeState(versions, applied, base);
+    replica.mergeState(versions, applied, base, lamport);
     return true;
   }
 

@@ -186,9 +186,12 @@ export class Replica {
   /**
    * Takes a peer's state: versions it had that we lacked, and its clock, both read at one instant.
    * Since the peer reflects every write up to its clock, after merging so do we. With `peerBase`,
-   * the versions include the peer's whole base, so we reflect what its base does too.
+   * the versions include the peer's whole base, so we reflect what its base does too. The peer's
+   * Lamport clock comes along: the writes we now reflect include tombstones it collected, whose
+   * stamps we never see, and our next write must still be stamped above them.
    */
-  mergeState(versions: readonly Version[], peerApplied: Clock, peerBase?: EpochClocks): void {
+  mergeState(versions: readonly Version[], peerApplied: Clock, peerBase?: EpochClocks, peerLamport = 0): void {
+    if (peerLamport > this.lamportClock) this.lamportClock = peerLamport;
     // What this replica collected stays collected: the peer has not collected it yet.
     for (const version of versions) if (!this.isCollected(version)) this.put(version);
     if (peerBase !== undefined) this.addBase(peerBase);
@@ -279,6 +282,18 @@ export class Replica {
   }
 
   /**
+   * A base version whose write the base already reflects (see `base`): this replica stores it or
+   * something that won over it, perhaps a tombstone since collected. A late copy of it (a node that
+   * missed a reshard hands its old replica over) is old news; stored, it could bring a deleted key
+   * back, and unlike the graveyard this survives a restart and a reshard. (Found by the simulator.)
+   */
+  private reflectsOrigin(version: Version): boolean {
+    const origin = version.origin;
+    if (version.dot !== null || origin === undefined) return false;
+    return (this.baseClocks[String(origin.epoch)]?.[origin.shard]?.[origin.node] ?? 0) >= origin.counter;
+  }
+
+  /**
    * A tombstone this replica no longer stores and that every replica reflected when it last
    * collected (so it collected it, or would have). Taking it back from a peer that has not collected it yet would only start
    * it over; left alone, the peer collects it too. (Without this, tombstones bounced between
@@ -316,7 +331,7 @@ export class Replica {
   private put(version: Version): boolean {
     if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
     const current = this.store.get(version.key);
-    if (!supersedes(version, current) || this.isBuried(version)) return false;
+    if (!supersedes(version, current) || this.isBuried(version) || this.reflectsOrigin(version)) return false;
     const partition = partitionOfKey(version.key);
     let sum = this.digestSums[partition] as number;
     if (current) sum -= versionHash(current);
@@ -396,7 +411,13 @@ export function asBase(version: Version, shard: ShardId): Version {
   if (version.dot === null) return version;
   const epoch = String(version.stamp.epoch ?? 0);
   const own = withDot(version.deps, shard, version.dot.node, version.dot.counter);
-  return { ...version, dot: null, deps: {}, past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }) };
+  return {
+    ...version,
+    dot: null,
+    deps: {},
+    past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
+    origin: { epoch: version.stamp.epoch ?? 0, shard, node: version.dot.node, counter: version.dot.counter },
+  };
 }
 
 /** What a version contributes to its partition's digest: the same for a version wherever it is stored. */

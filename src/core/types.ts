@@ -50,6 +50,15 @@ export interface Version {
    * own dot and deps here, under the epoch it was written in. Carried into readers' metadata.
    */
   past?: EpochClocks;
+  /** A base version's write: the epoch, shard and dot it was made with (absent on a write). */
+  origin?: Origin;
+}
+
+export interface Origin {
+  epoch: Epoch;
+  shard: ShardId;
+  node: NodeAddress;
+  counter: number;
 }
 
 /** The metadata a client carries between requests (opaque to clients). */

@@ -724,10 +724,11 @@ export class KvsNode {
         { epoch, shard, since: full ? {} : replica.applied, full, base: replica.base },
         { timeoutMs: this.config.requestTimeoutMs },
       );
-      const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown };
+      const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown; lamport?: unknown };
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
       const base = isEpochClocks(answer.base) ? answer.base : undefined;
-      if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied, base)) return false;
+      const lamport = Number.isSafeInteger(answer.lamport) ? (answer.lamport as number) : 0;
+      if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied, base, lamport)) return false;
       this.repairStats.syncBytesReceived += JSON.stringify(answer.versions).length;
       this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
       this.stateChanged();
@@ -1012,7 +1013,7 @@ export class KvsNode {
         const base = isEpochClocks(fields.base) ? fields.base : undefined;
         const result = this.core.onSyncRequest(fields.epoch, fields.shard, fields.since, fields.full === true, base);
         if (!result.ok) return json(409, { error: result.reason });
-        return json(200, { versions: result.versions, applied: result.applied, base: result.base });
+        return json(200, { versions: result.versions, applied: result.applied, lamport: result.lamport, base: result.base });
       }
       case '/internal/reshard/prepare': {
         if (!isShardMap(fields.map) || !isNodeAddress(fields.coordinator)) throw new BadRequest('malformed prepare');

@@ -47,7 +47,7 @@ export function isShardMap(value: unknown): value is ShardMap {
 
 export function isVersion(value: unknown): value is Version {
   if (!isObject(value)) return false;
-  const { key, deleted, dot, stamp, deps, past } = value;
+  const { key, deleted, dot, stamp, deps, past, origin } = value;
   return (
     typeof key === 'string' &&
     typeof deleted === 'boolean' &&
@@ -57,7 +57,13 @@ export function isVersion(value: unknown): value is Version {
     Number.isSafeInteger(stamp.lamport) &&
     typeof stamp.node === 'string' &&
     isShardClocks(deps) &&
-    (past === undefined || isEpochClocks(past))
+    (past === undefined || isEpochClocks(past)) &&
+    (origin === undefined ||
+      (isObject(origin) &&
+        Number.isSafeInteger(origin.epoch) &&
+        typeof origin.shard === 'string' &&
+        typeof origin.node === 'string' &&
+        Number.isSafeInteger(origin.counter)))
   );
 }
 

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Replica } from '../../src/core/replica.ts';
+import { asBase, Replica } from '../../src/core/replica.ts';
 import { supersedes } from '../../src/core/version-order.ts';
 import type { Version } from '../../src/core/types.ts';
 
@@ -55,4 +55,33 @@ test('a write concurrent with a delete, arriving after the tombstone was collect
   assert.equal(b.deliver([concurrent]).applied, 1, 'applied: the clock moves on');
   assert.equal(b.get('k'), undefined, 'but the key stays deleted, as at A');
   assert.deepEqual(b.covers({ [A]: 1 }), true);
+});
+
+test('a copy from a peer that collected a tombstone carries its Lamport clock: the next write still wins over the delete', () => {
+  const a = new Replica({ self: A, shard: 's0', pendingMax: 10, epoch: 1 });
+  a.write('k', { deleted: false, value: 'v' }, {});
+  const del = a.write('k', { deleted: true }, {});
+  assert.equal(a.collectTombstones({ ...a.applied }), 1);
+  // B copies A (a new member): no version of k comes along, only A's clock and Lamport time.
+  const b = new Replica({ self: B, shard: 's0', pendingMax: 10, epoch: 1 });
+  b.mergeState(a.versionsSince({}, true), { ...a.applied }, undefined, a.lamport);
+  const put = b.write('k', { deleted: false, value: 'after the delete' }, { s0: { ...a.applied } });
+  assert.ok(supersedes(put, del), 'a write that causally follows the delete wins over it on replicas that still hold it');
+});
+
+test('a late base version whose write the base already reflects is dropped, with no graveyard (after a restart)', () => {
+  // The old epoch: A wrote k, then deleted it. The reshard carried only the tombstone, which the new
+  // epoch's replica later collected; then it restarted (its graveyard is gone, its base clocks are not).
+  const old = new Replica({ self: A, shard: 's0', pendingMax: 10, epoch: 1 });
+  const put = old.write('k', { deleted: false, value: 'old' }, {});
+  const base = { '1': { s0: { ...old.applied } } };
+  const restarted = new Replica({ self: B, shard: 't0', pendingMax: 10, epoch: 2, base });
+  // A node that missed the reshard hands its copy of the old write over, late.
+  const late = asBase(put, 's0');
+  assert.deepEqual(late.origin, { epoch: 1, shard: 's0', node: A, counter: 1 });
+  assert.equal(restarted.repair([late]), 0, 'old news: not stored');
+  assert.equal(restarted.get('k'), undefined);
+  // A base version the base does not reflect yet is taken.
+  const newer = old.write('j', { deleted: false, value: 'unseen' }, {});
+  assert.equal(restarted.repair([asBase(newer, 's0')]), 1);
 });

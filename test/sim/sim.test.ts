@@ -66,6 +66,8 @@ const REGRESSIONS: [seed: number, bug: string][] = [
   [30673, 'a node dropped from every view while it restarted was never probed again'],
   [30832, 'a late transfer reached replicas frozen for the next reshard and was dropped at its commit'],
   [40075, 'add-member sent to the added node itself left it a member without a replica'],
+  [50062, 'a late old-epoch version revived a key whose tombstone was collected before a restart'],
+  [50241, 'a new member copied a shard whose last delete was collected, and stamped its next write below it'],
 ];
 
 for (const [seed, bug] of REGRESSIONS) {
