@@ -361,9 +361,9 @@ export class NodeCore {
       epoch: saved.epoch,
       pendingMax: this.options.pendingMax,
       lamport: saved.lamport,
-      base: saved.base,
     });
-    replica.mergeState(saved.versions, saved.applied);
+    // The versions first: with the base clocks in place, base versions would count as old news.
+    replica.mergeState(saved.versions, saved.applied, saved.base ?? {});
     replica.takeDirty();
     this.currentReplica = replica;
     this.isReady = false;
@@ -411,7 +411,7 @@ export class NodeCore {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
     const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
-    const versions = replica.versionsSince(full ? {} : since, withBase);
+    const versions = replica.versionsSince(full ? {} : since, withBase, !full);
     const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport };
     return withBase ? { ...answer, base: { ...replica.base } } : answer;
   }
@@ -461,6 +461,10 @@ export class NodeCore {
    * Collects tombstones every member reflects. `peerApplied` must hold the applied clock of every
    * other member of this node's shard (from their pings, this epoch); with any missing, nothing is
    * collected: a member we cannot hear from may hold an older version the tombstone must still beat.
+   * Nor is anything collected until this replica has applied every member's own writes up to its
+   * ping: a write made concurrently with a delete, before its coordinator applied the delete, is
+   * among those, and arriving after the collection it would bring the key back here. (The graveyard
+   * also refuses it, but does not survive a restart.)
    */
   collectTombstones(peerApplied: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;
@@ -471,6 +475,7 @@ export class NodeCore {
       if (member === this.self) continue;
       const clock = peerApplied.get(member);
       if (clock === undefined) return 0;
+      if ((replica.applied[member] ?? 0) < (clock[member] ?? 0)) return 0;
       const min: Clock = {};
       for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, clock[node] ?? 0);
       everywhere = min;

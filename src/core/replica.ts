@@ -20,8 +20,6 @@ export interface ReplicaOptions {
   pendingMax: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
-  /** What the base reflects of earlier epochs (see `base`). */
-  base?: EpochClocks;
 }
 
 export interface DeliverResult {
@@ -59,8 +57,8 @@ export class Replica {
   private readonly digestSums = new Uint32Array(PARTITION_COUNT);
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
-  /** Stamps of the tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
-  private readonly graveyard = new Map<string, Stamp>();
+  /** The tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
+  private readonly graveyard = new Map<string, Version>();
   /**
    * Which writes of earlier epochs the store reflects, for this shard's keys: epoch -> old shard ->
    * clock. It grows with reshard transfers (each sender's applied clock), late transfers from a node
@@ -75,7 +73,6 @@ export class Replica {
     this.epoch = options.epoch ?? 0;
     this.pendingMax = options.pendingMax;
     this.lamportClock = options.lamport ?? 0;
-    this.addBase(options.base ?? {});
   }
 
   get applied(): Readonly<Clock> {
@@ -174,11 +171,22 @@ export class Replica {
     return result;
   }
 
-  /** What a peer whose clock is `since` lacks: every stored version with a newer dot (and base versions on a full sync). */
-  versionsSince(since: Clock, includeBase: boolean): Version[] {
+  /**
+   * What a peer whose clock is `since` lacks: every stored version with a newer dot (and base
+   * versions with `includeBase`). With `collected`, also the tombstones collected here with a newer
+   * dot: the peer takes our clock, and may hold an older version of such a key that the tombstone
+   * must still replace there (it was a member we did not count yet when we collected).
+   */
+  versionsSince(since: Clock, includeBase: boolean, collected = false): Version[] {
     const out: Version[] = [];
     for (const version of this.store.values()) {
       if (version.dot === null ? includeBase : version.dot.counter > (since[version.dot.node] ?? 0)) out.push(version);
+    }
+    if (collected) {
+      for (const [key, tombstone] of this.graveyard) {
+        const dot = tombstone.dot;
+        if (dot !== null && !this.store.has(key) && dot.counter > (since[dot.node] ?? 0)) out.push(tombstone);
+      }
     }
     return out;
   }
@@ -277,7 +285,7 @@ export class Replica {
    * simulator.)
    */
   private isBuried(version: Version): boolean {
-    const stamp = this.graveyard.get(version.key);
+    const stamp = this.graveyard.get(version.key)?.stamp;
     return stamp !== undefined && !this.store.has(version.key) && compareStamps(version.stamp, stamp) <= 0;
   }
 
@@ -289,7 +297,9 @@ export class Replica {
    */
   private reflectsOrigin(version: Version): boolean {
     const origin = version.origin;
-    if (version.dot !== null || origin === undefined) return false;
+    // A tombstone is taken all the same: it brings nothing back, and a replica that reflects it by
+    // having collected it would otherwise differ for ever from peers that still hold it.
+    if (version.dot !== null || version.deleted || origin === undefined) return false;
     return (this.baseClocks[String(origin.epoch)]?.[origin.shard]?.[origin.node] ?? 0) >= origin.counter;
   }
 
@@ -319,7 +329,7 @@ export class Replica {
       if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
       this.store.delete(key);
       this.graveyard.delete(key);
-      this.graveyard.set(key, version.stamp);
+      this.graveyard.set(key, version);
       if (this.graveyard.size > GRAVEYARD_MAX) this.graveyard.delete(this.graveyard.keys().next().value as string);
       this.digestSums[partitionOfKey(key)] = ((this.digestSums[partitionOfKey(key)] as number) - versionHash(version)) >>> 0;
       this.dirty.add(key);

@@ -75,7 +75,8 @@ test('a late base version whose write the base already reflects is dropped, with
   const old = new Replica({ self: A, shard: 's0', pendingMax: 10, epoch: 1 });
   const put = old.write('k', { deleted: false, value: 'old' }, {});
   const base = { '1': { s0: { ...old.applied } } };
-  const restarted = new Replica({ self: B, shard: 't0', pendingMax: 10, epoch: 2, base });
+  const restarted = new Replica({ self: B, shard: 't0', pendingMax: 10, epoch: 2 });
+  restarted.mergeState([], {}, base);
   // A node that missed the reshard hands its copy of the old write over, late.
   const late = asBase(put, 's0');
   assert.deepEqual(late.origin, { epoch: 1, shard: 's0', node: A, counter: 1 });
@@ -84,4 +85,19 @@ test('a late base version whose write the base already reflects is dropped, with
   // A base version the base does not reflect yet is taken.
   const newer = old.write('j', { deleted: false, value: 'unseen' }, {});
   assert.equal(restarted.repair([asBase(newer, 's0')]), 1);
+});
+
+test('a pull from a peer that collected a tombstone brings the tombstone to a replica still holding the older version', () => {
+  // B holds k; A deletes it and collects the tombstone without counting B (a member it did not know
+  // of yet). B then pulls from A and takes A's clock: it must not keep serving the old value.
+  const a = new Replica({ self: A, shard: 's0', pendingMax: 10, epoch: 1 });
+  const b = new Replica({ self: B, shard: 's0', pendingMax: 10, epoch: 1 });
+  const put = a.write('k', { deleted: false, value: 'old' }, {});
+  b.deliver([put]);
+  a.write('k', { deleted: true }, {});
+  assert.equal(a.collectTombstones({ ...a.applied }), 1);
+  b.mergeState(a.versionsSince(b.applied, false, true), { ...a.applied }, undefined, a.lamport);
+  assert.equal(b.get('k')?.deleted, true, 'the delete reached B with the clock that claims it');
+  // A full copy into an empty replica needs no collected tombstones.
+  assert.deepEqual(a.versionsSince({}, true, false), []);
 });

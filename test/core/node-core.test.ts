@@ -699,3 +699,19 @@ test('add-member sent to the node being added: it becomes a replica and copies t
   // Any other node that records the membership has nothing to copy.
   assert.equal(cores[0]!.addMember('s1', joiner.self).joined, undefined);
 });
+
+test("tombstones are collected only once this replica has every member's own writes up to its ping", () => {
+  const cores = cluster(3, 1);
+  const [a, b, c] = cores as [NodeCore, NodeCore, NodeCore];
+  const put = kv(b, 'PUT', 'k', { value: 1 });
+  push(cores, put);
+  const del = kv(b, 'DELETE', 'k', { 'causal-metadata': metadataOf(replyOf(put)) });
+  push(cores, del);
+  // c wrote another key that a has not received yet when the pings are taken.
+  const other = kv(c, 'PUT', 'j', { value: 2 });
+  push(cores, other, [b.self]);
+  const pings = () => new Map([b, c].map((core) => [core.self, wire(core.pingInfo().applied)]));
+  assert.equal(a.collectTombstones(pings()), 0, 'a lacks a write c had made: it waits');
+  push(cores, other, [a.self]);
+  assert.equal(a.collectTombstones(pings()), 1);
+});

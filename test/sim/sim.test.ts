@@ -68,6 +68,9 @@ const REGRESSIONS: [seed: number, bug: string][] = [
   [40075, 'add-member sent to the added node itself left it a member without a replica'],
   [50062, 'a late old-epoch version revived a key whose tombstone was collected before a restart'],
   [50241, 'a new member copied a shard whose last delete was collected, and stamped its next write below it'],
+  [60038, 'a restart restored base versions after the base clocks and dropped them as old news'],
+  [60519, 'a replica that collected a tombstone refused the base tombstone its peers kept, and never converged'],
+  [60539, 'a tombstone collected before the collector knew of a new member never reached it, though its clock said so'],
 ];
 
 for (const [seed, bug] of REGRESSIONS) {
