@@ -715,3 +715,24 @@ test("tombstones are collected only once this replica has every member's own wri
   push(cores, other, [a.self]);
   assert.equal(a.collectTombstones(pings()), 1);
 });
+
+test('a restart restores base versions and base clocks together', () => {
+  const cores = cluster(4, 2);
+  populate(cores, 20, 1);
+  const plan = reshard(cores, 2);
+  const core = cores[0] as NodeCore;
+  const replica = core.replica;
+  assert.ok(replica && replica.size > 0 && Object.keys(replica.base).length > 0);
+  const saved = wire({
+    epoch: plan.epoch,
+    shard: replica.shard,
+    applied: replica.applied,
+    lamport: replica.lamport,
+    base: replica.base,
+    versions: [...replica.allVersions()],
+  });
+  const restarted = makeCore(core.self, nodes(4), plan);
+  assert.ok(restarted.restoreReplica(saved));
+  assert.equal(restarted.replica?.size, replica.size, 'every base version is back');
+  assert.deepEqual(restarted.replica?.base, replica.base);
+});
