@@ -470,7 +470,7 @@ export class NodeCore {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
     let everywhere: Clock = { ...replica.applied };
-    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones(everywhere);
+    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones(everywhere, false);
     for (const member of membersOf(this.currentMap, replica.shard) ?? []) {
       if (member === this.self) continue;
       const clock = peerApplied.get(member);

@@ -5,7 +5,10 @@
 export const PLANTED_BUGS = [
   /** Reads are served without checking that the replica has the reader's causal past. */
   'read-skips-deps',
-  /** Anti-entropy collects tombstones the other replicas may not have seen yet. */
+  /**
+   * Anti-entropy collects tombstones the other replicas may not have seen yet, and forgets them:
+   * no graveyard, no horizon.
+   */
   'forget-tombstones',
   /** A reshard leaves the first partition with data to move behind. */
   'reshard-skips-partition',

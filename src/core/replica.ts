@@ -318,18 +318,19 @@ export class Replica {
    * Drops tombstones that every replica of the shard already reflects (`everywhere` is the pointwise
    * minimum of all members' applied clocks): no replica holds an older version of the key that the
    * tombstone would still have to win over. Base tombstones (from a reshard) are kept. Returns how many.
+   * `remember` false (only the planted bug forget-tombstones) keeps no trace of them.
    */
-  collectTombstones(everywhere: Clock): number {
+  collectTombstones(everywhere: Clock, remember = true): number {
     let collected = 0;
     const horizon: Clock = { ...this.collectedUpTo };
     for (const [node, counter] of Object.entries(everywhere)) if (counter > (horizon[node] ?? 0)) horizon[node] = counter;
-    this.collectedUpTo = horizon;
+    if (remember) this.collectedUpTo = horizon;
     for (const [key, version] of this.store) {
       if (!version.deleted || version.dot === null) continue;
       if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
       this.store.delete(key);
       this.graveyard.delete(key);
-      this.graveyard.set(key, version);
+      if (remember) this.graveyard.set(key, version);
       if (this.graveyard.size > GRAVEYARD_MAX) this.graveyard.delete(this.graveyard.keys().next().value as string);
       this.digestSums[partitionOfKey(key)] = ((this.digestSums[partitionOfKey(key)] as number) - versionHash(version)) >>> 0;
       this.dirty.add(key);
