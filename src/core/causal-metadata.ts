@@ -39,7 +39,7 @@ export function parseCausalMetadata(raw: unknown): ParsedMetadata {
     if (epochs.length > OLD_EPOCHS_MAX) return { ok: false, reason: 'causal-metadata names too many epochs' };
     const old: EpochClocks = {};
     for (const [epoch, shardClocks] of epochs) {
-      if (!/^(0|[1-9][0-9]{0,14})$/.test(epoch) || Number(epoch) >= candidate.e) {
+      if (!isEpochKey(epoch) || Number(epoch) >= candidate.e) {
         return { ok: false, reason: 'causal-metadata was not issued by this store' };
       }
       const parsed = parseShardClocks(shardClocks);
@@ -49,6 +49,11 @@ export function parseCausalMetadata(raw: unknown): ParsedMetadata {
     metadata.o = old;
   }
   return { ok: true, metadata };
+}
+
+/** An epoch as a key of EpochClocks: a decimal safe integer, no leading zeros. */
+export function isEpochKey(key: string): boolean {
+  return /^(0|[1-9][0-9]{0,14})$/.test(key);
 }
 
 /** Shard clocks as this store mints them, or why not. */

@@ -304,8 +304,7 @@ export class NodeCore {
     if (this.shard === before) return { status: 200, body: { result: MESSAGES.nodeAddedToShard } };
     // This node was the one added (the request came to it): it copies the shard, as when it learns
     // of its membership from a peer's map.
-    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica?.lamport ?? 0);
-    this.isReady = this.currentReplica === null;
+    this.startCopy();
     return { status: 200, body: { result: MESSAGES.nodeAddedToShard }, joined: true };
   }
 
@@ -343,8 +342,7 @@ export class NodeCore {
             reflected: { [String(old.epoch)]: { [old.shard]: { ...old.applied } } },
           }
         : null;
-    this.currentReplica = this.newReplica(merged, this.currentReplica?.lamport ?? 0);
-    this.isReady = this.currentReplica === null;
+    this.startCopy();
     return { changed: true, needsFullSync: this.currentReplica !== null, orphaned };
   }
 
@@ -377,9 +375,16 @@ export class NodeCore {
 
   /** Starts rebuilding this node's shard copy (a restart, a join): requests wait until markReady. */
   beginFullSync(): void {
-    if (this.currentReplica === null) return;
-    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica.lamport);
-    this.isReady = false;
+    if (this.currentReplica !== null) this.startCopy();
+  }
+
+  /**
+   * A new, empty replica of this node's shard in the current map (none if in no shard), keeping the
+   * Lamport clock; it serves only once the runtime has copied the shard from a peer (markReady).
+   */
+  private startCopy(): void {
+    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica?.lamport ?? 0);
+    this.isReady = this.currentReplica === null;
   }
 
   // ---------------------------------------------------------------- replication

@@ -1,7 +1,7 @@
 import { hash32 } from './hash.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
-import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Stamp, Version } from './types.ts';
+import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
 import { clockCovers, epochClocksCover, epochClocksWithin, mergeEpochClocks, withDot } from './vector-clock.ts';
 import { compareStamps, supersedes } from './version-order.ts';
 

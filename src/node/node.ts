@@ -595,6 +595,7 @@ export class KvsNode {
   private async sendLate(orphaned: Orphaned): Promise<void> {
     let epoch = this.core.map.epoch;
     let delivered = new Set<NodeAddress>();
+    let remaining: [NodeAddress, Version[]][] = [];
     let sent = 0;
     for (let attempt = 1; attempt <= LATE_TRANSFER_ATTEMPTS && !this.closed; attempt++) {
       if (this.core.map.epoch !== epoch) {
@@ -602,7 +603,7 @@ export class KvsNode {
         delivered = new Set();
       }
       const got = delivered;
-      const remaining = [...this.core.lateTransfers(orphaned)].filter(([peer]) => !got.has(peer));
+      remaining = [...this.core.lateTransfers(orphaned)].filter(([peer]) => !got.has(peer));
       if (remaining.length === 0) {
         this.log.info({ epoch, versions: orphaned.versions.length, sent, attempts: attempt - 1 }, 'missed a reshard: sent what this node held to the new owners');
         return;
@@ -625,7 +626,7 @@ export class KvsNode {
       if (remaining.every(([peer]) => got.has(peer)) && this.core.map.epoch === epoch) continue;
       await sleep(this.timers, LATE_TRANSFER_RETRY_MS);
     }
-    const missing = [...this.core.lateTransfers(orphaned).keys()].filter((peer) => !delivered.has(peer));
+    const missing = remaining.map(([peer]) => peer).filter((peer) => !delivered.has(peer));
     this.log.warn({ epoch, missing }, 'late transfer after a missed reshard not taken by every owner; the others repair them by anti-entropy');
   }
 

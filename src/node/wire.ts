@@ -1,6 +1,7 @@
 // Shape checks for what peers send. A peer running other code, or a stray client on an internal
 // path, gets a 400 instead of corrupting state.
 import { PARTITION_COUNT } from '../core/shard-map.ts';
+import { isEpochKey } from '../core/causal-metadata.ts';
 import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, EpochClocks, ShardClocks, ShardMap, Version } from '../core/types.ts';
 
@@ -23,7 +24,7 @@ export function isShardClocks(value: unknown): value is ShardClocks {
 
 /** Epoch (a decimal string) -> shard clocks. */
 export function isEpochClocks(value: unknown): value is EpochClocks {
-  return isObject(value) && Object.entries(value).every(([epoch, clocks]) => /^(0|[1-9][0-9]{0,14})$/.test(epoch) && isShardClocks(clocks));
+  return isObject(value) && Object.entries(value).every(([epoch, clocks]) => isEpochKey(epoch) && isShardClocks(clocks));
 }
 
 export function isTransferClaim(value: unknown): value is TransferClaim {
