@@ -1072,6 +1072,7 @@ export class KvsNode {
       },
       reshardInProgress: this.core.reshardInProgress?.map.epoch ?? null,
       uptimeMs: this.timers.now() - this.startedMs,
+      memory: { rssBytes: process.memoryUsage.rss() },
     };
   }
 }
