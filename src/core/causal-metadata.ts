@@ -1,3 +1,5 @@
+import { isNodeAddress } from './address.ts';
+import { isShardId } from './shard-map.ts';
 import type { CausalMetadata, Clock, Epoch, EpochClocks, ShardClocks } from './types.ts';
 import { epochClocksWithin, mergeEpochClocks, mergeShardClocks } from './vector-clock.ts';
 
@@ -63,14 +65,14 @@ function parseShardClocks(raw: unknown): ShardClocks | string {
   if (shards.length > METADATA_SHARDS_MAX) return 'causal-metadata names too many shards';
   const clocks: ShardClocks = {};
   for (const [shard, clock] of shards) {
-    if (shard.length > SHARD_ID_LENGTH_MAX || shard === '__proto__' || !isPlainObject(clock)) {
+    if (shard.length > SHARD_ID_LENGTH_MAX || !isShardId(shard) || !isPlainObject(clock)) {
       return 'causal-metadata was not issued by this store';
     }
     const entries = Object.entries(clock);
     if (entries.length > METADATA_NODES_PER_SHARD_MAX) return 'causal-metadata names too many nodes';
     const parsed: Clock = {};
     for (const [node, counter] of entries) {
-      if (node.length > NODE_LENGTH_MAX || node === '__proto__' || !Number.isSafeInteger(counter) || (counter as number) < 1) {
+      if (node.length > NODE_LENGTH_MAX || !isNodeAddress(node) || !Number.isSafeInteger(counter) || (counter as number) < 1) {
         return 'causal-metadata was not issued by this store';
       }
       parsed[node] = counter as number;

@@ -11,11 +11,21 @@ export interface MembershipOptions {
 
 export type RemovalReason = 'down' | 'request';
 
+/**
+ * Nodes learned of (named by a peer's view or by a ping) and not yet answering, held on probation
+ * at most: anyone can send a ping naming an address, so what that adds is bounded.
+ */
+export const LEARNED_MAX = 64;
+/** A learned node that has not answered a single probe within this time is forgotten. */
+export const LEARNED_FORGET_MS = 60_000;
+
 export type ProbeOutcome = { kind: 'none' } | { kind: 'removed'; node: NodeAddress } | { kind: 'readmitted'; node: NodeAddress };
 
 interface Probation {
   /** Since when the node has answered every probe; null while it does not answer. */
   answeringSinceMs: number | null;
+  /** When it was learned of, while it never answered (absent for nodes once in the view). */
+  learnedAtMs?: number;
 }
 
 /**
@@ -98,9 +108,12 @@ export class Membership {
    * cut off or down, so its announcement never arrived). It goes on probation: probed, and admitted
    * after answering for the hold-down, like a node back from a failure. True when it was new here.
    */
-  learn(node: NodeAddress): boolean {
+  learn(node: NodeAddress, nowMs: number): boolean {
     if (node === this.options.self || this.members.has(node) || this.probation.has(node) || this.removedByRequest.has(node)) return false;
-    this.probation.set(node, { answeringSinceMs: null });
+    let learned = 0;
+    for (const entry of this.probation.values()) if (entry.learnedAtMs !== undefined) learned++;
+    if (learned >= LEARNED_MAX) return false;
+    this.probation.set(node, { answeringSinceMs: null, learnedAtMs: nowMs });
     return true;
   }
 
@@ -124,8 +137,10 @@ export class Membership {
     if (!probation) return { kind: 'none' };
     if (!answered) {
       probation.answeringSinceMs = null;
+      if (probation.learnedAtMs !== undefined && nowMs - probation.learnedAtMs >= LEARNED_FORGET_MS) this.probation.delete(node);
       return { kind: 'none' };
     }
+    delete probation.learnedAtMs;
     probation.answeringSinceMs ??= nowMs;
     if (nowMs - probation.answeringSinceMs < this.options.holdDownMs) return { kind: 'none' };
     this.probation.delete(node);

@@ -1,6 +1,7 @@
 import { isNodeAddress } from './address.ts';
 import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
 import { dependenciesAt, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
+import { valueFault } from './json-value.ts';
 import { hash32 } from './hash.ts';
 import { Membership } from './membership.ts';
 import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
@@ -18,13 +19,15 @@ import {
   withMember,
 } from './shard-map.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
-import { clockLacks, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
+import { clockLacks, counterOf, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
 
 export interface NodeCoreOptions {
   self: NodeAddress;
   /** Early replicated writes a replica buffers before dropping (sync repairs what is dropped). */
   pendingMax: number;
+  /** Bytes of early replicated writes buffered per replica (default PENDING_BYTES_MAX). */
+  pendingBytesMax?: number;
   failuresToRemove: number;
   holdDownMs: number;
   /** Test-only (see planted-bugs.ts): never set outside the simulator. */
@@ -206,7 +209,9 @@ export class NodeCore {
     const fields = body as Record<string, unknown>;
     if ([...key].length > KEY_LENGTH_MAX) return reply(400, { error: MESSAGES.keyTooLong });
     if (key.length === 0) return reply(400, { error: 'Key is empty' });
-    if (method === 'PUT' && !('value' in fields)) return reply(400, { error: MESSAGES.noValue });
+    if (method === 'PUT' && !Object.hasOwn(fields, 'value')) return reply(400, { error: MESSAGES.noValue });
+    const fault = method === 'PUT' ? valueFault(fields.value) : null;
+    if (fault !== null) return reply(400, { error: fault });
     const parsed = parseCausalMetadata(fields['causal-metadata']);
     if (!parsed.ok) return reply(400, { error: `Invalid causal metadata: ${parsed.reason}` });
     const metadata = parsed.metadata;
@@ -357,7 +362,7 @@ export class NodeCore {
       self: this.self,
       shard: saved.shard,
       epoch: saved.epoch,
-      pendingMax: this.options.pendingMax,
+      pendingMax: this.options.pendingMax, pendingBytesMax: this.options.pendingBytesMax,
       lamport: saved.lamport,
     });
     // The versions first: with the base clocks in place, base versions would count as old news.
@@ -480,9 +485,9 @@ export class NodeCore {
       if (member === this.self) continue;
       const clock = peerApplied.get(member);
       if (clock === undefined) return 0;
-      if ((replica.applied[member] ?? 0) < (clock[member] ?? 0)) return 0;
+      if (counterOf(replica.applied, member) < counterOf(clock, member)) return 0;
       const min: Clock = {};
-      for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, clock[node] ?? 0);
+      for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, counterOf(clock, node));
       everywhere = min;
     }
     return replica.collectTombstones(everywhere);
@@ -634,7 +639,7 @@ export class NodeCore {
   private newReplica(map: ShardMap, lamport: number): Replica | null {
     const shard = shardOfNode(map, this.self);
     if (shard === null) return null;
-    return new Replica({ self: this.self, shard, epoch: map.epoch, pendingMax: this.options.pendingMax, lamport });
+    return new Replica({ self: this.self, shard, epoch: map.epoch, pendingMax: this.options.pendingMax, pendingBytesMax: this.options.pendingBytesMax, lamport });
   }
 }
 

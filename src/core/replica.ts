@@ -1,8 +1,9 @@
 import { hash32 } from './hash.ts';
+import { versionBytes } from './json-value.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
 import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
-import { clockCovers, epochClocksCover, epochClocksWithin, mergeEpochClocks, withDot } from './vector-clock.ts';
+import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks, withDot } from './vector-clock.ts';
 import { compareStamps, supersedes } from './version-order.ts';
 
 /**
@@ -11,6 +12,9 @@ import { compareStamps, supersedes } from './version-order.ts';
  */
 export const GRAVEYARD_MAX = 100_000;
 
+/** Bytes of early replicated writes buffered per replica by default; beyond, dropped (pull sync repairs). */
+export const PENDING_BYTES_MAX = 64 * 1024 * 1024;
+
 export interface ReplicaOptions {
   self: NodeAddress;
   shard: ShardId;
@@ -18,6 +22,8 @@ export interface ReplicaOptions {
   epoch?: Epoch;
   /** Early arrivals kept until their causal past is applied; beyond it they are dropped and later pulled by sync. */
   pendingMax: number;
+  /** Bytes (JSON) of early writes buffered at most; default PENDING_BYTES_MAX. */
+  pendingBytesMax?: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
 }
@@ -41,12 +47,14 @@ export class Replica {
   readonly shard: ShardId;
   readonly epoch: Epoch;
   readonly pendingMax: number;
+  readonly pendingBytesMax: number;
   private readonly store = new Map<string, Version>();
   private appliedClock: Clock = {};
   private lamportClock = 0;
   /** origin -> counter -> version waiting for its causal past. */
   private readonly pending = new Map<NodeAddress, Map<number, Version>>();
   private pendingSize = 0;
+  private pendingBytes = 0;
   /** Keys whose stored version changed since the runtime last took them (to persist them). */
   private readonly dirty = new Set<string>();
   /**
@@ -72,6 +80,7 @@ export class Replica {
     this.shard = options.shard;
     this.epoch = options.epoch ?? 0;
     this.pendingMax = options.pendingMax;
+    this.pendingBytesMax = options.pendingBytesMax ?? PENDING_BYTES_MAX;
     this.lamportClock = options.lamport ?? 0;
   }
 
@@ -161,7 +170,7 @@ export class Replica {
         this.apply(version, dot);
         result.applied++;
         result.applied += this.drainPending();
-      } else if (this.pendingSize < this.pendingMax) {
+      } else if (this.pendingSize < this.pendingMax && this.pendingBytes + versionBytes(version) <= this.pendingBytesMax) {
         this.addPending(version, dot);
         result.buffered++;
       } else {
@@ -205,7 +214,7 @@ export class Replica {
     if (peerBase !== undefined) this.addBase(peerBase);
     const merged: Clock = { ...this.appliedClock };
     for (const [node, counter] of Object.entries(peerApplied)) {
-      if (counter > (merged[node] ?? 0)) merged[node] = counter;
+      if (counter > counterOf(merged, node)) merged[node] = counter;
     }
     this.appliedClock = merged;
     this.prunePending();
@@ -323,7 +332,7 @@ export class Replica {
   collectTombstones(everywhere: Clock, remember = true): number {
     let collected = 0;
     const horizon: Clock = { ...this.collectedUpTo };
-    for (const [node, counter] of Object.entries(everywhere)) if (counter > (horizon[node] ?? 0)) horizon[node] = counter;
+    for (const [node, counter] of Object.entries(everywhere)) if (counter > counterOf(horizon, node)) horizon[node] = counter;
     if (remember) this.collectedUpTo = horizon;
     for (const [key, version] of this.store) {
       if (!version.deleted || version.dot === null) continue;
@@ -375,6 +384,13 @@ export class Replica {
     }
     byCounter.set(dot.counter, version);
     this.pendingSize++;
+    this.pendingBytes += versionBytes(version);
+  }
+
+  private removePending(byCounter: Map<number, Version>, counter: number, version: Version): void {
+    byCounter.delete(counter);
+    this.pendingSize--;
+    this.pendingBytes -= versionBytes(version);
   }
 
   /** Applies every buffered write whose causal past is now applied; returns how many. */
@@ -388,8 +404,7 @@ export class Replica {
         const next = (this.appliedClock[origin] ?? 0) + 1;
         const head = byCounter.get(next);
         if (!head || !head.dot || !this.deliverable(head, head.dot)) continue;
-        byCounter.delete(next);
-        this.pendingSize--;
+        this.removePending(byCounter, next, head);
         if (byCounter.size === 0) this.pending.delete(origin);
         this.apply(head, head.dot);
         applied++;
@@ -403,11 +418,8 @@ export class Replica {
   private prunePending(): void {
     for (const [origin, byCounter] of this.pending) {
       const reflected = this.appliedClock[origin] ?? 0;
-      for (const counter of byCounter.keys()) {
-        if (counter <= reflected) {
-          byCounter.delete(counter);
-          this.pendingSize--;
-        }
+      for (const [counter, version] of byCounter) {
+        if (counter <= reflected) this.removePending(byCounter, counter, version);
       }
       if (byCounter.size === 0) this.pending.delete(origin);
     }

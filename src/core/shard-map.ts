@@ -12,6 +12,11 @@ export function shardIdFor(index: number): ShardId {
   return `s${index}`;
 }
 
+/** Shard ids are `s0`, `s1`, ...: anything else from a request or a peer is no shard of ours. */
+export function isShardId(value: unknown): value is ShardId {
+  return typeof value === 'string' && /^s(0|[1-9][0-9]{0,5})$/.test(value);
+}
+
 export function partitionOfKey(key: string): number {
   return hash32(key) % PARTITION_COUNT;
 }
@@ -34,13 +39,14 @@ export function compareShardIds(a: ShardId, b: ShardId): number {
 /** The shard a node belongs to; null for a node in no shard. Lowest id if a race put it in two. */
 export function shardOfNode(map: ShardMap, node: NodeAddress): ShardId | null {
   for (const id of shardIds(map)) {
-    if (map.shards[id]?.includes(node)) return id;
+    if (membersOf(map, id)?.includes(node)) return id;
   }
   return null;
 }
 
+/** A shard's members; undefined for an id that is no shard (`__proto__` included: ids are data). */
 export function membersOf(map: ShardMap, shard: ShardId): NodeAddress[] | undefined {
-  return map.shards[shard];
+  return Object.hasOwn(map.shards, shard) ? map.shards[shard] : undefined;
 }
 
 /**
@@ -84,14 +90,14 @@ export function mergeShardMaps(a: ShardMap, b: ShardMap): ShardMap {
   const base = layoutA === layoutB ? a : layoutA > layoutB ? a : b;
   const shards: Record<ShardId, NodeAddress[]> = {};
   for (const id of Object.keys(base.shards)) {
-    shards[id] = sortAddresses([...(a.shards[id] ?? []), ...(b.shards[id] ?? [])]);
+    shards[id] = sortAddresses([...(membersOf(a, id) ?? []), ...(membersOf(b, id) ?? [])]);
   }
   const mode = a.mode === 'sharded' || b.mode === 'sharded' ? 'sharded' : 'replicated';
   return { epoch: base.epoch, mode, partitions: base.partitions, shards };
 }
 
 export function withMember(map: ShardMap, shard: ShardId, node: NodeAddress): ShardMap {
-  const members = map.shards[shard];
+  const members = membersOf(map, shard);
   if (!members || members.includes(node)) return map;
   return { ...map, shards: { ...map.shards, [shard]: sortAddresses([...members, node]) } };
 }
@@ -103,7 +109,7 @@ export function mapsEqual(a: ShardMap, b: ShardMap): boolean {
 /** A short fingerprint peers compare in pings to notice that their maps differ. */
 export function mapDigest(map: ShardMap): string {
   const members = shardIds(map)
-    .map((id) => `${id}=${(map.shards[id] ?? []).join('+')}`)
+    .map((id) => `${id}=${(membersOf(map, id) ?? []).join('+')}`)
     .join(';');
   return `${map.epoch}:${map.mode}:${hash32(map.partitions.join(',')).toString(16)}:${hash32(members).toString(16)}`;
 }

@@ -1,10 +1,24 @@
 import type { Clock, EpochClocks, ShardClocks } from './types.ts';
 
+// Clocks are plain objects keyed by node address, shard id or epoch, all checked at the edges
+// (none can be a prototype name); reads still take own entries only, so an inherited name can
+// never pass for a counter.
+
+/** The counter of `node` in `clock` (0: none). */
+export function counterOf(clock: Clock, node: string): number {
+  return Object.hasOwn(clock, node) ? (clock[node] as number) : 0;
+}
+
+/** An own entry of a record, or undefined. */
+function own<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 /** Pointwise maximum; inputs are not changed. */
 export function mergeClocks(a: Clock, b: Clock): Clock {
   const out: Clock = { ...a };
   for (const [node, counter] of Object.entries(b)) {
-    if (counter > (out[node] ?? 0)) out[node] = counter;
+    if (counter > counterOf(out, node)) out[node] = counter;
   }
   return out;
 }
@@ -12,7 +26,7 @@ export function mergeClocks(a: Clock, b: Clock): Clock {
 /** True when `have` reflects everything `need` names. */
 export function clockCovers(have: Clock, need: Clock): boolean {
   for (const [node, counter] of Object.entries(need)) {
-    if ((have[node] ?? 0) < counter) return false;
+    if (counterOf(have, node) < counter) return false;
   }
   return true;
 }
@@ -21,7 +35,7 @@ export function clockCovers(have: Clock, need: Clock): boolean {
 export function clockLacks(have: Clock, need: Clock): Clock {
   const out: Clock = {};
   for (const [node, counter] of Object.entries(need)) {
-    if ((have[node] ?? 0) < counter) out[node] = counter;
+    if (counterOf(have, node) < counter) out[node] = counter;
   }
   return out;
 }
@@ -33,7 +47,7 @@ export function clocksEqual(a: Clock, b: Clock): boolean {
 export function mergeShardClocks(a: ShardClocks, b: ShardClocks): ShardClocks {
   const out: ShardClocks = { ...a };
   for (const [shard, clock] of Object.entries(b)) {
-    const mine = out[shard];
+    const mine = own(out, shard);
     out[shard] = mine ? mergeClocks(mine, clock) : { ...clock };
   }
   return out;
@@ -41,8 +55,8 @@ export function mergeShardClocks(a: ShardClocks, b: ShardClocks): ShardClocks {
 
 /** Adds one write's dot to shard clocks. */
 export function withDot(clocks: ShardClocks, shard: string, node: string, counter: number): ShardClocks {
-  const clock = clocks[shard] ?? {};
-  if ((clock[node] ?? 0) >= counter) return clocks;
+  const clock = own(clocks, shard) ?? {};
+  if (counterOf(clock, node) >= counter) return clocks;
   return { ...clocks, [shard]: { ...clock, [node]: counter } };
 }
 
@@ -50,11 +64,11 @@ export function withDot(clocks: ShardClocks, shard: string, node: string, counte
 export function minShardClocks(a: ShardClocks, b: ShardClocks): ShardClocks {
   const out: ShardClocks = {};
   for (const [shard, clockA] of Object.entries(a)) {
-    const clockB = b[shard];
+    const clockB = own(b, shard);
     if (clockB === undefined) continue;
     const min: Clock = {};
     for (const [node, counter] of Object.entries(clockA)) {
-      const other = clockB[node];
+      const other = own(clockB, node);
       if (other !== undefined) min[node] = Math.min(counter, other);
     }
     out[shard] = min;
@@ -65,7 +79,7 @@ export function minShardClocks(a: ShardClocks, b: ShardClocks): ShardClocks {
 export function mergeEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
   const out: EpochClocks = { ...a };
   for (const [epoch, clocks] of Object.entries(b)) {
-    const mine = out[epoch];
+    const mine = own(out, epoch);
     out[epoch] = mine ? mergeShardClocks(mine, clocks) : { ...clocks };
   }
   return out;
@@ -75,7 +89,7 @@ export function mergeEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
 export function minEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
   const out: EpochClocks = {};
   for (const [epoch, clocks] of Object.entries(a)) {
-    const other = b[epoch];
+    const other = own(b, epoch);
     if (other !== undefined) out[epoch] = minShardClocks(clocks, other);
   }
   return out;
@@ -85,7 +99,8 @@ export function minEpochClocks(a: EpochClocks, b: EpochClocks): EpochClocks {
 export function epochClocksCover(have: EpochClocks, need: EpochClocks): boolean {
   for (const [epoch, clocks] of Object.entries(need)) {
     for (const [shard, clock] of Object.entries(clocks)) {
-      if (!clockCovers(have[epoch]?.[shard] ?? {}, clock)) return false;
+      const haveShards = own(have, epoch);
+      if (!clockCovers((haveShards && own(haveShards, shard)) ?? {}, clock)) return false;
     }
   }
   return true;

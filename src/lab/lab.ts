@@ -227,6 +227,9 @@ export class Lab {
         ...env,
         ...(this.options.persist === false ? {} : { DATA_DIR: join(this.logDir, `${ip}.data`) }),
         SOCKET_ADDRESS: this.#addressOf(index),
+        // Slow links run through the lab's latency proxy on the host: node-to-node requests then
+        // come from the host's address.
+        PEER_SOURCE_IPS: this.hostIp,
       },
       logPath: join(this.logDir, `${ip}.log`),
       child: undefined,

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { isNodeAddress } from '../core/address.ts';
 import type { NodeAddress } from '../core/types.ts';
 
@@ -29,11 +30,24 @@ export interface NodeConfig {
   requestTimeoutMs: number;
   /** MAX_BODY_BYTES: larger request bodies are refused with 413. */
   maxBodyBytes: number;
+  /** CLIENT_REQUESTS_MAX: client requests (any route but /internal/) in flight at once; beyond, 503 at once. */
+  clientRequestsMax: number;
+  /** CLIENT_BYTES_MAX: bytes of client request bodies in flight at once; beyond, 503 at once. */
+  clientBytesMax: number;
   /** Replication: versions per batch sent to one peer, and versions queued per peer before dropping (sync repairs). */
   replicationBatchMax: number;
   replicationQueueMax: number;
+  /** REPLICATION_QUEUE_BYTES_MAX: bytes of versions queued (or held as hints) per peer; beyond, the oldest are dropped. */
+  replicationQueueBytesMax: number;
   /** Early replicated writes buffered per replica until their causal past arrives. */
   pendingMax: number;
+  /** PENDING_BYTES_MAX: bytes of early replicated writes buffered per replica. */
+  pendingBytesMax: number;
+  /**
+   * PEER_SOURCE_IPS: IPs besides the nodes' own from which node-to-node headers (x-kvs-*) are
+   * honoured: proxies or NAT between nodes.
+   */
+  peerSourceIps: string[];
   /** RESHARD_TIMEOUT_MS: a prepared reshard not committed in this time is abandoned, and writes resume. */
   reshardTimeoutMs: number;
   /** STARTUP_WAIT_MS: at start, how long to look for peers that already hold a shard map. */
@@ -57,6 +71,10 @@ export const DEFAULTS = {
   connectTimeoutMs: 500,
   requestTimeoutMs: 5000,
   maxBodyBytes: 2 * 1024 * 1024,
+  clientRequestsMax: 256,
+  clientBytesMax: 64 * 1024 * 1024,
+  replicationQueueBytesMax: 64 * 1024 * 1024,
+  pendingBytesMax: 64 * 1024 * 1024,
   replicationBatchMax: 512,
   replicationQueueMax: 20_000,
   pendingMax: 20_000,
@@ -92,6 +110,13 @@ export function loadConfig(env: Env): NodeConfig {
       throw new ConfigError(`SHARD_COUNT must be a positive integer, got ${JSON.stringify(shardCountText)}`);
     }
   }
+  const peerSourceIps = (env.PEER_SOURCE_IPS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const ip of peerSourceIps) {
+    if (isIP(ip) === 0) throw new ConfigError(`PEER_SOURCE_IPS entry ${JSON.stringify(ip)} is not an IP address`);
+  }
   const ownPort = Number(address.slice(address.lastIndexOf(':') + 1));
   return {
     address,
@@ -107,6 +132,11 @@ export function loadConfig(env: Env): NodeConfig {
     connectTimeoutMs: int(env, 'CONNECT_TIMEOUT_MS', DEFAULTS.connectTimeoutMs),
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs),
     maxBodyBytes: int(env, 'MAX_BODY_BYTES', DEFAULTS.maxBodyBytes),
+    clientRequestsMax: positive(env, 'CLIENT_REQUESTS_MAX', DEFAULTS.clientRequestsMax),
+    clientBytesMax: positive(env, 'CLIENT_BYTES_MAX', DEFAULTS.clientBytesMax),
+    replicationQueueBytesMax: positive(env, 'REPLICATION_QUEUE_BYTES_MAX', DEFAULTS.replicationQueueBytesMax),
+    pendingBytesMax: positive(env, 'PENDING_BYTES_MAX', DEFAULTS.pendingBytesMax),
+    peerSourceIps,
     replicationBatchMax: int(env, 'REPLICATION_BATCH_MAX', DEFAULTS.replicationBatchMax),
     replicationQueueMax: int(env, 'REPLICATION_QUEUE_MAX', DEFAULTS.replicationQueueMax),
     pendingMax: int(env, 'PENDING_MAX', DEFAULTS.pendingMax),
@@ -116,6 +146,12 @@ export function loadConfig(env: Env): NodeConfig {
     antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
     dataDir: env.DATA_DIR?.trim() || null,
   };
+}
+
+function positive(env: Env, name: string, fallback: number): number {
+  const value = int(env, name, fallback);
+  if (value === 0) throw new ConfigError(`${name} must be a positive integer, got 0`);
+  return value;
 }
 
 function int(env: Env, name: string, fallback: number): number {

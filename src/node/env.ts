@@ -27,6 +27,17 @@ export const realTimers: Timers = {
 
 export type PeerMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
+export interface PeerCallOptions {
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+  /**
+   * `control` (pings, down reports, maps, announcements) travels on connections of its own, so it
+   * never waits behind replication, syncs or forwarded requests: a busy peer is not taken for a
+   * dead one. Default `data`.
+   */
+  lane?: 'control' | 'data';
+}
+
 /**
  * Requests to other nodes. `call` resolves with the peer's answer, or rejects with
  * PeerUnreachableError (no answer in time; `maybeDelivered` false only when it never left).
@@ -37,7 +48,7 @@ export interface PeerTransport {
     method: PeerMethod,
     path: string,
     body: unknown,
-    options?: { timeoutMs?: number; headers?: Record<string, string> },
+    options?: PeerCallOptions,
   ): Promise<PeerReply>;
   close(): Promise<void>;
 }

@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { bodyFault } from '../core/json-value.ts';
 
 export interface HttpRequest {
   method: string;
@@ -7,6 +9,8 @@ export interface HttpRequest {
   headers: IncomingMessage['headers'];
   /** Parsed JSON body; undefined when the request had no body. */
   body: unknown;
+  /** IP address the connection came from (node-to-node headers are honoured only from nodes). */
+  remoteAddress: string;
 }
 
 export interface HttpReply {
@@ -16,29 +20,116 @@ export interface HttpReply {
 
 export type Handler = (request: HttpRequest) => Promise<HttpReply>;
 
+/**
+ * What a node may hold at once for one class of requests (clients, peers). Beyond either bound a
+ * new request is answered 503 with Retry-After at once, before its body is read into memory.
+ */
+export interface InFlightLimits {
+  requestsMax: number;
+  /** Bytes of request bodies being read or served. */
+  bytesMax: number;
+}
+
+/** The limits of the class a path belongs to. */
+export interface RequestClass {
+  name: string;
+  /** Largest body accepted; larger ones get 413. */
+  bodyBytesMax: number;
+  /** Deepest nesting of arrays and objects accepted in a body; deeper ones get 400. */
+  depthMax: number;
+  /** What the 400 for a too-deep body says. */
+  depthMessage: string;
+  inFlight: InFlightLimits;
+}
+
 export interface HttpServerOptions {
   host: string;
   port: number;
-  /** Largest body accepted on a path; larger ones get 413. */
-  maxBodyBytes: (path: string) => number;
+  classify: (path: string) => RequestClass;
   handler: Handler;
   onError: (error: unknown) => void;
+  /** A request the HTTP parser refused, or one shed by admission (rate limited by the caller). */
+  onRefused: (what: { status: number; reason: string; remoteAddress: string }) => void;
+}
+
+/**
+ * After answering a request early (413, or 503 when shedding), the server keeps reading and
+ * discarding its body for up to this many bytes and this long, then closes: a client that is still
+ * sending reads the answer instead of a connection reset.
+ */
+export const LINGER_BYTES_MAX = 128 * 1024 * 1024;
+export const LINGER_MS_MAX = 10_000;
+/** Headers must arrive within this time (408 otherwise); a whole request within REQUEST_MS_MAX. */
+const HEADERS_MS_MAX = 20_000;
+const REQUEST_MS_MAX = 30_000;
+/** How often Node checks those two timeouts. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/** An idle keep-alive connection is closed after this long. */
+const KEEP_ALIVE_MS = 65_000;
+/** A 503 from admission control asks the client to come back after this many seconds. */
+export const RETRY_AFTER_S = 1;
+
+/** Requests and body bytes in flight for one class. */
+class InFlight {
+  requests = 0;
+  bytes = 0;
 }
 
 /**
  * A plain node:http server: it reads bodies on every method (clients send JSON on GET and DELETE),
- * bounds them, and turns every failure into a JSON error, never a crash. Frameworks that drop GET
+ * bounds them, and turns every failure into a JSON error, never a crash, an empty answer or a
+ * reset: what Node's HTTP parser refuses is answered on the socket (`clientError`), CONNECT and
+ * unknown methods get 405, an over-size body a 413 the client can read. Frameworks that drop GET
  * bodies are why this is not fastify.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<Server> {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000 }, (req, res) => {
-    serve(req, res, options).catch((error: unknown) => {
-      options.onError(error);
-      if (!res.headersSent) send(res, 500, { error: 'Internal error' });
-      else res.destroy();
-    });
+  const inFlight = new Map<string, InFlight>();
+  const server = createServer(
+    {
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      headersTimeout: HEADERS_MS_MAX,
+      requestTimeout: REQUEST_MS_MAX,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      // A request without Host would get Node's own empty 400; we answer every request ourselves.
+      requireHostHeader: false,
+    },
+    (req, res) => {
+      serve(req, res, options, inFlight).catch((error: unknown) => {
+        options.onError(error);
+        if (!res.headersSent) send(res, 500, { error: 'Internal error' });
+        else res.destroy();
+      });
+    },
+  );
+  server.on('clientError', (error: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, message] = parserRefusal(error);
+    options.onRefused({ status, reason: error.code ?? error.message, remoteAddress: remoteOf(socket) });
+    answerOnSocket(socket, status, message);
   });
-  server.headersTimeout = 20_000;
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    options.onRefused({ status: 405, reason: 'CONNECT', remoteAddress: remoteOf(socket) });
+    answerOnSocket(socket, 405, 'Method CONNECT is not allowed');
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    answerOnSocket(socket, 400, 'Protocol upgrades are not supported');
+  });
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    send(res, 417, { error: `Expectation ${JSON.stringify(req.headers.expect)} is not supported` }, true);
+  });
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    // An over-size body is refused before the client sends it; anything else may come.
+    const declared = declaredLength(req);
+    if (declared !== null && declared > options.classify(pathOf(req)).bodyBytesMax) {
+      server.emit('request', req, res);
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -49,39 +140,172 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Serve
   return server;
 }
 
-async function serve(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions): Promise<void> {
+function pathOf(req: IncomingMessage): string {
   const url = req.url ?? '/';
   const queryAt = url.indexOf('?');
-  const path = queryAt >= 0 ? url.slice(0, queryAt) : url;
-  const bodyBytesMax = options.maxBodyBytes(path);
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > bodyBytesMax) {
-    req.resume();
-    send(res, 413, { error: `Request body is larger than ${bodyBytesMax} bytes` }, true);
+  return queryAt >= 0 ? url.slice(0, queryAt) : url;
+}
+
+/** Content-Length as a number, or null when the body is chunked or absent. */
+function declaredLength(req: IncomingMessage): number | null {
+  const header = req.headers['content-length'];
+  return header === undefined ? null : Number(header);
+}
+
+function remoteOf(socket: Duplex): string {
+  return (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '';
+}
+
+async function serve(req: IncomingMessage, res: ServerResponse, options: HttpServerOptions, inFlight: Map<string, InFlight>): Promise<void> {
+  const path = pathOf(req);
+  const kind = options.classify(path);
+  const remoteAddress = req.socket.remoteAddress ?? '';
+  const bodyBytesMax = kind.bodyBytesMax;
+  const declared = declaredLength(req);
+  if (declared !== null && declared > bodyBytesMax) {
+    answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`);
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > bodyBytesMax) {
-      send(res, 413, { error: `Request body is larger than ${bodyBytesMax} bytes` }, true);
+  let counter = inFlight.get(kind.name);
+  if (counter === undefined) inFlight.set(kind.name, (counter = new InFlight()));
+  const reserved = declared ?? 0;
+  if (counter.requests >= kind.inFlight.requestsMax || counter.bytes + reserved > kind.inFlight.bytesMax) {
+    options.onRefused({ status: 503, reason: `${kind.name} requests in flight at their bound`, remoteAddress });
+    answerEarly(req, res, 503, 'The node is overloaded; try again later', { 'retry-after': String(RETRY_AFTER_S) });
+    return;
+  }
+  counter.requests++;
+  counter.bytes += reserved;
+  let held = reserved;
+  try {
+    // A chunked body (or one longer than declared... which the parser refuses) reserves as it grows.
+    const read = await readBody(req, bodyBytesMax, (size) => {
+      if (size > held) {
+        counter.bytes += size - held;
+        held = size;
+      }
+      return counter.bytes <= kind.inFlight.bytesMax;
+    });
+    if (read.kind === 'too-large') {
+      answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`);
       return;
     }
-    chunks.push(chunk);
-  }
-  let body: unknown;
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim().length > 0) {
+    if (read.kind === 'overloaded') {
+      answerEarly(req, res, 503, 'The node is overloaded; try again later', { 'retry-after': String(RETRY_AFTER_S) });
+      return;
+    }
+    if (read.kind === 'aborted') return;
+    let body: unknown;
+    let text: string;
     try {
-      body = JSON.parse(text);
+      text = utf8.decode(read.bytes);
     } catch {
-      send(res, 400, { error: 'Request body is not valid JSON' });
+      send(res, 400, { error: 'Request body is not valid UTF-8' });
       return;
     }
+    if (text.trim().length > 0) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        send(res, 400, { error: 'Request body is not valid JSON' });
+        return;
+      }
+      const fault = bodyFault(body, kind.depthMax);
+      if (fault === 'depth') {
+        send(res, 400, { error: kind.depthMessage });
+        return;
+      }
+      if (fault === 'number') {
+        send(res, 400, { error: 'Request body holds a number outside the range of a double (such as 1e400)' });
+        return;
+      }
+    }
+    const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body, remoteAddress });
+    send(res, reply.status, reply.body);
+  } finally {
+    counter.requests--;
+    counter.bytes -= held;
   }
-  const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body });
-  send(res, reply.status, reply.body);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+type BodyRead =
+  | { kind: 'ok'; bytes: Buffer }
+  | { kind: 'too-large' }
+  | { kind: 'overloaded' }
+  | { kind: 'aborted' };
+
+/**
+ * Reads a body into memory, at most `bytesMax`. Stops (leaving the rest unread) when the body grows
+ * past `bytesMax`, or when `grow` (told the size so far) says the class is past its in-flight bound.
+ */
+function readBody(req: IncomingMessage, bytesMax: number, grow: (size: number) => boolean): Promise<BodyRead> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (result: BodyRead): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.off('error', onClose);
+      req.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > bytesMax) return done({ kind: 'too-large' });
+      if (!grow(size)) return done({ kind: 'overloaded' });
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => done({ kind: 'ok', bytes: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size) });
+    const onClose = (): void => done({ kind: 'aborted' });
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onClose);
+  });
+}
+
+/**
+ * Answers before the body is read (413, or 503 when shedding), then reads and discards what the
+ * client still sends, up to LINGER_BYTES_MAX and LINGER_MS_MAX, and only then closes: closing while
+ * the client sends would reset the connection and lose the answer.
+ */
+function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify({ error: message });
+  res.shouldKeepAlive = false;
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    connection: 'close',
+    ...headers,
+  });
+  res.write(payload);
+  if (req.complete) {
+    res.end();
+    return;
+  }
+  let drained = 0;
+  const finish = (): void => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', finish);
+    req.off('close', finish);
+    req.off('error', finish);
+    res.end();
+  };
+  const onData = (chunk: Buffer): void => {
+    drained += chunk.length;
+    if (drained > LINGER_BYTES_MAX) finish();
+  };
+  const timer = setTimeout(finish, LINGER_MS_MAX);
+  timer.unref();
+  req.on('data', onData);
+  req.on('end', finish);
+  req.on('close', finish);
+  req.on('error', finish);
+  req.resume();
 }
 
 function send(res: ServerResponse, status: number, body: unknown, close = false): void {
@@ -89,7 +313,58 @@ function send(res: ServerResponse, status: number, body: unknown, close = false)
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(payload),
+    ...(status === 503 ? { 'retry-after': String(RETRY_AFTER_S) } : {}),
     ...(close ? { connection: 'close' } : {}),
   });
   res.end(payload);
+}
+
+/** What to answer for a request Node's HTTP parser refused. */
+function parserRefusal(error: Error & { code?: string; rawPacket?: Buffer }): [number, string] {
+  switch (error.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'The request did not arrive in time'];
+    case 'HPE_HEADER_OVERFLOW': {
+      // The limit covers the request line and the headers together: no line end yet means the URL.
+      const raw = error.rawPacket;
+      if (raw !== undefined && !raw.includes(0x0a)) return [414, 'Request URL is too long'];
+      return [431, 'Request headers are too large'];
+    }
+    case 'HPE_INVALID_METHOD': {
+      const line = error.rawPacket?.subarray(0, 64).toString('latin1') ?? '';
+      const method = /^([A-Z][A-Z_-]{0,31}) /.exec(line)?.[1];
+      if (method !== undefined) return [405, `Method ${method} is not allowed`];
+      return [400, 'Request is not HTTP/1.1'];
+    }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [413, 'Chunk extensions are too large'];
+    default:
+      return [400, `Malformed HTTP request (${error.code ?? 'parse error'})`];
+  }
+}
+
+/** Writes a whole JSON answer on a socket that has no response object, then closes it. */
+function answerOnSocket(socket: Duplex, status: number, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const payload = JSON.stringify({ error: message });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+      'content-type: application/json\r\n' +
+      `content-length: ${Buffer.byteLength(payload)}\r\n` +
+      'connection: close\r\n\r\n' +
+      payload,
+  );
+  // Read and drop what the client still sends, so that closing does not reset the answer away.
+  let drained = 0;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS_MAX);
+  timer.unref();
+  socket.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > LINGER_BYTES_MAX) socket.destroy();
+  });
+  socket.once('close', () => clearTimeout(timer));
+  socket.resume();
 }

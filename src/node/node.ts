@@ -1,14 +1,18 @@
 import type { Server } from 'node:http';
+import { isIP } from 'node:net';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
+import { counterOf } from '../core/vector-clock.ts';
 import { NodeCore, type KvMethod, type Orphaned, type PingInfo, type WaitReason } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { Replica } from '../core/replica.ts';
+import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
 import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfNode } from '../core/shard-map.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { NodeConfig } from './config.ts';
 import { realTimers, sleep, type PeerTransport, type TimerHandle, type Timers } from './env.ts';
-import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
+import { Background, LogLimiter } from './background.ts';
+import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import type { Logger } from './logger.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
@@ -38,6 +42,13 @@ const RESHARD_WAIT_MS = 4000;
 const TRANSFER_BYTES_MAX = 1024 * 1024;
 /** Internal requests (transfers, syncs, batches) may be larger than client requests. */
 const INTERNAL_BODY_BYTES_MAX = 64 * 1024 * 1024;
+/** Peers' requests in flight at once, and their body bytes: far above what peers send, a bound still. */
+const PEER_REQUESTS_MAX = 1024;
+const PEER_BYTES_MAX = 256 * 1024 * 1024;
+/** Internal bodies wrap values a few levels deep (versions in a list in a request). */
+const PEER_BODY_DEPTH_MAX = VALUE_DEPTH_MAX + 8;
+/** Headers that only nodes send each other. */
+const PEER_HEADER_PREFIX = 'x-kvs-';
 /** A peer is asked for a sync at most this often. */
 const SYNC_INTERVAL_MS_MIN = 250;
 /** A late transfer to a node that cannot take it yet (down, or not in the new epoch yet) is tried this often, this many times. */
@@ -71,6 +82,9 @@ export class KvsNode {
   private readonly timers: Timers;
   private readonly replicator: Replicator;
   private readonly changed: StateSignal;
+  private readonly background: Background;
+  /** Rate limit of the log lines about refused requests (one per reason per interval). */
+  private readonly refusals: LogLimiter;
   private server: Server | null = null;
   private pingTimer: TimerHandle | null = null;
   private antiEntropyTimer: TimerHandle | null = null;
@@ -97,6 +111,8 @@ export class KvsNode {
     this.timers = env.timers ?? realTimers;
     this.startedMs = this.timers.now();
     this.changed = new StateSignal(this.timers);
+    this.background = new Background(log, this.timers);
+    this.refusals = new LogLimiter(this.timers);
     let saved: SavedState = { map: null, replica: null };
     if (env.storage) ({ storage: this.storage, saved } = env.storage);
     else if (config.dataDir === null) this.storage = new MemoryStorage();
@@ -108,6 +124,7 @@ export class KvsNode {
       {
         self: config.address,
         pendingMax: config.pendingMax,
+        pendingBytesMax: config.pendingBytesMax,
         failuresToRemove: config.failuresToRemove,
         holdDownMs: config.holdDownMs,
         plantedBugs: env.plantedBugs,
@@ -132,25 +149,56 @@ export class KvsNode {
         batchMax: config.replicationBatchMax,
         batchBytesMax: TRANSFER_BYTES_MAX,
         queueMax: config.replicationQueueMax,
+        queueBytesMax: config.replicationQueueBytesMax,
         timeoutMs: config.requestTimeoutMs,
       },
       this.peers,
       log,
-      { onUnreachable: (peer) => this.suspect(peer), isUp: (peer) => this.core.membership.has(peer), hintLog: this.storage.hints },
+      {
+        onUnreachable: (peer) => this.suspect(peer),
+        isUp: (peer) => this.core.membership.has(peer),
+        hintLog: this.storage.hints,
+        run: (task, work) => this.background.run(task, work),
+      },
     );
     this.replicator.restore(this.storage.loadHints());
   }
 
   // ---------------------------------------------------------------- life cycle
 
+  /** Limits of client requests: every route but /internal/. */
+  private get clientClass(): RequestClass {
+    return {
+      name: 'client',
+      bodyBytesMax: this.config.maxBodyBytes,
+      // The body object holds the value one level down.
+      depthMax: VALUE_DEPTH_MAX + 1,
+      depthMessage: `Request body nests arrays or objects deeper than ${VALUE_DEPTH_MAX + 1} levels (a value may nest ${VALUE_DEPTH_MAX})`,
+      inFlight: { requestsMax: this.config.clientRequestsMax, bytesMax: this.config.clientBytesMax },
+    };
+  }
+
+  /** Limits of requests between nodes (/internal/): separate from clients', so a client flood cannot starve them. */
+  private readonly peerClass: RequestClass = {
+    name: 'peer',
+    bodyBytesMax: INTERNAL_BODY_BYTES_MAX,
+    depthMax: PEER_BODY_DEPTH_MAX,
+    depthMessage: `Request body nests arrays or objects deeper than ${PEER_BODY_DEPTH_MAX} levels`,
+    inFlight: { requestsMax: PEER_REQUESTS_MAX, bytesMax: PEER_BYTES_MAX },
+  };
+
   /** Listens on the configured address, then joins the store (`run`). */
   async start(): Promise<void> {
     this.server = await startHttpServer({
       host: this.config.listenHost,
       port: this.config.port,
-      maxBodyBytes: (path) => (path.startsWith('/internal/') ? INTERNAL_BODY_BYTES_MAX : this.config.maxBodyBytes),
+      classify: (path) => (path.startsWith('/internal/') ? this.peerClass : this.clientClass),
       handler: (request) => this.handle(request),
       onError: (error) => this.log.error({ err: error }, 'request failed'),
+      onRefused: ({ status, reason, remoteAddress }) => {
+        const suppressed = this.refusals.take(`${status} ${reason}`);
+        if (suppressed !== null) this.log.warn({ status, reason, remoteAddress, suppressed }, 'request refused before routing');
+      },
     });
     this.log.info(
       { port: this.config.port, view: this.config.view, shardCount: this.config.shardCount },
@@ -166,9 +214,18 @@ export class KvsNode {
   async run(): Promise<void> {
     await this.discover();
     await this.announce();
-    this.pingTimer = this.timers.setInterval(() => this.tick(), this.config.pingIntervalMs);
+    this.pingTimer = this.timers.setInterval(() => {
+      try {
+        this.tick();
+      } catch (error) {
+        this.background.failed('tick', error);
+      }
+    }, this.config.pingIntervalMs);
     if (this.config.antiEntropyIntervalMs > 0) {
-      this.antiEntropyTimer = this.timers.setInterval(() => void this.antiEntropyRound(), this.config.antiEntropyIntervalMs);
+      this.antiEntropyTimer = this.timers.setInterval(
+        () => this.background.run('anti-entropy', () => this.antiEntropyRound()),
+        this.config.antiEntropyIntervalMs,
+      );
     }
     if (this.core.replica !== null && this.core.replica === this.storedReplica && this.restored) await this.catchUp();
     else if (this.core.replica !== null) await this.fullSync('start');
@@ -229,7 +286,7 @@ export class KvsNode {
     const deadline = this.timers.now() + this.config.startupWaitMs;
     while (!this.closed) {
       const answers = await Promise.allSettled(
-        others.map((peer) => this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 1000 })),
+        others.map((peer) => this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 1000, lane: 'control' })),
       );
       let heard = 0;
       for (const [i, answer] of answers.entries()) {
@@ -258,7 +315,7 @@ export class KvsNode {
     const others = this.config.view.filter((n) => n !== this.config.address);
     await Promise.allSettled(
       others.map((peer) =>
-        this.peers.call(peer, 'PUT', '/view', { 'socket-address': this.config.address }, { timeoutMs: 1000 }),
+        this.peers.call(peer, 'PUT', '/view', { 'socket-address': this.config.address }, { timeoutMs: 1000, lane: 'control' }),
       ),
     );
   }
@@ -270,6 +327,7 @@ export class KvsNode {
     const { method, path } = request;
     const body = request.body;
     try {
+      const peer = this.peerHeaders(request);
       if (path.startsWith('/kvs/')) {
         if (!isKvMethod(method)) return json(405, { error: `Method ${method} is not allowed on /kvs` });
         let key: string;
@@ -278,14 +336,12 @@ export class KvsNode {
         } catch {
           return json(400, { error: 'Key is not valid URL encoding' });
         }
-        const hops = Number(request.headers[HOPS_HEADER] ?? 0) || 0;
-        const deadlineMs = Number(request.headers[DEADLINE_HEADER]) || null;
-        return await this.kv(method, key, path, body, hops, deadlineMs);
+        return await this.kv(method, key, path, body, peer.hops, peer.deadlineMs);
       }
-      if (path === '/view') return await this.viewRoute(method, body, request.headers[DOWN_REPORT_HEADER]);
+      if (path === '/view') return await this.viewRoute(method, body, peer.downReport);
       if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
       if (path === '/status' && method === 'GET') return json(200, this.status());
-      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, request.headers[FROM_HEADER]);
+      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, peer.from);
       return json(404, { error: `No route for ${method} ${path}` });
     } catch (error) {
       if (error instanceof BadRequest) return json(400, { error: error.message });
@@ -294,7 +350,63 @@ export class KvsNode {
     }
   }
 
-  private async viewRoute(method: string, body: unknown, downReport: string | string[] | undefined): Promise<HttpReply> {
+  /**
+   * The node-to-node headers of a request, checked: malformed ones get 400, and those that change
+   * how a public route acts (hops, deadline, down report) are honoured only from a node's IP (or
+   * PEER_SOURCE_IPS); from anyone else they get 400. `x-kvs-from` (on pings) is taken from anyone:
+   * what it adds is bounded (Membership.learn). Other x-kvs-* names are ignored.
+   */
+  private peerHeaders(request: HttpRequest): PeerHeaders {
+    const out: PeerHeaders = { hops: 0, deadlineMs: null, downReport: null, from: null };
+    const headers = request.headers;
+    if (!Object.keys(headers).some((name) => name.startsWith(PEER_HEADER_PREFIX))) return out;
+    const hops = headers[HOPS_HEADER];
+    const deadline = headers[DEADLINE_HEADER];
+    const downReport = headers[DOWN_REPORT_HEADER];
+    const from = headers[FROM_HEADER];
+    if (hops !== undefined) {
+      if (typeof hops !== 'string' || !/^[0-9]$/.test(hops) || Number(hops) > FORWARD_HOPS_MAX) {
+        throw new BadRequest(`Header ${HOPS_HEADER} must be a whole number from 0 to ${FORWARD_HOPS_MAX}`);
+      }
+      out.hops = Number(hops);
+    }
+    if (deadline !== undefined) {
+      if (typeof deadline !== 'string' || !/^[1-9][0-9]{0,15}$/.test(deadline) || !Number.isSafeInteger(Number(deadline))) {
+        throw new BadRequest(`Header ${DEADLINE_HEADER} must be a time in milliseconds since 1970`);
+      }
+      out.deadlineMs = Number(deadline);
+    }
+    if (downReport !== undefined) {
+      if (!isNodeAddress(downReport)) throw new BadRequest(`Header ${DOWN_REPORT_HEADER} must be a node address IP:PORT`);
+      out.downReport = downReport;
+    }
+    if (from !== undefined) {
+      if (!isNodeAddress(from)) throw new BadRequest(`Header ${FROM_HEADER} must be a node address IP:PORT`);
+      out.from = from;
+    }
+    if ((hops !== undefined || deadline !== undefined || downReport !== undefined) && !this.isNodeSource(request.remoteAddress)) {
+      throw new BadRequest(`Headers ${PEER_HEADER_PREFIX}* are only for requests between nodes`);
+    }
+    return out;
+  }
+
+  /**
+   * Whether a connection from `ip` may come from a node: the IP of a node this node knows (VIEW,
+   * the view, nodes on probation, shard members) or one of PEER_SOURCE_IPS. Where nodes are named by
+   * host name the check cannot be made here, and every source passes.
+   */
+  private isNodeSource(ip: string): boolean {
+    const source = ip.startsWith('::ffff:') ? ip.slice('::ffff:'.length) : ip;
+    if (this.config.peerSourceIps.includes(source)) return true;
+    const known = [...this.config.view, ...this.core.membership.probeTargets(), ...Object.values(this.core.map.shards).flat()];
+    for (const node of known) {
+      const host = node.slice(0, node.lastIndexOf(':'));
+      if (host === source || isIP(host) === 0) return true;
+    }
+    return false;
+  }
+
+  private async viewRoute(method: string, body: unknown, downReport: NodeAddress | null): Promise<HttpReply> {
     if (method === 'GET') return json(200, { view: this.core.membership.view() });
     if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
     const address = field(body, 'socket-address');
@@ -305,7 +417,7 @@ export class KvsNode {
       this.stateChanged();
       return json(reply.status, reply.body);
     }
-    if (typeof downReport === 'string') {
+    if (downReport !== null) {
       // Another node found `address` down. Check for ourselves before dropping it: a node cut off
       // from the reporter only may be fine for us.
       if (this.core.membership.has(address) && (await this.probe(address))) {
@@ -346,7 +458,7 @@ export class KvsNode {
         this.log.info({ shard: id, peer: address }, 'node added to shard');
         await this.pushMap([...this.core.membership.peers(), address]);
         this.stateChanged();
-        if (reply.joined) void this.fullSync('added to a shard');
+        if (reply.joined) this.background.run('full sync', () => this.fullSync('added to a shard'));
       }
       return json(reply.status, reply.body);
     }
@@ -475,7 +587,7 @@ export class KvsNode {
     }
     for (const peer of this.core.membership.probeTargets()) {
       if (this.probing.has(peer)) continue;
-      void this.pingOnce(peer);
+      this.background.run('ping', () => this.pingOnce(peer));
     }
   }
 
@@ -486,6 +598,7 @@ export class KvsNode {
       try {
         const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, {
           timeoutMs: this.config.pingTimeoutMs,
+          lane: 'control',
           headers: { [FROM_HEADER]: this.config.address },
         });
         if (reply.status === 200) info = reply.body as PingInfo;
@@ -505,7 +618,7 @@ export class KvsNode {
   /** One probe now, answering whether the peer is up (used to confirm a suspicion). */
   private async probe(peer: NodeAddress): Promise<boolean> {
     try {
-      const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs });
+      const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs, lane: 'control' });
       return reply.status === 200;
     } catch {
       return false;
@@ -516,7 +629,7 @@ export class KvsNode {
   private suspect(peer: NodeAddress): void {
     if (this.closed || !this.core.membership.has(peer)) return;
     this.observe(peer, false);
-    if (!this.probing.has(peer)) void this.pingOnce(peer);
+    if (!this.probing.has(peer)) this.background.run('ping', () => this.pingOnce(peer));
   }
 
   private observe(peer: NodeAddress, answered: boolean): void {
@@ -525,9 +638,10 @@ export class KvsNode {
       this.onRemoved(peer, 'not answering');
       // Tell the others, as the spec asks; each checks before it removes.
       for (const other of this.core.membership.peers()) {
-        void this.peers
+        this.peers
           .call(other, 'DELETE', '/view', { 'socket-address': peer }, {
             timeoutMs: 2000,
+            lane: 'control',
             headers: { [DOWN_REPORT_HEADER]: this.config.address },
           })
           .catch(() => undefined);
@@ -549,21 +663,21 @@ export class KvsNode {
     const previous = this.lastPing.get(peer);
     this.lastPing.set(peer, info);
     for (const node of Array.isArray(info.view) ? info.view : []) {
-      if (isNodeAddress(node) && this.core.membership.learn(node)) {
+      if (isNodeAddress(node) && this.core.membership.learn(node, this.timers.now())) {
         this.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
       }
     }
-    if (info.mapDigest !== this.core.mapDigest) void this.fetchMap(peer);
+    if (info.mapDigest !== this.core.mapDigest) this.background.run('fetch map', () => this.fetchMap(peer));
     // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
-    if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) void this.pullSync(peer, 'behind peer');
+    if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) this.startPull(peer, 'behind peer');
     else if (this.core.replica && this.core.replica.pendingCount > 0 && previous && this.core.peerIsAhead(info)) {
-      void this.pullSync(peer, 'gap in replication');
+      this.startPull(peer, 'gap in replication');
     }
   }
 
   private async fetchMap(peer: NodeAddress): Promise<void> {
     try {
-      const reply = await this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 2000 });
+      const reply = await this.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: 2000, lane: 'control' });
       const map = (reply.body as { map?: unknown } | undefined)?.map;
       if (reply.status === 200 && isShardMap(map)) this.adoptMap(map, `map of ${peer}`, true);
     } catch {
@@ -580,8 +694,9 @@ export class KvsNode {
       'shard map updated',
     );
     this.stateChanged();
-    if (change.orphaned !== null) void this.sendLate(change.orphaned);
-    if (change.needsFullSync && syncNow) void this.fullSync(source);
+    const orphaned = change.orphaned;
+    if (orphaned !== null) this.background.run('late transfer', () => this.sendLate(orphaned));
+    if (change.needsFullSync && syncNow) this.background.run('full sync', () => this.fullSync(source));
   }
 
   /**
@@ -635,7 +750,7 @@ export class KvsNode {
     await Promise.allSettled(
       [...new Set(targets)]
         .filter((peer) => peer !== this.config.address)
-        .map((peer) => this.peers.call(peer, 'POST', '/internal/map', { map }, { timeoutMs: 2000 })),
+        .map((peer) => this.peers.call(peer, 'POST', '/internal/map', { map }, { timeoutMs: 2000, lane: 'control' })),
     );
   }
 
@@ -679,7 +794,7 @@ export class KvsNode {
   private syncBase(): void {
     for (const peer of this.core.replicationPeers()) {
       if (this.timers.now() - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) continue;
-      void this.pullSync(peer, 'request waiting for old-epoch writes');
+      this.startPull(peer, 'request waiting for old-epoch writes');
       return;
     }
   }
@@ -688,11 +803,15 @@ export class KvsNode {
   private syncFromAhead(lacking: Clock): void {
     for (const [peer, info] of this.lastPing) {
       if (!this.core.membership.has(peer)) continue;
-      if (Object.entries(lacking).some(([node, counter]) => (info.applied[node] ?? 0) >= counter)) {
-        void this.pullSync(peer, 'request waiting');
+      if (Object.entries(lacking).some(([node, counter]) => counterOf(info.applied, node) >= counter)) {
+        this.startPull(peer, 'request waiting');
         return;
       }
     }
+  }
+
+  private startPull(peer: NodeAddress, reason: string): void {
+    this.background.run('pull sync', () => this.pullSync(peer, reason));
   }
 
   private async pullSync(peer: NodeAddress, reason: string): Promise<void> {
@@ -951,11 +1070,11 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- internal endpoints
 
-  private async internalRoute(method: string, path: string, body: unknown, from: string | string[] | undefined): Promise<HttpReply> {
+  private async internalRoute(method: string, path: string, body: unknown, from: NodeAddress | null): Promise<HttpReply> {
     if (method === 'GET' && path === '/internal/ping') {
       // A node that pings us is up and counts us in its view; if we dropped it (we found it down,
       // then restarted with a VIEW that predates it, or missed its announcement), we probe it again.
-      if (isNodeAddress(from) && this.core.membership.learn(from)) {
+      if (from !== null && this.core.membership.learn(from, this.timers.now())) {
         this.log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
       }
       return json(200, this.core.pingInfo());
@@ -1072,12 +1191,21 @@ export class KvsNode {
       },
       reshardInProgress: this.core.reshardInProgress?.map.epoch ?? null,
       uptimeMs: this.timers.now() - this.startedMs,
+      backgroundFailures: this.background.snapshot(),
       memory: { rssBytes: process.memoryUsage.rss() },
     };
   }
 }
 
 class BadRequest extends Error {}
+
+/** What the node-to-node headers of a request say (defaults when absent). */
+interface PeerHeaders {
+  hops: number;
+  deadlineMs: number | null;
+  downReport: NodeAddress | null;
+  from: NodeAddress | null;
+}
 
 /** A peer answered, but not with 200 (another epoch or shard, a malformed request). */
 class PeerRefusedError extends Error {}

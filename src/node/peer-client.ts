@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
 import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
-import type { PeerMethod, PeerTransport } from './env.ts';
+import type { PeerCallOptions, PeerMethod, PeerTransport } from './env.ts';
 
 export interface PeerReply {
   status: number;
@@ -12,7 +12,7 @@ export interface PeerClientOptions {
   connectTimeoutMs: number;
   /** Upper bound on any one request; callers may ask for less. */
   requestTimeoutMs: number;
-  /** Keep-alive connections per peer. */
+  /** Keep-alive connections per peer for data (replication, syncs, forwarding). */
   connectionsPerPeer: number;
 }
 
@@ -32,10 +32,13 @@ export class PeerUnreachableError extends Error {
   }
 }
 
-/** HTTP to other nodes over one keep-alive pool per peer, every request bounded in time. */
+/** Keep-alive connections per peer for the control lane (pings, down reports, maps). */
+const CONTROL_CONNECTIONS_PER_PEER = 2;
+
+/** HTTP to other nodes over keep-alive pools per peer (one per lane), every request bounded in time. */
 export class PeerClient implements PeerTransport {
   private readonly options: PeerClientOptions;
-  private readonly pools = new Map<NodeAddress, Pool>();
+  private readonly pools = new Map<string, Pool>();
   private closed = false;
 
   constructor(options: PeerClientOptions) {
@@ -47,12 +50,12 @@ export class PeerClient implements PeerTransport {
     method: PeerMethod,
     path: string,
     body: unknown,
-    options: { timeoutMs?: number; headers?: Record<string, string> } = {},
+    options: PeerCallOptions = {},
   ): Promise<PeerReply> {
     const timeoutMs = Math.min(options.timeoutMs ?? this.options.requestTimeoutMs, this.options.requestTimeoutMs);
     const signal = AbortSignal.timeout(timeoutMs);
     try {
-      const response = await this.pool(peer).request({
+      const response = await this.pool(peer, options.lane ?? 'data').request({
         method,
         path,
         headers: { 'content-type': 'application/json', ...options.headers },
@@ -79,17 +82,18 @@ export class PeerClient implements PeerTransport {
     }
   }
 
-  private pool(peer: NodeAddress): Pool {
+  private pool(peer: NodeAddress, lane: 'control' | 'data'): Pool {
     if (this.closed) throw new Error('peer client is closed');
-    let pool = this.pools.get(peer);
+    const name = `${lane} ${peer}`;
+    let pool = this.pools.get(name);
     if (!pool) {
       pool = new Pool(`http://${peer}`, {
-        connections: this.options.connectionsPerPeer,
+        connections: lane === 'control' ? CONTROL_CONNECTIONS_PER_PEER : this.options.connectionsPerPeer,
         connectTimeout: this.options.connectTimeoutMs,
         keepAliveTimeout: 30_000,
         pipelining: 1,
       });
-      this.pools.set(peer, pool);
+      this.pools.set(name, pool);
     }
     return pool;
   }

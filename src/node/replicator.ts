@@ -2,13 +2,17 @@ import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
 import type { PeerTransport } from './env.ts';
 import { PeerUnreachableError } from './peer-client.ts';
+import { versionBytes } from '../core/json-value.ts';
 
 export interface ReplicatorOptions {
   self: NodeAddress;
   batchMax: number;
   /** Approximate JSON bytes per batch; a batch always carries at least one version. */
   batchBytesMax: number;
+  /** Versions queued (or held as hints) per peer; beyond, the oldest are dropped. */
   queueMax: number;
+  /** The same bound in bytes (JSON): one peer's backlog never holds more. */
+  queueBytesMax: number;
   timeoutMs: number;
 }
 
@@ -26,6 +30,8 @@ interface Item extends Hint {
 
 interface PeerQueue {
   items: Item[];
+  /** Sum of the items' bytes. */
+  bytes: number;
   sending: boolean;
   /** The peer did not answer: its items are hints, kept until it is back. */
   paused: boolean;
@@ -45,8 +51,10 @@ export interface HintLog {
 
 export interface ReplicatorStats {
   queued: number;
+  queuedBytes: number;
   /** Versions held for peers that are down (hinted handoff). */
   hints: number;
+  hintBytes: number;
   sent: number;
   dropped: number;
 }
@@ -67,13 +75,20 @@ export class Replicator {
   private readonly queues = new Map<NodeAddress, PeerQueue>();
   private readonly stats = { sent: 0, dropped: 0 };
   private readonly hintLog: HintLog;
+  private readonly run: (task: string, work: () => Promise<unknown>) => void;
   private nextSeq = 1;
 
   constructor(
     options: ReplicatorOptions,
     peers: PeerTransport,
     log: Logger,
-    callbacks: { onUnreachable: (peer: NodeAddress) => void; isUp: (peer: NodeAddress) => boolean; hintLog: HintLog },
+    callbacks: {
+      onUnreachable: (peer: NodeAddress) => void;
+      isUp: (peer: NodeAddress) => boolean;
+      hintLog: HintLog;
+      /** Runs a send in the background (failures logged, never thrown). */
+      run: (task: string, work: () => Promise<unknown>) => void;
+    },
   ) {
     this.options = options;
     this.peers = peers;
@@ -81,35 +96,53 @@ export class Replicator {
     this.onUnreachable = callbacks.onUnreachable;
     this.isUp = callbacks.isUp;
     this.hintLog = callbacks.hintLog;
+    this.run = callbacks.run;
   }
 
   /** Hints found on disk at start: held (paused) until their peers answer. */
   restore(hints: ReadonlyMap<NodeAddress, Hint[]>): void {
     for (const [peer, list] of hints) {
-      const items = [...list].sort((x, y) => x.seq - y.seq).map((h) => ({ ...h, bytes: JSON.stringify(h.version).length }));
+      const items = [...list].sort((x, y) => x.seq - y.seq).map((h) => ({ ...h, bytes: versionBytes(h.version) }));
       if (items.length === 0) continue;
       const last = (items.at(-1) as Item).seq;
-      this.queues.set(peer, { items, sending: false, paused: true, loggedUpTo: last });
+      const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last };
+      this.queues.set(peer, queue);
+      for (const item of items) this.push(peer, queue, item);
       this.nextSeq = Math.max(this.nextSeq, last + 1);
     }
   }
 
   enqueue(targets: NodeAddress[], epoch: Epoch, shard: ShardId, version: Version): void {
-    const bytes = JSON.stringify(version).length;
+    const bytes = versionBytes(version);
     for (const peer of targets) {
       let queue = this.queues.get(peer);
       // A peer outside the view gets its writes as hints, sent once it is back.
-      if (!queue) this.queues.set(peer, (queue = { items: [], sending: false, paused: !this.isUp(peer), loggedUpTo: 0 }));
-      if (queue.items.length >= this.options.queueMax) {
-        const oldest = queue.items.shift() as Item;
-        if (oldest.seq <= queue.loggedUpTo) this.hintLog.drop(peer, oldest.seq);
-        this.stats.dropped++;
-      }
+      if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0 }));
       const item: Item = { seq: this.nextSeq++, epoch, shard, version, bytes };
-      queue.items.push(item);
+      this.push(peer, queue, item);
       if (queue.paused) this.logHints(peer, queue, [item]);
-      else if (!queue.sending) void this.pump(peer, queue);
+      else if (!queue.sending) this.startPump(peer, queue);
     }
+  }
+
+  /**
+   * Appends to a peer's queue, first dropping its oldest versions while it would hold more than
+   * `queueMax` versions or `queueBytesMax` bytes (a version larger than the byte bound alone is kept
+   * alone). What is dropped is repaired by pull sync and anti-entropy.
+   */
+  private push(peer: NodeAddress, queue: PeerQueue, item: Item): void {
+    while (queue.items.length > 0 && (queue.items.length >= this.options.queueMax || queue.bytes + item.bytes > this.options.queueBytesMax)) {
+      const oldest = queue.items.shift() as Item;
+      queue.bytes -= oldest.bytes;
+      if (oldest.seq <= queue.loggedUpTo) this.hintLog.drop(peer, oldest.seq);
+      this.stats.dropped++;
+    }
+    queue.items.push(item);
+    queue.bytes += item.bytes;
+  }
+
+  private startPump(peer: NodeAddress, queue: PeerQueue): void {
+    this.run(`replicate to ${peer}`, () => this.pump(peer, queue));
   }
 
   /** A peer left the view: keep its queue as hints, send nothing until `resume`. */
@@ -134,17 +167,21 @@ export class Replicator {
     const queue = this.queues.get(peer);
     if (!queue) return;
     queue.paused = false;
-    if (!queue.sending && queue.items.length > 0) void this.pump(peer, queue);
+    if (!queue.sending && queue.items.length > 0) this.startPump(peer, queue);
   }
 
   snapshot(): ReplicatorStats {
-    let queued = 0;
-    let hints = 0;
+    const out = { queued: 0, queuedBytes: 0, hints: 0, hintBytes: 0, ...this.stats };
     for (const queue of this.queues.values()) {
-      if (queue.paused) hints += queue.items.length;
-      else queued += queue.items.length;
+      if (queue.paused) {
+        out.hints += queue.items.length;
+        out.hintBytes += queue.bytes;
+      } else {
+        out.queued += queue.items.length;
+        out.queuedBytes += queue.bytes;
+      }
     }
-    return { queued, hints, ...this.stats };
+    return out;
   }
 
   private async pump(peer: NodeAddress, queue: PeerQueue): Promise<void> {
@@ -175,6 +212,7 @@ export class Replicator {
         if (!delivered) {
           // Keep the batch, in order, as hints for when the peer is back.
           queue.items.unshift(...batch);
+          for (const item of batch) queue.bytes += item.bytes;
           queue.paused = true;
           this.logHints(peer, queue, queue.items);
           this.onUnreachable(peer);
@@ -199,6 +237,7 @@ export class Replicator {
       count++;
       bytes += item.bytes;
     }
+    queue.bytes -= bytes;
     return queue.items.splice(0, count);
   }
 }

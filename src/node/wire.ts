@@ -1,7 +1,9 @@
 // Shape checks for what peers send. A peer running other code, or a stray client on an internal
 // path, gets a 400 instead of corrupting state.
-import { PARTITION_COUNT } from '../core/shard-map.ts';
+import { isNodeAddress } from '../core/address.ts';
 import { isEpochKey } from '../core/causal-metadata.ts';
+import { valueFault } from '../core/json-value.ts';
+import { isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
 import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, EpochClocks, ShardClocks, ShardMap, Version } from '../core/types.ts';
 
@@ -9,17 +11,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Objects from peers become maps of ours; a "__proto__" key would become a prototype instead. */
-function hasSafeKeys(value: Record<string, unknown>): boolean {
-  return !Object.hasOwn(value, '__proto__');
-}
+// Objects from peers become records of ours, keyed by node address, shard id or epoch: each key is
+// checked for its shape, so no key can be a prototype name ("__proto__", "constructor", ...).
 
 export function isClock(value: unknown): value is Clock {
-  return isObject(value) && hasSafeKeys(value) && Object.values(value).every((c) => Number.isSafeInteger(c) && (c as number) >= 0);
+  return isObject(value) && Object.entries(value).every(([node, c]) => isNodeAddress(node) && Number.isSafeInteger(c) && (c as number) >= 0);
 }
 
 export function isShardClocks(value: unknown): value is ShardClocks {
-  return isObject(value) && hasSafeKeys(value) && Object.values(value).every(isClock);
+  return isObject(value) && Object.entries(value).every(([shard, clock]) => isShardId(shard) && isClock(clock));
 }
 
 /** Epoch (a decimal string) -> shard clocks. */
@@ -28,7 +28,7 @@ export function isEpochClocks(value: unknown): value is EpochClocks {
 }
 
 export function isTransferClaim(value: unknown): value is TransferClaim {
-  return isObject(value) && typeof value.shard === 'string' && isClock(value.applied) && isEpochClocks(value.base);
+  return isObject(value) && isShardId(value.shard) && isClock(value.applied) && isEpochClocks(value.base);
 }
 
 export function isShardMap(value: unknown): value is ShardMap {
@@ -39,10 +39,9 @@ export function isShardMap(value: unknown): value is ShardMap {
     (mode === 'replicated' || mode === 'sharded') &&
     Array.isArray(partitions) &&
     partitions.length === PARTITION_COUNT &&
-    partitions.every((p) => typeof p === 'string' && isObject(shards) && p in shards) &&
     isObject(shards) &&
-    hasSafeKeys(shards) &&
-    Object.values(shards).every((m) => Array.isArray(m) && m.every((n) => typeof n === 'string'))
+    Object.entries(shards).every(([id, members]) => isShardId(id) && Array.isArray(members) && members.every(isNodeAddress)) &&
+    partitions.every((p) => isShardId(p) && Object.hasOwn(shards, p))
   );
 }
 
@@ -52,7 +51,8 @@ export function isVersion(value: unknown): value is Version {
   return (
     typeof key === 'string' &&
     typeof deleted === 'boolean' &&
-    (dot === null || (isObject(dot) && typeof dot.node === 'string' && Number.isSafeInteger(dot.counter))) &&
+    (deleted || valueFault(value.value) === null) &&
+    (dot === null || (isObject(dot) && isNodeAddress(dot.node) && Number.isSafeInteger(dot.counter))) &&
     isObject(stamp) &&
     (stamp.epoch === undefined || (Number.isSafeInteger(stamp.epoch) && (stamp.epoch as number) >= 0)) &&
     Number.isSafeInteger(stamp.lamport) &&
@@ -62,8 +62,8 @@ export function isVersion(value: unknown): value is Version {
     (origin === undefined ||
       (isObject(origin) &&
         Number.isSafeInteger(origin.epoch) &&
-        typeof origin.shard === 'string' &&
-        typeof origin.node === 'string' &&
+        isShardId(origin.shard) &&
+        isNodeAddress(origin.node) &&
         Number.isSafeInteger(origin.counter)))
   );
 }

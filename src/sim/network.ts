@@ -138,7 +138,8 @@ export class SimNetwork {
    * A request from `from` (owned by `caller`: a crashed caller hears nothing) to the node at `to`.
    * Resolves with its answer or rejects with PeerUnreachableError after `timeoutMs`.
    */
-  call(caller: Owner, from: string, to: string, request: HttpRequest, timeoutMs: number): Promise<PeerReply> {
+  /** `from` is a node's address (its IP is the request's source) or a client's name. */
+  call(caller: Owner, from: string, to: string, request: Omit<HttpRequest, 'remoteAddress'>, timeoutMs: number): Promise<PeerReply> {
     return new Promise<PeerReply>((resolve, reject) => {
       let settled = false;
       const finish = (outcome: () => void): void => {
@@ -172,7 +173,12 @@ export class SimNetwork {
             if (copy === 0) fail('ECONNRESET');
             return;
           }
-          const delivered: HttpRequest = { ...request, headers: { ...request.headers }, body: copy === 0 ? body : structuredClone(body) };
+          const delivered: HttpRequest = {
+            ...request,
+            headers: { ...request.headers },
+            body: copy === 0 ? body : structuredClone(body),
+            remoteAddress: from.includes(':') ? from.slice(0, from.lastIndexOf(':')) : from,
+          };
           target
             .handle(delivered)
             .catch((error: unknown): HttpReply => {

@@ -239,7 +239,7 @@ export class World {
 
   /** A request from outside the store (a client, an operator) to `node`. */
   #request(from: string, node: NodeAddress, method: 'GET' | 'PUT' | 'DELETE', path: string, body: unknown, timeoutMs: number) {
-    const request: HttpRequest = { method, path, headers: {}, body };
+    const request: Omit<HttpRequest, 'remoteAddress'> = { method, path, headers: {}, body };
     return this.network.call(ALWAYS, from, node, request, timeoutMs);
   }
 

@@ -1,0 +1,147 @@
+// What a client can make a node hold is bounded, and headers meant for peers are not a client's
+// to send: real node processes on loopback, clients connecting from another loopback address
+// (127.0.0.2) where a test needs a source that is not a node.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Agent, request } from 'undici';
+import { Cluster, pollUntil, NotYet, printLogsOnFailure } from '../helpers/cluster.ts';
+import { assertErrorReply, call, get, kvsPath, put, type Reply } from '../helpers/http.ts';
+
+const BASE_PORT = 9900;
+/** An address in the view where nothing ever listens. */
+const NEVER_ANSWERS = `127.0.0.1:${BASE_PORT + 99}`;
+const QUEUE_BYTES_MAX = 4 * 1024 * 1024;
+const VALUE_BYTES = 1_000_000;
+
+/** Requests from 127.0.0.2: not the IP of any node of the store. */
+const outsider = new Agent({ localAddress: '127.0.0.2', connect: { timeout: 5_000 }, keepAliveTimeout: 1_000 });
+
+async function callFrom(
+  dispatcher: Agent,
+  method: 'GET' | 'PUT' | 'DELETE',
+  addr: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string>,
+): Promise<Reply> {
+  const res = await request(`http://${addr}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    dispatcher,
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
+  const text = await res.body.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.statusCode, body: parsed, text };
+}
+
+describe('bounds a client cannot push a node past', () => {
+  let cluster: Cluster | undefined;
+  let A = '';
+  let B = '';
+
+  before(async () => {
+    cluster = await Cluster.start({
+      basePort: BASE_PORT,
+      nodeCount: 2,
+      extraEnv: { REPLICATION_QUEUE_BYTES_MAX: String(QUEUE_BYTES_MAX), ANTI_ENTROPY_INTERVAL_MS: '500' },
+    });
+    [A, B] = cluster.addresses() as [string, string];
+  });
+  after(async () => {
+    await cluster?.stop();
+    await outsider.close();
+  });
+  printLogsOnFailure(() => cluster);
+
+  test('hints for a member that never answers are bounded in bytes, and the live replica has every write', async () => {
+    // In a replicated-only store a node added to the view becomes a member of the one shard.
+    const added = await call('PUT', A, '/view', { 'socket-address': NEVER_ANSWERS });
+    assert.equal(added.status, 201, added.text);
+    let meta: unknown = null;
+    const writes = 20;
+    for (let i = 0; i < writes; i++) {
+      const r = await put(A, 'big', `${i}:${'v'.repeat(VALUE_BYTES)}`, meta);
+      assert.ok(r.status === 200 || r.status === 201, `write ${i}: ${r.status} ${r.text.slice(0, 200)}`);
+      meta = r.body['causal-metadata'];
+    }
+    const status = (await call('GET', A, '/status')).body;
+    const replication = status.replication;
+    const heldBytes = replication.hintBytes + replication.queuedBytes;
+    assert.ok(
+      heldBytes <= 2 * QUEUE_BYTES_MAX,
+      `two peers' backlogs hold at most ${2 * QUEUE_BYTES_MAX} bytes, held ${heldBytes}: ${JSON.stringify(replication)}`,
+    );
+    assert.ok(replication.hints + replication.queued < writes, `the oldest hints were dropped: ${JSON.stringify(replication)}`);
+    assert.ok(replication.dropped > 0, `dropped versions are counted: ${JSON.stringify(replication)}`);
+    // The live replica has the last write (pushed, or pulled by its clock).
+    await pollUntil(
+      'B to serve the last write to big',
+      async () => {
+        const r = await get(B, 'big', meta);
+        if (r.status !== 200) throw new NotYet(`${r.status} ${r.text.slice(0, 200)}`);
+        assert.ok(String(r.body.value).startsWith(`${writes - 1}:`), `B serves the last write, got ${String(r.body.value).slice(0, 20)}`);
+      },
+      { timeoutMs: 10_000 },
+    );
+    // Found down by now, or removed here: either way out of the view.
+    const removed = await call('DELETE', A, '/view', { 'socket-address': NEVER_ANSWERS });
+    assert.ok(removed.status === 200 || removed.status === 404, removed.text);
+    cluster?.assertNoCrash();
+  });
+
+  test('x-kvs-* headers from a client that is not a node: 400, and nothing they ask for happens', async () => {
+    const hops = await callFrom(outsider, 'PUT', A, kvsPath('h1'), { value: 1, 'causal-metadata': null }, { 'x-kvs-hops': '1' });
+    assertErrorReply(hops, 400, 'x-kvs-hops from 127.0.0.2');
+    assert.match(hops.body.error, /x-kvs-/);
+    const deadline = await callFrom(outsider, 'PUT', A, kvsPath('h1'), { value: 1, 'causal-metadata': null }, {
+      'x-kvs-deadline': String(Date.now() + 60_000),
+    });
+    assertErrorReply(deadline, 400, 'x-kvs-deadline from 127.0.0.2');
+    assert.equal((await get(A, 'h1', null)).status, 404, 'the refused writes created nothing');
+
+    const report = await callFrom(outsider, 'DELETE', A, '/view', { 'socket-address': B }, { 'x-kvs-down-report': A });
+    assertErrorReply(report, 400, 'x-kvs-down-report from 127.0.0.2');
+    const view = (await call('GET', A, '/view')).body.view;
+    assert.ok(view.includes(B), `B is still in A's view: ${JSON.stringify(view)}`);
+
+    // Plain requests from the same client are served: only the headers are refused.
+    const plain = await callFrom(outsider, 'PUT', A, kvsPath('h2'), { value: 2, 'causal-metadata': null }, {});
+    assert.equal(plain.status, 201, plain.text);
+  });
+
+  test('malformed x-kvs-* headers: 400 from anyone, nodes included', async () => {
+    for (const [name, value] of [
+      ['x-kvs-deadline', '-1e309'],
+      ['x-kvs-deadline', 'soon'],
+      ['x-kvs-hops', '-Infinity'],
+      ['x-kvs-hops', '99'],
+      ['x-kvs-down-report', 'not-an-address'],
+    ] as const) {
+      // 127.0.0.1 is the nodes' own IP: even a node's headers are checked.
+      const r = await callFrom(new Agent(), 'PUT', A, kvsPath('h3'), { value: 3, 'causal-metadata': null }, { [name]: value });
+      assertErrorReply(r, 400, `${name}: ${value}`);
+    }
+    assert.equal((await get(A, 'h3', null)).status, 404, 'no refused write was applied');
+  });
+
+  test('pings naming unknown nodes add a bounded number of them to probation', async () => {
+    for (let i = 0; i < 150; i++) {
+      const r = await callFrom(outsider, 'GET', A, '/internal/ping', undefined, { 'x-kvs-from': `10.66.${Math.floor(i / 200)}.${i % 200}:8090` });
+      assert.equal(r.status, 200, r.text);
+    }
+    const status = (await call('GET', A, '/status')).body;
+    assert.ok(status.onProbation.length <= 64, `at most 64 learned nodes on probation, got ${status.onProbation.length}`);
+    assert.ok(status.onProbation.length > 0, 'pings from unknown nodes are still learned (a node every other one dropped)');
+    const view = (await call('GET', A, '/view')).body.view;
+    assert.deepEqual([...view].sort(), [A, B].sort(), 'nodes learned of are not in the view until they answer');
+  });
+});
