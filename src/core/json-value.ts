@@ -43,7 +43,27 @@ export function valueFault(value: unknown): string | null {
   return null;
 }
 
-/** Approximate bytes a version takes in memory and on the wire (its JSON length). */
+/**
+ * Approximate bytes a version takes in memory and on the wire: its JSON length, counting strings
+ * without their escapes. Walks the value without serialising it (a 1 MB string costs nothing).
+ */
 export function versionBytes(version: unknown): number {
-  return JSON.stringify(version).length;
+  let bytes = 0;
+  const stack: unknown[] = [version];
+  for (let current = stack.pop(); stack.length > 0 || current !== undefined; current = stack.pop()) {
+    if (typeof current === 'string') bytes += current.length + 2;
+    else if (typeof current === 'number') bytes += 8;
+    else if (typeof current === 'boolean' || current === null) bytes += 5;
+    else if (Array.isArray(current)) {
+      bytes += 2 + current.length;
+      for (const item of current) stack.push(item);
+    } else if (typeof current === 'object') {
+      bytes += 2;
+      for (const [key, item] of Object.entries(current)) {
+        bytes += key.length + 4;
+        stack.push(item);
+      }
+    }
+  }
+  return bytes;
 }

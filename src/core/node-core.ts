@@ -1,7 +1,7 @@
 import { isNodeAddress } from './address.ts';
 import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
 import { dependenciesAt, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
-import { valueFault } from './json-value.ts';
+import { valueFault, versionBytes } from './json-value.ts';
 import { hash32 } from './hash.ts';
 import { Membership } from './membership.ts';
 import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
@@ -21,6 +21,9 @@ import {
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 import { clockLacks, counterOf, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
+
+/** Bytes of versions (approximate JSON) in one anti-entropy answer; the rest is left for the next round. */
+export const REPAIR_BYTES_MAX = 4 * 1024 * 1024;
 
 export interface NodeCoreOptions {
   self: NodeAddress;
@@ -63,6 +66,11 @@ export interface PingInfo {
   applied: Clock;
   /** The pinged node's view: how nodes learn of others whose announcement they missed. */
   view: NodeAddress[];
+  /**
+   * Versions the pinged node is still pushing to the pinging one (absent: none, or not told). While
+   * they flow, the pinging node does not pull what they will bring.
+   */
+  replicating?: number;
 }
 
 export interface PendingReshard {
@@ -135,6 +143,8 @@ export class NodeCore {
   private currentReplica: Replica | null;
   /** False while this node rebuilds its shard copy from a peer: requests for its shard wait. */
   private isReady: boolean;
+  /** Where the next anti-entropy answer starts, when the last one stopped at its bound. */
+  private repairCursor = 0;
   private pendingReshard: PendingReshard | null = null;
   private readonly bugs: ReadonlySet<PlantedBug>;
 
@@ -438,17 +448,40 @@ export class NodeCore {
    * Anti-entropy, answering side: a peer of the same shard and epoch sends its partition digests;
    * we name the partitions that differ and send our versions of them.
    */
+  /**
+   * Anti-entropy, answered: the partitions whose digests differ from the asker's, with our versions
+   * of them, at most about REPAIR_BYTES_MAX of versions (whole partitions, at least one); `more`
+   * when partitions were left for the next round. Each answer starts after the last partition the
+   * previous one covered, so a bound that is always hit still reaches every partition in turn.
+   */
   onDigestRequest(
     epoch: Epoch,
     shard: ShardId,
     digests: readonly number[],
-  ): { ok: true; differing: number[]; versions: Version[] } | { ok: false; reason: string } {
+  ): { ok: true; differing: number[]; versions: Version[]; more: boolean } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
-    const differing = replica.differingPartitions(digests);
-    return { ok: true, differing, versions: replica.versionsInPartitions(differing) };
+    const all = replica.differingPartitions(digests);
+    const start = all.findIndex((p) => p >= this.repairCursor);
+    const differing = start <= 0 ? all : [...all.slice(start), ...all.slice(0, start)];
+    const byPartition = replica.versionsByPartition(differing);
+    const taken: number[] = [];
+    const versions: Version[] = [];
+    let bytes = 0;
+    for (const partition of differing) {
+      const list = byPartition.get(partition) ?? [];
+      let size = 0;
+      for (const version of list) size += versionBytes(version);
+      if (taken.length > 0 && bytes + size > REPAIR_BYTES_MAX) break;
+      taken.push(partition);
+      for (const version of list) versions.push(version);
+      bytes += size;
+    }
+    const more = taken.length < differing.length;
+    this.repairCursor = more ? (taken.at(-1) as number) + 1 : 0;
+    return { ok: true, differing: taken, versions, more };
   }
 
   /**

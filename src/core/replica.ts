@@ -262,6 +262,13 @@ export class Replica {
     return out;
   }
 
+  /** Every stored version (tombstones included) of the given partitions, by partition. */
+  versionsByPartition(partitions: readonly number[]): Map<number, Version[]> {
+    const out = new Map<number, Version[]>(partitions.map((p) => [p, []]));
+    for (const version of this.store.values()) out.get(partitionOfKey(version.key))?.push(version);
+    return out;
+  }
+
   /** Every stored version (tombstones included) of the given partitions. */
   versionsInPartitions(partitions: readonly number[]): Version[] {
     const wanted = new Set(partitions);

@@ -6,8 +6,8 @@ import { counterOf } from '../core/vector-clock.ts';
 import { NodeCore, type KvMethod, type Orphaned, type PingInfo, type WaitReason } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { Replica } from '../core/replica.ts';
-import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
-import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfNode } from '../core/shard-map.ts';
+import { VALUE_DEPTH_MAX, versionBytes } from '../core/json-value.ts';
+import { initialShardMap, mapDigest, membersOf, mergeShardMaps, shardIds, shardOfKey, shardOfNode } from '../core/shard-map.ts';
 import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { NodeConfig } from './config.ts';
 import { realTimers, sleep, type PeerTransport, type TimerHandle, type Timers } from './env.ts';
@@ -49,6 +49,8 @@ const PEER_BYTES_MAX = 256 * 1024 * 1024;
 const PEER_BODY_DEPTH_MAX = VALUE_DEPTH_MAX + 8;
 /** Headers that only nodes send each other. */
 const PEER_HEADER_PREFIX = 'x-kvs-';
+/** Digest exchanges in one anti-entropy round (each answer holds about REPAIR_BYTES_MAX of versions). */
+const REPAIR_EXCHANGES_MAX = 64;
 /** A peer is asked for a sync at most this often. */
 const SYNC_INTERVAL_MS_MIN = 250;
 /** A late transfer to a node that cannot take it yet (down, or not in the new epoch yet) is tried this often, this many times. */
@@ -175,6 +177,7 @@ export class KvsNode {
       depthMax: VALUE_DEPTH_MAX + 1,
       depthMessage: `Request body nests arrays or objects deeper than ${VALUE_DEPTH_MAX + 1} levels (a value may nest ${VALUE_DEPTH_MAX})`,
       inFlight: { requestsMax: this.config.clientRequestsMax, bytesMax: this.config.clientBytesMax },
+      admits: (method, path) => !(method === 'PUT' || method === 'DELETE') || !path.startsWith('/kvs/') || !this.replicationBacklogged(keyOf(path)),
     };
   }
 
@@ -477,6 +480,9 @@ export class KvsNode {
     deadlineMs: number | null,
   ): Promise<HttpReply> {
     const started = this.timers.now();
+    if (method !== 'GET' && this.replicationBacklogged(key)) {
+      return json(503, { error: 'The node is overloaded; try again later' });
+    }
     for (;;) {
       if (method !== 'GET' && deadlineMs !== null && this.timers.now() > deadlineMs) {
         this.log.warn({ key, method, lateMs: this.timers.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
@@ -508,6 +514,22 @@ export class KvsNode {
       if (decision.reason === 'handover') this.syncBase();
       await this.changed.wait(budgetMs);
     }
+  }
+
+  /**
+   * A write this node would make while a shard peer that is up has more than half its replication
+   * queue's bytes waiting: refused (503), so that a flood sheds at the door instead of filling the
+   * queue to where its oldest versions are dropped (which sync would then have to repair).
+   */
+  private replicationBacklogged(key: string): boolean {
+    const shard = this.core.shard;
+    if (shard === null || shardOfKey(this.core.map, key) !== shard) return false;
+    const backlogged = this.replicator.liveBacklogBytesMax() > this.config.replicationQueueBytesMax / 2;
+    if (backlogged) {
+      const suppressed = this.refusals.take('replication backlog');
+      if (suppressed !== null) this.log.warn({ suppressed }, 'write refused: replication backlog to a shard peer is over half its bound');
+    }
+    return backlogged;
   }
 
   private unavailable(reason: WaitReason, key: string, lacking?: Clock): HttpReply {
@@ -669,7 +691,10 @@ export class KvsNode {
     }
     if (info.mapDigest !== this.core.mapDigest) this.background.run('fetch map', () => this.fetchMap(peer));
     // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
-    if (previous && this.core.peerIsAhead({ ...info, applied: previous.applied })) this.startPull(peer, 'behind peer');
+    // Nor what its pushes to us are still bringing: under load, replication lags a ping or more, and
+    // pulling the same versions again would double the work of a busy peer.
+    const pushing = typeof info.replicating === 'number' && info.replicating > 0;
+    if (previous && !pushing && this.core.peerIsAhead({ ...info, applied: previous.applied })) this.startPull(peer, 'behind peer');
     else if (this.core.replica && this.core.replica.pendingCount > 0 && previous && this.core.peerIsAhead(info)) {
       this.startPull(peer, 'gap in replication');
     }
@@ -849,7 +874,7 @@ export class KvsNode {
       const base = isEpochClocks(answer.base) ? answer.base : undefined;
       const lamport = Number.isSafeInteger(answer.lamport) ? (answer.lamport as number) : 0;
       if (!this.core.onSyncResponse(epoch, shard, answer.versions, answer.applied, base, lamport)) return false;
-      this.repairStats.syncBytesReceived += JSON.stringify(answer.versions).length;
+      this.repairStats.syncBytesReceived += versionBytes(answer.versions);
       this.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
       this.stateChanged();
       return true;
@@ -863,7 +888,10 @@ export class KvsNode {
   /**
    * One anti-entropy round with the next shard peer in the view (so a node on probation is left
    * alone until its hold-down is over): send our partition digests, merge the peer's versions of the
-   * partitions that differ, send ours of them back. Then collect tombstones every member reflects.
+   * partitions that differ, send ours of them back; the peer answers with a bounded number of bytes,
+   * so while it says there is more, exchange again (at most REPAIR_EXCHANGES_MAX times). Then collect
+   * tombstones every member reflects. A peer we are still pushing writes to is left for the next
+   * round: its digests differ by what is in flight, and repairing that would send it all twice.
    */
   private async antiEntropyRound(): Promise<void> {
     const replica = this.core.replica;
@@ -871,31 +899,13 @@ export class KvsNode {
     const peers = this.core.replicationPeers();
     if (peers.length === 0) return;
     const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
+    if (this.replicator.liveQueued(peer) > 0) return;
     const epoch = this.core.map.epoch;
     const shard = replica.shard;
     this.antiEntropyRunning = true;
     try {
-      const reply = await this.peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests: replica.digests() }, {
-        timeoutMs: this.config.requestTimeoutMs,
-      });
-      const answer = reply.body as { differing?: unknown; versions?: unknown };
-      if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(answer.versions)) return;
-      this.repairStats.rounds++;
-      this.repairStats.bytes += JSON.stringify(answer.versions).length;
-      if (answer.differing.length === 0) {
-        this.repairStats.lastInSyncMs = this.timers.now();
-      } else {
-        const changedHere = this.core.onRepair(epoch, shard, answer.versions) ?? 0;
-        const ours = replica.versionsInPartitions(answer.differing);
-        const pushed = await this.sendVersions(peer, '/internal/repair', { epoch, shard }, ours, this.config.requestTimeoutMs);
-        this.repairStats.bytes += pushed.bytes;
-        const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
-        // Keys repaired here; the peer counts those it took from us.
-        this.repairStats.keysRepaired += changedHere;
-        if (changedHere + changedThere > 0) {
-          this.log.info({ peer, partitions: answer.differing.length, changedHere, changedThere }, 'anti-entropy repaired keys');
-        }
-        this.stateChanged();
+      for (let exchange = 0; exchange < REPAIR_EXCHANGES_MAX && !this.closed; exchange++) {
+        if (!(await this.repairExchange(peer, epoch, shard, replica))) break;
       }
       const peerClocks = new Map<NodeAddress, Clock>();
       for (const [node, info] of this.lastPing) if (info.epoch === epoch && info.shard === shard) peerClocks.set(node, info.applied);
@@ -912,6 +922,33 @@ export class KvsNode {
     } finally {
       this.antiEntropyRunning = false;
     }
+  }
+
+  /** One digest exchange of an anti-entropy round; true when the peer has more differing partitions. */
+  private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, replica: Replica): Promise<boolean> {
+    const reply = await this.peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests: replica.digests(), from: this.config.address }, {
+      timeoutMs: this.config.requestTimeoutMs,
+    });
+    const answer = reply.body as { differing?: unknown; versions?: unknown; more?: unknown };
+    if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(answer.versions)) return false;
+    this.repairStats.rounds++;
+    this.repairStats.bytes += versionBytes(answer.versions);
+    if (answer.differing.length === 0) {
+      this.repairStats.lastInSyncMs = this.timers.now();
+      return false;
+    }
+    const changedHere = this.core.onRepair(epoch, shard, answer.versions) ?? 0;
+    const ours = replica.versionsInPartitions(answer.differing);
+    const pushed = await this.sendVersions(peer, '/internal/repair', { epoch, shard }, ours, this.config.requestTimeoutMs);
+    this.repairStats.bytes += pushed.bytes;
+    const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
+    // Keys repaired here; the peer counts those it took from us.
+    this.repairStats.keysRepaired += changedHere;
+    if (changedHere + changedThere > 0) {
+      this.log.info({ peer, partitions: answer.differing.length, changedHere, changedThere }, 'anti-entropy repaired keys');
+    }
+    this.stateChanged();
+    return answer.more === true && this.core.replica === replica;
   }
 
   /**
@@ -1077,7 +1114,8 @@ export class KvsNode {
       if (from !== null && this.core.membership.learn(from, this.timers.now())) {
         this.log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
       }
-      return json(200, this.core.pingInfo());
+      const replicating = from === null ? 0 : this.replicator.liveQueued(from);
+      return json(200, replicating > 0 ? { ...this.core.pingInfo(), replicating } : this.core.pingInfo());
     }
     if (method === 'GET' && path === '/internal/state') {
       return json(200, { map: this.core.map, view: this.core.membership.view(), ready: this.core.ready });
@@ -1110,9 +1148,13 @@ export class KvsNode {
         if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isPartitionDigests(fields.digests)) {
           throw new BadRequest('malformed digest request');
         }
+        // Still pushing writes to the asker: our digests differ by what is in flight; next round.
+        if (isNodeAddress(fields.from) && this.replicator.liveQueued(fields.from) > 0) {
+          return json(409, { error: 'replication to the asking node is in flight; try the next round' });
+        }
         const result = this.core.onDigestRequest(fields.epoch, fields.shard, fields.digests);
         if (!result.ok) return json(409, { error: result.reason });
-        return json(200, { differing: result.differing, versions: result.versions });
+        return json(200, { differing: result.differing, versions: result.versions, more: result.more });
       }
       case '/internal/repair': {
         if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
@@ -1215,6 +1257,15 @@ function field(body: unknown, name: string): unknown {
   return (body as Record<string, unknown>)[name];
 }
 
+/** The key of a /kvs/ path ('' when it is not valid URL encoding: the route answers 400 for that). */
+function keyOf(path: string): string {
+  try {
+    return decodeURIComponent(path.slice('/kvs/'.length));
+  } catch {
+    return '';
+  }
+}
+
 function isKvMethod(method: string): method is KvMethod {
   return method === 'GET' || method === 'PUT' || method === 'DELETE';
 }
@@ -1229,7 +1280,7 @@ function chunkByBytes(versions: Version[], bytesMax: number): { versions: Versio
   let current: Version[] = [];
   let bytes = 0;
   for (const version of versions) {
-    const size = JSON.stringify(version).length;
+    const size = versionBytes(version);
     if (current.length > 0 && bytes + size > bytesMax) {
       chunks.push({ versions: current, bytes });
       current = [];
