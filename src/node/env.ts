@@ -27,6 +27,17 @@ export const realTimers: Timers = {
 
 export type PeerMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
 
+/**
+ * A request body already serialised: sent as it is. What goes to several peers (a replicated
+ * write) is serialised once, not once per peer.
+ */
+export class JsonText {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
 export interface PeerCallOptions {
   timeoutMs?: number;
   headers?: Record<string, string>;

@@ -40,6 +40,8 @@ export interface RequestClass {
   /** What the 400 for a too-deep body says. */
   depthMessage: string;
   inFlight: InFlightLimits;
+  /** False to shed a request (503 with Retry-After) before its body is read: the node is too busy for it. */
+  admits?: (method: string, path: string) => boolean;
 }
 
 export interface HttpServerOptions {
@@ -169,8 +171,9 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
   let counter = inFlight.get(kind.name);
   if (counter === undefined) inFlight.set(kind.name, (counter = new InFlight()));
   const reserved = declared ?? 0;
-  if (counter.requests >= kind.inFlight.requestsMax || counter.bytes + reserved > kind.inFlight.bytesMax) {
-    options.onRefused({ status: 503, reason: `${kind.name} requests in flight at their bound`, remoteAddress });
+  const busy = kind.admits !== undefined && !kind.admits(req.method ?? 'GET', path);
+  if (busy || counter.requests >= kind.inFlight.requestsMax || counter.bytes + reserved > kind.inFlight.bytesMax) {
+    options.onRefused({ status: 503, reason: busy ? `${kind.name} request shed: node busy` : `${kind.name} requests in flight at their bound`, remoteAddress });
     answerEarly(req, res, 503, 'The node is overloaded; try again later', { 'retry-after': String(RETRY_AFTER_S) });
     return;
   }

@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
 import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
-import type { PeerCallOptions, PeerMethod, PeerTransport } from './env.ts';
+import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport } from './env.ts';
 
 export interface PeerReply {
   status: number;
@@ -59,7 +59,7 @@ export class PeerClient implements PeerTransport {
         method,
         path,
         headers: { 'content-type': 'application/json', ...options.headers },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body),
         signal,
         // undici closes the connection after a GET or DELETE with a body unless told not to;
         // our GETs carry causal metadata, so keep the connection.

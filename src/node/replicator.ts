@@ -1,8 +1,7 @@
 import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
-import type { PeerTransport } from './env.ts';
+import { JsonText, type PeerTransport } from './env.ts';
 import { PeerUnreachableError } from './peer-client.ts';
-import { versionBytes } from '../core/json-value.ts';
 
 export interface ReplicatorOptions {
   self: NodeAddress;
@@ -25,6 +24,8 @@ export interface Hint {
 }
 
 interface Item extends Hint {
+  /** The version as JSON, made once for every peer it goes to. */
+  json: string;
   bytes: number;
 }
 
@@ -102,7 +103,10 @@ export class Replicator {
   /** Hints found on disk at start: held (paused) until their peers answer. */
   restore(hints: ReadonlyMap<NodeAddress, Hint[]>): void {
     for (const [peer, list] of hints) {
-      const items = [...list].sort((x, y) => x.seq - y.seq).map((h) => ({ ...h, bytes: versionBytes(h.version) }));
+      const items = [...list].sort((x, y) => x.seq - y.seq).map((h) => {
+        const json = JSON.stringify(h.version);
+        return { ...h, json, bytes: json.length };
+      });
       if (items.length === 0) continue;
       const last = (items.at(-1) as Item).seq;
       const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last };
@@ -113,12 +117,13 @@ export class Replicator {
   }
 
   enqueue(targets: NodeAddress[], epoch: Epoch, shard: ShardId, version: Version): void {
-    const bytes = versionBytes(version);
+    const json = JSON.stringify(version);
+    const bytes = json.length;
     for (const peer of targets) {
       let queue = this.queues.get(peer);
       // A peer outside the view gets its writes as hints, sent once it is back.
       if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0 }));
-      const item: Item = { seq: this.nextSeq++, epoch, shard, version, bytes };
+      const item: Item = { seq: this.nextSeq++, epoch, shard, version, json, bytes };
       this.push(peer, queue, item);
       if (queue.paused) this.logHints(peer, queue, [item]);
       else if (!queue.sending) this.startPump(peer, queue);
@@ -170,6 +175,19 @@ export class Replicator {
     if (!queue.sending && queue.items.length > 0) this.startPump(peer, queue);
   }
 
+  /** Versions queued for `peer` and being sent (0 when its queue is paused: those are hints). */
+  liveQueued(peer: NodeAddress): number {
+    const queue = this.queues.get(peer);
+    return queue === undefined || queue.paused ? 0 : queue.items.length + (queue.sending ? 1 : 0);
+  }
+
+  /** Bytes queued for the peer with the most, among peers that are up (hints for peers that are down excluded). */
+  liveBacklogBytesMax(): number {
+    let most = 0;
+    for (const queue of this.queues.values()) if (!queue.paused && queue.bytes > most) most = queue.bytes;
+    return most;
+  }
+
   snapshot(): ReplicatorStats {
     const out = { queued: 0, queuedBytes: 0, hints: 0, hintBytes: 0, ...this.stats };
     for (const queue of this.queues.values()) {
@@ -196,7 +214,10 @@ export class Replicator {
             peer,
             'POST',
             '/internal/replicate',
-            { from: this.options.self, epoch: first.epoch, shard: first.shard, versions: batch.map((i) => i.version) },
+            new JsonText(
+              `{"from":${JSON.stringify(this.options.self)},"epoch":${first.epoch},"shard":${JSON.stringify(first.shard)},` +
+                `"versions":[${batch.map((i) => i.json).join(',')}]}`,
+            ),
             { timeoutMs: this.options.timeoutMs },
           );
           delivered = true;

@@ -6,6 +6,7 @@
 // sees what a real one would: an answer, or PeerUnreachableError after its timeout, marked
 // `maybeDelivered` unless the request provably never left.
 
+import { JsonText } from '../node/env.ts';
 import type { HttpReply, HttpRequest } from '../node/http-server.ts';
 import { PeerUnreachableError, type PeerReply } from '../node/peer-client.ts';
 import type { Prng } from '../lab/prng.ts';
@@ -163,7 +164,8 @@ export class SimNetwork {
         this.#scheduler.after(Math.min(this.settings.connectTimeoutMs, timeoutMs), () => fail('UND_ERR_CONNECT_TIMEOUT'), caller);
         return;
       }
-      const body = request.body === undefined ? undefined : JSON.parse(JSON.stringify(request.body));
+      const sent = request.body;
+      const body = sent === undefined ? undefined : JSON.parse(sent instanceof JsonText ? sent.text : JSON.stringify(sent));
       const copies = request.path.startsWith('/internal/') && this.#prng.next() < this.settings.duplicateRate ? 2 : 1;
       if (copies === 2) this.stats.duplicated++;
       for (let copy = 0; copy < copies; copy++) {
