@@ -96,19 +96,23 @@ export type ViewChange = { atSeconds: number; at: NodeAddress; removed: NodeAddr
 export type ReadbackProblem = { key: string; node: NodeAddress | null; kind: string; detail: string };
 
 export type FloodResult = {
-  config: {
-    nodes: NodeAddress[];
-    target: NodeAddress;
-    connections: number;
-    valueBytes: number;
-    seconds: number;
-    settleSeconds: number;
-    settleUntilDrained: boolean;
-    requestTimeoutMs: number;
-    readbackSeconds: number;
-    honorRetryAfter: boolean;
-    sampleIntervalMs: number;
-  };
+  /** The options the run used, defaults filled in. */
+  config: Required<
+    Pick<
+      FloodOptions,
+      | 'nodes'
+      | 'target'
+      | 'connections'
+      | 'valueBytes'
+      | 'seconds'
+      | 'settleSeconds'
+      | 'settleUntilDrained'
+      | 'requestTimeoutMs'
+      | 'readbackSeconds'
+      | 'honorRetryAfter'
+      | 'sampleIntervalMs'
+    >
+  >;
   flood: {
     /** From the first request to the end of the last one (deadline plus at most one timeout). */
     seconds: number;
