@@ -85,6 +85,8 @@ export type NodeReport = {
   /** Replication backlog at the end of the settle phase (null: /status did not answer). */
   backlogEnd: { queued: number; hints: number; pendingEarlyWrites: number } | null;
   peakBacklog: { queued: number; hints: number };
+  /** Longest event-loop delay the node reported in /status (eventLoop.delayMaxMs) during the flood; null: not reported. */
+  loopDelayMaxMsFlood: number | null;
   statusAnswered: number;
   statusMissed: number;
   viewAnswered: number;
@@ -134,7 +136,10 @@ export type FloodResult = {
   };
   nodes: NodeReport[];
   /** GET /view at the flooded node, during the flood and during the settle phase. */
+  /** GET /view at the flooded node, each on a new connection (from a worker thread; or pooled when it is off). */
   viewLatency: { flood: LatencySummary; settle: LatencySummary };
+  /** GET /view at the flooded node over kept-alive connections, as peers and pooled clients ask. */
+  viewLatencyPooled: { flood: LatencySummary; settle: LatencySummary };
   viewChanges: {
     /** Every node removed from or added to any node's view between two samples of that view. */
     count: number;
@@ -383,6 +388,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
         rssSources: new Set<string>(),
         lastStatus: null as StatusSample | null,
         peakBacklog: { queued: 0, hints: 0 },
+        loopDelayMaxMsFlood: null as number | null,
         lastView: null as string[] | null,
         statusInFlight: false,
         viewInFlight: false,
@@ -394,6 +400,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
     ]),
   );
   const viewLatency = { flood: new LatencySample(viewTimeoutMs), settle: new LatencySample(viewTimeoutMs) };
+  const viewLatencyPooled = { flood: new LatencySample(viewTimeoutMs), settle: new LatencySample(viewTimeoutMs) };
   const viewChanges = { count: 0, removals: 0, additions: 0, samplesMissingANode: 0, events: [] as ViewChange[] };
   const samplesInFlight = new Set<Promise<void>>();
   // The flooded node's /view latency is measured from a worker thread of its own: this process's
@@ -442,10 +449,12 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
       const reply = await getJson(monitorPools.get(node)!, '/view', viewTimeoutMs);
       const latencyMs = performance.now() - sentMs;
       if (reply.status !== 200 || !Array.isArray(reply.body?.view)) throw new Error(`GET /view: ${reply.status}`);
+      if (node === target) viewLatencyPooled[atPhase].record(latencyMs);
       if (node === target && probeWorker === null) viewLatency[atPhase].record(latencyMs);
       state.viewAnswered += 1;
       recordView(node, reply.body.view as string[]);
     } catch {
+      if (node === target) viewLatencyPooled[atPhase].record(Infinity);
       if (node === target && probeWorker === null) viewLatency[atPhase].record(Infinity);
       state.viewMissed += 1;
     }
@@ -465,6 +474,8 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
       const replication = (reply.body as { replication?: { queued?: unknown; hints?: unknown } }).replication;
       state.peakBacklog.queued = Math.max(state.peakBacklog.queued, asNumber(replication?.queued));
       state.peakBacklog.hints = Math.max(state.peakBacklog.hints, asNumber(replication?.hints));
+      const loopDelay = (reply.body as { eventLoop?: { delayMaxMs?: unknown } }).eventLoop?.delayMaxMs;
+      if (atPhase === 'flood' && typeof loopDelay === 'number') state.loopDelayMaxMsFlood = Math.max(state.loopDelayMaxMsFlood ?? 0, loopDelay);
     } catch {
       state.statusMissed += 1;
     }
@@ -692,6 +703,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
                 pendingEarlyWrites: asNumber(body.pendingEarlyWrites),
               },
         peakBacklog: state.peakBacklog,
+        loopDelayMaxMsFlood: state.loopDelayMaxMsFlood,
         statusAnswered: state.statusAnswered,
         statusMissed: state.statusMissed,
         viewAnswered: state.viewAnswered,
@@ -728,6 +740,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
       },
       nodes: nodeReports,
       viewLatency: { flood: viewLatency.flood.summary(), settle: viewLatency.settle.summary() },
+      viewLatencyPooled: { flood: viewLatencyPooled.flood.summary(), settle: viewLatencyPooled.settle.summary() },
       viewChanges,
       settle: {
         seconds: Math.round(((settleEndMs - floodEndMs) / 1000) * 10) / 10,
@@ -886,7 +899,7 @@ export function formatFloodReport(result: FloodResult): string {
       `(${config.nodes.length} nodes, replicated-only); flood took ${flood.seconds} s, settle ${result.settle.seconds} s`,
   );
   lines.push('');
-  const header = ['node', 'peak RSS flood', 'peak RSS settle', 'RSS end', 'queued end', 'hints end', 'pending end', 'peak queued', 'status ok/miss', 'view ok/miss'];
+  const header = ['node', 'peak RSS flood', 'peak RSS settle', 'RSS end', 'queued end', 'hints end', 'pending end', 'peak queued', 'loop delay max', 'status ok/miss', 'view ok/miss'];
   const rows = result.nodes.map((node) => [
     `${node.address}${node.flooded ? ' *' : ''}`,
     formatBytes(node.peakRssBytesFlood),
@@ -896,6 +909,7 @@ export function formatFloodReport(result: FloodResult): string {
     node.backlogEnd === null ? '?' : String(node.backlogEnd.hints),
     node.backlogEnd === null ? '?' : String(node.backlogEnd.pendingEarlyWrites),
     String(Math.max(node.peakBacklog.queued, node.peakBacklog.hints)),
+    node.loopDelayMaxMsFlood === null ? '?' : `${Math.round(node.loopDelayMaxMsFlood)} ms`,
     `${node.statusAnswered}/${node.statusMissed}`,
     `${node.viewAnswered}/${node.viewMissed}`,
   ]);
@@ -909,8 +923,10 @@ export function formatFloodReport(result: FloodResult): string {
   );
   if (Object.keys(flood.errorTexts).length > 0) lines.push(`error answers: ${formatCounts(flood.errorTexts)}`);
   lines.push(`acknowledged ${flood.ackedMBPerSecond} MB/s; PUT 2xx latency ${formatLatency(flood.putLatency2xx).replace(/, over 1 s.*$/, '')}`);
-  lines.push(`GET /view at the flooded node, during the flood: ${formatLatency(result.viewLatency.flood)}`);
-  lines.push(`GET /view at the flooded node, while settling:   ${formatLatency(result.viewLatency.settle)}`);
+  lines.push(`GET /view at the flooded node, new connection, during the flood: ${formatLatency(result.viewLatency.flood)}`);
+  lines.push(`GET /view at the flooded node, new connection, while settling:   ${formatLatency(result.viewLatency.settle)}`);
+  lines.push(`GET /view at the flooded node, kept-alive, during the flood:     ${formatLatency(result.viewLatencyPooled.flood)}`);
+  lines.push(`GET /view at the flooded node, kept-alive, while settling:       ${formatLatency(result.viewLatencyPooled.settle)}`);
   lines.push(
     `view changes: ${result.viewChanges.count} (removals ${result.viewChanges.removals}, additions ${result.viewChanges.additions}); ` +
       `view samples lacking a node: ${result.viewChanges.samplesMissingANode}`,

@@ -1,33 +1,36 @@
-// A worker thread for the flood benchmark: GET /view at one node every `intervalMs`, each with a
-// `timeoutMs` bound, posting each latency (or null for a miss) to the parent. It runs apart from
-// the flood's own event loop, so the load generator's pauses are not taken for the node's.
+// A worker thread for the flood benchmark: GET /view at one node every `intervalMs`, each on a new
+// connection (as a new client would: the accept queue counts) and bounded by `timeoutMs`, posting
+// each latency (or null for a miss) to the parent. It runs apart from the flood's own event loop,
+// so the load generator's pauses are not taken for the node's.
+import { request } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Pool } from 'undici';
 
 const { target, intervalMs, timeoutMs } = workerData as { target: string; intervalMs: number; timeoutMs: number };
-const pool = new Pool(`http://${target}`, { connections: 4, connect: { timeout: timeoutMs } });
-let stopped = false;
-parentPort?.on('message', (message: unknown) => {
-  if (message === 'stop') {
-    stopped = true;
-    void pool.destroy().finally(() => process.exit(0));
-  }
-});
+const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
 
-async function probe(): Promise<void> {
+function probe(): void {
   const sentMs = performance.now();
-  try {
-    const response = await pool.request({ method: 'GET', path: '/view', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
-    await response.body.text();
+  let done = false;
+  const report = (ok: boolean): void => {
+    if (done) return;
+    done = true;
     const latencyMs = performance.now() - sentMs;
-    parentPort?.postMessage({ latencyMs: response.statusCode === 200 && latencyMs <= timeoutMs ? latencyMs : null });
-  } catch (error) {
-    if (process.env.PROBE_DEBUG) console.error('probe', (error as Error).message, performance.now() - sentMs);
-    parentPort?.postMessage({ latencyMs: null });
-  }
+    parentPort?.postMessage({ latencyMs: ok && latencyMs <= timeoutMs ? latencyMs : null });
+  };
+  const req = request({ host, port, path: '/view', method: 'GET', agent: false, timeout: timeoutMs }, (res) => {
+    res.resume();
+    res.on('end', () => report(res.statusCode === 200));
+    res.on('error', () => report(false));
+  });
+  req.on('timeout', () => {
+    report(false);
+    req.destroy();
+  });
+  req.on('error', () => report(false));
+  req.end();
 }
 
-const timer = setInterval(() => {
-  if (stopped) clearInterval(timer);
-  else void probe();
-}, intervalMs);
+const timer = setInterval(probe, intervalMs);
+parentPort?.on('message', (message: unknown) => {
+  if (message === 'stop') clearInterval(timer);
+});

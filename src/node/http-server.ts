@@ -68,6 +68,7 @@ const REQUEST_MS_MAX = 30_000;
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_MS = 65_000;
+const OVERLOADED = 'The node is overloaded; try again later';
 /** A 503 from admission control asks the client to come back after this many seconds. */
 export const RETRY_AFTER_S = 1;
 
@@ -174,7 +175,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
   const busy = kind.admits !== undefined && !kind.admits(req.method ?? 'GET', path);
   if (busy || counter.requests >= kind.inFlight.requestsMax || counter.bytes + reserved > kind.inFlight.bytesMax) {
     options.onRefused({ status: 503, reason: busy ? `${kind.name} request shed: node busy` : `${kind.name} requests in flight at their bound`, remoteAddress });
-    answerEarly(req, res, 503, 'The node is overloaded; try again later', { 'retry-after': String(RETRY_AFTER_S) });
+    answerEarly(req, res, 503, OVERLOADED, { 'retry-after': String(RETRY_AFTER_S) });
     return;
   }
   counter.requests++;
@@ -194,7 +195,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
       return;
     }
     if (read.kind === 'overloaded') {
-      answerEarly(req, res, 503, 'The node is overloaded; try again later', { 'retry-after': String(RETRY_AFTER_S) });
+      answerEarly(req, res, 503, OVERLOADED, { 'retry-after': String(RETRY_AFTER_S) });
       return;
     }
     if (read.kind === 'aborted') return;

@@ -12,6 +12,7 @@ import type { Clock, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../c
 import type { NodeConfig } from './config.ts';
 import { realTimers, sleep, type PeerTransport, type TimerHandle, type Timers } from './env.ts';
 import { Background, LogLimiter } from './background.ts';
+import { readLoopDelay } from './loop-delay.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import type { Logger } from './logger.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
@@ -1235,6 +1236,7 @@ export class KvsNode {
       uptimeMs: this.timers.now() - this.startedMs,
       backgroundFailures: this.background.snapshot(),
       memory: { rssBytes: process.memoryUsage.rss() },
+      eventLoop: readLoopDelay(),
     };
   }
 }
