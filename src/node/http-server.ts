@@ -166,7 +166,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
   const bodyBytesMax = kind.bodyBytesMax;
   const declared = declaredLength(req);
   if (declared !== null && declared > bodyBytesMax) {
-    answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`);
+    answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`, DRAIN_TOO_LARGE);
     return;
   }
   let counter = inFlight.get(kind.name);
@@ -175,7 +175,7 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
   const busy = kind.admits !== undefined && !kind.admits(req.method ?? 'GET', path);
   if (busy || counter.requests >= kind.inFlight.requestsMax || counter.bytes + reserved > kind.inFlight.bytesMax) {
     options.onRefused({ status: 503, reason: busy ? `${kind.name} request shed: node busy` : `${kind.name} requests in flight at their bound`, remoteAddress });
-    answerEarly(req, res, 503, OVERLOADED, { 'retry-after': String(RETRY_AFTER_S) });
+    answerEarly(req, res, 503, OVERLOADED, DRAIN_SHED, { 'retry-after': String(RETRY_AFTER_S) });
     return;
   }
   counter.requests++;
@@ -191,11 +191,11 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
       return counter.bytes <= kind.inFlight.bytesMax;
     });
     if (read.kind === 'too-large') {
-      answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`);
+      answerEarly(req, res, 413, `Request body is larger than ${bodyBytesMax} bytes`, DRAIN_TOO_LARGE);
       return;
     }
     if (read.kind === 'overloaded') {
-      answerEarly(req, res, 503, OVERLOADED, { 'retry-after': String(RETRY_AFTER_S) });
+      answerEarly(req, res, 503, OVERLOADED, DRAIN_SHED, { 'retry-after': String(RETRY_AFTER_S) });
       return;
     }
     if (read.kind === 'aborted') return;
@@ -271,18 +271,37 @@ function readBody(req: IncomingMessage, bytesMax: number, grow: (size: number) =
   });
 }
 
+/** How an early answer reads the rest of the body. */
+interface Drain {
+  /** Keep the connection for the client's next request once the body is read (else close it). */
+  keepAlive: boolean;
+  /** Pause this long after each chunk (0: read at full speed). */
+  pauseMs: number;
+}
+
+/** An over-size body: read it at full speed, so the client finishes and reads its 413, then close. */
+const DRAIN_TOO_LARGE: Drain = { keepAlive: false, pauseMs: 0 };
+/**
+ * A request shed for overload: its body (within the size bound) is read slowly, a pause after
+ * each chunk, and the connection is kept. The client has its answer at once; TCP holds it back
+ * while the rest of its body trickles in, so a flood slows itself down instead of costing the node
+ * CPU, and its connections do not crowd the accept queue that new clients (an operator's
+ * `GET /view`) wait in.
+ */
+const DRAIN_SHED: Drain = { keepAlive: true, pauseMs: 100 };
+
 /**
  * Answers before the body is read (413, or 503 when shedding), then reads and discards what the
- * client still sends, up to LINGER_BYTES_MAX and LINGER_MS_MAX, and only then closes: closing while
- * the client sends would reset the connection and lose the answer.
+ * client still sends, up to LINGER_BYTES_MAX and LINGER_MS_MAX: closing while the client sends
+ * would reset the connection and lose the answer. At a bound the connection is closed.
  */
-function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, message: string, drain: Drain, headers: Record<string, string> = {}): void {
   const payload = JSON.stringify({ error: message });
-  res.shouldKeepAlive = false;
+  if (!drain.keepAlive) res.shouldKeepAlive = false;
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(payload),
-    connection: 'close',
+    ...(drain.keepAlive ? {} : { connection: 'close' }),
     ...headers,
   });
   res.write(payload);
@@ -291,24 +310,33 @@ function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, 
     return;
   }
   let drained = 0;
-  const finish = (): void => {
+  let pause: NodeJS.Timeout | undefined;
+  const finish = (atBound: boolean): void => {
     clearTimeout(timer);
+    clearTimeout(pause);
     req.off('data', onData);
-    req.off('end', finish);
-    req.off('close', finish);
-    req.off('error', finish);
+    req.off('end', onEnd);
+    req.off('close', onEnd);
+    req.off('error', onEnd);
     res.end();
+    // A body not read to its end cannot be followed by another request on this connection.
+    if (atBound && drain.keepAlive) req.socket.destroy();
   };
+  const onEnd = (): void => finish(false);
   const onData = (chunk: Buffer): void => {
     drained += chunk.length;
-    if (drained > LINGER_BYTES_MAX) finish();
+    if (drained > LINGER_BYTES_MAX) return finish(true);
+    if (drain.pauseMs > 0) {
+      req.pause();
+      pause = setTimeout(() => req.resume(), drain.pauseMs);
+    }
   };
-  const timer = setTimeout(finish, LINGER_MS_MAX);
+  const timer = setTimeout(() => finish(true), LINGER_MS_MAX);
   timer.unref();
   req.on('data', onData);
-  req.on('end', finish);
-  req.on('close', finish);
-  req.on('error', finish);
+  req.on('end', onEnd);
+  req.on('close', onEnd);
+  req.on('error', onEnd);
   req.resume();
 }
 

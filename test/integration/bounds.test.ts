@@ -69,7 +69,19 @@ describe('bounds a client cannot push a node past', () => {
     let meta: unknown = null;
     const writes = 20;
     for (let i = 0; i < writes; i++) {
-      const r = await put(A, 'big', `${i}:${'v'.repeat(VALUE_BYTES)}`, meta);
+      // While B's queue holds over half its bytes bound, A sheds writes with 503: retry, as a client would.
+      const { value: r } = await pollUntil(
+        `write ${i} of a 1 MB value to be accepted`,
+        async () => {
+          const reply = await put(A, 'big', `${i}:${'v'.repeat(VALUE_BYTES)}`, meta);
+          if (reply.status === 503) {
+            assert.equal(reply.body?.error, 'The node is overloaded; try again later', `a 503 is the overload answer: ${reply.text}`);
+            throw new NotYet('shed: replication backlog');
+          }
+          return reply;
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
       assert.ok(r.status === 200 || r.status === 201, `write ${i}: ${r.status} ${r.text.slice(0, 200)}`);
       meta = r.body['causal-metadata'];
     }
@@ -139,8 +151,10 @@ describe('bounds a client cannot push a node past', () => {
       assert.equal(r.status, 200, r.text);
     }
     const status = (await call('GET', A, '/status')).body;
-    assert.ok(status.onProbation.length <= 64, `at most 64 learned nodes on probation, got ${status.onProbation.length}`);
-    assert.ok(status.onProbation.length > 0, 'pings from unknown nodes are still learned (a node every other one dropped)');
+    // Only the addresses named in the pings: the node that never answered may be on probation too.
+    const learned = (status.onProbation as string[]).filter((node) => node.startsWith('10.66.'));
+    assert.ok(learned.length <= 64, `at most 64 learned nodes on probation, got ${learned.length}`);
+    assert.ok(learned.length > 0, 'pings from unknown nodes are still learned (a node every other one dropped)');
     const view = (await call('GET', A, '/view')).body.view;
     assert.deepEqual([...view].sort(), [A, B].sort(), 'nodes learned of are not in the view until they answer');
   });
