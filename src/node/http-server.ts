@@ -66,6 +66,8 @@ const HEADERS_MS_MAX = 20_000;
 const REQUEST_MS_MAX = 30_000;
 /** How often Node checks those two timeouts. */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/** Open connections at most; beyond, Node closes a new connection as soon as it is accepted. */
+export const CONNECTIONS_MAX = 10_000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_MS = 65_000;
 const OVERLOADED = 'The node is overloaded; try again later';
@@ -104,6 +106,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Serve
       });
     },
   );
+  server.maxConnections = CONNECTIONS_MAX;
   server.on('clientError', (error: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
