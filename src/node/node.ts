@@ -1,5 +1,4 @@
 import type { Server } from 'node:http';
-import { isIP } from 'node:net';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import { counterOf } from '../core/vector-clock.ts';
@@ -395,19 +394,15 @@ export class KvsNode {
   }
 
   /**
-   * Whether a connection from `ip` may come from a node: the IP of a node this node knows (VIEW,
-   * the view, nodes on probation, shard members) or one of PEER_SOURCE_IPS. Where nodes are named by
-   * host name the check cannot be made here, and every source passes.
+   * Whether a connection from `ip` may come from a node: the IP of a node in VIEW, the view or the
+   * shard map, or one of PEER_SOURCE_IPS. Nodes only learned of from pings do not count (anyone can
+   * send a ping). Nodes named by host name match nothing here: list their IPs in PEER_SOURCE_IPS.
    */
   private isNodeSource(ip: string): boolean {
     const source = ip.startsWith('::ffff:') ? ip.slice('::ffff:'.length) : ip;
     if (this.config.peerSourceIps.includes(source)) return true;
-    const known = [...this.config.view, ...this.core.membership.probeTargets(), ...Object.values(this.core.map.shards).flat()];
-    for (const node of known) {
-      const host = node.slice(0, node.lastIndexOf(':'));
-      if (host === source || isIP(host) === 0) return true;
-    }
-    return false;
+    const known = [...this.config.view, ...this.core.membership.view(), ...Object.values(this.core.map.shards).flat()];
+    return known.some((node) => node.slice(0, node.lastIndexOf(':')) === source);
   }
 
   private async viewRoute(method: string, body: unknown, downReport: NodeAddress | null): Promise<HttpReply> {
