@@ -140,6 +140,8 @@ export type FloodResult = {
   viewLatency: { flood: LatencySummary; settle: LatencySummary };
   /** GET /view at the flooded node over kept-alive connections, as peers and pooled clients ask. */
   viewLatencyPooled: { flood: LatencySummary; settle: LatencySummary };
+  /** When new-connection /view samples missed (seconds from the flood's start; at most 100). */
+  viewMissesAtSeconds: number[];
   viewChanges: {
     /** Every node removed from or added to any node's view between two samples of that view. */
     count: number;
@@ -409,7 +411,12 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
     options.viewProbeInWorker === false
       ? null
       : new Worker(new URL('./view-probe.ts', import.meta.url), { workerData: { target, intervalMs: sampleIntervalMs, timeoutMs: viewTimeoutMs } });
-  probeWorker?.on('message', (message: { latencyMs: number | null }) => viewLatency[phase].record(message.latencyMs ?? Infinity));
+  /** When (seconds from the start) a new-connection /view sample missed its bound; the first 100. */
+  const viewMissesAtSeconds: number[] = [];
+  probeWorker?.on('message', (message: { latencyMs: number | null }) => {
+    viewLatency[phase].record(message.latencyMs ?? Infinity);
+    if (message.latencyMs === null && viewMissesAtSeconds.length < 100) viewMissesAtSeconds.push(Math.round(elapsedSeconds() * 10) / 10);
+  });
 
   function track(promise: Promise<void>): void {
     samplesInFlight.add(promise);
@@ -741,6 +748,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
       nodes: nodeReports,
       viewLatency: { flood: viewLatency.flood.summary(), settle: viewLatency.settle.summary() },
       viewLatencyPooled: { flood: viewLatencyPooled.flood.summary(), settle: viewLatencyPooled.settle.summary() },
+      viewMissesAtSeconds,
       viewChanges,
       settle: {
         seconds: Math.round(((settleEndMs - floodEndMs) / 1000) * 10) / 10,
@@ -925,6 +933,7 @@ export function formatFloodReport(result: FloodResult): string {
   lines.push(`acknowledged ${flood.ackedMBPerSecond} MB/s; PUT 2xx latency ${formatLatency(flood.putLatency2xx).replace(/, over 1 s.*$/, '')}`);
   lines.push(`GET /view at the flooded node, new connection, during the flood: ${formatLatency(result.viewLatency.flood)}`);
   lines.push(`GET /view at the flooded node, new connection, while settling:   ${formatLatency(result.viewLatency.settle)}`);
+  if (result.viewMissesAtSeconds.length > 0) lines.push(`  new-connection misses at +s: ${result.viewMissesAtSeconds.join(', ')}`);
   lines.push(`GET /view at the flooded node, kept-alive, during the flood:     ${formatLatency(result.viewLatencyPooled.flood)}`);
   lines.push(`GET /view at the flooded node, kept-alive, while settling:       ${formatLatency(result.viewLatencyPooled.settle)}`);
   lines.push(

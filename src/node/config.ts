@@ -72,7 +72,7 @@ export const DEFAULTS = {
   requestTimeoutMs: 5000,
   maxBodyBytes: 2 * 1024 * 1024,
   clientRequestsMax: 256,
-  clientBytesMax: 64 * 1024 * 1024,
+  clientBytesMax: 16 * 1024 * 1024,
   replicationQueueBytesMax: 64 * 1024 * 1024,
   pendingBytesMax: 64 * 1024 * 1024,
   replicationBatchMax: 512,
@@ -118,6 +118,12 @@ export function loadConfig(env: Env): NodeConfig {
     if (isIP(ip) === 0) throw new ConfigError(`PEER_SOURCE_IPS entry ${JSON.stringify(ip)} is not an IP address`);
   }
   const ownPort = Number(address.slice(address.lastIndexOf(':') + 1));
+  const maxBodyBytes = int(env, 'MAX_BODY_BYTES', DEFAULTS.maxBodyBytes);
+  const clientBytesMax = positive(env, 'CLIENT_BYTES_MAX', DEFAULTS.clientBytesMax);
+  if (clientBytesMax < maxBodyBytes) {
+    // One body of the largest size would then be refused for ever.
+    throw new ConfigError(`CLIENT_BYTES_MAX (${clientBytesMax}) must be at least MAX_BODY_BYTES (${maxBodyBytes})`);
+  }
   return {
     address,
     view,
@@ -131,9 +137,9 @@ export function loadConfig(env: Env): NodeConfig {
     failuresToRemove: int(env, 'FAILURES_TO_REMOVE', DEFAULTS.failuresToRemove),
     connectTimeoutMs: int(env, 'CONNECT_TIMEOUT_MS', DEFAULTS.connectTimeoutMs),
     requestTimeoutMs: int(env, 'REQUEST_TIMEOUT_MS', DEFAULTS.requestTimeoutMs),
-    maxBodyBytes: int(env, 'MAX_BODY_BYTES', DEFAULTS.maxBodyBytes),
+    maxBodyBytes,
     clientRequestsMax: positive(env, 'CLIENT_REQUESTS_MAX', DEFAULTS.clientRequestsMax),
-    clientBytesMax: positive(env, 'CLIENT_BYTES_MAX', DEFAULTS.clientBytesMax),
+    clientBytesMax,
     replicationQueueBytesMax: positive(env, 'REPLICATION_QUEUE_BYTES_MAX', DEFAULTS.replicationQueueBytesMax),
     pendingBytesMax: positive(env, 'PENDING_BYTES_MAX', DEFAULTS.pendingBytesMax),
     peerSourceIps,
