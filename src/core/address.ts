@@ -1,14 +1,34 @@
 import type { NodeAddress } from './types.ts';
 
 const ADDRESS_PATTERN = /^([^\s:]+):(\d{1,5})$/;
+/** A host name: dot-separated labels of letters, digits and inner hyphens, at most 253 characters. */
+const HOST_NAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-/** True for `host:port` with a port in 1..65535. */
+/**
+ * True for `host:port` with a port in 1..65535, where the host is an IPv4 address (four octets of
+ * 0..255) or a well-formed host name (which need not resolve yet).
+ */
 export function isNodeAddress(value: unknown): value is NodeAddress {
-  if (typeof value !== 'string') return false;
+  return addressFault(value) === null;
+}
+
+/** Why `value` is not `host:port`, in words for a deployer; null when it is. */
+export function addressFault(value: unknown): string | null {
+  if (typeof value !== 'string') return 'it is not a string';
   const match = ADDRESS_PATTERN.exec(value);
-  if (!match) return false;
+  if (!match) return 'it is not host:port';
   const port = Number(match[2]);
-  return port >= 1 && port <= 65535;
+  if (port < 1 || port > 65535) return `port ${match[2]} is not in 1..65535`;
+  const host = match[1] as string;
+  if (/^[0-9.]+$/.test(host)) {
+    const octets = host.split('.');
+    if (octets.length !== 4 || octets.some((o) => !/^[0-9]{1,3}$/.test(o) || Number(o) > 255)) {
+      return `${host} is not an IPv4 address (four numbers 0..255)`;
+    }
+    return null;
+  }
+  if (!HOST_NAME_PATTERN.test(host)) return `${host} is not a valid host name`;
+  return null;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { isNodeAddress } from '../core/address.ts';
+import { addressFault } from '../core/address.ts';
 import type { NodeAddress } from '../core/types.ts';
 
 /** Every knob of a node. Defaults are chosen for the spec's timing promises (5 s detection, 5 s rejoin). */
@@ -91,15 +91,17 @@ type Env = Record<string, string | undefined>;
 /** Reads a node's configuration from environment variables (the deployment contract). */
 export function loadConfig(env: Env): NodeConfig {
   const address = env.SOCKET_ADDRESS?.trim();
-  if (!address || !isNodeAddress(address)) {
-    throw new ConfigError(`SOCKET_ADDRESS must be IP:PORT, got ${JSON.stringify(env.SOCKET_ADDRESS ?? null)}`);
+  const fault = addressFault(address);
+  if (!address || fault !== null) {
+    throw new ConfigError(`SOCKET_ADDRESS must be IP:PORT (such as 10.10.0.2:8090), got ${JSON.stringify(env.SOCKET_ADDRESS ?? null)}: ${fault ?? 'it is empty'}`);
   }
   const view = (env.VIEW ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
   for (const node of view) {
-    if (!isNodeAddress(node)) throw new ConfigError(`VIEW entry ${JSON.stringify(node)} is not IP:PORT`);
+    const entryFault = addressFault(node);
+    if (entryFault !== null) throw new ConfigError(`VIEW entry ${JSON.stringify(node)} is not IP:PORT (such as 10.10.0.3:8090): ${entryFault}`);
   }
   if (!view.includes(address)) view.push(address);
   const shardCountText = env.SHARD_COUNT?.trim();
@@ -108,6 +110,13 @@ export function loadConfig(env: Env): NodeConfig {
     shardCount = Number(shardCountText);
     if (!Number.isSafeInteger(shardCount) || shardCount < 1) {
       throw new ConfigError(`SHARD_COUNT must be a positive integer, got ${JSON.stringify(shardCountText)}`);
+    }
+    // The reshard's own rule: every shard of more than one needs two nodes for fault tolerance.
+    if (shardCount > 1 && 2 * shardCount > view.length) {
+      throw new ConfigError(
+        `SHARD_COUNT=${shardCount} needs at least ${2 * shardCount} nodes in VIEW (2 per shard), and VIEW has ${view.length}; ` +
+          `use SHARD_COUNT=${Math.max(1, Math.floor(view.length / 2))} or add nodes to VIEW`,
+      );
     }
   }
   const peerSourceIps = (env.PEER_SOURCE_IPS ?? '')
