@@ -30,9 +30,23 @@ export async function main(env: Record<string, string | undefined>): Promise<voi
   try {
     await node.start();
   } catch (error) {
+    const refusal = listenRefusal(error, config.listenHost, config.port);
+    if (refusal !== null) {
+      process.stderr.write(`kvs: ${refusal}\n`);
+      process.exit(2);
+    }
     log.fatal({ err: error }, 'node failed to start');
     process.exit(1);
   }
+}
+
+/** What to tell a deployer when the node cannot listen where it was told to; null for other errors. */
+function listenRefusal(error: unknown, host: string, port: number): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'EADDRINUSE') return `port ${port} on ${host} is already in use by another process; stop it, or set PORT (or SOCKET_ADDRESS) to a free port`;
+  if (code === 'EACCES') return `not allowed to listen on port ${port} on ${host}; use a port above 1023 or run with the right to bind it`;
+  if (code === 'EADDRNOTAVAIL') return `LISTEN_HOST ${host} is not an address of this machine; use 0.0.0.0 or one of its own addresses`;
+  return null;
 }
 
 if (import.meta.main) await main(process.env);
