@@ -316,6 +316,7 @@ function isKeyAbsent(answer: Answer): boolean {
 function errorCodeOf(status: number, serverMessage: string): KvsErrorCode {
   if (status === 503 && serverMessage === causalError) return 'causal_unavailable';
   if (status === 404) return 'not_found';
+  if (status === 409) return 'conflict';
   if (status === 413) return 'payload_too_large';
   if (status >= 500) return 'unavailable';
   return 'bad_request';

@@ -8,6 +8,8 @@ export type KvsErrorCode =
   | 'bad_request'
   /** 404 where absence is not a normal answer: unknown shard, unknown node. */
   | 'not_found'
+  /** 409: the request conflicts with the store's state (a node already a member of another shard). */
+  | 'conflict'
   /** 413: the request body is larger than the node accepts. */
   | 'payload_too_large'
   /** 503 "Causal dependencies not satisfied": the replica lacks writes this session depends on.

@@ -567,6 +567,15 @@ export class NodeCore {
     return [...without(this.currentMap).map((s) => `${s} (epoch ${this.currentMap.epoch})`), ...without(next).map((s) => `${s} (epoch ${next.epoch})`)];
   }
 
+  /**
+   * A reshard to the shard count the store has, with every node of the view in a shard already:
+   * nothing would move, so nothing is done (no new epoch, no transfers).
+   */
+  reshardIsNoop(shardCount: number): boolean {
+    const map = this.currentMap;
+    return shardIds(map).length === shardCount && this.membership.view().every((node) => shardOfNode(map, node) !== null);
+  }
+
   planReshard(shardCount: number): ShardMap {
     return planReshard(this.currentMap, this.membership.view(), shardCount);
   }

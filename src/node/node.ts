@@ -980,6 +980,10 @@ export class KvsNode {
   private async reshard(shardCount: unknown): Promise<HttpReply> {
     const refusal = this.core.checkReshard(shardCount);
     if (refusal) return json(refusal.status, refusal.body);
+    if (this.core.reshardIsNoop(shardCount as number)) {
+      this.log.info({ shardCount, epoch: this.core.map.epoch }, 'reshard to the current shard count, every node in a shard: nothing to move');
+      return json(200, { result: MESSAGES.resharded });
+    }
     if (this.core.reshardInProgress) return json(503, { error: 'A reshard is already in progress; try again later' });
     const map = this.core.planReshard(shardCount as number);
     const nodes = this.core.membership.view();

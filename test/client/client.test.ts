@@ -209,6 +209,7 @@ test('error answers become typed errors with stable codes', async (t) => {
     if (request.url === '/kvs/long') return { status: 400, body: { error: 'Key is too long' } };
     if (request.url === '/kvs/big') return { status: 413, body: { error: 'Request body is larger than 2097152 bytes' } };
     if (request.url === '/kvs/down') return { status: 503, body: { error: 'shutting down' } };
+    if (request.url === '/shard/add-member/s1') return { status: 409, body: { error: 'Node is already a member of shard s0' } };
     return { status: 200, body: { unexpected: true } };
   });
   const other = await startFakeNode(() => ({ status: 200, body: {} }));
@@ -222,6 +223,8 @@ test('error answers become typed errors with stable codes', async (t) => {
   assert.equal(client.metadata, 'm', 'a 503 leaves the session metadata as it was');
   await rejectsWithCode(client.put('long', 1), 'bad_request');
   await rejectsWithCode(client.put('big', 1), 'payload_too_large');
+  const conflict = await rejectsWithCode(client.addMember('s1', 'a:1'), 'conflict');
+  assert.equal(conflict.status, 409);
   await rejectsWithCode(client.get('down'), 'unavailable');
   await rejectsWithCode(client.get('odd'), 'bad_response');
   assert.equal(other.received.length, 0, 'a node that answers is never bypassed');

@@ -203,6 +203,20 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
       assert.deepEqual(await readShardLayout(addr), layout);
     }
   });
+
+  test('a reshard to the current shard count is a no-op: 200, no new epoch, nothing moved', async () => {
+    const before = await Promise.all(nodes.map(async (addr) => (await call('GET', addr, '/status')).body));
+    const counts = await Promise.all(layout.ids.map((id) => getKeyCount(nodes[0]!, id)));
+    const r = await call('PUT', nodes[1]!, '/shard/reshard', { 'shard-count': layout.ids.length });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { result: 'resharded' });
+    for (const [i, addr] of nodes.entries()) {
+      const after = (await call('GET', addr, '/status')).body;
+      assert.equal(after.epoch, before[i].epoch, `${addr}: no new epoch`);
+      assert.deepEqual(await readShardLayout(addr), layout, `${addr}: the same layout`);
+    }
+    assert.deepEqual(await Promise.all(layout.ids.map((id) => getKeyCount(nodes[2]!, id))), counts, 'the same key counts');
+  });
 });
 
 function withoutMeta(body: Record<string, unknown>): Record<string, unknown> {
