@@ -372,7 +372,7 @@ export class NodeCore {
       self: this.self,
       shard: saved.shard,
       epoch: saved.epoch,
-      pendingMax: this.options.pendingMax, pendingBytesMax: this.options.pendingBytesMax,
+      ...this.pendingLimits(),
       lamport: saved.lamport,
     });
     // The versions first: with the base clocks in place, base versions would count as old news.
@@ -446,11 +446,7 @@ export class NodeCore {
 
   /**
    * Anti-entropy, answering side: a peer of the same shard and epoch sends its partition digests;
-   * we name the partitions that differ and send our versions of them.
-   */
-  /**
-   * Anti-entropy, answered: the partitions whose digests differ from the asker's, with our versions
-   * of them, at most about REPAIR_BYTES_MAX of versions (whole partitions, at least one); `more`
+   * we name the partitions that differ and send our versions of them, at most about REPAIR_BYTES_MAX of versions (whole partitions, at least one); `more`
    * when partitions were left for the next round. Each answer starts after the last partition the
    * previous one covered, so a bound that is always hit still reaches every partition in turn.
    */
@@ -681,7 +677,13 @@ export class NodeCore {
   private newReplica(map: ShardMap, lamport: number): Replica | null {
     const shard = shardOfNode(map, this.self);
     if (shard === null) return null;
-    return new Replica({ self: this.self, shard, epoch: map.epoch, pendingMax: this.options.pendingMax, pendingBytesMax: this.options.pendingBytesMax, lamport });
+    return new Replica({ self: this.self, shard, epoch: map.epoch, ...this.pendingLimits(), lamport });
+  }
+
+  /** The bounds on early arrivals every replica of this node gets. */
+  private pendingLimits(): { pendingMax: number; pendingBytesMax?: number } {
+    const { pendingMax, pendingBytesMax } = this.options;
+    return pendingBytesMax === undefined ? { pendingMax } : { pendingMax, pendingBytesMax };
   }
 }
 
