@@ -170,8 +170,7 @@ export class Replica {
         this.apply(version, dot);
         result.applied++;
         result.applied += this.drainPending();
-      } else if (this.pendingSize < this.pendingMax && this.pendingBytes + versionBytes(version) <= this.pendingBytesMax) {
-        this.addPending(version, dot);
+      } else if (this.addPending(version, dot)) {
         result.buffered++;
       } else {
         result.dropped++;
@@ -271,10 +270,7 @@ export class Replica {
 
   /** Every stored version (tombstones included) of the given partitions. */
   versionsInPartitions(partitions: readonly number[]): Version[] {
-    const wanted = new Set(partitions);
-    const out: Version[] = [];
-    for (const version of this.store.values()) if (wanted.has(partitionOfKey(version.key))) out.push(version);
-    return out;
+    return [...this.versionsByPartition(partitions).values()].flat();
   }
 
   /**
@@ -383,7 +379,11 @@ export class Replica {
     return this.pending.get(dot.node)?.has(dot.counter) ?? false;
   }
 
-  private addPending(version: Version, dot: Dot): void {
+  /** Buffers an early arrival within the count and byte bounds; false when it does not fit. */
+  private addPending(version: Version, dot: Dot): boolean {
+    if (this.pendingSize >= this.pendingMax) return false;
+    const bytes = versionBytes(version);
+    if (this.pendingBytes + bytes > this.pendingBytesMax) return false;
     let byCounter = this.pending.get(dot.node);
     if (!byCounter) {
       byCounter = new Map();
@@ -391,7 +391,8 @@ export class Replica {
     }
     byCounter.set(dot.counter, version);
     this.pendingSize++;
-    this.pendingBytes += versionBytes(version);
+    this.pendingBytes += bytes;
+    return true;
   }
 
   private removePending(byCounter: Map<number, Version>, counter: number, version: Version): void {
