@@ -23,7 +23,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { Client, Pool } from 'undici';
-import type { Dispatcher } from 'undici';
+import { jsonRequest } from '../src/lab/lab.ts';
 
 export type NodeAddress = string;
 
@@ -323,30 +323,6 @@ async function procRssBytes(pid: number): Promise<number | undefined> {
   }
 }
 
-/** GET with a JSON body, bounded by `timeoutMs` from sending to the last byte; the answer parsed. */
-async function getJson(
-  dispatcher: Dispatcher,
-  path: string,
-  timeoutMs: number,
-  body?: unknown,
-): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
-  const response = await dispatcher.request({
-    method: 'GET',
-    path,
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    reset: false,
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await response.body.text();
-  let parsed: unknown;
-  try {
-    parsed = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: response.statusCode, body: parsed, headers: response.headers };
-}
 
 export async function runFlood(options: FloodOptions): Promise<FloodResult> {
   const nodes = [...options.nodes];
@@ -453,7 +429,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
     const atPhase = phase;
     const sentMs = performance.now();
     try {
-      const reply = await getJson(monitorPools.get(node)!, '/view', viewTimeoutMs);
+      const reply = await jsonRequest(monitorPools.get(node)!, 'GET', node, '/view', undefined, viewTimeoutMs);
       const latencyMs = performance.now() - sentMs;
       if (reply.status !== 200 || !Array.isArray(reply.body?.view)) throw new Error(`GET /view: ${reply.status}`);
       if (node === target) viewLatencyPooled[atPhase].record(latencyMs);
@@ -472,7 +448,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
     const atPhase = phase;
     const sentAtMs = performance.now();
     try {
-      const reply = await getJson(monitorPools.get(node)!, '/status', statusTimeoutMs);
+      const reply = await jsonRequest(monitorPools.get(node)!, 'GET', node, '/status', undefined, statusTimeoutMs);
       if (reply.status !== 200 || typeof reply.body !== 'object' || reply.body === null) throw new Error(`GET /status: ${reply.status}`);
       state.statusAnswered += 1;
       state.lastStatus = { sentAtMs, body: reply.body as Record<string, unknown> };
@@ -518,7 +494,7 @@ export async function runFlood(options: FloodOptions): Promise<FloodResult> {
   // from the flooded node's view before that node answers a sample); without an answer, the store.
   await Promise.all(
     nodes.map(async (node) => {
-      const reply = await getJson(monitorPools.get(node)!, '/view', viewTimeoutMs).catch(() => undefined);
+      const reply = await jsonRequest(monitorPools.get(node)!, 'GET', node, '/view', undefined, viewTimeoutMs).catch(() => undefined);
       const view = reply?.status === 200 && Array.isArray(reply.body?.view) ? (reply.body.view as string[]) : nodes;
       nodeState.get(node)!.lastView = view;
     }),
@@ -802,9 +778,7 @@ async function readBack(
     for (;;) {
       if (performance.now() >= deadlineMs) return last;
       try {
-        const reply = await getJson(pools.get(node)!, `/kvs/${encodeURIComponent(state.key)}`, options.requestTimeoutMs, {
-          'causal-metadata': state.ackedMetadata,
-        });
+        const reply = await jsonRequest(pools.get(node)!, 'GET', node, `/kvs/${encodeURIComponent(state.key)}`, { 'causal-metadata': state.ackedMetadata }, options.requestTimeoutMs);
         if (reply.status === 200) {
           const counter = counterOf(state.key, reply.body?.value, options.valueBytes, fill);
           if (counter === undefined) {
