@@ -32,7 +32,7 @@ const nodeFlags = [
   { flag: '--port <n>', key: 'port', env: 'PORT', help: 'port to listen on (default: the port of --address)', integer: true },
   { flag: '--listen-host <ip>', key: 'listenHost', env: 'LISTEN_HOST', help: 'interface to listen on (default 0.0.0.0)' },
   { flag: '--causal-wait-ms <n>', key: 'causalWaitMs', env: 'CAUSAL_WAIT_MS', help: 'wait for missing dependencies before 503', integer: true },
-  { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'a removed node answers probes this long before re-admission', integer: true },
+  { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'after a link fails, no data crosses it until it answers probes this long (a removed node is re-admitted after the same)', integer: true },
   { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info, warn, error' },
   { flag: '--data-dir <dir>', key: 'dataDir', env: 'DATA_DIR', help: 'persist what this node acknowledges there (default: in memory)' },
 ] as const;

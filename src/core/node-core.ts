@@ -3,6 +3,7 @@ import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
 import { dependenciesAt, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
 import { valueFault, versionBytes } from './json-value.ts';
 import { hash32 } from './hash.ts';
+import { Links, PROBE_LATE_MS } from './links.ts';
 import { Membership } from './membership.ts';
 import { NO_BUGS, type PlantedBug } from './planted-bugs.ts';
 import { asBase, Replica } from './replica.ts';
@@ -33,6 +34,8 @@ export interface NodeCoreOptions {
   pendingBytesMax?: number;
   failuresToRemove: number;
   holdDownMs: number;
+  /** A probe unanswered this long (or answered later) is a failure of the link (default 500 ms). */
+  probeLateMs?: number;
   /** Test-only (see planted-bugs.ts): never set outside the simulator. */
   plantedBugs?: ReadonlySet<PlantedBug>;
 }
@@ -71,6 +74,8 @@ export interface PingInfo {
    * they flow, the pinging node does not pull what they will bring.
    */
   replicating?: number;
+  /** The pinged process's incarnation: a new one means it restarted (see Links). */
+  incarnation?: string;
 }
 
 export interface PendingReshard {
@@ -136,6 +141,8 @@ export type MapChange = { changed: false } | { changed: true; needsFullSync: boo
 export class NodeCore {
   readonly self: NodeAddress;
   readonly membership: Membership;
+  /** The health of the link to each peer: data crosses only links that are up (see Links). */
+  readonly links: Links;
   private readonly options: NodeCoreOptions;
   private currentMap: ShardMap;
   /** mapDigest(currentMap), computed once per map: maps are replaced, never changed in place. */
@@ -156,6 +163,7 @@ export class NodeCore {
       { self: options.self, failuresToRemove: options.failuresToRemove, holdDownMs: options.holdDownMs },
       view,
     );
+    this.links = new Links({ holdDownMs: options.holdDownMs, probeLateMs: options.probeLateMs ?? PROBE_LATE_MS });
     this.currentMap = map;
     this.currentMapDigest = mapDigest(map);
     this.currentReplica = this.newReplica(map, 0);
@@ -202,11 +210,11 @@ export class NodeCore {
     return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
   }
 
-  /** The shard peers in this node's view (anti-entropy partners). */
+  /** The shard peers in this node's view whose links are not held down (anti-entropy and pull partners). */
   replicationPeers(): NodeAddress[] {
     const shard = this.shard;
     if (shard === null) return [];
-    return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self && this.membership.has(n));
+    return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self && this.membership.has(n) && !this.links.isHeld(n));
   }
 
   // ---------------------------------------------------------------- key-value requests
@@ -281,10 +289,13 @@ export class NodeCore {
    */
   forwardTargets(shard: ShardId): NodeAddress[] {
     const members = (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
-    const up = members.filter((n) => this.membership.has(n));
+    // In the view and over a link that is not held first (a member behind a held link may lack
+    // what the client depends on), then the held ones, then members out of the view.
+    const up = members.filter((n) => this.membership.has(n) && !this.links.isHeld(n));
+    const held = members.filter((n) => this.membership.has(n) && this.links.isHeld(n));
     const down = members.filter((n) => !this.membership.has(n));
     const start = up.length === 0 ? 0 : hash32(`${this.self}/${shard}`) % up.length;
-    return [...up.slice(start), ...up.slice(0, start), ...down];
+    return [...up.slice(start), ...up.slice(0, start), ...held, ...down];
   }
 
   // ---------------------------------------------------------------- view

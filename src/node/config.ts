@@ -16,8 +16,14 @@ export interface NodeConfig {
   port: number;
   /** CAUSAL_WAIT_MS: how long a request whose causal dependencies are missing waits before the 503. */
   causalWaitMs: number;
-  /** HOLD_DOWN_MS: a node removed as down is admitted again after answering probes this long. */
+  /**
+   * HOLD_DOWN_MS: after a link to a peer fails (a probe or request unanswered, a probe late), no
+   * data crosses it until it has answered every probe this long; a node removed as down is
+   * admitted again after the same.
+   */
   holdDownMs: number;
+  /** PROBE_LATE_MS: a probe unanswered this long (or answered later) is a failure of the link. */
+  probeLateMs: number;
   /** PING_INTERVAL_MS: how often each peer (and each node on probation) is probed. */
   pingIntervalMs: number;
   /** PING_TIMEOUT_MS: a probe not answered in this time counts as failed. */
@@ -64,7 +70,8 @@ export const DEFAULTS = {
   listenHost: '0.0.0.0',
   port: 8090,
   causalWaitMs: 1000,
-  holdDownMs: 3000,
+  holdDownMs: 5000,
+  probeLateMs: 500,
   pingIntervalMs: 500,
   pingTimeoutMs: 1000,
   failuresToRemove: 2,
@@ -141,6 +148,7 @@ export function loadConfig(env: Env): NodeConfig {
     port: int(env, 'PORT', ownPort || DEFAULTS.port),
     causalWaitMs: int(env, 'CAUSAL_WAIT_MS', DEFAULTS.causalWaitMs),
     holdDownMs: int(env, 'HOLD_DOWN_MS', DEFAULTS.holdDownMs),
+    probeLateMs: positive(env, 'PROBE_LATE_MS', DEFAULTS.probeLateMs),
     pingIntervalMs: int(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs),
     pingTimeoutMs: int(env, 'PING_TIMEOUT_MS', DEFAULTS.pingTimeoutMs),
     failuresToRemove: int(env, 'FAILURES_TO_REMOVE', DEFAULTS.failuresToRemove),

@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import { counterOf } from '../core/vector-clock.ts';
 import { NodeCore, type KvMethod, type Orphaned, type PingInfo, type WaitReason } from '../core/node-core.ts';
+import type { LinkChange } from '../core/links.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { Replica } from '../core/replica.ts';
 import { VALUE_DEPTH_MAX, versionBytes } from '../core/json-value.ts';
@@ -14,6 +16,7 @@ import { Background, LogLimiter } from './background.ts';
 import { readLoopDelay } from './loop-delay.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import type { Logger } from './logger.ts';
+import { FROM_HEADER, INCARNATION_HEADER, isIncarnation, LinkTransport, linkHeldReply } from './link-transport.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
@@ -31,8 +34,6 @@ const HOPS_HEADER = 'x-kvs-hops';
 const DEADLINE_HEADER = 'x-kvs-deadline';
 /** Set on DELETE /view when a node reports a peer down (the receiver checks before it removes). */
 const DOWN_REPORT_HEADER = 'x-kvs-down-report';
-/** Set on pings: the pinging node, which the pinged one learns of if it had dropped or never heard of it. */
-const FROM_HEADER = 'x-kvs-from';
 /**
  * How long a write waits for a reshard in progress to commit before its 503. Below the peers'
  * request timeout, so a node forwarding such a write gets the 503 instead of suspecting its peer.
@@ -59,6 +60,9 @@ const LATE_TRANSFER_ATTEMPTS = 20;
 
 const json = (status: number, body: unknown): HttpReply => ({ status, body });
 
+/** Routes that move replica data between nodes: refused over a link held down (reshard routes are not: a reshard is asked for). */
+const DATA_ROUTES: ReadonlySet<string> = new Set(['/internal/replicate', '/internal/sync', '/internal/digest', '/internal/repair']);
+
 /**
  * What a node takes from outside instead of the process's own (every field defaults to the real
  * thing). The simulator passes its clock, network and disk here.
@@ -70,6 +74,8 @@ export interface NodeEnv {
   storage?: { storage: Storage; saved: SavedState };
   /** Test-only: known bugs planted in the core, for the simulator to catch. Never set in production. */
   plantedBugs?: ReadonlySet<PlantedBug>;
+  /** This process's incarnation (default: random); the simulator makes it deterministic. */
+  incarnation?: string;
 }
 
 /**
@@ -79,6 +85,8 @@ export interface NodeEnv {
 export class KvsNode {
   readonly config: NodeConfig;
   readonly core: NodeCore;
+  /** Names this process among all the runs of this node: peers tell a restart from a reconnection by it. */
+  readonly incarnation: string;
   private readonly log: Logger;
   private readonly peers: PeerTransport;
   private readonly timers: Timers;
@@ -97,6 +105,8 @@ export class KvsNode {
   private readonly probing = new Set<NodeAddress>();
   private readonly lastPing = new Map<NodeAddress, PingInfo>();
   private readonly lastSyncMs = new Map<NodeAddress, number>();
+  /** Links held down and released since start (shown in /status). */
+  private readonly linkStats = { holds: 0, releases: 0, refused: 0 };
   private syncing = false;
   private fullSyncRunning: Promise<void> | null = null;
   private closed = false;
@@ -111,6 +121,7 @@ export class KvsNode {
     this.config = config;
     this.log = log;
     this.timers = env.timers ?? realTimers;
+    this.incarnation = env.incarnation ?? randomBytes(8).toString('hex');
     this.startedMs = this.timers.now();
     this.changed = new StateSignal(this.timers);
     this.background = new Background(log, this.timers);
@@ -129,6 +140,7 @@ export class KvsNode {
         pendingBytesMax: config.pendingBytesMax,
         failuresToRemove: config.failuresToRemove,
         holdDownMs: config.holdDownMs,
+        probeLateMs: config.probeLateMs,
         plantedBugs: env.plantedBugs,
       },
       config.view,
@@ -138,13 +150,18 @@ export class KvsNode {
     this.storedReplica = this.restored ? this.core.replica : null;
     this.storedMapDigest = saved.map ? mapDigest(saved.map) : '';
     this.persist();
-    this.peers =
+    this.peers = new LinkTransport(
       env.transport ??
-      new PeerClient({
-        connectTimeoutMs: config.connectTimeoutMs,
-        requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
-        connectionsPerPeer: 8,
-      });
+        new PeerClient({
+          connectTimeoutMs: config.connectTimeoutMs,
+          requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
+          connectionsPerPeer: 8,
+        }),
+      { self: config.address, incarnation: this.incarnation },
+      this.core.links,
+      this.timers,
+      (peer, change) => this.onLinkChange(peer, change),
+    );
     this.replicator = new Replicator(
       {
         self: config.address,
@@ -158,7 +175,7 @@ export class KvsNode {
       log,
       {
         onUnreachable: (peer) => this.suspect(peer),
-        isUp: (peer) => this.core.membership.has(peer),
+        isUp: (peer) => this.core.membership.has(peer) && this.linkUp(peer),
         hintLog: this.storage.hints,
         run: (task, work) => this.background.run(task, work),
       },
@@ -341,7 +358,7 @@ export class KvsNode {
         }
         return await this.kv(method, key, path, body, peer.hops, peer.deadlineMs);
       }
-      if (path === '/view') return await this.viewRoute(method, body, peer.downReport);
+      if (path === '/view') return await this.viewRoute(method, body, peer);
       if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
       if (path === '/status' && method === 'GET') return json(200, this.status());
       if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, peer.from);
@@ -360,13 +377,14 @@ export class KvsNode {
    * what it adds is bounded (Membership.learn). Other x-kvs-* names are ignored.
    */
   private peerHeaders(request: HttpRequest): PeerHeaders {
-    const out: PeerHeaders = { hops: 0, deadlineMs: null, downReport: null, from: null };
+    const out: PeerHeaders = { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
     const headers = request.headers;
     if (!Object.keys(headers).some((name) => name.startsWith(PEER_HEADER_PREFIX))) return out;
     const hops = headers[HOPS_HEADER];
     const deadline = headers[DEADLINE_HEADER];
     const downReport = headers[DOWN_REPORT_HEADER];
     const from = headers[FROM_HEADER];
+    const incarnation = headers[INCARNATION_HEADER];
     if (hops !== undefined) {
       if (typeof hops !== 'string' || !/^[0-9]$/.test(hops) || Number(hops) > FORWARD_HOPS_MAX) {
         throw new BadRequest(`Header ${HOPS_HEADER} must be a whole number from 0 to ${FORWARD_HOPS_MAX}`);
@@ -387,6 +405,10 @@ export class KvsNode {
       if (!isNodeAddress(from)) throw new BadRequest(`Header ${FROM_HEADER} must be a node address IP:PORT`);
       out.from = from;
     }
+    if (incarnation !== undefined) {
+      if (!isIncarnation(incarnation)) throw new BadRequest(`Header ${INCARNATION_HEADER} must be 1 to 32 digits or lower-case letters`);
+      out.incarnation = incarnation;
+    }
     if ((hops !== undefined || deadline !== undefined || downReport !== undefined) && !this.isNodeSource(request.remoteAddress)) {
       throw new BadRequest(`Headers ${PEER_HEADER_PREFIX}* are only for requests between nodes`);
     }
@@ -405,7 +427,8 @@ export class KvsNode {
     return known.some((node) => node.slice(0, node.lastIndexOf(':')) === source);
   }
 
-  private async viewRoute(method: string, body: unknown, downReport: NodeAddress | null): Promise<HttpReply> {
+  private async viewRoute(method: string, body: unknown, peer: PeerHeaders): Promise<HttpReply> {
+    const downReport = peer.downReport;
     if (method === 'GET') return json(200, { view: this.core.membership.view() });
     if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
     const address = field(body, 'socket-address');
@@ -413,6 +436,13 @@ export class KvsNode {
     if (method === 'PUT') {
       const reply = this.core.putView(address);
       if (reply.status === 201) this.log.info({ peer: address }, 'node added to view');
+      // The node announcing itself: a new incarnation is a restart, not a reconnection, so its
+      // link is not held down (it copies its shard at once).
+      if (peer.from === address && peer.incarnation !== null) {
+        const change = this.core.links.announced(address, peer.incarnation);
+        if (change === 'released') this.log.info({ peer: address, incarnation: peer.incarnation }, 'node restarted (new incarnation): its link is no longer held down');
+        this.onLinkChange(address, change);
+      }
       this.stateChanged();
       return json(reply.status, reply.body);
     }
@@ -536,7 +566,8 @@ export class KvsNode {
 
   /**
    * Relay to a member of the key's shard; status and body come back unchanged. A read fails over
-   * to the next member on any error. A write fails over only when it provably never left (no
+   * to the next member on any error. Any request fails over from a member that answers it lacks
+   * the client's causal dependencies (it applied nothing). A write fails over only then, or when it provably never left (no
    * connection): after a timeout the first member may still apply it, and applying it at two
    * members would make it two writes, the late one overwriting whatever the client wrote since.
    * Such a write gets 503 (its outcome is unknown) and carries a deadline past which it is refused.
@@ -553,14 +584,22 @@ export class KvsNode {
     if (hops >= FORWARD_HOPS_MAX) {
       return json(503, { error: 'The shard map is changing; try again later' });
     }
-    const timeoutMs = deadlineMs === null ? this.config.requestTimeoutMs : Math.max(1, deadlineMs - this.timers.now());
-    const deadline = deadlineMs ?? this.timers.now() + timeoutMs;
+    const deadline = deadlineMs ?? this.timers.now() + this.config.requestTimeoutMs;
+    let lacking: HttpReply | null = null;
     for (const target of targets) {
+      // A read may take its full time at each member; a write's attempts share its deadline.
+      const timeoutMs = method === 'GET' && deadlineMs === null ? this.config.requestTimeoutMs : Math.max(1, deadline - this.timers.now());
       try {
         const reply = await this.peers.call(target, method, path, body, {
           headers: { [HOPS_HEADER]: String(hops + 1), [DEADLINE_HEADER]: String(deadline) },
           timeoutMs,
         });
+        // A member that lacks what the client depends on (cut off a moment ago, say) applied
+        // nothing: another member may have it, so the request is tried there.
+        if (reply.status === 503 && isCausalRefusal(reply.body)) {
+          lacking = json(reply.status, reply.body);
+          continue;
+        }
         return json(reply.status, reply.body);
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
@@ -570,7 +609,7 @@ export class KvsNode {
         }
       }
     }
-    return json(503, { error: `No member of shard ${shard} is reachable` });
+    return lacking ?? json(503, { error: `No member of shard ${shard} is reachable` });
   }
 
   private async keyCount(shard: ShardId): Promise<HttpReply> {
@@ -604,6 +643,8 @@ export class KvsNode {
       this.stateChanged();
     }
     for (const peer of this.core.membership.probeTargets()) {
+      // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
+      this.onLinkChange(peer, this.core.links.checkLate(peer, now));
       if (this.probing.has(peer)) continue;
       this.background.run('ping', () => this.pingOnce(peer));
     }
@@ -611,26 +652,63 @@ export class KvsNode {
 
   private async pingOnce(peer: NodeAddress): Promise<void> {
     this.probing.add(peer);
+    let lateTimer: TimerHandle | null = null;
     try {
       let info: PingInfo | null = null;
+      const links = this.core.links;
+      const sentTo = links.incarnationOf(peer);
+      links.probeSent(peer, this.timers.now());
+      // Late is noticed when it happens, not at the next tick: data must stop before it could
+      // cross a link that is failing.
+      lateTimer = this.timers.setTimeout(() => this.linkUp(peer), this.config.probeLateMs + 1);
       try {
-        const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, {
-          timeoutMs: this.config.pingTimeoutMs,
-          lane: 'control',
-          headers: { [FROM_HEADER]: this.config.address },
-        });
+        const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs, lane: 'control' });
         if (reply.status === 200) info = reply.body as PingInfo;
+        // Answered, but not with a ping (shedding load, say): the link does not serve.
+        else this.onLinkChange(peer, links.failed(peer, sentTo, this.timers.now()));
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
       }
+      if (info !== null && isIncarnation(info.incarnation)) this.onLinkChange(peer, links.probeAnswered(peer, sentTo, info.incarnation, this.timers.now()));
       this.observe(peer, info !== null);
       if (info !== null && this.core.membership.has(peer)) {
-        this.replicator.resume(peer);
+        if (this.linkUp(peer)) this.replicator.resume(peer);
         this.onPing(peer, info);
       }
     } finally {
+      if (lateTimer !== null) this.timers.clearTimeout(lateTimer);
       this.probing.delete(peer);
     }
+  }
+
+  /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
+  private linkUp(peer: NodeAddress): boolean {
+    const now = this.timers.now();
+    this.onLinkChange(peer, this.core.links.checkLate(peer, now));
+    return this.core.links.isUp(peer, now);
+  }
+
+  /** Whether data from `peer` is taken now (not while this node holds the link down itself). */
+  private linkAccepts(peer: NodeAddress): boolean {
+    const now = this.timers.now();
+    this.onLinkChange(peer, this.core.links.checkLate(peer, now));
+    return this.core.links.accepts(peer, now);
+  }
+
+  /** A link was held down or released: stop or restart what crosses it, and say so. */
+  private onLinkChange(peer: NodeAddress, change: LinkChange): void {
+    if (change === null) return;
+    if (change === 'held') {
+      this.linkStats.holds++;
+      this.log.warn({ peer, holdDownMs: this.config.holdDownMs }, 'link to peer failed: no data crosses it until it has answered every probe for the hold-down');
+      this.replicator.pause(peer);
+      return;
+    }
+    this.linkStats.releases++;
+    this.log.info({ peer, holdDownMs: this.config.holdDownMs }, 'link answered through the hold-down: data crosses it again');
+    if (this.core.membership.has(peer)) this.replicator.resume(peer);
+    // Requests waiting for what this peer has may now pull it.
+    this.stateChanged();
   }
 
   /** One probe now, answering whether the peer is up (used to confirm a suspicion). */
@@ -686,6 +764,9 @@ export class KvsNode {
       }
     }
     if (info.mapDigest !== this.core.mapDigest) this.background.run('fetch map', () => this.fetchMap(peer));
+    // Nothing is pulled over a link held down: a replica that was cut off does not catch up
+    // behind its clients' backs the moment it reconnects.
+    if (!this.linkUp(peer)) return;
     // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
     // Nor what its pushes to us are still bringing: under load, replication lags a ping or more, and
     // pulling the same versions again would double the work of a busy peer.
@@ -794,7 +875,9 @@ export class KvsNode {
     }
     const shard = replica.shard;
     const members = (membersOf(this.core.map, shard) ?? []).filter((n) => n !== this.config.address);
-    const ordered = [...members.filter((n) => this.core.membership.has(n)), ...members.filter((n) => !this.core.membership.has(n))];
+    // Peers in the view over links that are up first: the others would refuse or not answer.
+    const rank = (n: NodeAddress) => (this.core.membership.has(n) ? 0 : 2) + (this.core.links.isHeld(n) ? 1 : 0);
+    const ordered = [...members].sort((x, y) => rank(x) - rank(y));
     for (const peer of ordered) {
       if (this.closed) return;
       if (!(await this.pullFrom(peer, reason, true))) continue;
@@ -814,7 +897,7 @@ export class KvsNode {
   /** A request waits for old-epoch writes handed over late: ask a shard peer whose base may be ahead. */
   private syncBase(): void {
     for (const peer of this.core.replicationPeers()) {
-      if (this.timers.now() - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN) continue;
+      if (this.timers.now() - (this.lastSyncMs.get(peer) ?? 0) < SYNC_INTERVAL_MS_MIN || !this.linkUp(peer)) continue;
       this.startPull(peer, 'request waiting for old-epoch writes');
       return;
     }
@@ -823,7 +906,7 @@ export class KvsNode {
   /** Ask the peers that have what a waiting request needs. */
   private syncFromAhead(lacking: Clock): void {
     for (const [peer, info] of this.lastPing) {
-      if (!this.core.membership.has(peer)) continue;
+      if (!this.core.membership.has(peer) || !this.linkUp(peer)) continue;
       if (Object.entries(lacking).some(([node, counter]) => counterOf(info.applied, node) >= counter)) {
         this.startPull(peer, 'request waiting');
         return;
@@ -895,7 +978,7 @@ export class KvsNode {
     const peers = this.core.replicationPeers();
     if (peers.length === 0) return;
     const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
-    if (this.replicator.liveQueued(peer) > 0) return;
+    if (this.replicator.liveQueued(peer) > 0 || !this.linkUp(peer)) return;
     const epoch = this.core.map.epoch;
     const shard = replica.shard;
     this.antiEntropyRunning = true;
@@ -1115,7 +1198,9 @@ export class KvsNode {
         this.log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
       }
       const replicating = from === null ? 0 : this.replicator.liveQueued(from);
-      return json(200, replicating > 0 ? { ...this.core.pingInfo(), replicating } : this.core.pingInfo());
+      const info: PingInfo = { ...this.core.pingInfo(), incarnation: this.incarnation };
+      if (replicating > 0) info.replicating = replicating;
+      return json(200, info);
     }
     if (method === 'GET' && path === '/internal/state') {
       return json(200, { map: this.core.map, view: this.core.membership.view(), ready: this.core.ready });
@@ -1127,6 +1212,15 @@ export class KvsNode {
       return json(200, { 'shard-key-count': replica.liveKeyCount() });
     }
     if (method !== 'POST') return json(404, { error: `No route for ${method} ${path}` });
+    // Data between replicas does not cross a link this node holds down, in either direction: the
+    // sender learns how long from the answer and holds the link too.
+    if (from !== null && DATA_ROUTES.has(path) && !this.linkAccepts(from)) {
+      this.linkStats.refused++;
+      const suppressed = this.refusals.take(`link held ${from}`);
+      if (suppressed !== null) this.log.info({ peer: from, path, suppressed }, 'data from a peer over a link held down: refused');
+      const refusal = linkHeldReply(this.config.address, from, this.core.links.remainingMs(from, this.timers.now()));
+      return json(refusal.status, refusal.body);
+    }
     const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
     switch (path) {
       case '/internal/map': {
@@ -1220,6 +1314,9 @@ export class KvsNode {
       shard: this.core.shard,
       view: this.core.membership.view(),
       onProbation: this.core.membership.probeTargets().filter((n) => this.core.membership.isOnProbation(n)),
+      incarnation: this.incarnation,
+      /** Links held down after a failure (no data crosses them), and how many holds and releases so far. */
+      links: { held: this.core.links.held(this.timers.now()), ...this.linkStats },
       keys: replica?.liveKeyCount() ?? 0,
       versions: replica?.size ?? 0,
       applied: replica?.applied ?? {},
@@ -1248,6 +1345,7 @@ interface PeerHeaders {
   deadlineMs: number | null;
   downReport: NodeAddress | null;
   from: NodeAddress | null;
+  incarnation: string | null;
 }
 
 /** A peer answered, but not with 200 (another epoch or shard, a malformed request). */
@@ -1265,6 +1363,11 @@ function keyOf(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** The 503 of a replica lacking a request's causal dependencies (it applied nothing). */
+function isCausalRefusal(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as Record<string, unknown>).error === MESSAGES.causalUnavailable;
 }
 
 function isKvMethod(method: string): method is KvMethod {

@@ -1,6 +1,7 @@
 import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
 import { JsonText, type PeerTransport } from './env.ts';
+import { linkHeldRemaining } from './link-transport.ts';
 import { PeerUnreachableError } from './peer-client.ts';
 
 export interface ReplicatorOptions {
@@ -150,12 +151,16 @@ export class Replicator {
     this.run(`replicate to ${peer}`, () => this.pump(peer, queue));
   }
 
-  /** A peer left the view: keep its queue as hints, send nothing until `resume`. */
+  /**
+   * A peer left the view, or its link is held down: keep its queue as hints, send nothing until
+   * `resume`. While a batch is out, the pump writes the hints when it has its answer (so the
+   * batch, if it comes back, is logged in order with the rest).
+   */
   pause(peer: NodeAddress): void {
     const queue = this.queues.get(peer);
     if (queue && !queue.paused) {
       queue.paused = true;
-      this.logHints(peer, queue, queue.items);
+      if (!queue.sending) this.logHints(peer, queue, queue.items);
     }
   }
 
@@ -206,6 +211,10 @@ export class Replicator {
     queue.sending = true;
     try {
       while (queue.items.length > 0 && !queue.paused) {
+        if (!this.isUp(peer)) {
+          queue.paused = true;
+          break;
+        }
         const batch = this.takeBatch(queue);
         const first = batch[0] as Item;
         let delivered = false;
@@ -222,7 +231,14 @@ export class Replicator {
           );
           delivered = true;
           if (reply.status === 200) this.stats.sent += batch.length;
-          else {
+          else if (linkHeldRemaining(reply) !== undefined) {
+            // The peer holds the link down after a failure: these wait as hints (the transport
+            // has held the link at this end too, and `resume` sends them when it is released).
+            queue.items.unshift(...batch);
+            for (const item of batch) queue.bytes += item.bytes;
+            queue.paused = true;
+            continue;
+          } else {
             // Another epoch or shard at the peer: these versions are not for it any more.
             this.stats.dropped += batch.length;
             this.log.debug({ peer, status: reply.status, body: reply.body }, 'replication batch refused');
@@ -244,6 +260,7 @@ export class Replicator {
       }
     } finally {
       queue.sending = false;
+      if (queue.paused) this.logHints(peer, queue, queue.items);
     }
   }
 

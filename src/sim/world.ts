@@ -126,6 +126,12 @@ export function settingsFor(seed: number): WorldSettings {
   };
 }
 
+/** An answer to a scripted request. */
+export interface ScriptReply {
+  status: number;
+  body: Record<string, unknown>;
+}
+
 /** One node's process: a KvsNode with its owner (dead after a crash). */
 interface Process {
   owner: Owner;
@@ -152,6 +158,8 @@ export class World {
   readonly #timers: Timers;
   /** Crashed nodes waiting for their restart. */
   readonly #down = new Set<NodeAddress>();
+  /** Processes started so far: each one's incarnation (deterministic, unlike a real node's random one). */
+  #starts = 0;
   #loadOver = false;
 
   constructor(options: WorldOptions) {
@@ -199,7 +207,13 @@ export class World {
         this.network.call(owner, node, peer, { method, path, headers: { ...options.headers }, body }, Math.min(options.timeoutMs ?? config.requestTimeoutMs, transportCap)),
       close: async () => {},
     };
-    const kvs = new KvsNode(config, this.#logger(node), { timers, transport, storage: { storage, saved }, plantedBugs: new Set(this.bugs) });
+    const kvs = new KvsNode(config, this.#logger(node), {
+      timers,
+      transport,
+      storage: { storage, saved },
+      plantedBugs: new Set(this.bugs),
+      incarnation: (++this.#starts).toString(36),
+    });
     this.#processes.set(node, { owner, node: kvs });
     this.network.register(node, {
       owner,
@@ -413,14 +427,71 @@ export class World {
     return states;
   }
 
+  /** Starts the store's initial nodes, each within 300 ms, all with the same VIEW. */
+  #boot(): void {
+    for (let i = 0; i < this.settings.nodes; i++) this.#views.set(address(i), []);
+    const initial = this.#all();
+    for (const node of initial) this.#views.set(node, initial);
+    for (const node of initial) this.scheduler.after(this.#prng.between(0, 300), () => this.#start(node));
+  }
+
+  // ------------------------------------------------------------------ scripted scenarios
+
+  /**
+   * A scripted scenario instead of `run`'s random one: boots the store (no clients, no nemesis),
+   * then `script` drives it through `request`, `advance` and `network`; every node is stopped after.
+   * Errors inside nodes fail the script.
+   */
+  async script<T>(script: (world: World) => Promise<T>): Promise<T> {
+    try {
+      this.#boot();
+      const result = await script(this);
+      if (this.#nodeErrors.length > 0) throw new Error(`node errors:\n${this.#nodeErrors.join('\n')}`);
+      return result;
+    } finally {
+      for (const node of this.#alive()) this.#crash(node);
+    }
+  }
+
+  /** The nodes the store started with, in address order. */
+  addresses(): NodeAddress[] {
+    return this.#all().sort();
+  }
+
+  /** Runs simulated time `ms` further. */
+  async advance(ms: number): Promise<void> {
+    await this.scheduler.runUntil(this.scheduler.now() + ms);
+  }
+
+  /** One client request to `node` over the simulated network, from a client named `from` (cuts can name it too). Time does not move: see `settle`. */
+  send(from: string, node: NodeAddress, method: 'GET' | 'PUT' | 'DELETE', path: string, body: unknown): Promise<ScriptReply> {
+    return this.#request(from, node, method, path, body, 10_000).then((reply) => ({ status: reply.status, body: (reply.body ?? {}) as Record<string, unknown> }));
+  }
+
+  /** Runs simulated time until every one of `requests` has its answer (at most 11 simulated seconds). */
+  async settle<T>(requests: Promise<T>[]): Promise<T[]> {
+    let done = false;
+    const all = Promise.all(requests).finally(() => {
+      done = true;
+    });
+    all.catch(() => undefined);
+    const deadline = this.scheduler.now() + 11_000;
+    while (!done && this.scheduler.now() < deadline) await this.scheduler.runUntil(this.scheduler.now() + 5);
+    if (!done) throw new Error('requests not answered in 11 simulated seconds');
+    return all;
+  }
+
+  /** `send` and `settle` for one request. */
+  async request(from: string, node: NodeAddress, method: 'GET' | 'PUT' | 'DELETE', path: string, body: unknown): Promise<ScriptReply> {
+    const [reply] = await this.settle([this.send(from, node, method, path, body)]);
+    return reply as ScriptReply;
+  }
+
   async run(): Promise<WorldResult> {
     const errorsBefore = (error: unknown): void => this.#nodeError('?', 'unhandled rejection', error);
     process.on('unhandledRejection', errorsBefore);
     try {
-      for (let i = 0; i < this.settings.nodes; i++) this.#views.set(address(i), []);
-      const initial = this.#all();
-      for (const node of initial) this.#views.set(node, initial);
-      for (const node of initial) this.scheduler.after(this.#prng.between(0, 300), () => this.#start(node));
+      this.#boot();
       const loadEndMs = this.settings.seconds * 1_000;
       this.scheduler.after(loadEndMs, () => {
         this.#loadOver = true;

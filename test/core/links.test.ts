@@ -1,0 +1,168 @@
+// Link health: a link that failed is held down (no data either way) until it has answered every
+// probe for the hold-down; a late probe is a failure; a refusal from the peer is mirrored for the
+// time it names; a restart (new incarnation announced) releases at once.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Links, LINKS_MAX } from '../../src/core/links.ts';
+
+const B = '10.10.0.3:8090';
+const C = '10.10.0.4:8090';
+const HOLD = 5000;
+const LATE = 500;
+
+function links(): Links {
+  const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  l.heard(B, 'b1');
+  return l;
+}
+
+test('a peer never heard from is not tracked: its failures hold nothing (a node not started yet is not a failed link)', () => {
+  const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  assert.equal(l.failed(C, null, 100), null);
+  assert.equal(l.isUp(C, 100), true);
+  assert.equal(l.accepts(C, 100), true);
+  assert.deepEqual(l.held(100), []);
+});
+
+test('one failure holds the link both ways; it is released only after answering every probe for the hold-down', () => {
+  const l = links();
+  assert.equal(l.failed(B, 'b1', 1000), 'held');
+  assert.equal(l.failed(B, 'b1', 1100), null, 'already held');
+  assert.equal(l.isUp(B, 1200), false);
+  assert.equal(l.accepts(B, 1200), false);
+  assert.equal(l.remainingMs(B, 1200), null, 'not answering yet: no end in sight');
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 2000), null);
+  assert.equal(l.remainingMs(B, 2000), HOLD);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 2000 + HOLD - 1), null);
+  assert.equal(l.isUp(B, 2000 + HOLD - 1), false);
+  assert.deepEqual(l.held(2000 + HOLD - 1), [{ peer: B, heldMs: HOLD + 999, remainingMs: 1 }]);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 2000 + HOLD), 'released');
+  assert.equal(l.isUp(B, 2000 + HOLD), true);
+  assert.equal(l.accepts(B, 2000 + HOLD), true);
+  assert.equal(l.remainingMs(B, 2000 + HOLD), 0);
+});
+
+test('a failure during the hold-down starts it again from the next answer', () => {
+  const l = links();
+  l.failed(B, 'b1', 0);
+  l.probeAnswered(B, 'b1', 'b1', 1000);
+  l.failed(B, 'b1', 4000);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 4500), null);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 1000 + HOLD), null, 'the first run of answers was broken');
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 4500 + HOLD - 1), null);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 4500 + HOLD), 'released');
+});
+
+test('release, as a property: exactly when the last unbroken run of answers reaches the hold-down', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 2000 })), { minLength: 1, maxLength: 40 }), (steps) => {
+      const l = links();
+      let now = 0;
+      l.failed(B, 'b1', now);
+      let runStart: number | null = null;
+      let held = true;
+      for (const [answered, gap] of steps) {
+        now += gap;
+        // Each probe is answered at once, so none is late.
+        l.probeSent(B, now);
+        if (!answered) {
+          l.failed(B, 'b1', now);
+          if (held) runStart = null;
+          else {
+            held = true;
+            runStart = null;
+          }
+          continue;
+        }
+        const change = l.probeAnswered(B, 'b1', 'b1', now);
+        if (!held) {
+          assert.equal(change, null);
+          continue;
+        }
+        runStart ??= now;
+        if (now - runStart >= HOLD) {
+          assert.equal(change, 'released', `answering since ${runStart}, now ${now}`);
+          held = false;
+        } else assert.equal(change, null);
+        assert.equal(l.isUp(B, now), !held);
+      }
+    }),
+  );
+});
+
+test('a probe in flight longer than probeLateMs holds the link, before its timeout', () => {
+  const l = links();
+  l.probeSent(B, 1000);
+  assert.equal(l.checkLate(B, 1000 + LATE), null, 'not late yet');
+  assert.equal(l.isUp(B, 1000 + LATE), true);
+  assert.equal(l.isUp(B, 1000 + LATE + 1), false, 'late: no data is sent');
+  assert.equal(l.accepts(B, 1000 + LATE + 1), false, 'late: no data is taken');
+  assert.equal(l.checkLate(B, 1000 + LATE + 1), 'held');
+  // The late answer starts the hold-down.
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 2200), null);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 2200 + HOLD), 'released');
+});
+
+test('a probe answered late is a failure of the link, then an answer', () => {
+  const l = links();
+  l.probeSent(B, 1000);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 1000 + LATE + 200), 'held');
+  assert.equal(l.isUp(B, 1000 + LATE + 200), false);
+  assert.equal(l.remainingMs(B, 1000 + LATE + 200), HOLD);
+  // An answer in time is no failure.
+  const m = links();
+  m.probeSent(B, 1000);
+  assert.equal(m.probeAnswered(B, 'b1', 'b1', 1000 + LATE), null);
+  assert.equal(m.isUp(B, 1000 + LATE), true);
+});
+
+test('a restart announced with a new incarnation releases at once; the same incarnation again does not', () => {
+  const l = links();
+  l.failed(B, 'b1', 0);
+  assert.equal(l.announced(B, 'b1'), null, 'the same process announcing again is no restart');
+  assert.equal(l.isHeld(B), true);
+  assert.equal(l.announced(B, 'b2'), 'released');
+  assert.equal(l.isUp(B, 1), true);
+  assert.equal(l.incarnationOf(B), 'b2');
+  // A request sent to the old process that fails now says nothing about the new one.
+  assert.equal(l.failed(B, 'b1', 2), null);
+  assert.equal(l.isUp(B, 2), true);
+  // One sent to the new process does.
+  assert.equal(l.failed(B, 'b2', 3), 'held');
+});
+
+test('a new incarnation heard without an announcement does not release (this node may be the one reconnecting)', () => {
+  const l = links();
+  l.failed(B, 'b1', 0);
+  l.heard(B, 'b2');
+  assert.equal(l.isHeld(B), true);
+  assert.equal(l.probeAnswered(B, 'b2', 'b2', 100), null);
+  assert.equal(l.probeAnswered(B, 'b2', 'b2', 100 + HOLD), 'released');
+});
+
+test('a refusal from the peer is mirrored: no data sent for the time it names (at most the hold-down), data still taken', () => {
+  const l = links();
+  l.refusedBy(B, 1200, 1000);
+  assert.equal(l.isUp(B, 2199), false);
+  assert.equal(l.accepts(B, 2199), true, 'a mirrored hold is not a failure seen here: the peer may send');
+  assert.equal(l.remainingMs(B, 2199), 0, 'this end does not hold it, so it never refuses for it');
+  assert.deepEqual(l.held(2000), [{ peer: B, heldMs: 0, remainingMs: 200, mirrored: true }]);
+  assert.equal(l.isUp(B, 2200), true, 'ends by time alone');
+  // Unknown (the peer's probes still fail) or absurd times are bounded by this node's hold-down.
+  l.refusedBy(B, null, 3000);
+  assert.equal(l.isUp(B, 3000 + HOLD - 1), false);
+  assert.equal(l.isUp(B, 3000 + HOLD), true);
+  l.refusedBy(B, 1e12, 10_000);
+  assert.equal(l.isUp(B, 10_000 + HOLD), true);
+});
+
+test('the table is bounded: peers beyond LINKS_MAX are not tracked', () => {
+  const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  for (let i = 0; i < LINKS_MAX + 10; i++) l.heard(`10.1.${i >> 8}.${i & 255}:8090`, 'x');
+  const beyond = `10.1.${(LINKS_MAX + 5) >> 8}.${(LINKS_MAX + 5) & 255}:8090`;
+  assert.equal(l.incarnationOf(beyond), null);
+  assert.equal(l.failed(beyond, null, 0), null);
+  assert.equal(l.incarnationOf('10.1.0.0:8090'), 'x');
+});
