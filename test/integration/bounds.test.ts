@@ -137,6 +137,9 @@ describe('bounds a client cannot push a node past', () => {
       ['x-kvs-hops', '-Infinity'],
       ['x-kvs-hops', '99'],
       ['x-kvs-down-report', 'not-an-address'],
+      ['x-kvs-from', '__proto__'],
+      ['x-kvs-incarnation', 'A'.repeat(33)],
+      ['x-kvs-incarnation', '../constructor'],
     ] as const) {
       // 127.0.0.1 is the nodes' own IP: even a node's headers are checked.
       const r = await callFrom(new Agent(), 'PUT', A, kvsPath('h3'), { value: 3, 'causal-metadata': null }, { [name]: value });

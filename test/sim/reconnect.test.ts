@@ -74,7 +74,7 @@ async function cutShort(world: World): Promise<Outcome> {
     world.send(CLIENT, b, 'GET', path(key), { 'causal-metadata': m2 }),
     world.send(CLIENT, b, 'PUT', path(key), { value: 'written at b with M2', 'causal-metadata': m2 }),
     world.send(CLIENT, b, 'GET', path(key), { 'causal-metadata': m1 }),
-  ]);
+  ]) as [ScriptReply, ScriptReply, ScriptReply, ScriptReply];
   for (;;) {
     const r = await world.request(CLIENT, b, 'GET', path(key), { 'causal-metadata': m2 });
     if (r.status === 200) {
