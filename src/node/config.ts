@@ -64,7 +64,20 @@ export interface NodeConfig {
   antiEntropyIntervalMs: number;
   /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
   dataDir: string | null;
+  /**
+   * CLUSTER_SECRET: comma-separated secrets shared by the nodes. Requests between nodes are signed
+   * with the first and accepted with any (so a rolling restart can rotate them); causal metadata is
+   * signed the same way. Empty: peer routes are open to the nodes' own addresses only.
+   */
+  clusterSecrets: string[];
+  /** ADMIN_TOKEN: when set, clients' topology changes (view, add-member, reshard) need `Authorization: Bearer <token>`. */
+  adminToken: string | null;
+  /** TLS_CERT, TLS_KEY, TLS_CA: PEM files; all three or none. With them, clients and peers speak HTTPS and peers verify each other against the CA. */
+  tls: { certFile: string; keyFile: string; caFile: string } | null;
 }
+
+/** A secret shorter than this is refused: it could be guessed. */
+export const SECRET_LENGTH_MIN = 16;
 
 export const DEFAULTS = {
   listenHost: '0.0.0.0',
@@ -168,7 +181,42 @@ export function loadConfig(env: Env): NodeConfig {
     logLevel: env.LOG_LEVEL?.trim() || DEFAULTS.logLevel,
     antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
     dataDir: env.DATA_DIR?.trim() || null,
+    clusterSecrets: secrets(env.CLUSTER_SECRET),
+    adminToken: token(env.ADMIN_TOKEN),
+    tls: tlsFiles(env),
   };
+}
+
+function secrets(text: string | undefined): string[] {
+  const list = (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const secret of list) {
+    if (secret.length < SECRET_LENGTH_MIN) {
+      throw new ConfigError(`CLUSTER_SECRET: each secret must be at least ${SECRET_LENGTH_MIN} characters (one has ${secret.length}); generate one with: openssl rand -hex 32`);
+    }
+  }
+  return list;
+}
+
+function token(text: string | undefined): string | null {
+  const value = text?.trim() ?? '';
+  if (value === '') return null;
+  if (value.length < SECRET_LENGTH_MIN || !/^[\x21-\x7e]+$/.test(value)) {
+    throw new ConfigError(`ADMIN_TOKEN must be at least ${SECRET_LENGTH_MIN} printable characters without spaces; generate one with: openssl rand -hex 32`);
+  }
+  return value;
+}
+
+function tlsFiles(env: Env): NodeConfig['tls'] {
+  const certFile = env.TLS_CERT?.trim() || '';
+  const keyFile = env.TLS_KEY?.trim() || '';
+  const caFile = env.TLS_CA?.trim() || '';
+  const given = [certFile, keyFile, caFile].filter((f) => f !== '').length;
+  if (given === 0) return null;
+  if (given < 3) throw new ConfigError('TLS_CERT, TLS_KEY and TLS_CA go together: give all three PEM files, or none for plain HTTP');
+  return { certFile, keyFile, caFile };
 }
 
 function positive(env: Env, name: string, fallback: number): number {

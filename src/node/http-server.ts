@@ -11,6 +11,11 @@ export interface HttpRequest {
   body: unknown;
   /** IP address the connection came from (node-to-node headers are honoured only from nodes). */
   remoteAddress: string;
+  /**
+   * With TLS: the connection presented a client certificate that the cluster's CA signed (so it
+   * comes from a node). Absent or false otherwise.
+   */
+  peerCertified?: boolean;
 }
 
 export interface HttpReply {
