@@ -5,8 +5,9 @@
 // Bounded: every phase ends at its deadline plus at most one request timeout.
 //
 //   node bench/run.ts [--nodes 6] [--shards 2] [--seconds 5] [--concurrency 1,8,32] [--keys 1000]
-//                     [--value-bytes 100] [--base-port 9500] [--seed N]
+//                     [--value-bytes 100] [--base-port 9500] [--seed N] [--durable] [--no-secret]
 
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -33,6 +34,8 @@ const { values: flags } = parseArgs({
     seed: { type: 'string', default: String(Date.now() % 2 ** 31) },
     // Durable nodes (DATA_DIR in a fresh temporary folder): every acknowledgement waits for an fsync.
     durable: { type: 'boolean', default: false },
+    // Without a cluster secret (peer requests and metadata unsigned), to measure what signing costs.
+    'no-secret': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -49,6 +52,7 @@ const config = {
   timeoutMs: integerFlag('timeout-ms', 1),
   seed: integerFlag('seed', 0),
   durable: flags.durable,
+  secret: !flags['no-secret'],
 };
 
 /** Latencies kept per phase; beyond this, reservoir sampling keeps a uniform sample. */
@@ -178,7 +182,7 @@ function startClusterOrExit(): LocalCluster {
       shardCount: config.shardCount,
       host: config.host,
       basePort: config.basePort,
-      env: { LOG_LEVEL: flags['log-level'] },
+      env: { LOG_LEVEL: flags['log-level'], CLUSTER_SECRET: config.secret ? randomBytes(32).toString('hex') : '' },
       ...(config.durable ? { dataRoot: mkdtempSync(join(tmpdir(), 'kvs-bench-')) } : {}),
       onLogLine: (address, line) => process.stderr.write(`${address} | ${line}\n`),
       onUnexpectedExit: (address, description) => {

@@ -3,14 +3,37 @@
 // view, shards, reshard, add-member, status). Client commands print JSON on stdout; errors go to
 // stderr with exit code 1.
 
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import { styleText } from 'node:util';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { KvsClient, isKvsError } from '../client/client.ts';
 import type { CausalMetadata, JsonValue, NodeAddress } from '../client/client.ts';
 import { startLocalCluster } from './local-cluster.ts';
+
+/** Where `kvs cluster` keeps the secret it generated, in its data folder. */
+const SECRET_FILE = 'cluster-secret';
+
+/** The secret a previous run generated in `dataRoot`, or a new one (written there, readable by the owner only). */
+function generatedSecret(dataRoot: string | null): string {
+  if (dataRoot !== null) {
+    const file = join(dataRoot, SECRET_FILE);
+    try {
+      const kept = readFileSync(file, 'utf8').trim();
+      if (kept.length >= 16) return kept;
+    } catch {
+      // None yet.
+    }
+    const secret = randomBytes(32).toString('hex');
+    mkdirSync(dataRoot, { recursive: true });
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    return secret;
+  }
+  return randomBytes(32).toString('hex');
+}
 
 const defaultNodes = '127.0.0.1:8090';
 const defaultMetaFile = join(homedir(), '.kvs-session.json');
@@ -35,6 +58,8 @@ const nodeFlags = [
   { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'after a link fails, no data crosses it until it answers probes this long (a removed node is re-admitted after the same)', integer: true },
   { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info, warn, error' },
   { flag: '--data-dir <dir>', key: 'dataDir', env: 'DATA_DIR', help: 'persist what this node acknowledges there (default: in memory)' },
+  { flag: '--cluster-secret <list>', key: 'clusterSecret', env: 'CLUSTER_SECRET', help: 'secrets shared by the nodes, comma-separated, each at least 16 characters: requests between nodes are signed with the first and accepted with any (prefer the variable: flags show in ps)' },
+  { flag: '--admin-token <token>', key: 'adminToken', env: 'ADMIN_TOKEN', help: "clients' topology changes (PUT and DELETE /view, add-member, reshard) then need Authorization: Bearer <token>; at least 16 characters (prefer the variable: flags show in ps)" },
 ] as const;
 
 const nodeCommand = program.command('node').description('run one node in this process (flags override the environment)');
@@ -65,7 +90,19 @@ program
   .option('--base-port <n>', 'port of the first node; the others follow', parsePositiveInteger, 8090)
   .option('--data-dir <dir>', 'where the nodes keep their data (one folder each)', 'data')
   .option('--no-data-dir', 'keep everything in memory')
-  .action(async (options: { nodes: number; shards: number; host: string; basePort: number; dataDir: string | false }) => {
+  .addOption(new Option('--cluster-secret <list>', "the nodes' CLUSTER_SECRET (default: a random one for this run)").env('CLUSTER_SECRET'))
+  .addOption(new Option('--admin-token <token>', "the nodes' ADMIN_TOKEN: clients' topology changes then need it (default: none)").env('ADMIN_TOKEN'))
+  .action(async (options: { nodes: number; shards: number; host: string; basePort: number; dataDir: string | false; clusterSecret?: string; adminToken?: string }) => {
+    // The nodes always share a secret: one given, or a random one (printed nowhere) kept in the
+    // data folder, so a restarted cluster takes the metadata its clients hold.
+    const givenSecret = options.clusterSecret?.trim() ?? '';
+    const clusterSecret = givenSecret !== '' ? givenSecret : generatedSecret(options.dataDir === false ? null : options.dataDir);
+    const adminToken = options.adminToken?.trim() ?? '';
+    const nodeEnv: Record<string, string> = { CLUSTER_SECRET: clusterSecret, ...(adminToken !== '' ? { ADMIN_TOKEN: adminToken } : {}) };
+    if (givenSecret === '') {
+      const where = options.dataDir === false ? 'for this run' : `kept in ${join(options.dataDir, SECRET_FILE)}`;
+      console.log(`kvs cluster: the nodes run with a generated cluster secret, ${where} (give --cluster-secret or CLUSTER_SECRET to choose one)`);
+    }
     const colors = ['cyan', 'magenta', 'yellow', 'green', 'blue', 'red'] as const;
     const colorOf = (address: NodeAddress) => colors[(Number(address.split(':').at(-1)) - options.basePort) % colors.length]!;
     let exitedCount = 0;
@@ -74,6 +111,7 @@ program
       shardCount: options.shards,
       host: options.host,
       basePort: options.basePort,
+      env: nodeEnv,
       ...(options.dataDir === false ? {} : { dataRoot: options.dataDir }),
       onLogLine: (address, line) => console.log(`${styleText(colorOf(address), address)} | ${line}`),
       onUnexpectedExit: (address, description) => {
@@ -115,6 +153,7 @@ program
         'try:',
         `  curl -X PUT -H 'content-type: application/json' -d '{"value": "hello", "causal-metadata": null}' http://${first}/kvs/greeting`,
         `  node ${relative(process.cwd(), import.meta.filename)} get greeting --nodes ${first}`,
+        ...(adminToken !== '' ? ['Topology changes (PUT and DELETE /view, add-member, reshard) need the admin token: kvs reshard and kvs add-member take --admin-token or KVS_ADMIN_TOKEN.'] : []),
         'Ctrl-C stops the cluster.',
         '',
       ].join('\n'),
@@ -124,7 +163,7 @@ program
 
 // ---- client commands -----------------------------------------------------------------------
 
-type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number };
+type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number; adminToken?: string };
 
 function clientCommand(name: string, description: string): Command {
   return program
@@ -136,17 +175,28 @@ function clientCommand(name: string, description: string): Command {
     .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000);
 }
 
+/** A client command that changes the topology: it may need the store's admin token. */
+function adminCommand(name: string, description: string): Command {
+  return clientCommand(name, description).addOption(
+    new Option('--admin-token <token>', "the store's ADMIN_TOKEN, for nodes that have one (prefer the variable: flags show in ps)").env('KVS_ADMIN_TOKEN'),
+  );
+}
+
 // Runs one command in a session restored from the meta file, saves the session afterwards (even
 // after an error: an earlier request of the command may have moved it forward) and prints JSON.
 async function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
   const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
   const metadata = options.metaFile === false ? null : await readMetadata(options.metaFile);
-  const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata });
+  const adminToken = options.adminToken?.trim() || undefined;
+  const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}) });
   try {
     console.log(JSON.stringify(await run(client), null, 2));
   } catch (err) {
     if (isKvsError(err, 'causal_unavailable') && options.metaFile !== false) {
       err.message += `\n(if the store was restarted since, ${options.metaFile} is stale: delete it or pass --no-meta-file)`;
+    }
+    if (isKvsError(err, 'unauthorized')) {
+      err.message += `\n(${adminToken === undefined ? 'the store has an admin token: give --admin-token or KVS_ADMIN_TOKEN' : 'the admin token given is not the store\'s'})`;
     }
     throw err;
   } finally {
@@ -184,7 +234,7 @@ clientCommand('shards', 'list the shards with their members and key counts').act
   })),
 );
 
-clientCommand('reshard', 'reassign every node of the view to COUNT shards')
+adminCommand('reshard', 'reassign every node of the view to COUNT shards')
   .argument('<count>', 'number of shards', parsePositiveInteger)
   .action((count: number, options: ClientOptions) =>
     withClient(options, async (client) => {
@@ -193,7 +243,7 @@ clientCommand('reshard', 'reassign every node of the view to COUNT shards')
     }),
   );
 
-clientCommand('add-member', 'add node ADDR (already in the view) to shard SHARD')
+adminCommand('add-member', 'add node ADDR (already in the view) to shard SHARD')
   .argument('<shard>')
   .argument('<addr>')
   .action((shard: string, address: string, options: ClientOptions) =>
@@ -271,3 +321,4 @@ try {
   console.error(`kvs: ${message}`);
   process.exit(1);
 }
+

@@ -50,6 +50,10 @@ export type KvsClientOptions = {
   responseBytesMax?: number;
   /** Metadata to resume a session with (from another client's `metadata`). */
   metadata?: CausalMetadata;
+  /** The store's ADMIN_TOKEN: sent as `Authorization: Bearer <token>` with the topology changes
+   * (addToView, removeFromView, addMember, reshard) and with nothing else. Without it, a store that
+   * has one answers those with 401 (`unauthorized`). */
+  adminToken?: string;
 };
 
 const timeoutMsDefault = 5_000;
@@ -65,7 +69,8 @@ const causalError = 'Causal dependencies not satisfied; try again later';
 
 type Method = 'GET' | 'PUT' | 'DELETE';
 type Answer = { status: number; body: Record<string, unknown>; node: NodeAddress };
-type Attempt = { method: Method; path: string; fields?: Record<string, JsonValue>; node?: NodeAddress };
+/** `admin`: a topology change, which carries the admin token when the client has one. */
+type Attempt = { method: Method; path: string; fields?: Record<string, JsonValue>; node?: NodeAddress; admin?: boolean };
 
 export class KvsClient {
   readonly nodes: readonly NodeAddress[];
@@ -77,6 +82,7 @@ export class KvsClient {
   readonly #connectTimeoutMs: number;
   readonly #connectionsPerNodeMax: number;
   readonly #responseBytesMax: number;
+  readonly #adminToken: string | undefined;
 
   constructor(options: KvsClientOptions) {
     if (options.nodes.length === 0) throw new TypeError('KvsClient needs at least one node');
@@ -87,6 +93,10 @@ export class KvsClient {
     this.#connectTimeoutMs = Math.min(options.connectTimeoutMs ?? connectTimeoutMsDefault, this.#timeoutMs);
     this.#connectionsPerNodeMax = options.connectionsPerNodeMax ?? connectionsPerNodeMaxDefault;
     this.#responseBytesMax = options.responseBytesMax ?? responseBytesMaxDefault;
+    if (options.adminToken !== undefined && !/^[\x21-\x7e]+$/.test(options.adminToken)) {
+      throw new TypeError('adminToken must be printable characters without spaces');
+    }
+    this.#adminToken = options.adminToken;
   }
 
   /** The session's causal metadata; hand it to another client to continue the same session. */
@@ -128,13 +138,13 @@ export class KvsClient {
   }
 
   async addToView(address: NodeAddress): Promise<{ added: boolean }> {
-    const answer = await this.#send({ method: 'PUT', path: '/view', fields: { 'socket-address': address } });
+    const answer = await this.#send({ method: 'PUT', path: '/view', fields: { 'socket-address': address }, admin: true });
     expectStatus(answer, [200, 201]);
     return { added: answer.status === 201 };
   }
 
   async removeFromView(address: NodeAddress): Promise<{ removed: boolean }> {
-    const answer = await this.#send({ method: 'DELETE', path: '/view', fields: { 'socket-address': address } });
+    const answer = await this.#send({ method: 'DELETE', path: '/view', fields: { 'socket-address': address }, admin: true });
     if (answer.status === 404 && answer.body.error === viewAbsentError) return { removed: false };
     expectStatus(answer, [200]);
     return { removed: true };
@@ -174,12 +184,13 @@ export class KvsClient {
       method: 'PUT',
       path: `/shard/add-member/${encodeURIComponent(shardId)}`,
       fields: { 'socket-address': address },
+      admin: true,
     });
     expectStatus(answer, [200]);
   }
 
   async reshard(shardCount: number): Promise<void> {
-    const answer = await this.#send({ method: 'PUT', path: '/shard/reshard', fields: { 'shard-count': shardCount } });
+    const answer = await this.#send({ method: 'PUT', path: '/shard/reshard', fields: { 'shard-count': shardCount }, admin: true });
     expectStatus(answer, [200]);
   }
 
@@ -244,7 +255,10 @@ export class KvsClient {
     const response = await this.#pool(node).request({
       method: attempt.method,
       path: attempt.path,
-      headers: { 'content-type': 'application/json' },
+      headers:
+        attempt.admin === true && this.#adminToken !== undefined
+          ? { 'content-type': 'application/json', authorization: `Bearer ${this.#adminToken}` }
+          : { 'content-type': 'application/json' },
       body,
       // undici closes the connection after a GET or DELETE that has a body unless told otherwise
       // (HTTP gives such bodies no meaning); ours carry the metadata, so keep the connection alive.
@@ -315,6 +329,7 @@ function isKeyAbsent(answer: Answer): boolean {
 
 function errorCodeOf(status: number, serverMessage: string): KvsErrorCode {
   if (status === 503 && serverMessage === causalError) return 'causal_unavailable';
+  if (status === 401) return 'unauthorized';
   if (status === 404) return 'not_found';
   if (status === 409) return 'conflict';
   if (status === 413) return 'payload_too_large';

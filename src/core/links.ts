@@ -36,7 +36,7 @@ export const LINKS_MAX = 1024;
 export type LinkChange = 'held' | 'released' | null;
 
 interface Link {
-  /** The peer's process as it last named itself; null until it does. */
+  /** The peer's process as it last named itself; null until it does (tracked from its first answer). */
   incarnation: string | null;
   /** When the probe now in flight was sent (null: none is). */
   probeSentMs: number | null;
@@ -107,6 +107,15 @@ export class Links {
   }
 
   /**
+   * The peer answered a request: the link is up at least once, so from now on a failure of it
+   * counts (its incarnation is learned from its probes' answers).
+   */
+  answered(peer: NodeAddress): void {
+    if (this.links.has(peer) || this.links.size >= LINKS_MAX) return;
+    this.links.set(peer, { incarnation: null, probeSentMs: null, held: false, mirroredUntilMs: 0, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 });
+  }
+
+  /**
    * The peer named its incarnation (in a probe's answer or on a request it sent). The first one
    * heard starts tracking the link; a different one later means the process restarted, but
    * without an announcement that does not release a hold (this node may be the one reconnecting).
@@ -114,7 +123,8 @@ export class Links {
   heard(peer: NodeAddress, incarnation: string): void {
     const link = this.links.get(peer);
     if (link !== undefined) {
-      if (link.incarnation !== incarnation) {
+      if (link.incarnation === null) link.incarnation = incarnation;
+      else if (link.incarnation !== incarnation) {
         link.incarnation = incarnation;
         link.probeSentMs = null;
       }

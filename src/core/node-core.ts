@@ -1,6 +1,6 @@
 import { isNodeAddress } from './address.ts';
 import { MESSAGES, KEY_LENGTH_MAX } from './api-messages.ts';
-import { dependenciesAt, makeMetadata, parseCausalMetadata } from './causal-metadata.ts';
+import { dependenciesAt, makeMetadata, OLD_EPOCHS_MAX, parseCausalMetadata } from './causal-metadata.ts';
 import { valueFault, versionBytes } from './json-value.ts';
 import { hash32 } from './hash.ts';
 import { Links, PROBE_LATE_MS } from './links.ts';
@@ -19,7 +19,7 @@ import {
   shardOfNode,
   withMember,
 } from './shard-map.ts';
-import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
+import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from './types.ts';
 import { clockLacks, counterOf, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
 
@@ -36,6 +36,11 @@ export interface NodeCoreOptions {
   holdDownMs: number;
   /** A probe unanswered this long (or answered later) is a failure of the link (default 500 ms). */
   probeLateMs?: number;
+  /**
+   * Without a cluster secret the store cannot tell its own metadata by a MAC: metadata may then
+   * name only shards and nodes this store has (or had); anything else is 400 (default true).
+   */
+  checkMetadataOrigin?: boolean;
   /** Test-only (see planted-bugs.ts): never set outside the simulator. */
   plantedBugs?: ReadonlySet<PlantedBug>;
 }
@@ -154,6 +159,8 @@ export class NodeCore {
   private repairCursor = 0;
   private pendingReshard: PendingReshard | null = null;
   private readonly bugs: ReadonlySet<PlantedBug>;
+  /** The maps of the OLD_EPOCHS_MAX epochs before this one, as far as this process saw them (metadata checks). */
+  private readonly pastMaps = new Map<Epoch, ShardMap>();
 
   constructor(options: NodeCoreOptions, view: NodeAddress[], map: ShardMap) {
     this.options = options;
@@ -180,6 +187,10 @@ export class NodeCore {
 
   private setMap(map: ShardMap): void {
     if (map === this.currentMap) return;
+    if (map.epoch !== this.currentMap.epoch) {
+      this.pastMaps.set(this.currentMap.epoch, this.currentMap);
+      for (const epoch of this.pastMaps.keys()) if (epoch < map.epoch - OLD_EPOCHS_MAX) this.pastMaps.delete(epoch);
+    }
     this.currentMap = map;
     this.currentMapDigest = mapDigest(map);
   }
@@ -208,6 +219,41 @@ export class NodeCore {
     const shard = this.shard;
     if (shard === null) return [];
     return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
+  }
+
+  /**
+   * Why `metadata` cannot be this store's (null when it can be): it names a shard the map of its
+   * epoch does not have, or a node that is not a member of that shard nor a node this store knows.
+   * For an epoch whose map this node did not keep (it restarted since, or lags behind), the shard
+   * and node must at least be ones the store has now. So metadata is never larger than the
+   * store's own shards × nodes, and no dependency on a made-up writer can be stored for others to
+   * inherit. (A made-up counter of a real writer is what only the cluster secret's MAC can refuse.)
+   */
+  private metadataOriginFault(metadata: CausalMetadata): string | null {
+    const known = new Set<NodeAddress>([...this.membership.probeTargets(), ...this.membership.view()]);
+    for (const map of [this.currentMap, ...this.pastMaps.values()]) for (const members of Object.values(map.shards)) for (const n of members) known.add(n);
+    const check = (epoch: Epoch, clocks: ShardClocks): string | null => {
+      const map = epoch === this.currentMap.epoch ? this.currentMap : this.pastMaps.get(epoch);
+      for (const [shard, clock] of Object.entries(clocks)) {
+        const members = map === undefined ? undefined : membersOf(map, shard);
+        if (map !== undefined && members === undefined) return `it names shard ${shard}, which epoch ${epoch} does not have`;
+        // A map this node did not keep had at most as many shards as the store has pairs of nodes.
+        if (map === undefined && Number(shard.slice(1)) >= Math.max(shardIds(this.currentMap).length, Math.floor(known.size / 2))) {
+          return `it names shard ${shard}, which this store cannot have had`;
+        }
+        for (const node of Object.keys(clock)) {
+          if (!(members?.includes(node) ?? false) && !known.has(node)) return `it names ${node}, which is not a node of this store`;
+        }
+      }
+      return null;
+    };
+    const current = check(metadata.e, metadata.c);
+    if (current !== null) return current;
+    for (const [epoch, clocks] of Object.entries(metadata.o ?? {})) {
+      const fault = check(Number(epoch), clocks);
+      if (fault !== null) return fault;
+    }
+    return null;
   }
 
   /** The shard peers in this node's view whose links are not held down (anti-entropy and pull partners). */
@@ -239,6 +285,10 @@ export class NodeCore {
     const replica = this.currentReplica;
     if (replica === null || replica.shard !== shard) {
       return { kind: 'forward', shard, targets: this.forwardTargets(shard) };
+    }
+    if (metadata !== null && this.options.checkMetadataOrigin !== false) {
+      const origin = this.metadataOriginFault(metadata);
+      if (origin !== null) return reply(400, { error: `Invalid causal metadata: ${origin}` });
     }
     if (!this.isReady) return { kind: 'wait', reason: 'syncing' };
     if (metadata !== null && metadata.e > map.epoch) return { kind: 'wait', reason: 'epoch' };

@@ -9,6 +9,7 @@
 // behind with a lock naming a dead pid; the next lab to start removes them.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,6 +107,8 @@ function installExitHooks(): void {
 }
 
 export class Lab {
+  /** Every lab's nodes authenticate each other, as in production (options.env may set CLUSTER_SECRET '' for none). */
+  readonly clusterSecret = randomBytes(16).toString('hex');
   readonly slot: number;
   readonly prefix: string;
   readonly subnet: string;
@@ -224,6 +227,7 @@ export class Lab {
       hostVeth: `${this.prefix}h${index}`,
       nsVeth: `${this.prefix}n${index}`,
       env: {
+        CLUSTER_SECRET: this.clusterSecret,
         ...env,
         ...(this.options.persist === false ? {} : { DATA_DIR: join(this.logDir, `${ip}.data`) }),
         SOCKET_ADDRESS: this.#addressOf(index),

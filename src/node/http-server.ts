@@ -1,5 +1,7 @@
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { bodyFault } from '../core/json-value.ts';
 
 export interface HttpRequest {
@@ -9,6 +11,8 @@ export interface HttpRequest {
   headers: IncomingMessage['headers'];
   /** Parsed JSON body; undefined when the request had no body. */
   body: unknown;
+  /** The body's text as received (undefined when there was none): what a peer's authenticator covers. */
+  rawBody?: string;
   /** IP address the connection came from (node-to-node headers are honoured only from nodes). */
   remoteAddress: string;
   /**
@@ -55,8 +59,17 @@ export interface HttpServerOptions {
   classify: (path: string) => RequestClass;
   handler: Handler;
   onError: (error: unknown) => void;
-  /** A request the HTTP parser refused, or one shed by admission (rate limited by the caller). */
+  /**
+   * A request the HTTP parser refused, or one shed by admission (rate limited by the caller). With
+   * TLS, also a connection whose TLS handshake failed: status 0, as nothing was answered.
+   */
   onRefused: (what: { status: number; reason: string; remoteAddress: string }) => void;
+  /**
+   * PEM certificate (with any intermediates), key and CA: serve HTTPS. A client may present a
+   * certificate; one the CA signed marks its requests `peerCertified`. Clients without one are
+   * served all the same (the public API needs no certificate). Absent: plain HTTP.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer };
 }
 
 /**
@@ -73,6 +86,8 @@ const REQUEST_MS_MAX = 30_000;
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 /** Open connections at most; beyond, Node closes a new connection as soon as it is accepted. */
 export const CONNECTIONS_MAX = 10_000;
+/** A TLS handshake must be done within this time; the socket is destroyed otherwise. */
+const HANDSHAKE_MS_MAX = 10_000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_MS = 65_000;
 const OVERLOADED = 'The node is overloaded; try again later';
@@ -86,33 +101,65 @@ class InFlight {
 }
 
 /**
- * A plain node:http server: it reads bodies on every method (clients send JSON on GET and DELETE),
- * bounds them, and turns every failure into a JSON error, never a crash, an empty answer or a
- * reset: what Node's HTTP parser refuses is answered on the socket (`clientError`), CONNECT and
- * unknown methods get 405, an over-size body a 413 the client can read. Frameworks that drop GET
- * bodies are why this is not fastify.
+ * A node:http server (node:https with `tls`): it reads bodies on every method (clients send JSON
+ * on GET and DELETE), bounds them, and turns every failure into a JSON error, never a crash, an
+ * empty answer or a reset: what Node's HTTP parser refuses is answered on the socket
+ * (`clientError`), CONNECT and unknown methods get 405, an over-size body a 413 the client can
+ * read. A failed TLS handshake has no channel to answer on: its socket is destroyed. Frameworks
+ * that drop GET bodies are why this is not fastify.
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<Server> {
   const inFlight = new Map<string, InFlight>();
-  const server = createServer(
-    {
-      keepAliveTimeout: KEEP_ALIVE_MS,
-      headersTimeout: HEADERS_MS_MAX,
-      requestTimeout: REQUEST_MS_MAX,
-      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-      // A request without Host would get Node's own empty 400; we answer every request ourselves.
-      requireHostHeader: false,
-    },
-    (req, res) => {
-      serve(req, res, options, inFlight).catch((error: unknown) => {
-        options.onError(error);
-        if (!res.headersSent) send(res, 500, { error: 'Internal error' });
-        else res.destroy();
-      });
-    },
-  );
+  const httpOptions: ServerOptions = {
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    headersTimeout: HEADERS_MS_MAX,
+    requestTimeout: REQUEST_MS_MAX,
+    connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    // A request without Host would get Node's own empty 400; we answer every request ourselves.
+    requireHostHeader: false,
+  };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    serve(req, res, options, inFlight).catch((error: unknown) => {
+      options.onError(error);
+      if (!res.headersSent) send(res, 500, { error: 'Internal error' });
+      else res.destroy();
+    });
+  };
+  const tls = options.tls;
+  // Connections whose TLS handshake completed: only on those does an HTTP answer make sense.
+  const secured = new WeakSet<Duplex>();
+  let server: Server;
+  if (tls === undefined) {
+    server = createServer(httpOptions, listener);
+  } else {
+    const https = createHttpsServer(
+      {
+        ...httpOptions,
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        // Ask every client for a certificate, but serve those without one (or with one the CA did
+        // not sign): the public API is for any client; `peerCertified` tells nodes apart.
+        requestCert: true,
+        rejectUnauthorized: false,
+        handshakeTimeout: HANDSHAKE_MS_MAX,
+      },
+      listener,
+    );
+    https.on('secureConnection', (socket: TLSSocket) => secured.add(socket));
+    // node:https is a tls.Server with node:http's request handling mixed in: the same events and methods.
+    server = https as unknown as Server;
+  }
   server.maxConnections = CONNECTIONS_MAX;
   server.on('clientError', (error: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex) => {
+    if (tls !== undefined && (!secured.has(socket) || error.code?.startsWith('ERR_SSL_') === true)) {
+      // A TLS handshake that failed (plain HTTP sent to HTTPS, a client refusing our certificate,
+      // a handshake timeout), or a TLS failure later: there is no channel to answer on.
+      const what = secured.has(socket) ? 'TLS failed' : 'TLS handshake failed';
+      if (error.code !== 'ECONNRESET') options.onRefused({ status: 0, reason: `${what}: ${error.code ?? error.message}`, remoteAddress: remoteOf(socket) });
+      socket.destroy();
+      return;
+    }
     if (error.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
@@ -232,7 +279,9 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
         return;
       }
     }
-    const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body, remoteAddress });
+    // With TLS: a client certificate the CA signed (`authorized` is false without one, undefined on plain HTTP).
+    const peerCertified = (req.socket as TLSSocket).authorized === true;
+    const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body, rawBody: text, remoteAddress, peerCertified });
     send(res, reply.status, reply.body);
   } finally {
     counter.requests--;

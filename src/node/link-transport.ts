@@ -1,11 +1,12 @@
 // Every request this node sends to a peer goes through here: it names the sender (address and
-// incarnation) in headers, and it tells the core's link table what the request showed about the
+// incarnation) in headers, signs the request when the cluster has a secret, and it tells the core's link table what the request showed about the
 // link (no answer: the link failed; a refusal because the peer holds the link: send it no data
 // for as long).
 
 import type { LinkChange, Links } from '../core/links.ts';
 import type { NodeAddress } from '../core/types.ts';
-import type { PeerCallOptions, PeerMethod, PeerTransport, Timers } from './env.ts';
+import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport, type Timers } from './env.ts';
+import { AUTH_HEADER, type PeerAuth } from './peer-auth.ts';
 import { PeerUnreachableError, type PeerReply } from './peer-client.ts';
 
 /** Set on every request between nodes: the sending node's address. */
@@ -45,6 +46,7 @@ export class LinkTransport implements PeerTransport {
   private readonly timers: Timers;
   private readonly headers: Record<string, string>;
   private readonly onChange: (peer: NodeAddress, change: LinkChange) => void;
+  private readonly auth: PeerAuth | null;
 
   constructor(
     inner: PeerTransport,
@@ -52,6 +54,7 @@ export class LinkTransport implements PeerTransport {
     links: Links,
     timers: Timers,
     onChange: (peer: NodeAddress, change: LinkChange) => void,
+    auth: PeerAuth | null = null,
   ) {
     if (!isIncarnation(identity.incarnation)) throw new RangeError(`not an incarnation: ${identity.incarnation}`);
     this.inner = inner;
@@ -59,18 +62,24 @@ export class LinkTransport implements PeerTransport {
     this.timers = timers;
     this.headers = { [FROM_HEADER]: identity.self, [INCARNATION_HEADER]: identity.incarnation };
     this.onChange = onChange;
+    this.auth = auth;
   }
 
   async call(peer: NodeAddress, method: PeerMethod, path: string, body: unknown, options: PeerCallOptions = {}): Promise<PeerReply> {
     // A failure counts against the process the request was meant for, not one that replaced it since.
     const sentTo = this.links.incarnationOf(peer);
+    const headers: Record<string, string> = { ...options.headers, ...this.headers };
+    // Serialised here, once, so that what is signed is exactly what is sent.
+    const text = body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body);
+    if (this.auth !== null) headers[AUTH_HEADER] = this.auth.sign({ method, path, body: text ?? '', headers });
     let reply: PeerReply;
     try {
-      reply = await this.inner.call(peer, method, path, body, { ...options, headers: { ...options.headers, ...this.headers } });
+      reply = await this.inner.call(peer, method, path, text === undefined ? undefined : new JsonText(text), { ...options, headers });
     } catch (error) {
       if (error instanceof PeerUnreachableError) this.onChange(peer, this.links.failed(peer, sentTo, this.timers.now()));
       throw error;
     }
+    this.links.answered(peer);
     const remaining = linkHeldRemaining(reply);
     if (remaining !== undefined) this.links.refusedBy(peer, remaining, this.timers.now());
     return reply;

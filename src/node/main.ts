@@ -1,12 +1,16 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { KvsNode } from './node.ts';
+import { loadTls, type TlsMaterial } from './tls.ts';
 
 /** Starts one node from environment variables (SOCKET_ADDRESS, VIEW, SHARD_COUNT, ...) and runs until signalled. */
 export async function main(env: Record<string, string | undefined>): Promise<void> {
   let config;
+  let tls: TlsMaterial | null;
   try {
     config = loadConfig(env);
+    // TLS_CERT, TLS_KEY, TLS_CA: read now, so a missing or unusable file is refused like any setting.
+    tls = loadTls(config);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`kvs: ${error.message}\n`);
@@ -15,7 +19,7 @@ export async function main(env: Record<string, string | undefined>): Promise<voi
     throw error;
   }
   const log = createLogger(config.logLevel, config.address);
-  const node = new KvsNode(config, log);
+  const node = new KvsNode(config, log, tls === null ? {} : { tls });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
@@ -17,9 +17,11 @@ import { readLoopDelay } from './loop-delay.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import type { Logger } from './logger.ts';
 import { FROM_HEADER, INCARNATION_HEADER, isIncarnation, LinkTransport, linkHeldReply } from './link-transport.ts';
+import { AUTH_HEADER, PeerAuth, sealMetadata, unsealMetadata } from './peer-auth.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
 import { StateSignal } from './state-signal.ts';
+import type { TlsMaterial } from './tls.ts';
 import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
 import { isClock, isEpochClocks, isPartitionDigests, isPartitionList, isShardMap, isTransferClaim, isVersionList } from './wire.ts';
 
@@ -76,6 +78,8 @@ export interface NodeEnv {
   plantedBugs?: ReadonlySet<PlantedBug>;
   /** This process's incarnation (default: random); the simulator makes it deterministic. */
   incarnation?: string;
+  /** TLS_CERT, TLS_KEY, TLS_CA as read (`loadTls`): serve HTTPS, and speak mutual TLS to peers. Absent: plain HTTP. */
+  tls?: TlsMaterial;
 }
 
 /**
@@ -87,6 +91,8 @@ export class KvsNode {
   readonly core: NodeCore;
   /** Names this process among all the runs of this node: peers tell a restart from a reconnection by it. */
   readonly incarnation: string;
+  /** Signs and checks requests between nodes, and causal metadata, when CLUSTER_SECRET is set. */
+  private readonly auth: PeerAuth | null;
   private readonly log: Logger;
   private readonly peers: PeerTransport;
   private readonly timers: Timers;
@@ -116,12 +122,15 @@ export class KvsNode {
   private storedReplica: Replica | null;
   private storedMapDigest: string;
   private readonly restored: boolean;
+  private readonly tls: TlsMaterial | undefined;
 
   constructor(config: NodeConfig, log: Logger, env: NodeEnv = {}) {
     this.config = config;
+    this.tls = env.tls;
     this.log = log;
     this.timers = env.timers ?? realTimers;
     this.incarnation = env.incarnation ?? randomBytes(8).toString('hex');
+    this.auth = config.clusterSecrets.length > 0 ? new PeerAuth(config.clusterSecrets, () => this.timers.now()) : null;
     this.startedMs = this.timers.now();
     this.changed = new StateSignal(this.timers);
     this.background = new Background(log, this.timers);
@@ -141,6 +150,7 @@ export class KvsNode {
         failuresToRemove: config.failuresToRemove,
         holdDownMs: config.holdDownMs,
         probeLateMs: config.probeLateMs,
+        checkMetadataOrigin: config.clusterSecrets.length === 0,
         plantedBugs: env.plantedBugs,
       },
       config.view,
@@ -156,11 +166,13 @@ export class KvsNode {
           connectTimeoutMs: config.connectTimeoutMs,
           requestTimeoutMs: Math.max(config.requestTimeoutMs, config.reshardTimeoutMs),
           connectionsPerPeer: 8,
+          tls: this.tls,
         }),
       { self: config.address, incarnation: this.incarnation },
       this.core.links,
       this.timers,
       (peer, change) => this.onLinkChange(peer, change),
+      this.auth,
     );
     this.replicator = new Replicator(
       {
@@ -212,6 +224,7 @@ export class KvsNode {
     this.server = await startHttpServer({
       host: this.config.listenHost,
       port: this.config.port,
+      tls: this.tls,
       classify: (path) => (path.startsWith('/internal/') ? this.peerClass : this.clientClass),
       handler: (request) => this.handle(request),
       onError: (error) => this.log.error({ err: error }, 'request failed'),
@@ -232,6 +245,11 @@ export class KvsNode {
    * itself, and copies (or catches up) its shard. Requests may arrive meanwhile; they wait.
    */
   async run(): Promise<void> {
+    if (this.auth === null) {
+      this.log.warn(
+        'no CLUSTER_SECRET: requests between nodes are not authenticated; routes under /internal/ answer only the addresses of known nodes, and causal metadata is checked by what it names, not by a MAC',
+      );
+    }
     await this.discover();
     await this.announce();
     this.pingTimer = this.timers.setInterval(() => {
@@ -241,6 +259,8 @@ export class KvsNode {
         this.background.failed('tick', error);
       }
     }, this.config.pingIntervalMs);
+    // The first round now: links are watched from the start, not half an interval later.
+    this.tick();
     if (this.config.antiEntropyIntervalMs > 0) {
       this.antiEntropyTimer = this.timers.setInterval(
         () => this.background.run('anti-entropy', () => this.antiEntropyRound()),
@@ -335,7 +355,7 @@ export class KvsNode {
     const others = this.config.view.filter((n) => n !== this.config.address);
     await Promise.allSettled(
       others.map((peer) =>
-        this.peers.call(peer, 'PUT', '/view', { 'socket-address': this.config.address }, { timeoutMs: 1000, lane: 'control' }),
+        this.peers.call(peer, 'PUT', '/view', { 'socket-address': this.config.address }, { timeoutMs: 1000, lane: 'control', headers: this.adminHeaders() }),
       ),
     );
   }
@@ -347,7 +367,9 @@ export class KvsNode {
     const { method, path } = request;
     const body = request.body;
     try {
-      const peer = this.peerHeaders(request);
+      const trusted = this.fromPeer(request);
+      const peer = this.peerHeaders(request, trusted);
+      if (path.startsWith('/internal/') && !trusted) return this.refusePeerRoute(request);
       if (path.startsWith('/kvs/')) {
         if (!isKvMethod(method)) return json(405, { error: `Method ${method} is not allowed on /kvs` });
         let key: string;
@@ -358,12 +380,13 @@ export class KvsNode {
         }
         return await this.kv(method, key, path, body, peer.hops, peer.deadlineMs);
       }
-      if (path === '/view') return await this.viewRoute(method, body, peer);
-      if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body);
+      if (path === '/view') return await this.viewRoute(method, body, peer, request);
+      if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body, request);
       if (path === '/status' && method === 'GET') return json(200, this.status());
       if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, peer.from);
       return json(404, { error: `No route for ${method} ${path}` });
     } catch (error) {
+      if (error instanceof Unauthorized) return this.refuseUnauthorized(request, error.message);
       if (error instanceof BadRequest) return json(400, { error: error.message });
       if (error instanceof URIError) return json(400, { error: 'Path is not valid URL encoding' });
       throw error;
@@ -371,12 +394,26 @@ export class KvsNode {
   }
 
   /**
-   * The node-to-node headers of a request, checked: malformed ones get 400, and those that change
-   * how a public route acts (hops, deadline, down report) are honoured only from a node's IP (or
-   * PEER_SOURCE_IPS); from anyone else they get 400. `x-kvs-from` (on pings) is taken from anyone:
-   * what it adds is bounded (Membership.learn). Other x-kvs-* names are ignored.
+   * Whether a request comes from a node of this store. With CLUSTER_SECRET: it carries a valid
+   * authenticator (an invalid one is refused outright, 401). Without: it comes from a node's IP
+   * (or PEER_SOURCE_IPS). With TLS, also: its client certificate was signed by the cluster's CA.
    */
-  private peerHeaders(request: HttpRequest): PeerHeaders {
+  private fromPeer(request: HttpRequest): boolean {
+    if (this.config.tls !== null && request.peerCertified !== true) return false;
+    if (this.auth === null) return this.isNodeSource(request.remoteAddress);
+    const given = request.headers[AUTH_HEADER];
+    if (given === undefined) return false;
+    const result = this.auth.verify(given, { method: request.method, path: request.path, body: request.rawBody ?? '', headers: request.headers });
+    if (!result.ok) throw new Unauthorized(result.reason);
+    return true;
+  }
+
+  /**
+   * The node-to-node headers of a request, checked: malformed ones get 400; well-formed ones count
+   * only on a request from a node (`fromPeer`), and are ignored on anyone else's. Other x-kvs-*
+   * names are ignored.
+   */
+  private peerHeaders(request: HttpRequest, trusted: boolean): PeerHeaders {
     const out: PeerHeaders = { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
     const headers = request.headers;
     if (!Object.keys(headers).some((name) => name.startsWith(PEER_HEADER_PREFIX))) return out;
@@ -409,8 +446,12 @@ export class KvsNode {
       if (!isIncarnation(incarnation)) throw new BadRequest(`Header ${INCARNATION_HEADER} must be 1 to 32 digits or lower-case letters`);
       out.incarnation = incarnation;
     }
-    if ((hops !== undefined || deadline !== undefined || downReport !== undefined) && !this.isNodeSource(request.remoteAddress)) {
-      throw new BadRequest(`Headers ${PEER_HEADER_PREFIX}* are only for requests between nodes`);
+    if (!trusted) {
+      if (hops !== undefined || deadline !== undefined || downReport !== undefined || from !== undefined) {
+        const suppressed = this.refusals.take('peer headers from a client');
+        if (suppressed !== null) this.log.warn({ remoteAddress: request.remoteAddress, path: request.path, suppressed }, `${PEER_HEADER_PREFIX}* headers on a request not from a node: ignored`);
+      }
+      return { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
     }
     return out;
   }
@@ -423,14 +464,55 @@ export class KvsNode {
   private isNodeSource(ip: string): boolean {
     const source = ip.startsWith('::ffff:') ? ip.slice('::ffff:'.length) : ip;
     if (this.config.peerSourceIps.includes(source)) return true;
-    const known = [...this.config.view, ...this.core.membership.view(), ...Object.values(this.core.map.shards).flat()];
+    const known = [...this.config.view, ...this.core.membership.probeTargets(), ...Object.values(this.core.map.shards).flat()];
     return known.some((node) => node.slice(0, node.lastIndexOf(':')) === source);
   }
 
-  private async viewRoute(method: string, body: unknown, peer: PeerHeaders): Promise<HttpReply> {
+  /** A peer route asked by someone who is not a node of this store: nothing read, nothing changed. */
+  private refusePeerRoute(request: HttpRequest): HttpReply {
+    const uncertified = this.config.tls !== null && request.peerCertified !== true;
+    if (this.auth !== null && !uncertified) return this.refuseUnauthorized(request, 'no authenticator');
+    const suppressed = this.refusals.take('peer route from outside');
+    if (suppressed !== null) this.log.warn({ remoteAddress: request.remoteAddress, path: request.path, suppressed }, 'peer route asked by an address that is not a node of this store: refused');
+    const why = uncertified ? 'connections with a certificate of the cluster' : 'the addresses of its nodes';
+    return json(403, { error: `Routes under /internal/ answer only ${why}` });
+  }
+
+  private refuseUnauthorized(request: HttpRequest, reason: string): HttpReply {
+    const suppressed = this.refusals.take(`unauthorized ${reason}`);
+    if (suppressed !== null) this.log.warn({ remoteAddress: request.remoteAddress, path: request.path, reason, suppressed }, 'request between nodes without a valid authenticator: refused');
+    return json(401, { error: `Requests between nodes need a valid authenticator: ${reason}` });
+  }
+
+  /**
+   * With ADMIN_TOKEN set, a topology change (PUT and DELETE /view, add-member, reshard) needs
+   * `Authorization: Bearer <token>`: null when the request may go on, else the 401. Both sides are
+   * hashed first, so the comparison takes the same time whatever the token given (and its length).
+   */
+  private adminRefusal(request: HttpRequest, route: string): HttpReply | null {
+    const token = this.config.adminToken;
+    if (token === null) return null;
+    const header = request.headers.authorization;
+    const given = typeof header === 'string' ? /^Bearer +(\S+) *$/i.exec(header)?.[1] ?? null : null;
+    const digest = (text: string) => createHash('sha256').update(text).digest();
+    if (given !== null && timingSafeEqual(digest(given), digest(token))) return null;
+    const reason = given === null ? 'admin token missing' : 'admin token wrong';
+    const suppressed = this.refusals.take(`401 ${reason}`);
+    if (suppressed !== null) this.log.warn({ status: 401, reason, route, remoteAddress: request.remoteAddress, suppressed }, 'topology change refused');
+    return json(401, { error: `${route} needs the admin token: send the header Authorization: Bearer <ADMIN_TOKEN>` });
+  }
+
+  /** The header that lets this node's own topology requests (announcement, down reports) through ADMIN_TOKEN. */
+  private adminHeaders(): Record<string, string> {
+    return this.config.adminToken === null ? {} : { authorization: `Bearer ${this.config.adminToken}` };
+  }
+
+  private async viewRoute(method: string, body: unknown, peer: PeerHeaders, request: HttpRequest): Promise<HttpReply> {
     const downReport = peer.downReport;
     if (method === 'GET') return json(200, { view: this.core.membership.view() });
     if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
+    const refusal = this.adminRefusal(request, `${method} /view`);
+    if (refusal !== null) return refusal;
     const address = field(body, 'socket-address');
     if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
     if (method === 'PUT') {
@@ -462,11 +544,15 @@ export class KvsNode {
     return json(reply.status, reply.body);
   }
 
-  private async shardRoute(method: string, path: string, body: unknown): Promise<HttpReply> {
+  private async shardRoute(method: string, path: string, body: unknown, request: HttpRequest): Promise<HttpReply> {
     const map = this.core.map;
     if (method === 'GET' && path === '/shard/ids') return json(200, { 'shard-ids': shardIds(map) });
     if (method === 'GET' && path === '/shard/node-shard-id') return json(200, { 'node-shard-id': this.core.shard });
     const [, , action, rawId] = path.split('/');
+    if (method === 'PUT' && ((action === 'add-member' && rawId !== undefined) || path === '/shard/reshard')) {
+      const refusal = this.adminRefusal(request, action === 'add-member' ? 'PUT /shard/add-member' : 'PUT /shard/reshard');
+      if (refusal !== null) return refusal;
+    }
     let id: ShardId | undefined;
     try {
       id = rawId === undefined ? undefined : decodeURIComponent(rawId);
@@ -509,12 +595,21 @@ export class KvsNode {
     if (method !== 'GET' && this.replicationBacklogged(key)) {
       return json(503, { error: 'The node is overloaded; try again later' });
     }
+    // With a cluster secret, metadata is the store's only if its MAC verifies; the core sees it
+    // without the MAC, and what the core answers is sealed again. A forwarded request goes on as
+    // it came (the member that serves it checks the MAC).
+    let coreBody = body;
+    if (this.auth !== null) {
+      const unsealed = this.unsealBody(body);
+      if (!unsealed.ok) return json(400, { error: 'Invalid causal metadata: causal-metadata was not issued by this store' });
+      coreBody = unsealed.body;
+    }
     for (;;) {
       if (method !== 'GET' && deadlineMs !== null && this.timers.now() > deadlineMs) {
         this.log.warn({ key, method, lateMs: this.timers.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
         return json(503, { error: 'The forwarded write arrived too late and was not applied; try again' });
       }
-      const decision = this.core.kv(method, key, body);
+      const decision = this.core.kv(method, key, coreBody);
       if (decision.kind === 'reply') {
         if (decision.replicate) {
           // Persist before acknowledging; send after persisting.
@@ -528,7 +623,7 @@ export class KvsNode {
           }
           this.replicator.enqueue(peers, epoch, shard, version);
         }
-        return json(decision.reply.status, decision.reply.body);
+        return this.sealReply(decision.reply);
       }
       if (decision.kind === 'forward') {
         return this.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
@@ -540,6 +635,22 @@ export class KvsNode {
       if (decision.reason === 'handover') this.syncBase();
       await this.changed.wait(budgetMs);
     }
+  }
+
+  /** The body with its causal metadata's MAC checked and removed; not ok when the MAC does not verify. */
+  private unsealBody(body: unknown): { ok: true; body: unknown } | { ok: false } {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return { ok: true, body };
+    const metadata = (body as Record<string, unknown>)['causal-metadata'];
+    if (metadata === null || metadata === undefined) return { ok: true, body };
+    const unsealed = unsealMetadata(this.auth as PeerAuth, metadata);
+    return unsealed === null ? { ok: false } : { ok: true, body: { ...(body as Record<string, unknown>), 'causal-metadata': unsealed } };
+  }
+
+  /** A reply with the causal metadata it carries sealed (with a cluster secret). */
+  private sealReply(reply: { status: number; body: Record<string, unknown> }): HttpReply {
+    const metadata = reply.body['causal-metadata'];
+    if (this.auth === null || typeof metadata !== 'object' || metadata === null) return json(reply.status, reply.body);
+    return json(reply.status, { ...reply.body, 'causal-metadata': sealMetadata(this.auth, metadata as Record<string, unknown>) });
   }
 
   /**
@@ -738,7 +849,7 @@ export class KvsNode {
           .call(other, 'DELETE', '/view', { 'socket-address': peer }, {
             timeoutMs: 2000,
             lane: 'control',
-            headers: { [DOWN_REPORT_HEADER]: this.config.address },
+            headers: { [DOWN_REPORT_HEADER]: this.config.address, ...this.adminHeaders() },
           })
           .catch(() => undefined);
       }
@@ -1338,6 +1449,8 @@ export class KvsNode {
 }
 
 class BadRequest extends Error {}
+/** A request that claims to come from a node (it carries x-kvs-auth) but whose authenticator does not verify. */
+class Unauthorized extends Error {}
 
 /** What the node-to-node headers of a request say (defaults when absent). */
 interface PeerHeaders {

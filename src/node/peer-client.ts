@@ -14,6 +14,11 @@ export interface PeerClientOptions {
   requestTimeoutMs: number;
   /** Keep-alive connections per peer for data (replication, syncs, forwarding). */
   connectionsPerPeer: number;
+  /**
+   * PEM certificate, key and cluster CA: speak HTTPS to peers, present this certificate (mutual
+   * TLS) and accept a peer only when the CA signed its certificate. Absent: plain HTTP.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer };
 }
 
 /** The peer could not be reached or did not answer in time: evidence that it may be down. */
@@ -32,10 +37,29 @@ export class PeerUnreachableError extends Error {
   }
 }
 
+/**
+ * TLS options of a connection to a peer: present our certificate, and trust the peer when the
+ * cluster CA signed its certificate (chain verification, `rejectUnauthorized`). Nodes are addressed
+ * by IP:PORT and their certificates need not name that IP: the CA is the cluster's own, so any
+ * certificate it signed is a node of this cluster, whatever its names.
+ */
+function peerTlsOptions(tls: NonNullable<PeerClientOptions['tls']>) {
+  return {
+    ca: tls.ca,
+    cert: tls.cert,
+    key: tls.key,
+    rejectUnauthorized: true,
+    checkServerIdentity: (): undefined => undefined,
+  };
+}
+
 /** Keep-alive connections per peer for the control lane (pings, down reports, maps). */
 const CONTROL_CONNECTIONS_PER_PEER = 2;
 
-/** HTTP to other nodes over keep-alive pools per peer (one per lane), every request bounded in time. */
+/**
+ * HTTP (HTTPS with mutual TLS, given `tls`) to other nodes over keep-alive pools per peer (one per
+ * lane), every request bounded in time.
+ */
 export class PeerClient implements PeerTransport {
   private readonly options: PeerClientOptions;
   private readonly pools = new Map<string, Pool>();
@@ -87,11 +111,16 @@ export class PeerClient implements PeerTransport {
     const name = `${lane} ${peer}`;
     let pool = this.pools.get(name);
     if (!pool) {
-      pool = new Pool(`http://${peer}`, {
+      const tls = this.options.tls;
+      pool = new Pool(`${tls === undefined ? 'http' : 'https'}://${peer}`, {
         connections: lane === 'control' ? CONTROL_CONNECTIONS_PER_PEER : this.options.connectionsPerPeer,
+        // With TLS the handshake is part of connecting, so it is bounded by the same timeout.
         connectTimeout: this.options.connectTimeoutMs,
         keepAliveTimeout: 30_000,
         pipelining: 1,
+        // Nodes speak HTTP/1.1 (node:https); never negotiate HTTP/2.
+        allowH2: false,
+        ...(tls === undefined ? {} : { connect: peerTlsOptions(tls) }),
       });
       this.pools.set(name, pool);
     }

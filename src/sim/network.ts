@@ -165,7 +165,8 @@ export class SimNetwork {
         return;
       }
       const sent = request.body;
-      const body = sent === undefined ? undefined : JSON.parse(sent instanceof JsonText ? sent.text : JSON.stringify(sent));
+      const rawBody = sent === undefined ? undefined : sent instanceof JsonText ? sent.text : JSON.stringify(sent);
+      const body = rawBody === undefined ? undefined : JSON.parse(rawBody);
       const copies = request.path.startsWith('/internal/') && this.#prng.next() < this.settings.duplicateRate ? 2 : 1;
       if (copies === 2) this.stats.duplicated++;
       for (let copy = 0; copy < copies; copy++) {
@@ -179,6 +180,7 @@ export class SimNetwork {
             ...request,
             headers: { ...request.headers },
             body: copy === 0 ? body : structuredClone(body),
+            ...(rawBody === undefined ? {} : { rawBody }),
             remoteAddress: from.includes(':') ? from.slice(0, from.lastIndexOf(':')) : from,
           };
           target

@@ -115,6 +115,8 @@ export function settingsFor(seed: number): WorldSettings {
       connectTimeoutMs: 500,
     },
     nodeEnv: {
+      // Authenticated peers and sealed metadata, as in production.
+      CLUSTER_SECRET: `sim-secret-${seed}-0123456789`,
       ANTI_ENTROPY_INTERVAL_MS: String(prng.pick([500, 2_000, 5_000])),
       REPLICATION_QUEUE_MAX: String(prng.pick([20, 1_000, 10_000])),
       REPLICATION_BATCH_MAX: String(prng.pick([1, 16, 256])),

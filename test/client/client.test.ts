@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { KvsClient, KvsError } from '../../src/client/client.ts';
 import type { KvsErrorCode } from '../../src/client/client.ts';
 
-type Received = { method: string; url: string; contentType: string | undefined; body: Record<string, unknown> };
+type Received = { method: string; url: string; contentType: string | undefined; authorization: string | undefined; body: Record<string, unknown> };
 type Reply = { status: number; body: unknown } | 'hang' | 'destroy';
 type FakeNode = { address: string; received: Received[]; connectionCount(): number; close(): Promise<void> };
 
@@ -24,6 +24,7 @@ async function startFakeNode(reply: (request: Received) => Reply): Promise<FakeN
         method: req.method ?? '',
         url: req.url ?? '',
         contentType: req.headers['content-type'],
+        authorization: req.headers.authorization,
         body: text === '' ? {} : JSON.parse(text),
       };
       received.push(request);
@@ -293,4 +294,96 @@ test('a client rejects bad addresses and refuses work once closed', async () => 
   const client = new KvsClient({ nodes: ['127.0.0.1:1'] });
   await client.close();
   await assert.rejects(client.get('k'), /closed/);
+});
+
+test('adminToken goes as a bearer token with the four topology changes, and with nothing else', async (t) => {
+  const node = await startFakeNode((request) => {
+    switch (`${request.method} ${request.url}`) {
+      case 'PUT /view':
+        return { status: 201, body: { result: 'added' } };
+      case 'DELETE /view':
+        return { status: 200, body: { result: 'deleted' } };
+      case 'PUT /shard/add-member/s0':
+        return { status: 200, body: { result: 'node added to shard' } };
+      case 'PUT /shard/reshard':
+        return { status: 200, body: { result: 'resharded' } };
+      case 'GET /view':
+        return { status: 200, body: { view: [] } };
+      case 'GET /shard/ids':
+        return { status: 200, body: { 'shard-ids': ['s0'] } };
+      case 'GET /shard/node-shard-id':
+        return { status: 200, body: { 'node-shard-id': 's0' } };
+      case 'GET /shard/members/s0':
+        return { status: 200, body: { 'shard-members': ['a:1'] } };
+      case 'GET /shard/key-count/s0':
+        return { status: 200, body: { 'shard-key-count': 0 } };
+      case 'GET /status':
+        return { status: 200, body: { address: 'x:1', ready: true, shard: 's0', view: [] } };
+      case 'PUT /kvs/k':
+        return { status: 201, body: { result: 'created', 'causal-metadata': 1, 'shard-id': 's0' } };
+      default:
+        return keyAbsent;
+    }
+  });
+  t.after(() => node.close());
+  const token = 'a-token-of-the-store-0123456789';
+  const exercise = async (client: KvsClient) => {
+    await client.addToView('a:1');
+    await client.removeFromView('a:1');
+    await client.addMember('s0', 'a:1');
+    await client.reshard(1);
+    await client.view();
+    await client.shardIds();
+    await client.nodeShardId();
+    await client.shardMembers('s0');
+    await client.shardKeyCount('s0');
+    await client.status();
+    await client.put('k', 1);
+    await client.get('k');
+    await client.delete('k');
+  };
+
+  const admin = new KvsClient({ nodes: [node.address], adminToken: token });
+  t.after(() => admin.close());
+  await exercise(admin);
+  const topology = new Set(['PUT /view', 'DELETE /view', 'PUT /shard/add-member/s0', 'PUT /shard/reshard']);
+  assert.equal(node.received.length, 13);
+  for (const request of node.received) {
+    const route = `${request.method} ${request.url}`;
+    assert.equal(request.authorization, topology.has(route) ? `Bearer ${token}` : undefined, route);
+  }
+
+  node.received.length = 0;
+  const plain = new KvsClient({ nodes: [node.address] });
+  t.after(() => plain.close());
+  await exercise(plain);
+  assert.equal(node.received.length, 13);
+  assert.ok(node.received.every((r) => r.authorization === undefined), 'no token, no header');
+});
+
+test('401 (no admin token, or a wrong one) is the code unauthorized', async (t) => {
+  const refusal = (route: string) => ({
+    status: 401,
+    body: { error: `${route} needs the admin token: send the header Authorization: Bearer <ADMIN_TOKEN>` },
+  });
+  const node = await startFakeNode((request) => refusal(`${request.method} ${request.url}`));
+  const other = await startFakeNode(() => ({ status: 200, body: {} }));
+  t.after(() => Promise.all([node.close(), other.close()]));
+  const client = new KvsClient({ nodes: [node.address, other.address], adminToken: 'not-the-store-token-0123456789' });
+  t.after(() => client.close());
+
+  const err = await rejectsWithCode(client.reshard(1), 'unauthorized');
+  assert.equal(err.status, 401);
+  assert.equal(err.node, node.address);
+  assert.match(err.message, /needs the admin token/);
+  await rejectsWithCode(client.addToView('a:1'), 'unauthorized');
+  // A 401 is not "no such replica": the node removed nothing.
+  await rejectsWithCode(client.removeFromView('a:1'), 'unauthorized');
+  await rejectsWithCode(client.addMember('s0', 'a:1'), 'unauthorized');
+  assert.equal(other.received.length, 0, 'a refusal is an answer: no other node is tried');
+});
+
+test('an adminToken must be printable characters without spaces', () => {
+  assert.throws(() => new KvsClient({ nodes: ['127.0.0.1:1'], adminToken: 'has a space in it 0123' }), TypeError);
+  assert.throws(() => new KvsClient({ nodes: ['127.0.0.1:1'], adminToken: '' }), TypeError);
 });

@@ -166,3 +166,20 @@ test('the table is bounded: peers beyond LINKS_MAX are not tracked', () => {
   assert.equal(l.failed(beyond, null, 0), null);
   assert.equal(l.incarnationOf('10.1.0.0:8090'), 'x');
 });
+
+test('a peer that answered any request is tracked before its incarnation is known: a failure then holds its link', () => {
+  const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  l.answered(C);
+  assert.equal(l.incarnationOf(C), null);
+  l.probeSent(C, 0);
+  assert.equal(l.checkLate(C, LATE + 1), 'held', 'a late probe counts');
+  // The first incarnation heard is learned, and it is no restart.
+  assert.equal(l.probeAnswered(C, null, 'c1', 600), null);
+  assert.equal(l.incarnationOf(C), 'c1');
+  assert.equal(l.isHeld(C), true);
+  // An announcement while only "answered" was known: a process that just started.
+  const m = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  m.answered(C);
+  assert.equal(m.failed(C, null, 10), 'held');
+  assert.equal(m.announced(C, 'c2'), 'released');
+});

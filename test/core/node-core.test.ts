@@ -665,7 +665,8 @@ test('two reshards in a row: metadata from two epochs back is still checked, and
   // ...while a dependency two epochs back that no transfer ever carried still waits.
   const key = [...model.values.keys()][0] as string;
   const member = memberOf(cores, shardOfKey(second, key));
-  const forged = { v: 1, e: Number(twoBack), c: { s0: { '10.10.0.99:8090': 1 } } };
+  // (A writer the store knows, with a counter no write of it ever reached.)
+  const forged = { v: 1, e: Number(twoBack), c: { s0: { [cores[0]!.self]: 1_000_000 } } };
   assert.deepEqual(kv(member, 'GET', key, { 'causal-metadata': forged }), { kind: 'wait', reason: 'handover' });
 });
 
@@ -735,4 +736,31 @@ test('a restart restores base versions and base clocks together', () => {
   assert.ok(restarted.restoreReplica(saved));
   assert.equal(restarted.replica?.size, replica.size, 'every base version is back');
   assert.deepEqual(restarted.replica?.base, replica.base);
+});
+
+test('without a MAC, metadata may name only shards and nodes of the store: forged writers and shards are 400', () => {
+  const cores = cluster(4, 2);
+  const [s0, s1] = shardIds(cores[0]!.map) as [ShardId, ShardId];
+  const at0 = memberOf(cores, s0);
+  const member1 = (membersOf(at0.map, s1) ?? [])[0]!;
+  const key = Array.from({ length: 100 }, (_, i) => `k${i}`).find((k) => shardOfKey(at0.map, k) === s0)!;
+  const epoch = at0.map.epoch;
+  const cases: [string, unknown, RegExp][] = [
+    ['an unknown writer', { v: 1, e: epoch, c: { [s1]: { '10.66.66.66:8090': 9007199254740991 } } }, /10\.66\.66\.66:8090, which is not a node of this store/],
+    ['a shard the store does not have', { v: 1, e: epoch, c: { s7: { [member1]: 1 } } }, /shard s7, which epoch/],
+    ['a shard of an epoch it never had, far beyond its size', { v: 1, e: epoch + 5, c: { s40: { [member1]: 1 } } }, /shard s40/],
+    ['an unknown writer in an old epoch', { v: 1, e: epoch + 1, c: {}, o: { [String(epoch)]: { [s1]: { '10.66.0.1:8090': 1 } } } }, /10\.66\.0\.1:8090/],
+  ];
+  for (const [what, metadata, message] of cases) {
+    const reply = replyOf(kv(at0, 'PUT', key, { value: 1, 'causal-metadata': metadata }));
+    assert.equal(reply.status, 400, what);
+    assert.match(String(reply.body.error), message, what);
+  }
+  // A real writer of the other shard is taken (this shard does not check other shards' counters).
+  const real = kv(at0, 'PUT', key, { value: 1, 'causal-metadata': { v: 1, e: epoch, c: { [s1]: { [member1]: 5 } } } });
+  assert.equal(replyOf(real).status, 201);
+  // With a cluster secret the MAC decides instead: the same forged writer is not refused here.
+  const trusting = new NodeCore({ self: at0.self, pendingMax: 1000, failuresToRemove: 3, holdDownMs: 3000, checkMetadataOrigin: false }, nodes(4), wire(at0.map));
+  const forged = kv(trusting, 'GET', key, { 'causal-metadata': { v: 1, e: epoch, c: { [s1]: { '10.66.66.66:8090': 1 } } } });
+  assert.notEqual(forged.kind === 'reply' ? forged.reply.status : 0, 400);
 });

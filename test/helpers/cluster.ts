@@ -4,6 +4,7 @@
 // CONVENTIONS.tmp.md). Its stdout and stderr go to a per-node ring buffer, printed when a test
 // fails. Every wait is a poll with a deadline that fails with a message naming what it waited for.
 
+import { TEST_CLUSTER_SECRET } from './peer.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -187,7 +188,8 @@ export class Cluster {
     const addrs = Array.from({ length: options.nodeCount }, (_, i) => address(options.basePort + i));
     const view = addrs.join(',');
     for (const addr of addrs) {
-      const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST };
+      // Authenticated peers, as in production: a test may set CLUSTER_SECRET '' in extraEnv for a store without.
+      const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST, CLUSTER_SECRET: TEST_CLUSTER_SECRET };
       if (options.shardCount !== undefined) env.SHARD_COUNT = String(options.shardCount);
       if (options.dataRoot !== undefined) env.DATA_DIR = `${options.dataRoot}/${addr.split(':')[1]}`;
       Object.assign(env, cluster.extraEnv);
@@ -238,7 +240,7 @@ export class Cluster {
     if (this.nodes.has(addr)) throw new Error(`node ${addr} already exists`);
     await assertPortFree(addr);
     const view = [...this.liveAddresses(), addr].join(',');
-    const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST, ...this.extraEnv, ...extraEnv };
+    const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST, CLUSTER_SECRET: TEST_CLUSTER_SECRET, ...this.extraEnv, ...extraEnv };
     const node = new StoreNode(addr, env);
     this.nodes.set(addr, node);
     node.start();

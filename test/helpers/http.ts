@@ -28,6 +28,8 @@ export interface CallOptions {
   rawBody?: string | Buffer;
   /** Per-request timeout for headers and for the body, default `REQUEST_TIMEOUT_MS`. */
   timeoutMs?: number;
+  /** Extra request headers. */
+  headers?: Record<string, string>;
 }
 
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -57,7 +59,7 @@ export async function call(
   try {
     res = await request(`http://${addr}${path}`, {
       method,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...options.headers },
       body: payload,
       dispatcher,
       headersTimeout: timeoutMs,

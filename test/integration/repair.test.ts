@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Cluster, NotYet, pollUntil, printLogsOnFailure } from '../helpers/cluster.ts';
 import { Client, call, get } from '../helpers/http.ts';
+import { peerCall } from '../helpers/peer.ts';
 
 const BASE_PORT = 9850;
 let cluster: Cluster | undefined;
@@ -45,7 +46,7 @@ describe('repair', { timeout: 120_000 }, () => {
       stamp: { lamport: 1_000_000, node: a },
       deps: {},
     };
-    const r = await call('POST', a, '/internal/repair', { epoch, shard, versions: [injected] });
+    const r = await peerCall('POST', a, '/internal/repair', { epoch, shard, versions: [injected] });
     assert.equal(r.status, 200, r.text);
     for (const peer of [b, c]) {
       assert.equal((await get(peer, 'only-on-a', null)).status, 404, 'not there before repair');

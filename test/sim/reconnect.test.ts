@@ -22,7 +22,7 @@ function settings(nodes: number, shards: number, holdDownMs: number | null): Par
     clients: 0,
     faults: [],
     network: { latencyMs: [0.2, 2], lossRate: 0, duplicateRate: 0, holdMsMax: 10_000, connectTimeoutMs: 500 },
-    nodeEnv: holdDownMs === null ? {} : { HOLD_DOWN_MS: String(holdDownMs) },
+    nodeEnv: { CLUSTER_SECRET: 'sim-reconnect-secret-0123456789', ...(holdDownMs === null ? {} : { HOLD_DOWN_MS: String(holdDownMs) }) },
   };
 }
 

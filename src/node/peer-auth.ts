@@ -1,0 +1,149 @@
+// Authentication between nodes with a shared secret (CLUSTER_SECRET), and the MAC that makes
+// causal metadata the store's own.
+//
+// A request between nodes carries `x-kvs-auth: v1.<time ms>.<nonce>.<mac>`, where the MAC is
+// HMAC-SHA256 under the first secret of the list over: the method, the path, the SHA-256 of the
+// body's bytes, every other x-kvs-* header (sorted; the sender's address among them), the time and
+// the nonce. The receiver accepts it under any secret of its list (so a rolling restart can rotate
+// the secret), only within SKEW_MS of its own clock, and only once (nonces are remembered for as
+// long as their time is acceptable).
+
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const AUTH_HEADER = 'x-kvs-auth';
+/** A request whose time is further than this from the receiver's clock is refused (clock skew plus transit). */
+export const SKEW_MS = 10_000;
+/** Nonces remembered at most; beyond, the oldest are forgotten and nothing older than them is accepted. */
+export const NONCES_MAX = 200_000;
+
+const AUTH_FORMAT = /^v1\.([0-9]{1,16})\.([A-Za-z0-9_-]{16,32})\.([A-Za-z0-9_-]{43})$/;
+
+export type AuthResult = { ok: true } | { ok: false; reason: string };
+
+export interface SignedParts {
+  method: string;
+  path: string;
+  /** The body exactly as sent ('' when there is none). */
+  body: string;
+  /** Every x-kvs-* header but x-kvs-auth, lower-case names. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+export class PeerAuth {
+  private readonly keys: Buffer[];
+  private readonly now: () => number;
+  /** nonce -> time it carried, in arrival order. */
+  private readonly nonces = new Map<string, number>();
+  /** After forgetting nonces at the bound: nothing with a time at or below this is accepted. */
+  private floorMs = -Infinity;
+
+  constructor(secrets: readonly string[], now: () => number) {
+    if (secrets.length === 0) throw new RangeError('PeerAuth needs at least one secret');
+    this.keys = secrets.map((secret) => Buffer.from(secret, 'utf8'));
+    this.now = now;
+  }
+
+  /** The x-kvs-auth value for a request (sign with the first secret). */
+  sign(parts: SignedParts): string {
+    const time = String(Math.floor(this.now()));
+    const nonce = randomBytes(12).toString('base64url');
+    return `v1.${time}.${nonce}.${mac(this.keys[0] as Buffer, canonical(parts, time, nonce))}`;
+  }
+
+  /** Checks a request's x-kvs-auth: format, time, MAC under any secret, then that it was not seen before. */
+  verify(auth: string | string[] | undefined, parts: SignedParts): AuthResult {
+    if (typeof auth !== 'string') return { ok: false, reason: 'no authenticator' };
+    const match = AUTH_FORMAT.exec(auth);
+    if (match === null) return { ok: false, reason: 'malformed authenticator' };
+    const [, time, nonce, given] = match as unknown as [string, string, string, string];
+    const timeMs = Number(time);
+    const now = this.now();
+    if (Math.abs(now - timeMs) > SKEW_MS) return { ok: false, reason: `authenticator time is ${Math.round((now - timeMs) / 1000)} s off this node's clock` };
+    const text = canonical(parts, time, nonce);
+    const givenBytes = Buffer.from(given, 'base64url');
+    if (!this.keys.some((key) => equal(Buffer.from(mac(key, text), 'base64url'), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
+    if (timeMs <= this.floorMs || this.nonces.has(nonce)) return { ok: false, reason: 'authenticator already used' };
+    this.remember(nonce, timeMs, now);
+    return { ok: true };
+  }
+
+  /** HMAC of `text` under the first secret (causal metadata). */
+  macOf(text: string): string {
+    return mac(this.keys[0] as Buffer, text);
+  }
+
+  /** Whether `given` is the HMAC of `text` under any secret. */
+  macVerifies(text: string, given: string): boolean {
+    const givenBytes = Buffer.from(given, 'base64url');
+    return this.keys.some((key) => equal(Buffer.from(mac(key, text), 'base64url'), givenBytes));
+  }
+
+  get remembered(): number {
+    return this.nonces.size;
+  }
+
+  private remember(nonce: string, timeMs: number, now: number): void {
+    // Forget what can no longer be accepted anyway (its time is out of the window).
+    for (const [old, oldTime] of this.nonces) {
+      if (oldTime >= now - SKEW_MS) break;
+      this.nonces.delete(old);
+    }
+    while (this.nonces.size >= NONCES_MAX) {
+      const [old, oldTime] = this.nonces.entries().next().value as [string, number];
+      this.nonces.delete(old);
+      this.floorMs = Math.max(this.floorMs, oldTime);
+    }
+    this.nonces.set(nonce, timeMs);
+  }
+}
+
+function canonical(parts: SignedParts, time: string, nonce: string): string {
+  const headers = Object.keys(parts.headers)
+    .filter((name) => name.startsWith('x-kvs-') && name !== AUTH_HEADER)
+    .sort()
+    .map((name) => {
+      const value = parts.headers[name];
+      return `${name}:${Array.isArray(value) ? value.join(',') : (value ?? '')}`;
+    });
+  const bodyHash = createHash('sha256').update(parts.body, 'utf8').digest('base64url');
+  return ['v1', parts.method, parts.path, bodyHash, ...headers, time, nonce].join('\n');
+}
+
+function mac(key: Buffer, text: string): string {
+  return createHmac('sha256', key).update(text, 'utf8').digest('base64url');
+}
+
+function equal(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The field of causal metadata that holds its MAC (with a cluster secret). */
+export const METADATA_MAC_FIELD = 'm';
+const METADATA_DOMAIN = 'kvs-metadata-v1\n';
+
+/** `metadata` with its MAC added (over everything else in it, keys sorted). */
+export function sealMetadata(auth: PeerAuth, metadata: Record<string, unknown>): Record<string, unknown> {
+  const { [METADATA_MAC_FIELD]: _old, ...rest } = metadata;
+  return { ...rest, [METADATA_MAC_FIELD]: auth.macOf(METADATA_DOMAIN + canonicalJson(rest)) };
+}
+
+/** `metadata` without its MAC when the MAC verifies under one of the secrets; null otherwise. */
+export function unsealMetadata(auth: PeerAuth, metadata: unknown): Record<string, unknown> | null {
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) return null;
+  const { [METADATA_MAC_FIELD]: given, ...rest } = metadata as Record<string, unknown>;
+  if (typeof given !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(given)) return null;
+  return auth.macVerifies(METADATA_DOMAIN + canonicalJson(rest), given) ? rest : null;
+}
+
+/** JSON with every object's keys sorted: the same text for the same value, whatever the key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const record = value as Record<string, unknown>;
+    return `{${Object.keys(record)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,287 @@
+// ADMIN_TOKEN: with it, clients' topology changes (PUT and DELETE /view, PUT /shard/add-member/<id>,
+// PUT /shard/reshard) need `Authorization: Bearer <token>`; everything else stays open, and the
+// nodes' own topology requests (announcements, down reports) carry the token, so detection of a
+// down node and the return of a restarted one work as without it.
+//
+// One sharded store of 4 nodes (SHARD_COUNT=2) on ports 9920-9923, a joiner on 9924. HOLD_DOWN_MS
+// is long, so a restarted node is back in the views within seconds only through its announcement
+// (a PUT /view that must carry the token), not through re-admission after the hold-down.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent, request } from 'undici';
+import { Cluster, NotYet, address, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
+import {
+  Client,
+  call,
+  get,
+  getNodeShardId,
+  getView,
+  readShardLayout,
+  sortedAddresses,
+  type NodeAddress,
+  type Reply,
+  type ShardLayout,
+} from '../helpers/http.ts';
+
+const BASE_PORT = 9920;
+const NODE_COUNT = 4;
+const JOINER_PORT = BASE_PORT + NODE_COUNT;
+/** An address in our port range where nothing ever listens. */
+const NEVER_A_NODE = address(BASE_PORT + 9);
+const TOKEN = 'admin-token-for-the-test-0123456789';
+/** Spec: within 5 s no node lists a killed node; a restarted one is back within 5 s. */
+const SPEC_WINDOW_MS = 5_000;
+const MEASURE_SLACK_MS = 250;
+/** What a node logs when it refuses a topology change for want of the token. */
+const REFUSAL_LOG = 'topology change refused';
+
+const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000, connect: { timeout: 5_000 } });
+
+/** One request with an optional Authorization header (the shared `call` helper sends none). */
+async function callWith(method: 'GET' | 'PUT' | 'DELETE', addr: NodeAddress, path: string, body: unknown, authorization?: string): Promise<Reply> {
+  const res = await request(`http://${addr}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(authorization === undefined ? {} : { authorization }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    dispatcher,
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
+  const text = await res.body.text();
+  let parsed: unknown;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.statusCode, body: parsed, text };
+}
+
+function assertUnauthorized(r: Reply, what: string): void {
+  assert.equal(r.status, 401, `${what}: expected 401, got ${r.status} ${r.text}`);
+  assert.ok(r.body !== null && typeof r.body === 'object' && !Array.isArray(r.body), `${what}: not a JSON object: ${r.text}`);
+  assert.deepEqual(Object.keys(r.body), ['error'], `${what}: ${r.text}`);
+  assert.match(r.body.error, /admin token/, `${what}: ${r.text}`);
+}
+
+describe('ADMIN_TOKEN guards the topology changes of clients', () => {
+  let cluster: Cluster | undefined;
+  let nodes: NodeAddress[] = [];
+  /** Every node of the store once the joiner is in. */
+  let everyone: NodeAddress[] = [];
+  let joiner: NodeAddress;
+  /** A session that wrote a key before the reshard. */
+  const client = new Client();
+
+  before(async () => {
+    cluster = await Cluster.start({
+      basePort: BASE_PORT,
+      nodeCount: NODE_COUNT,
+      shardCount: 2,
+      extraEnv: { ADMIN_TOKEN: TOKEN, HOLD_DOWN_MS: '600000' },
+    });
+    nodes = cluster.addresses();
+    everyone = nodes;
+  });
+  after(async () => {
+    await cluster?.stop();
+    await dispatcher.close();
+  });
+  printLogsOnFailure(() => cluster);
+
+  /** Log lines in which a node refused a topology change, from every node. */
+  function refusalLines(): string[] {
+    return [...cluster!.nodes.values()].flatMap((n) => n.log.filter((line) => line.includes(REFUSAL_LOG)).map((line) => `${n.addr}: ${line}`));
+  }
+
+  /** Every node answers the same view and shard layout as `expected`. */
+  async function assertUnchanged(expected: { view: NodeAddress[]; layout: ShardLayout }, what: string): Promise<void> {
+    for (const addr of everyone) {
+      assert.deepEqual(sortedAddresses(await getView(addr)), expected.view, `${what}: view at ${addr}`);
+      assert.deepEqual(await readShardLayout(addr), expected.layout, `${what}: shard ids and members at ${addr}`);
+    }
+  }
+
+  test('the store starts: every node in every view, and no node refused another node', async () => {
+    await cluster!.waitForViews(nodes, { timeoutMs: 10_000 });
+    const layout = await readShardLayout(nodes[0]!);
+    assert.equal(layout.ids.length, 2, JSON.stringify(layout));
+    assert.deepEqual(refusalLines(), [], 'start-up announcements carry the token');
+  });
+
+  test('a killed node leaves every view within 5 s; restarted, it is back in every view (announced with the token)', async () => {
+    const victim = nodes[NODE_COUNT - 1]!;
+    const victimShard = await getNodeShardId(victim);
+    const survivors = nodes.filter((n) => n !== victim);
+    await cluster!.kill(victim);
+    const killedAt = performance.now();
+    await pollUntil(
+      `no remaining node lists ${victim}`,
+      async () => {
+        for (const addr of survivors) {
+          const view = await getView(addr);
+          if (view.includes(victim)) throw new NotYet(`${addr} still lists it: ${view}`);
+        }
+      },
+      { timeoutMs: SPEC_WINDOW_MS + 1_000 },
+    );
+    const goneMs = performance.now() - killedAt;
+    assert.ok(goneMs <= SPEC_WINDOW_MS + MEASURE_SLACK_MS, `took ${Math.round(goneMs)} ms, spec allows ${SPEC_WINDOW_MS}`);
+
+    await cluster!.restart(victim);
+    const restartedAt = performance.now();
+    await pollUntil(
+      `${victim} back in every view`,
+      async () => {
+        for (const addr of nodes) {
+          const view = await getView(addr).catch((err: Error) => {
+            throw new NotYet(err.message);
+          });
+          if (sortedAddresses(view).join(',') !== nodes.join(',')) throw new NotYet(`${addr} has ${view}`);
+        }
+      },
+      { timeoutMs: SPEC_WINDOW_MS + 2_000 },
+    );
+    const backMs = performance.now() - restartedAt;
+    assert.ok(backMs <= SPEC_WINDOW_MS + MEASURE_SLACK_MS, `took ${Math.round(backMs)} ms from restart, spec allows ${SPEC_WINDOW_MS}`);
+    await cluster!.waitReady([victim]);
+    assert.equal(await getNodeShardId(victim), victimShard, 'the restarted node is back in its shard');
+    // Down reports (DELETE /view) and the announcement (PUT /view) went to nodes with the token set:
+    // a refusal of either would have been logged (the first refusal of a kind always is).
+    assert.deepEqual(refusalLines(), [], 'down reports and announcements carry the token');
+  });
+
+  test('a new node joins the view: its announcement carries the token', async () => {
+    // Whatever peer secret the store's nodes were given, the joiner gets the same.
+    const secret = cluster!.node(nodes[0]!).env.CLUSTER_SECRET;
+    joiner = await cluster!.startJoiner(JOINER_PORT, secret === undefined ? {} : { CLUSTER_SECRET: secret });
+    everyone = sortedAddresses([...nodes, joiner]);
+    await cluster!.waitReady([joiner]);
+    await cluster!.waitForViews(everyone, { timeoutMs: SPEC_WINDOW_MS, at: everyone });
+    assert.equal(await getNodeShardId(joiner), null, 'a joiner is in no shard until add-member');
+    assert.deepEqual(refusalLines(), []);
+  });
+
+  test('without the token: GET /view, GET /shard/..., GET /status and the key-value routes stay open', async () => {
+    const layout = await readShardLayout(nodes[0]!);
+    for (const addr of everyone) {
+      assert.equal((await call('GET', addr, '/view')).status, 200, `GET /view at ${addr}`);
+      assert.equal((await call('GET', addr, '/shard/ids')).status, 200, `GET /shard/ids at ${addr}`);
+      assert.equal((await call('GET', addr, '/shard/node-shard-id')).status, 200, `GET /shard/node-shard-id at ${addr}`);
+      for (const id of layout.ids) {
+        assert.equal((await call('GET', addr, `/shard/members/${id}`)).status, 200, `GET /shard/members/${id} at ${addr}`);
+        assert.equal((await call('GET', addr, `/shard/key-count/${id}`)).status, 200, `GET /shard/key-count/${id} at ${addr}`);
+      }
+      assert.equal((await call('GET', addr, '/status')).status, 200, `GET /status at ${addr}`);
+    }
+    const written = await client.put(nodes[0]!, 'admin-k', 'v');
+    assert.equal(written.status, 201, written.text);
+    const read = await retryWhile503('GET admin-k', () => get(nodes[1]!, 'admin-k', client.meta));
+    assert.equal(read.status, 200, read.text);
+    assert.equal(read.body.value, 'v');
+  });
+
+  /** Requests that would change the topology if they were let through. */
+  function changes(layout: ShardLayout): { method: 'PUT' | 'DELETE'; path: string; body: unknown }[] {
+    return [
+      { method: 'PUT', path: '/view', body: { 'socket-address': NEVER_A_NODE } },
+      { method: 'DELETE', path: '/view', body: { 'socket-address': nodes[NODE_COUNT - 1]! } },
+      { method: 'PUT', path: `/shard/add-member/${layout.ids[0]!}`, body: { 'socket-address': joiner } },
+      { method: 'PUT', path: '/shard/reshard', body: { 'shard-count': 1 } },
+    ];
+  }
+
+  test('without the header: each topology change is 401 with a JSON error, and nothing changes', async () => {
+    const before = { view: everyone, layout: await readShardLayout(nodes[0]!) };
+    await assertUnchanged(before, 'before');
+    for (const change of changes(before.layout)) {
+      for (const addr of [nodes[0]!, joiner]) {
+        assertUnauthorized(await callWith(change.method, addr, change.path, change.body), `${change.method} ${change.path} at ${addr}`);
+      }
+    }
+    // Not even a malformed body gets past the token to a 400.
+    assertUnauthorized(await callWith('PUT', nodes[1]!, '/view', { 'socket-address': 7 }), 'PUT /view with a bad body');
+    await assertUnchanged(before, 'after the refused requests');
+    assert.ok(refusalLines().length > 0, 'the refusals are logged');
+  });
+
+  test('with a wrong token, or not as a bearer token: 401, and nothing changes', async () => {
+    const before = { view: everyone, layout: await readShardLayout(nodes[0]!) };
+    const wrong = [
+      `Bearer ${TOKEN.slice(0, -1)}x`, // same length
+      `Bearer ${TOKEN}x`, // longer
+      `Bearer ${TOKEN.slice(0, 8)}`, // a prefix
+      'Bearer ',
+      'Bearer',
+      TOKEN, // no scheme
+      `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}`,
+      `Bearer ${TOKEN} ${TOKEN}`,
+    ];
+    for (const change of changes(before.layout)) {
+      for (const authorization of wrong) {
+        assertUnauthorized(
+          await callWith(change.method, nodes[2]!, change.path, change.body, authorization),
+          `${change.method} ${change.path} with Authorization: ${authorization}`,
+        );
+      }
+    }
+    await assertUnchanged(before, 'after the wrong tokens');
+  });
+
+  test('with the token: the normal answers, and the changes take effect', async () => {
+    const bearer = `Bearer ${TOKEN}`;
+    const [a] = nodes as [NodeAddress];
+    const b = nodes[NODE_COUNT - 1]!;
+
+    const deleted = await callWith('DELETE', a, '/view', { 'socket-address': b }, bearer);
+    assert.equal(deleted.status, 200, deleted.text);
+    assert.deepEqual(deleted.body, { result: 'deleted' });
+    assert.ok(!(await getView(a)).includes(b), `${a} still lists ${b} after DELETE /view`);
+    const added = await callWith('PUT', a, '/view', { 'socket-address': b }, bearer);
+    assert.equal(added.status, 201, added.text);
+    assert.deepEqual(added.body, { result: 'added' });
+    const present = await callWith('PUT', a, '/view', { 'socket-address': b }, bearer);
+    assert.equal(present.status, 200, present.text);
+    assert.deepEqual(present.body, { result: 'already present' });
+    await cluster!.waitForViews(everyone, { timeoutMs: 15_000, at: everyone });
+
+    const layout = await readShardLayout(a);
+    const shard = layout.ids[0]!;
+    const member = await callWith('PUT', a, `/shard/add-member/${shard}`, { 'socket-address': joiner }, bearer);
+    assert.equal(member.status, 200, member.text);
+    assert.deepEqual(member.body, { result: 'node added to shard' });
+    await pollUntil(
+      `every node lists ${joiner} in ${shard}`,
+      async () => {
+        for (const addr of everyone) {
+          const members = (await readShardLayout(addr)).members[shard] ?? [];
+          if (!members.includes(joiner)) throw new NotYet(`${addr}: members of ${shard} are ${members}`);
+        }
+      },
+      { timeoutMs: 10_000 },
+    );
+
+    // A real reshard: the coordinator reaches the other nodes on /internal/ routes, not the guarded ones.
+    const resharded = await callWith('PUT', a, '/shard/reshard', { 'shard-count': 1 }, bearer);
+    assert.equal(resharded.status, 200, resharded.text);
+    assert.deepEqual(resharded.body, { result: 'resharded' });
+    await pollUntil(
+      'every node in the one shard',
+      async () => {
+        for (const addr of everyone) {
+          const now = await readShardLayout(addr);
+          if (now.ids.length !== 1 || sortedAddresses(now.members[now.ids[0]!] ?? []).join(',') !== everyone.join(',')) {
+            throw new NotYet(`${addr}: ${JSON.stringify(now)}`);
+          }
+        }
+      },
+      { timeoutMs: 10_000 },
+    );
+    // The key written before the reshard is still there.
+    const read = await retryWhile503('GET admin-k after the reshard', () => get(joiner, 'admin-k', client.meta));
+    assert.equal(read.status, 200, read.text);
+    assert.equal(read.body.value, 'v');
+    cluster!.assertNoCrash();
+  });
+});
