@@ -599,7 +599,8 @@ export class KvsNode {
     // without the MAC, and what the core answers is sealed again. A forwarded request goes on as
     // it came (the member that serves it checks the MAC).
     let coreBody = body;
-    if (this.auth !== null) {
+    const forwarded = this.core.shard === null || shardOfKey(this.core.map, key) !== this.core.shard;
+    if (this.auth !== null && !forwarded) {
       const unsealed = this.unsealBody(body);
       if (!unsealed.ok) return json(400, { error: 'Invalid causal metadata: causal-metadata was not issued by this store' });
       coreBody = unsealed.body;

@@ -8,7 +8,7 @@
 // the secret), only within SKEW_MS of its own clock, and only once (nonces are remembered for as
 // long as their time is acceptable).
 
-import { createHash, createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, hash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 export const AUTH_HEADER = 'x-kvs-auth';
 /** A request whose time is further than this from the receiver's clock is refused (clock skew plus transit). */
@@ -35,6 +35,8 @@ export class PeerAuth {
   /** Nonces are this process's random prefix and a counter: unique without a random draw per request. */
   private readonly noncePrefix = randomBytes(9).toString('base64url');
   private nonceCounter = 0;
+  /** Per secret, the prefix of a metadata MAC's input (see `metadataMac`). */
+  private readonly metadataPrefixes: string[];
   private readonly now: () => number;
   /** nonce -> time it carried, in arrival order. */
   private readonly nonces = new Map<string, number>();
@@ -44,6 +46,7 @@ export class PeerAuth {
   constructor(secrets: readonly string[], now: () => number) {
     if (secrets.length === 0) throw new RangeError('PeerAuth needs at least one secret');
     this.keys = secrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8')));
+    this.metadataPrefixes = secrets.map((secret) => `kvs-metadata-v1\n${secret.length}:${secret}\n`);
     this.now = now;
   }
 
@@ -71,15 +74,20 @@ export class PeerAuth {
     return { ok: true };
   }
 
-  /** HMAC of `text` under the first secret (causal metadata). */
-  macOf(text: string): string {
-    return mac(this.keys[0] as KeyObject, text);
+  /**
+   * The MAC of causal metadata (its canonical text) under the first secret: SHA3-256 over the
+   * secret (length-prefixed) and the text. Keyed SHA-3 is a sound MAC (no length extension, the
+   * construction KMAC builds on), and one call costs a third of an HMAC in Node: it runs twice on
+   * every client request, where an HMAC would be a tenth of a small node's CPU.
+   */
+  metadataMac(text: string): string {
+    return hash('sha3-256', (this.metadataPrefixes[0] as string) + text, 'base64url');
   }
 
-  /** Whether `given` is the HMAC of `text` under any secret. */
-  macVerifies(text: string, given: string): boolean {
+  /** Whether `given` is the metadata MAC of `text` under any secret. */
+  metadataMacVerifies(text: string, given: string): boolean {
     const givenBytes = Buffer.from(given, 'base64url');
-    return this.keys.some((key) => equal(Buffer.from(mac(key, text), 'base64url'), givenBytes));
+    return this.metadataPrefixes.some((prefix) => equal(Buffer.from(hash('sha3-256', prefix + text, 'base64url'), 'base64url'), givenBytes));
   }
 
   get remembered(): number {
@@ -109,7 +117,7 @@ function canonical(parts: SignedParts, time: string, nonce: string): string {
       const value = parts.headers[name];
       return `${name}:${Array.isArray(value) ? value.join(',') : (value ?? '')}`;
     });
-  const bodyHash = createHash('sha256').update(parts.body, 'utf8').digest('base64url');
+  const bodyHash = hash('sha256', parts.body, 'base64url');
   return ['v1', parts.method, parts.path, bodyHash, ...headers, time, nonce].join('\n');
 }
 
@@ -123,31 +131,48 @@ function equal(a: Buffer, b: Buffer): boolean {
 
 /** The field of causal metadata that holds its MAC (with a cluster secret). */
 export const METADATA_MAC_FIELD = 'm';
-const METADATA_DOMAIN = 'kvs-metadata-v1\n';
 
 /** `metadata` with its MAC added (over everything else in it, keys sorted). */
 export function sealMetadata(auth: PeerAuth, metadata: Record<string, unknown>): Record<string, unknown> {
-  const { [METADATA_MAC_FIELD]: _old, ...rest } = metadata;
-  return { ...rest, [METADATA_MAC_FIELD]: auth.macOf(METADATA_DOMAIN + canonicalJson(rest)) };
+  const rest = withoutMac(metadata);
+  rest[METADATA_MAC_FIELD] = auth.metadataMac(canonicalJson(withoutMac(metadata)));
+  return rest;
 }
 
 /** `metadata` without its MAC when the MAC verifies under one of the secrets; null otherwise. */
 export function unsealMetadata(auth: PeerAuth, metadata: unknown): Record<string, unknown> | null {
   if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) return null;
-  const { [METADATA_MAC_FIELD]: given, ...rest } = metadata as Record<string, unknown>;
-  if (typeof given !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(given)) return null;
-  return auth.macVerifies(METADATA_DOMAIN + canonicalJson(rest), given) ? rest : null;
+  const given = (metadata as Record<string, unknown>)[METADATA_MAC_FIELD];
+  if (typeof given !== 'string' || given.length !== 43) return null;
+  const rest = withoutMac(metadata as Record<string, unknown>);
+  return auth.metadataMacVerifies(canonicalJson(rest), given) ? rest : null;
+}
+
+/** A shallow copy of `metadata` without its MAC field. */
+function withoutMac(metadata: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(metadata)) if (key !== METADATA_MAC_FIELD) out[key] = metadata[key];
+  return out;
 }
 
 /** JSON with every object's keys sorted: the same text for the same value, whatever the key order. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const record = value as Record<string, unknown>;
-    return `{${Object.keys(record)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key])}`)
-      .join(',')}}`;
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return `${out}]`;
   }
-  return JSON.stringify(value) ?? 'null';
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (keys.length > 1) keys.sort();
+  let out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const item = record[key];
+    // Numbers and plain keys (all a metadata holds) without the general path.
+    const text = typeof item === 'number' ? (Number.isFinite(item) ? String(item) : 'null') : canonicalJson(item);
+    out += `${i === 0 ? '' : ','}${JSON.stringify(key)}:${text}`;
+  }
+  return `${out}}`;
 }
