@@ -163,7 +163,7 @@ program
 
 // ---- client commands -----------------------------------------------------------------------
 
-type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number; adminToken?: string };
+type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number; adminToken?: string; ca?: string };
 
 function clientCommand(name: string, description: string): Command {
   return program
@@ -172,7 +172,8 @@ function clientCommand(name: string, description: string): Command {
     .option('--nodes <a,b>', 'nodes to talk to, in order of preference', defaultNodes)
     .option('--meta-file <file>', 'read and write the session causal metadata here, chaining successive commands', defaultMetaFile)
     .option('--no-meta-file', 'start a fresh session and keep nothing')
-    .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000);
+    .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000)
+    .addOption(new Option('--ca <file>', "a store with TLS: speak HTTPS, trusting this CA certificate (PEM)").env('KVS_CA'));
 }
 
 /** A client command that changes the topology: it may need the store's admin token. */
@@ -188,7 +189,8 @@ async function withClient(options: ClientOptions, run: (client: KvsClient) => Pr
   const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
   const metadata = options.metaFile === false ? null : await readMetadata(options.metaFile);
   const adminToken = options.adminToken?.trim() || undefined;
-  const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}) });
+  const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
+  const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}), ...(ca !== undefined ? { tls: { ca } } : {}) });
   try {
     console.log(JSON.stringify(await run(client), null, 2));
   } catch (err) {

@@ -54,6 +54,11 @@ export type KvsClientOptions = {
    * (addToView, removeFromView, addMember, reshard) and with nothing else. Without it, a store that
    * has one answers those with 401 (`unauthorized`). */
   adminToken?: string;
+  /**
+   * A store with TLS: talk HTTPS, trusting the store's CA (PEM) by its chain, not by the address
+   * in a node's certificate (nodes are addressed by IP). Absent: plain HTTP.
+   */
+  tls?: { ca: string | Buffer };
 };
 
 const timeoutMsDefault = 5_000;
@@ -83,6 +88,7 @@ export class KvsClient {
   readonly #connectionsPerNodeMax: number;
   readonly #responseBytesMax: number;
   readonly #adminToken: string | undefined;
+  readonly #tls: { ca: string | Buffer } | undefined;
 
   constructor(options: KvsClientOptions) {
     if (options.nodes.length === 0) throw new TypeError('KvsClient needs at least one node');
@@ -97,6 +103,7 @@ export class KvsClient {
       throw new TypeError('adminToken must be printable characters without spaces');
     }
     this.#adminToken = options.adminToken;
+    this.#tls = options.tls;
   }
 
   /** The session's causal metadata; hand it to another client to continue the same session. */
@@ -303,9 +310,12 @@ export class KvsClient {
     let pool = this.#pools.get(node);
     if (pool === undefined) {
       assertAddress(node);
-      pool = new Pool(`http://${node}`, {
+      pool = new Pool(`${this.#tls === undefined ? 'http' : 'https'}://${node}`, {
         connections: this.#connectionsPerNodeMax,
-        connect: { timeout: this.#connectTimeoutMs },
+        connect:
+          this.#tls === undefined
+            ? { timeout: this.#connectTimeoutMs }
+            : { timeout: this.#connectTimeoutMs, ca: this.#tls.ca, rejectUnauthorized: true, checkServerIdentity: () => undefined },
       });
       this.#pools.set(node, pool);
     }

@@ -132,11 +132,15 @@ function equal(a: Buffer, b: Buffer): boolean {
 /** The field of causal metadata that holds its MAC (with a cluster secret). */
 export const METADATA_MAC_FIELD = 'm';
 
-/** `metadata` with its MAC added (over everything else in it, keys sorted). */
+/**
+ * `metadata` with its MAC added (over everything else in it, keys sorted). The copy returned has
+ * its keys in that sorted order too, so a client that sends it back unchanged is checked with
+ * `JSON.stringify` alone (see `unsealMetadata`).
+ */
 export function sealMetadata(auth: PeerAuth, metadata: Record<string, unknown>): Record<string, unknown> {
-  const rest = withoutMac(metadata);
-  rest[METADATA_MAC_FIELD] = auth.metadataMac(canonicalJson(withoutMac(metadata)));
-  return rest;
+  const sorted = sortedCopy(withoutMac(metadata)) as Record<string, unknown>;
+  sorted[METADATA_MAC_FIELD] = auth.metadataMac(canonicalJson(sorted));
+  return sorted;
 }
 
 /** `metadata` without its MAC when the MAC verifies under one of the secrets; null otherwise. */
@@ -145,7 +149,20 @@ export function unsealMetadata(auth: PeerAuth, metadata: unknown): Record<string
   const given = (metadata as Record<string, unknown>)[METADATA_MAC_FIELD];
   if (typeof given !== 'string' || given.length !== 43) return null;
   const rest = withoutMac(metadata as Record<string, unknown>);
+  // As sealed (JSON keeps key order), the plain serialisation is the canonical text; a client
+  // that reordered keys costs the general path.
+  if (auth.metadataMacVerifies(JSON.stringify(rest), given)) return rest;
   return auth.metadataMacVerifies(canonicalJson(rest), given) ? rest : null;
+}
+
+/** A deep copy with every object's keys inserted in sorted order. */
+function sortedCopy(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(sortedCopy);
+  const record = value as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(record).sort()) out[key] = sortedCopy(record[key]);
+  return out;
 }
 
 /** A shallow copy of `metadata` without its MAC field. */

@@ -5,6 +5,7 @@
 // Every node listens on 127.0.0.1, the foreign one too: its address is as good as any node's, so
 // only the certificates keep it out.
 
+import { KvsClient } from '../../src/client/client.ts';
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -193,6 +194,25 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
       return true;
     });
     assert.deepEqual(await viewAt(A), addrs);
+  });
+
+  test("the project's client library speaks HTTPS with the store's CA", async () => {
+    const client = new KvsClient({ nodes: [A, B], tls: { ca: readFileSync(caFile) } });
+    try {
+      await client.put('tls-client-key', { over: 'tls' });
+      const got = await client.get('tls-client-key');
+      assert.ok(got.found);
+      assert.deepEqual(got.value, { over: 'tls' });
+    } finally {
+      await client.close();
+    }
+    // Without the CA the node's certificate is not trusted: the request never leaves.
+    const untrusting = new KvsClient({ nodes: [A], tls: { ca: readFileSync(foreignCa.cert) }, timeoutMs: 3_000 });
+    try {
+      await assert.rejects(untrusting.get('tls-client-key'));
+    } finally {
+      await untrusting.close();
+    }
   });
 
   test('a client with a certificate of the cluster is served as well', async () => {
