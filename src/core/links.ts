@@ -30,6 +30,13 @@ export interface LinksOptions {
 /** Default of `probeLateMs`: on a LAN a probe takes a millisecond; half a second means the link failed. */
 export const PROBE_LATE_MS = 500;
 
+/**
+ * A process that just started (or restarted) is busy: its answers come late for a while. A link is
+ * not held for a late probe within this time of being first heard from or announced (a probe with
+ * no answer at all still counts).
+ */
+export const LATE_GRACE_MS = 5_000;
+
 /** Peers whose links are tracked at most; beyond, new peers' links are not tracked (never held). */
 export const LINKS_MAX = 1024;
 
@@ -44,6 +51,8 @@ interface Link {
   held: boolean;
   /** The peer refused data, holding the link itself: send it none before this time. */
   mirroredUntilMs: number;
+  /** When the link was first heard from, or last announced: lateness counts only LATE_GRACE_MS after. */
+  sinceMs: number;
   /** When the hold began (the first failure). */
   heldSinceMs: number;
   /** While held: since when the link has answered every probe (null: it does not answer yet). */
@@ -110,9 +119,17 @@ export class Links {
    * The peer answered a request: the link is up at least once, so from now on a failure of it
    * counts (its incarnation is learned from its probes' answers).
    */
-  answered(peer: NodeAddress): void {
+  answered(peer: NodeAddress, nowMs: number): void {
     if (this.links.has(peer) || this.links.size >= LINKS_MAX) return;
-    this.links.set(peer, { incarnation: null, probeSentMs: null, held: false, mirroredUntilMs: 0, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 });
+    this.links.set(peer, newLink(null, nowMs));
+  }
+
+  /**
+   * This node's own event loop stalled: the probes in flight say nothing about the links (their
+   * answers may be waiting unread), so none of them is judged late.
+   */
+  forgiveProbes(): void {
+    for (const link of this.links.values()) link.probeSentMs = null;
   }
 
   /**
@@ -120,7 +137,7 @@ export class Links {
    * heard starts tracking the link; a different one later means the process restarted, but
    * without an announcement that does not release a hold (this node may be the one reconnecting).
    */
-  heard(peer: NodeAddress, incarnation: string): void {
+  heard(peer: NodeAddress, incarnation: string, nowMs: number): void {
     const link = this.links.get(peer);
     if (link !== undefined) {
       if (link.incarnation === null) link.incarnation = incarnation;
@@ -131,7 +148,7 @@ export class Links {
       return;
     }
     if (this.links.size >= LINKS_MAX) return;
-    this.links.set(peer, { incarnation, probeSentMs: null, held: false, mirroredUntilMs: 0, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 });
+    this.links.set(peer, newLink(incarnation, nowMs));
   }
 
   /**
@@ -139,15 +156,16 @@ export class Links {
    * restart: the link is released at once, and what was in flight to the old process no longer
    * counts. The same incarnation again changes nothing.
    */
-  announced(peer: NodeAddress, incarnation: string): LinkChange {
+  announced(peer: NodeAddress, incarnation: string, nowMs: number): LinkChange {
     const link = this.links.get(peer);
     if (link === undefined) {
-      this.heard(peer, incarnation);
+      this.heard(peer, incarnation, nowMs);
       return null;
     }
     if (link.incarnation === incarnation) return null;
     link.incarnation = incarnation;
     link.probeSentMs = null;
+    link.sinceMs = nowMs;
     link.mirroredUntilMs = 0;
     if (!link.held) return null;
     link.held = false;
@@ -169,11 +187,11 @@ export class Links {
     const before = this.links.get(peer);
     const sentMs = before?.probeSentMs ?? null;
     if (before !== undefined) before.probeSentMs = null;
-    this.heard(peer, incarnation);
+    this.heard(peer, incarnation, nowMs);
     const link = this.links.get(peer);
     if (link === undefined) return null;
     let change: LinkChange = null;
-    if (sentMs !== null && sentTo === link.incarnation && nowMs - sentMs > this.options.probeLateMs && !link.held) {
+    if (sentMs !== null && sentTo === link.incarnation && nowMs - sentMs > this.options.probeLateMs && !link.held && sentMs - link.sinceMs >= LATE_GRACE_MS) {
       change = this.hold(link, sentMs + this.options.probeLateMs);
     }
     if (!link.held) return change;
@@ -245,7 +263,7 @@ export class Links {
   }
 
   private isLate(link: Link, nowMs: number): boolean {
-    return link.probeSentMs !== null && nowMs - link.probeSentMs > this.options.probeLateMs;
+    return link.probeSentMs !== null && nowMs - link.probeSentMs > this.options.probeLateMs && link.probeSentMs - link.sinceMs >= LATE_GRACE_MS;
   }
 
   private hold(link: Link, nowMs: number): LinkChange {
@@ -255,4 +273,8 @@ export class Links {
     link.heldUntilMs = 0;
     return 'held';
   }
+}
+
+function newLink(incarnation: string | null, nowMs: number): Link {
+  return { incarnation, probeSentMs: null, held: false, mirroredUntilMs: 0, sinceMs: nowMs, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 };
 }

@@ -79,7 +79,7 @@ export class LinkTransport implements PeerTransport {
       if (error instanceof PeerUnreachableError) this.onChange(peer, this.links.failed(peer, sentTo, this.timers.now()));
       throw error;
     }
-    this.links.answered(peer);
+    this.links.answered(peer, this.timers.now());
     const remaining = linkHeldRemaining(reply);
     if (remaining !== undefined) this.links.refusedBy(peer, remaining, this.timers.now());
     return reply;

@@ -20,6 +20,7 @@ import { FROM_HEADER, INCARNATION_HEADER, isIncarnation, LinkTransport, linkHeld
 import { AUTH_HEADER, PeerAuth, sealMetadata, unsealMetadata } from './peer-auth.ts';
 import { PeerClient, PeerUnreachableError } from './peer-client.ts';
 import { Replicator } from './replicator.ts';
+import { StallWatch } from './stall-watch.ts';
 import { StateSignal } from './state-signal.ts';
 import type { TlsMaterial } from './tls.ts';
 import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
@@ -112,7 +113,9 @@ export class KvsNode {
   private readonly lastPing = new Map<NodeAddress, PingInfo>();
   private readonly lastSyncMs = new Map<NodeAddress, number>();
   /** Links held down and released since start (shown in /status). */
-  private readonly linkStats = { holds: 0, releases: 0, refused: 0 };
+  private readonly linkStats = { holds: 0, releases: 0, refused: 0, stallsForgiven: 0 };
+  /** A real process watches its own event loop; probes in flight across a stall are not judged late (simulated nodes never stall). */
+  private readonly stallWatch: StallWatch | null;
   private syncing = false;
   private fullSyncRunning: Promise<void> | null = null;
   private closed = false;
@@ -130,6 +133,13 @@ export class KvsNode {
     this.log = log;
     this.timers = env.timers ?? realTimers;
     this.incarnation = env.incarnation ?? randomBytes(8).toString('hex');
+    this.stallWatch =
+      env.timers === undefined
+        ? new StallWatch(Math.floor(config.probeLateMs / 2), () => {
+            this.linkStats.stallsForgiven++;
+            this.core.links.forgiveProbes();
+          })
+        : null;
     this.auth = config.clusterSecrets.length > 0 ? new PeerAuth(config.clusterSecrets, () => this.timers.now()) : null;
     this.startedMs = this.timers.now();
     this.changed = new StateSignal(this.timers);
@@ -260,6 +270,7 @@ export class KvsNode {
       }
     }, this.config.pingIntervalMs);
     // The first round now: links are watched from the start, not half an interval later.
+    this.stallWatch?.start();
     this.tick();
     if (this.config.antiEntropyIntervalMs > 0) {
       this.antiEntropyTimer = this.timers.setInterval(
@@ -274,6 +285,7 @@ export class KvsNode {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.stallWatch?.stop();
     if (this.pingTimer) this.timers.clearInterval(this.pingTimer);
     if (this.antiEntropyTimer) this.timers.clearInterval(this.antiEntropyTimer);
     this.changed.notify();
@@ -521,7 +533,7 @@ export class KvsNode {
       // The node announcing itself: a new incarnation is a restart, not a reconnection, so its
       // link is not held down (it copies its shard at once).
       if (peer.from === address && peer.incarnation !== null) {
-        const change = this.core.links.announced(address, peer.incarnation);
+        const change = this.core.links.announced(address, peer.incarnation, this.timers.now());
         if (change === 'released') this.log.info({ peer: address, incarnation: peer.incarnation }, 'node restarted (new incarnation): its link is no longer held down');
         this.onLinkChange(address, change);
       }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Links, LINKS_MAX } from '../../src/core/links.ts';
+import { LATE_GRACE_MS, Links, LINKS_MAX } from '../../src/core/links.ts';
 
 const B = '10.10.0.3:8090';
 const C = '10.10.0.4:8090';
@@ -14,7 +14,8 @@ const LATE = 500;
 
 function links(): Links {
   const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
-  l.heard(B, 'b1');
+  // Heard long enough ago that late probes count.
+  l.heard(B, 'b1', -LATE_GRACE_MS);
   return l;
 }
 
@@ -121,9 +122,9 @@ test('a probe answered late is a failure of the link, then an answer', () => {
 test('a restart announced with a new incarnation releases at once; the same incarnation again does not', () => {
   const l = links();
   l.failed(B, 'b1', 0);
-  assert.equal(l.announced(B, 'b1'), null, 'the same process announcing again is no restart');
+  assert.equal(l.announced(B, 'b1', 0), null, 'the same process announcing again is no restart');
   assert.equal(l.isHeld(B), true);
-  assert.equal(l.announced(B, 'b2'), 'released');
+  assert.equal(l.announced(B, 'b2', 0), 'released');
   assert.equal(l.isUp(B, 1), true);
   assert.equal(l.incarnationOf(B), 'b2');
   // A request sent to the old process that fails now says nothing about the new one.
@@ -136,7 +137,7 @@ test('a restart announced with a new incarnation releases at once; the same inca
 test('a new incarnation heard without an announcement does not release (this node may be the one reconnecting)', () => {
   const l = links();
   l.failed(B, 'b1', 0);
-  l.heard(B, 'b2');
+  l.heard(B, 'b2', 0);
   assert.equal(l.isHeld(B), true);
   assert.equal(l.probeAnswered(B, 'b2', 'b2', 100), null);
   assert.equal(l.probeAnswered(B, 'b2', 'b2', 100 + HOLD), 'released');
@@ -160,7 +161,7 @@ test('a refusal from the peer is mirrored: no data sent for the time it names (a
 
 test('the table is bounded: peers beyond LINKS_MAX are not tracked', () => {
   const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
-  for (let i = 0; i < LINKS_MAX + 10; i++) l.heard(`10.1.${i >> 8}.${i & 255}:8090`, 'x');
+  for (let i = 0; i < LINKS_MAX + 10; i++) l.heard(`10.1.${i >> 8}.${i & 255}:8090`, 'x', 0);
   const beyond = `10.1.${(LINKS_MAX + 5) >> 8}.${(LINKS_MAX + 5) & 255}:8090`;
   assert.equal(l.incarnationOf(beyond), null);
   assert.equal(l.failed(beyond, null, 0), null);
@@ -169,7 +170,7 @@ test('the table is bounded: peers beyond LINKS_MAX are not tracked', () => {
 
 test('a peer that answered any request is tracked before its incarnation is known: a failure then holds its link', () => {
   const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
-  l.answered(C);
+  l.answered(C, -LATE_GRACE_MS);
   assert.equal(l.incarnationOf(C), null);
   l.probeSent(C, 0);
   assert.equal(l.checkLate(C, LATE + 1), 'held', 'a late probe counts');
@@ -179,7 +180,33 @@ test('a peer that answered any request is tracked before its incarnation is know
   assert.equal(l.isHeld(C), true);
   // An announcement while only "answered" was known: a process that just started.
   const m = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
-  m.answered(C);
+  m.answered(C, -LATE_GRACE_MS);
   assert.equal(m.failed(C, null, 10), 'held');
-  assert.equal(m.announced(C, 'c2'), 'released');
+  assert.equal(m.announced(C, 'c2', 0), 'released');
+});
+
+test('a process just heard from or restarted is busy: its late probes do not hold its link for LATE_GRACE_MS, its silence does', () => {
+  const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  l.heard(B, 'b1', 0);
+  l.probeSent(B, 1000);
+  assert.equal(l.checkLate(B, 1000 + LATE + 100), null, 'late, but within the grace');
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 1000 + LATE + 200), null);
+  l.probeSent(B, LATE_GRACE_MS);
+  assert.equal(l.checkLate(B, LATE_GRACE_MS + LATE + 1), 'held', 'after the grace, late counts');
+  // A restart starts a new grace.
+  const m = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
+  m.heard(B, 'b1', -LATE_GRACE_MS);
+  assert.equal(m.announced(B, 'b2', 10_000), null);
+  m.probeSent(B, 10_100);
+  assert.equal(m.checkLate(B, 10_100 + LATE + 1), null);
+  assert.equal(m.failed(B, 'b2', 10_700), 'held', 'no answer at all counts at once');
+});
+
+test("this node's own stall forgives the probes in flight: none of them is judged late", () => {
+  const l = links();
+  l.probeSent(B, 1000);
+  l.forgiveProbes();
+  assert.equal(l.checkLate(B, 1000 + LATE + 300), null);
+  assert.equal(l.probeAnswered(B, 'b1', 'b1', 1000 + LATE + 400), null);
+  assert.equal(l.isUp(B, 1000 + LATE + 400), true);
 });

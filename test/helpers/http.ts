@@ -5,7 +5,7 @@
 // hung node fails the test with a message instead of hanging the suite.
 
 import assert from 'node:assert/strict';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 
 /** `IP:PORT` of a node, as in SOCKET_ADDRESS and VIEW. */
 export type NodeAddress = string;
@@ -30,6 +30,10 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Extra request headers. */
   headers?: Record<string, string>;
+  /** Another connection pool (a source address, a TLS client certificate...). */
+  dispatcher?: Dispatcher;
+  /** `https` for a store with TLS (with a dispatcher that trusts its CA). */
+  scheme?: 'http' | 'https';
 }
 
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -57,17 +61,17 @@ export async function call(
   const payload = options.rawBody ?? (body === undefined ? undefined : JSON.stringify(body));
   let res;
   try {
-    res = await request(`http://${addr}${path}`, {
+    res = await request(`${options.scheme ?? 'http'}://${addr}${path}`, {
       method,
       headers: { 'content-type': 'application/json', ...options.headers },
       body: payload,
-      dispatcher,
+      dispatcher: options.dispatcher ?? dispatcher,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
     });
   } catch (err) {
     const e = err as Error & { code?: string };
-    throw new Error(`${method} http://${addr}${path} failed: ${e.code ?? ''} ${e.message}`, { cause: err });
+    throw Object.assign(new Error(`${method} ${options.scheme ?? 'http'}://${addr}${path} failed: ${e.code ?? ''} ${e.message}`, { cause: err }), { code: e.code });
   }
   const text = await res.body.text();
   let parsed: unknown;

@@ -9,7 +9,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { Cluster, NotYet, address, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
 import {
   Client,
@@ -38,24 +38,9 @@ const REFUSAL_LOG = 'topology change refused';
 
 const dispatcher = new Agent({ keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000, connect: { timeout: 5_000 } });
 
-/** One request with an optional Authorization header (the shared `call` helper sends none). */
-async function callWith(method: 'GET' | 'PUT' | 'DELETE', addr: NodeAddress, path: string, body: unknown, authorization?: string): Promise<Reply> {
-  const res = await request(`http://${addr}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(authorization === undefined ? {} : { authorization }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    dispatcher,
-    headersTimeout: 10_000,
-    bodyTimeout: 10_000,
-  });
-  const text = await res.body.text();
-  let parsed: unknown;
-  try {
-    parsed = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.statusCode, body: parsed, text };
+/** One request with an optional Authorization header. */
+function callWith(method: 'GET' | 'PUT' | 'DELETE', addr: NodeAddress, path: string, body: unknown, authorization?: string): Promise<Reply> {
+  return call(method, addr, path, body, { dispatcher, headers: authorization === undefined ? {} : { authorization } });
 }
 
 function assertUnauthorized(r: Reply, what: string): void {

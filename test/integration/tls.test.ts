@@ -12,12 +12,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { startHttpServer } from '../../src/node/http-server.ts';
 import { PeerClient, PeerUnreachableError } from '../../src/node/peer-client.ts';
 import { Certificates, opensslMissing, type Pem } from '../helpers/certs.ts';
 import { address, assertPortFree, NotYet, pollUntil, READY_TIMEOUT_MS, StoreNode } from '../helpers/cluster.ts';
-import { kvsPath, sortedAddresses, type NodeAddress } from '../helpers/http.ts';
+import { call as httpCall, kvsPath, sortedAddresses, type NodeAddress } from '../helpers/http.ts';
 
 const BASE_PORT = 9870;
 const FOREIGN_PORT = 9873;
@@ -66,23 +66,8 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     return made;
   }
 
-  async function call(dispatcher: Agent, method: 'GET' | 'PUT', addr: NodeAddress, path: string, body?: unknown, scheme = 'https'): Promise<Answer> {
-    const res = await request(`${scheme}://${addr}${path}`, {
-      method,
-      dispatcher,
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      headersTimeout: REQUEST_TIMEOUT_MS,
-      bodyTimeout: REQUEST_TIMEOUT_MS,
-    });
-    const text = await res.body.text();
-    let parsed: unknown;
-    try {
-      parsed = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.statusCode, body: parsed, text };
+  function call(dispatcher: Agent, method: 'GET' | 'PUT', addr: NodeAddress, path: string, body?: unknown, scheme: 'http' | 'https' = 'https'): Promise<Answer> {
+    return httpCall(method, addr, path, body, { dispatcher, scheme, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
   async function viewAt(addr: NodeAddress): Promise<NodeAddress[]> {

@@ -11,6 +11,7 @@ import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import { call, Client, get, put, readShardLayout, type CausalMetadata, type NodeAddress } from '../helpers/http.ts';
 import { skipReason, sleep, useLab } from './helpers.ts';
 import type { Lab } from '../../src/lab/lab.ts';
+import { LATE_GRACE_MS } from '../../src/core/links.ts';
 
 const DEPENDENCIES_MISSING = 'Causal dependencies not satisfied; try again later';
 /** The scenario's pacing: the second write about 1 s into the cut, the reads about 1 s after it heals. */
@@ -43,6 +44,14 @@ async function cutShortAndReconnect(lab: Lab, a: NodeAddress, b: NodeAddress, ot
     if (r.status !== 200 || r.body.value !== 'v1') throw new NotYet(`${r.status} ${r.text}`);
   }, { timeoutMs: 10_000 });
 
+  // Links of processes that just started are not held for late probes (they are busy starting):
+  // the cut comes after that grace, as in a store that has been running.
+  for (const node of [a, b, ...others]) {
+    await pollUntil(`${node} up for ${LATE_GRACE_MS + 1_000} ms`, async () => {
+      const r = await call('GET', node, '/status', undefined, { timeoutMs: 2_000 });
+      if (!(r.body?.uptimeMs >= LATE_GRACE_MS + 1_000)) throw new NotYet(`up ${r.body?.uptimeMs} ms`);
+    }, { timeoutMs: LATE_GRACE_MS + 10_000, intervalMs: 200 });
+  }
   await lab.disconnect(b, { link: true });
   const cutAt = performance.now();
   // a notices (a probe late or failed) well within the second: shown, not assumed.

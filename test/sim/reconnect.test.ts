@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MESSAGES } from '../../src/core/api-messages.ts';
+import { LATE_GRACE_MS } from '../../src/core/links.ts';
 import { shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import type { NodeAddress } from '../../src/core/types.ts';
 import { World, type ScriptReply, type WorldSettings } from '../../src/sim/world.ts';
@@ -41,7 +42,8 @@ interface Outcome {
 
 /** The scenario: k = v1 at a, b cut off, v2 at a about 1 s later, heal, reads about 1 s after. */
 async function cutShort(world: World): Promise<Outcome> {
-  await world.advance(3_000);
+  // Past the grace in which a starting process's late probes are forgiven: a store that has been running.
+  await world.advance(LATE_GRACE_MS + 1_500);
   const nodes = world.addresses();
   const map = world.nodes().get(nodes[0]!)!.core.map;
   // a key of the first node's shard, and another member of that shard
