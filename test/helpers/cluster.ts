@@ -297,6 +297,21 @@ export class Cluster {
   }
 
   /** Throws if any node exited without being killed by the test. */
+  /** Polls until no node of `at` lists `gone` in its view; the time it took. */
+  async waitUntilNoneLists(gone: NodeAddress, at: readonly NodeAddress[], timeoutMs: number): Promise<number> {
+    const { elapsedMs } = await pollUntil(
+      `no remaining node lists ${gone}`,
+      async () => {
+        for (const addr of at) {
+          const view = await getView(addr);
+          if (view.includes(gone)) throw new NotYet(`${addr} still lists it: ${view}`);
+        }
+      },
+      { timeoutMs },
+    );
+    return elapsedMs;
+  }
+
   assertNoCrash(): void {
     const crashed = [...this.nodes.values()].filter((n) => n.crashed);
     if (crashed.length > 0) {

@@ -46,11 +46,13 @@ describe('repair', { timeout: 120_000 }, () => {
       stamp: { lamport: 1_000_000, node: a },
       deps: {},
     };
+    // Nowhere before the injection (after it, a round every 300 ms may copy it at any moment:
+    // checking b and c then would race anti-entropy itself).
+    for (const peer of [a, b, c]) {
+      assert.equal((await get(peer, 'only-on-a', null)).status, 404, 'not there before the injection');
+    }
     const r = await peerCall('POST', a, '/internal/repair', { epoch, shard, versions: [injected] });
     assert.equal(r.status, 200, r.text);
-    for (const peer of [b, c]) {
-      assert.equal((await get(peer, 'only-on-a', null)).status, 404, 'not there before repair');
-    }
     const { elapsedMs } = await pollUntil(
       'the injected version on every replica',
       async () => {
