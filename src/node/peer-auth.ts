@@ -66,10 +66,11 @@ export class PeerAuth {
     const timeMs = Number(time);
     const now = this.now();
     if (Math.abs(now - timeMs) > SKEW_MS) return { ok: false, reason: `authenticator time is ${Math.round((now - timeMs) / 1000)} s off this node's clock` };
+    // The cheap checks first: a replay or a stale time is refused before the body is hashed.
+    if (timeMs <= this.floorMs || this.nonces.has(nonce)) return { ok: false, reason: 'authenticator already used' };
     const text = canonical(parts, time, nonce);
     const givenBytes = Buffer.from(given, 'base64url');
     if (!this.keys.some((key) => equal(Buffer.from(mac(key, text), 'base64url'), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
-    if (timeMs <= this.floorMs || this.nonces.has(nonce)) return { ok: false, reason: 'authenticator already used' };
     this.remember(nonce, timeMs, now);
     return { ok: true };
   }
@@ -88,10 +89,6 @@ export class PeerAuth {
   metadataMacVerifies(text: string, given: string): boolean {
     const givenBytes = Buffer.from(given, 'base64url');
     return this.metadataPrefixes.some((prefix) => equal(Buffer.from(hash('sha3-256', prefix + text, 'base64url'), 'base64url'), givenBytes));
-  }
-
-  get remembered(): number {
-    return this.nonces.size;
   }
 
   private remember(nonce: string, timeMs: number, now: number): void {
