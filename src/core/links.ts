@@ -96,10 +96,16 @@ export class Links {
     return !link.held && nowMs >= link.mirroredUntilMs && !this.isLate(link, nowMs);
   }
 
-  /** Whether this node takes data from the peer now: false while it holds the link itself. */
-  accepts(peer: NodeAddress, nowMs: number): boolean {
+  /**
+   * Whether this node takes data from the peer now: false while it holds the link itself, unless
+   * the request comes from another process than the one the hold is about (`incarnation`, when
+   * the request names one): a restarted node copies its shard at once, even before its
+   * announcement has arrived here.
+   */
+  accepts(peer: NodeAddress, nowMs: number, incarnation: string | null = null): boolean {
     const link = this.links.get(peer);
     if (link === undefined) return true;
+    if (incarnation !== null && link.incarnation !== null && incarnation !== link.incarnation) return true;
     return !link.held && !this.isLate(link, nowMs);
   }
 

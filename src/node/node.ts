@@ -395,7 +395,7 @@ export class KvsNode {
       if (path === '/view') return await this.viewRoute(method, body, peer, request);
       if (path.startsWith('/shard/')) return await this.shardRoute(method, path, body, request);
       if (path === '/status' && method === 'GET') return json(200, this.status());
-      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, peer.from);
+      if (path.startsWith('/internal/')) return await this.internalRoute(method, path, body, peer.from, peer.incarnation);
       return json(404, { error: `No route for ${method} ${path}` });
     } catch (error) {
       if (error instanceof Unauthorized) return this.refuseUnauthorized(request, error.message);
@@ -812,11 +812,11 @@ export class KvsNode {
     return this.core.links.isUp(peer, now);
   }
 
-  /** Whether data from `peer` is taken now (not while this node holds the link down itself). */
-  private linkAccepts(peer: NodeAddress): boolean {
+  /** Whether data from `peer` (from its process `incarnation`) is taken now (not while this node holds the link down itself). */
+  private linkAccepts(peer: NodeAddress, incarnation: string | null): boolean {
     const now = this.timers.now();
     this.onLinkChange(peer, this.core.links.checkLate(peer, now));
-    return this.core.links.accepts(peer, now);
+    return this.core.links.accepts(peer, now, incarnation);
   }
 
   /** A link was held down or released: stop or restart what crosses it, and say so. */
@@ -1314,7 +1314,7 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- internal endpoints
 
-  private async internalRoute(method: string, path: string, body: unknown, from: NodeAddress | null): Promise<HttpReply> {
+  private async internalRoute(method: string, path: string, body: unknown, from: NodeAddress | null, incarnation: string | null): Promise<HttpReply> {
     if (method === 'GET' && path === '/internal/ping') {
       // A node that pings us is up and counts us in its view; if we dropped it (we found it down,
       // then restarted with a VIEW that predates it, or missed its announcement), we probe it again.
@@ -1338,7 +1338,7 @@ export class KvsNode {
     if (method !== 'POST') return json(404, { error: `No route for ${method} ${path}` });
     // Data between replicas does not cross a link this node holds down, in either direction: the
     // sender learns how long from the answer and holds the link too.
-    if (from !== null && DATA_ROUTES.has(path) && !this.linkAccepts(from)) {
+    if (from !== null && DATA_ROUTES.has(path) && !this.linkAccepts(from, incarnation)) {
       this.linkStats.refused++;
       const suppressed = this.refusals.take(`link held ${from}`);
       if (suppressed !== null) this.log.info({ peer: from, path, suppressed }, 'data from a peer over a link held down: refused');

@@ -210,3 +210,12 @@ test("this node's own stall forgives the probes in flight: none of them is judge
   assert.equal(l.probeAnswered(B, 'b1', 'b1', 1000 + LATE + 400), null);
   assert.equal(l.isUp(B, 1000 + LATE + 400), true);
 });
+
+test('a held link still takes data from a new process at that address: a restarted node copies its shard before its announcement arrives', () => {
+  const l = links();
+  l.failed(B, 'b1', 0);
+  assert.equal(l.accepts(B, 10, 'b1'), false, 'the process the hold is about');
+  assert.equal(l.accepts(B, 10, null), false, 'a request that names no process');
+  assert.equal(l.accepts(B, 10, 'b2'), true, 'a process that started since');
+  assert.equal(l.isUp(B, 10), false, 'this end still sends nothing until the announcement or the hold-down');
+});
