@@ -379,7 +379,8 @@ export class KvsNode {
     const { method, path } = request;
     const body = request.body;
     try {
-      const trusted = this.fromPeer(request);
+      // Only a request that claims to be a node's is checked (a client's costs nothing here).
+      const trusted = (path.startsWith('/internal/') || hasPeerHeader(request.headers)) && this.fromPeer(request);
       const peer = this.peerHeaders(request, trusted);
       if (path.startsWith('/internal/') && !trusted) return this.refusePeerRoute(request);
       if (path.startsWith('/kvs/')) {
@@ -426,9 +427,9 @@ export class KvsNode {
    * names are ignored.
    */
   private peerHeaders(request: HttpRequest, trusted: boolean): PeerHeaders {
-    const out: PeerHeaders = { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
+    const out: PeerHeaders = { ...NO_PEER_HEADERS };
     const headers = request.headers;
-    if (!Object.keys(headers).some((name) => name.startsWith(PEER_HEADER_PREFIX))) return out;
+    if (!hasPeerHeader(headers)) return out;
     const hops = headers[HOPS_HEADER];
     const deadline = headers[DEADLINE_HEADER];
     const downReport = headers[DOWN_REPORT_HEADER];
@@ -463,7 +464,7 @@ export class KvsNode {
         const suppressed = this.refusals.take('peer headers from a client');
         if (suppressed !== null) this.log.warn({ remoteAddress: request.remoteAddress, path: request.path, suppressed }, `${PEER_HEADER_PREFIX}* headers on a request not from a node: ignored`);
       }
-      return { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
+      return { ...NO_PEER_HEADERS };
     }
     return out;
   }
@@ -768,7 +769,7 @@ export class KvsNode {
     }
     for (const peer of this.core.membership.probeTargets()) {
       // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
-      this.onLinkChange(peer, this.core.links.checkLate(peer, now));
+      this.checkLate(peer);
       if (this.probing.has(peer)) continue;
       this.background.run('ping', () => this.pingOnce(peer));
     }
@@ -784,7 +785,7 @@ export class KvsNode {
       links.probeSent(peer, this.timers.now());
       // Late is noticed when it happens, not at the next tick: data must stop before it could
       // cross a link that is failing.
-      lateTimer = this.timers.setTimeout(() => this.linkUp(peer), this.config.probeLateMs + 1);
+      lateTimer = this.timers.setTimeout(() => this.checkLate(peer), this.config.probeLateMs + 1);
       try {
         const reply = await this.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.config.pingTimeoutMs, lane: 'control' });
         if (reply.status === 200) info = reply.body as PingInfo;
@@ -805,18 +806,21 @@ export class KvsNode {
     }
   }
 
-  /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
-  private linkUp(peer: NodeAddress): boolean {
+  /** Holds the link to `peer` down now if its probe in flight is late; the time it looked. */
+  private checkLate(peer: NodeAddress): number {
     const now = this.timers.now();
     this.onLinkChange(peer, this.core.links.checkLate(peer, now));
-    return this.core.links.isUp(peer, now);
+    return now;
+  }
+
+  /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
+  private linkUp(peer: NodeAddress): boolean {
+    return this.core.links.isUp(peer, this.checkLate(peer));
   }
 
   /** Whether data from `peer` (from its process `incarnation`) is taken now (not while this node holds the link down itself). */
   private linkAccepts(peer: NodeAddress, incarnation: string | null): boolean {
-    const now = this.timers.now();
-    this.onLinkChange(peer, this.core.links.checkLate(peer, now));
-    return this.core.links.accepts(peer, now, incarnation);
+    return this.core.links.accepts(peer, this.checkLate(peer), incarnation);
   }
 
   /** A link was held down or released: stop or restart what crosses it, and say so. */
@@ -1462,6 +1466,9 @@ export class KvsNode {
 }
 
 class BadRequest extends Error {}
+/** What a request that is not a node's (or names nothing) counts as. */
+const NO_PEER_HEADERS: Readonly<PeerHeaders> = { hops: 0, deadlineMs: null, downReport: null, from: null, incarnation: null };
+
 /** A request that claims to come from a node (it carries x-kvs-auth) but whose authenticator does not verify. */
 class Unauthorized extends Error {}
 
@@ -1494,6 +1501,11 @@ function keyOf(path: string): string {
 /** The 503 of a replica lacking a request's causal dependencies (it applied nothing). */
 function isCausalRefusal(body: unknown): boolean {
   return typeof body === 'object' && body !== null && (body as Record<string, unknown>).error === MESSAGES.causalUnavailable;
+}
+
+function hasPeerHeader(headers: HttpRequest['headers']): boolean {
+  for (const name in headers) if (name.startsWith(PEER_HEADER_PREFIX)) return true;
+  return false;
 }
 
 function isKvMethod(method: string): method is KvMethod {
