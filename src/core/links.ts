@@ -47,8 +47,12 @@ interface Link {
   incarnation: string | null;
   /** When the probe now in flight was sent (null: none is). */
   probeSentMs: number | null;
+  /** The incarnation the peer last announced itself with (PUT /view): a new one is a restart. */
+  announcedAs: string | null;
   /** Held down after a failure this end saw. */
   held: boolean;
+  /** The incarnation the hold is about (its process failed; a later process is not held against). */
+  heldFor: string | null;
   /** The peer refused data, holding the link itself: send it none before this time. */
   mirroredUntilMs: number;
   /** When the link was first heard from, or last announced: lateness counts only LATE_GRACE_MS after. */
@@ -105,7 +109,7 @@ export class Links {
   accepts(peer: NodeAddress, nowMs: number, incarnation: string | null = null): boolean {
     const link = this.links.get(peer);
     if (link === undefined) return true;
-    if (incarnation !== null && link.incarnation !== null && incarnation !== link.incarnation) return true;
+    if (link.held && incarnation !== null && link.heldFor !== null && incarnation !== link.heldFor) return true;
     return !link.held && !this.isLate(link, nowMs);
   }
 
@@ -166,9 +170,17 @@ export class Links {
     const link = this.links.get(peer);
     if (link === undefined) {
       this.heard(peer, incarnation, nowMs);
+      const added = this.links.get(peer);
+      if (added !== undefined) added.announcedAs = incarnation;
       return null;
     }
-    if (link.incarnation === incarnation) return null;
+    // Compared with the last announcement and with the process the hold is about, not with the
+    // last incarnation heard: a probe may have reached the new process before its announcement.
+    if (link.announcedAs === incarnation || (link.held && link.heldFor === incarnation)) {
+      link.announcedAs = incarnation;
+      return null;
+    }
+    link.announcedAs = incarnation;
     link.incarnation = incarnation;
     link.probeSentMs = null;
     link.sinceMs = nowMs;
@@ -274,6 +286,7 @@ export class Links {
 
   private hold(link: Link, nowMs: number): LinkChange {
     link.held = true;
+    link.heldFor = link.incarnation;
     link.heldSinceMs = nowMs;
     link.answeringSinceMs = null;
     link.heldUntilMs = 0;
@@ -282,5 +295,5 @@ export class Links {
 }
 
 function newLink(incarnation: string | null, nowMs: number): Link {
-  return { incarnation, probeSentMs: null, held: false, mirroredUntilMs: 0, sinceMs: nowMs, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 };
+  return { incarnation, announcedAs: null, probeSentMs: null, held: false, heldFor: null, mirroredUntilMs: 0, sinceMs: nowMs, heldSinceMs: 0, answeringSinceMs: null, heldUntilMs: 0 };
 }

@@ -219,3 +219,16 @@ test('a held link still takes data from a new process at that address: a restart
   assert.equal(l.accepts(B, 10, 'b2'), true, 'a process that started since');
   assert.equal(l.isUp(B, 10), false, 'this end still sends nothing until the announcement or the hold-down');
 });
+
+test('a probe that reaches the restarted process before its announcement does not make the announcement look like a repeat', () => {
+  const l = links();
+  l.failed(B, 'b1', 0);
+  // The new process answers a probe first: its incarnation is heard, the hold stays.
+  l.probeSent(B, 100);
+  assert.equal(l.probeAnswered(B, 'b1', 'b2', 150), null);
+  assert.equal(l.isHeld(B), true);
+  assert.equal(l.accepts(B, 160, 'b2'), true, 'the new process is served');
+  // Then its announcement: a restart, released.
+  assert.equal(l.announced(B, 'b2', 200), 'released');
+  assert.equal(l.announced(B, 'b2', 300), null, 'and a repeat of it is nothing');
+});
