@@ -23,7 +23,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { Client, Pool } from 'undici';
-import { jsonRequest } from '../src/lab/lab.ts';
+import { jsonRequest } from '../harness/lab/lab.ts';
 
 export type NodeAddress = string;
 

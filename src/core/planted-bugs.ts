@@ -1,4 +1,4 @@
-// Known bugs the core can be told to have, for one purpose: to show that the simulator (src/sim)
+// Known bugs the core can be told to have, for one purpose: to show that the simulator (harness/sim)
 // and its checker catch bugs of these kinds. Only the simulator sets them (through NodeEnv); no
 // configuration, environment variable or request can, so a running store never has them.
 

@@ -1,5 +1,5 @@
 // What the runtime takes from the world: time, timers and requests to peers. A real node gets the
-// process's clock and HTTP (the defaults); the simulator (src/sim) gives each node a simulated
+// process's clock and HTTP (the defaults); the simulator (harness/sim) gives each node a simulated
 // clock and network driven by one seed, and so runs this same runtime and core, unmodified.
 
 import type { NodeAddress } from '../core/types.ts';

@@ -83,7 +83,7 @@ export interface CommitBatch {
 
 /**
  * The grouped commit shared by every durable storage (SQLite here, the simulator's disk in
- * src/sim): changes are staged as the core makes them, and one commit, scheduled once per batch,
+ * harness/sim): changes are staged as the core makes them, and one commit, scheduled once per batch,
  * writes everything staged and then answers every `flush()` waiting for it. Subclasses say how a
  * batch and a reset are written and when a scheduled commit runs.
  */

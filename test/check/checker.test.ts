@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildCausalIndex } from '../../src/check/causal.ts';
-import { checkHistory, formatReport, type CheckResult, type ReplicaState } from '../../src/check/checker.ts';
-import { HistoryError, isAbsentRead, isValueRead, isWrite, valueKey, type Operation, type Outcome } from '../../src/check/history.ts';
+import { buildCausalIndex } from '../../harness/check/causal.ts';
+import { checkHistory, formatReport, type CheckResult, type ReplicaState } from '../../harness/check/checker.ts';
+import { HistoryError, isAbsentRead, isValueRead, isWrite, valueKey, type Operation, type Outcome } from '../../harness/check/history.ts';
 
 // ------------------------------------------------------------------ a script for hand-written histories
 

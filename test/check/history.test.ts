@@ -4,8 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHistory } from '../../src/check/checker.ts';
-import { HistoryError, HistoryRecorder, type OpKind } from '../../src/check/history.ts';
+import { checkHistory } from '../../harness/check/checker.ts';
+import { HistoryError, HistoryRecorder, type OpKind } from '../../harness/check/history.ts';
 
 /** One complete operation at time `t` (1 ms long). */
 function op(

@@ -4,9 +4,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport } from '../../src/check/checker.ts';
-import type { Lab } from '../../src/lab/lab.ts';
-import { runTorture, type TortureResult } from '../../src/lab/torture.ts';
+import { formatReport } from '../../harness/check/checker.ts';
+import type { Lab } from '../../harness/lab/lab.ts';
+import { runTorture, type TortureResult } from '../../harness/lab/torture.ts';
 import { skipReason, sleep } from './helpers.ts';
 
 function verdict(result: TortureResult): string {

@@ -2,8 +2,8 @@
 // netns`, no iptables), one lab per describe with cleanup in `after`, node logs on failure.
 
 import { after, afterEach, before } from 'node:test';
-import { Lab, labUnavailableReason } from '../../src/lab/lab.ts';
-import type { LabOptions } from '../../src/lab/lab.ts';
+import { Lab, labUnavailableReason } from '../../harness/lab/lab.ts';
+import type { LabOptions } from '../../harness/lab/lab.ts';
 
 /** Why these tests are skipped here, or undefined (CI runs them as root). */
 export const skipReason: string | undefined = labUnavailableReason();

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from '../../src/lab/lab.ts';
-import { LOCK_DIR, interfacesOf, namespacesOf, pidAlive, runSync, sweepDeadLabs } from '../../src/lab/sys.ts';
+import { Lab } from '../../harness/lab/lab.ts';
+import { LOCK_DIR, interfacesOf, namespacesOf, pidAlive, runSync, sweepDeadLabs } from '../../harness/lab/sys.ts';
 import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import { skipReason, useLab } from './helpers.ts';
 
@@ -158,7 +158,7 @@ describe('lab: cleanup', { skip: skipReason }, () => {
   // A child process creates a lab and reports its names, then is interrupted or killed.
   async function labInChild(): Promise<{ child: ReturnType<typeof spawn>; prefix: string; slot: number; nodePid: number }> {
     const script =
-      `import { Lab } from ${JSON.stringify(join(REPO_ROOT, 'src/lab/lab.ts'))};` +
+      `import { Lab } from ${JSON.stringify(join(REPO_ROOT, 'harness/lab/lab.ts'))};` +
       `const lab = await Lab.create({ nodeCount: 1 });` +
       `console.log(JSON.stringify({ prefix: lab.prefix, slot: lab.slot, nodePid: lab.pidOf(lab.addresses()[0]) }));` +
       `setInterval(() => {}, 1000);`;

@@ -9,8 +9,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ALL_FAULTS, runTorture } from '../../src/lab/torture.ts';
-import { formatReport } from '../../src/check/checker.ts';
+import { ALL_FAULTS, runTorture } from '../../harness/lab/torture.ts';
+import { formatReport } from '../../harness/check/checker.ts';
 import { skipReason } from './helpers.ts';
 
 const SECONDS = Number(process.env.KVS_TORTURE_SECONDS ?? 45);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import { call, Client, get, put, readShardLayout, type CausalMetadata, type NodeAddress } from '../helpers/http.ts';
 import { skipReason, sleep, useLab } from './helpers.ts';
-import type { Lab } from '../../src/lab/lab.ts';
+import type { Lab } from '../../harness/lab/lab.ts';
 import { LATE_GRACE_MS } from '../../src/core/links.ts';
 
 const DEPENDENCIES_MISSING = 'Causal dependencies not satisfied; try again later';

@@ -11,7 +11,7 @@ import { MESSAGES } from '../../src/core/api-messages.ts';
 import { LATE_GRACE_MS } from '../../src/core/links.ts';
 import { shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import type { NodeAddress } from '../../src/core/types.ts';
-import { World, type ScriptReply, type WorldSettings } from '../../src/sim/world.ts';
+import { World, type ScriptReply, type WorldSettings } from '../../harness/sim/world.ts';
 
 const CLIENT = 'client';
 const path = (key: string) => `/kvs/${encodeURIComponent(key)}`;

@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PLANTED_BUGS, type PlantedBug } from '../../src/core/planted-bugs.ts';
-import { replayCommand, runSwarm } from '../../src/sim/run.ts';
-import { settingsFor, World, type WorldSettings } from '../../src/sim/world.ts';
+import { replayCommand, runSwarm } from '../../harness/sim/run.ts';
+import { settingsFor, World, type WorldSettings } from '../../harness/sim/world.ts';
 
 /** The first seed of the swarm npm test runs; `npm run sim -- --seeds 200 --first 2000` is the same run. */
 const SWARM_FIRST = 2000;

@@ -1,4 +1,4 @@
-// The lab by hand: `node src/lab/main.ts [--nodes 4] [--shards 2] [--log-level info]` (as root)
+// The lab by hand: `node harness/lab/main.ts [--nodes 4] [--shards 2] [--log-level info]` (as root)
 // starts a lab cluster and opens a REPL with `lab` (see lab.ts) and `nodes` (its addresses):
 //
 //   > await lab.partition([[nodes[0]], nodes.slice(1)])

@@ -23,7 +23,7 @@ import { Agent } from 'undici';
 import { Lab, jsonRequest } from './lab.ts';
 import type { NodeAddress } from './lab.ts';
 import { Prng } from './prng.ts';
-import { wasNeverSent } from '../client/errors.ts';
+import { wasNeverSent } from '../../src/client/errors.ts';
 import { HistoryRecorder } from '../check/history.ts';
 import { checkHistory, formatReport } from '../check/checker.ts';
 import { KEY_ABSENT } from '../check/classify.ts';
@@ -82,7 +82,7 @@ export type TortureResult = {
   crashes: Record<NodeAddress, string[]>;
   /** Where the node logs are, when they were kept (a failed run, or --keep-logs). */
   logDir?: string;
-  /** Client sessions given up after STUCK_SESSION_503S (src/check/workload.ts) causal 503s in a row (each then starts a new one). */
+  /** Client sessions given up after STUCK_SESSION_503S (harness/check/workload.ts) causal 503s in a row (each then starts a new one). */
   sessionsAbandoned: number;
   /** Failed requests by status and error (or transport error code). */
   errors: Record<string, number>;
@@ -95,7 +95,7 @@ const CLIENT_TIMEOUT_MS = 6_000;
 const QUIESCENCE_TIMEOUT_MS = 60_000;
 // ----------------------------------------------------------------------- one client
 
-/** A workload client (src/check/workload.ts) over HTTP, with its own connections. */
+/** A workload client (harness/check/workload.ts) over HTTP, with its own connections. */
 function httpClient(id: number, prng: Prng, recorder: HistoryRecorder): { client: WorkloadClient; close: () => Promise<void> } {
   const agent = new Agent({ connections: 2, keepAliveTimeout: 2_000, connect: { timeout: 1_000 } });
   const client = new WorkloadClient(id, prng, recorder, {

@@ -19,7 +19,7 @@ export interface WorkloadIO {
   neverSent(error: unknown): boolean;
 }
 
-/** The few draws the workload makes (src/lab/prng.ts fits). */
+/** The few draws the workload makes (harness/lab/prng.ts fits). */
 export interface WorkloadRandom {
   next(): number;
   int(n: number): number;

@@ -4,10 +4,10 @@
 // simulated fsync, and a crash before that loses what was staged, and nothing else. Everything is
 // copied in and out, so no object is shared between a node and its disk.
 
-import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
-import type { Timers } from '../node/env.ts';
-import type { Hint } from '../node/replicator.ts';
-import { GroupCommitStorage, type CommitBatch, type ReplicaMeta, type SavedState, type Storage } from '../node/storage.ts';
+import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
+import type { Timers } from '../../src/node/env.ts';
+import type { Hint } from '../../src/node/replicator.ts';
+import { GroupCommitStorage, type CommitBatch, type ReplicaMeta, type SavedState, type Storage } from '../../src/node/storage.ts';
 
 /** What is on one node's disk. It outlives the node's processes. */
 export class SimDisk {

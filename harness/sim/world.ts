@@ -2,7 +2,7 @@
 // and disk, all driven by one seed. Clients run a random workload and record a history; a nemesis
 // partitions, cuts one way, slows links, crashes and restarts nodes, starts new ones, adds them to
 // shards and reshards, all while the clients run. Then every fault heals and the store must become
-// quiescent within a bounded simulated time (liveness); the checker of src/check judges the
+// quiescent within a bounded simulated time (liveness); the checker of harness/check judges the
 // history against what every replica finally holds (safety).
 
 import { createHash } from 'node:crypto';
@@ -10,15 +10,15 @@ import { pino, type Logger } from 'pino';
 import { checkHistory, formatReport, type ReplicaState } from '../check/checker.ts';
 import { HistoryRecorder } from '../check/history.ts';
 import { WorkloadClient } from '../check/workload.ts';
-import type { PlantedBug } from '../core/planted-bugs.ts';
-import { shardOfKey } from '../core/shard-map.ts';
-import type { NodeAddress } from '../core/types.ts';
+import type { PlantedBug } from '../../src/core/planted-bugs.ts';
+import { shardOfKey } from '../../src/core/shard-map.ts';
+import type { NodeAddress } from '../../src/core/types.ts';
 import { Prng } from '../lab/prng.ts';
-import { loadConfig } from '../node/config.ts';
-import { sleep, type PeerTransport, type Timers } from '../node/env.ts';
-import type { HttpRequest } from '../node/http-server.ts';
-import { KvsNode } from '../node/node.ts';
-import { PeerUnreachableError } from '../node/peer-client.ts';
+import { loadConfig } from '../../src/node/config.ts';
+import { sleep, type PeerTransport, type Timers } from '../../src/node/env.ts';
+import type { HttpRequest } from '../../src/node/http-server.ts';
+import { KvsNode } from '../../src/node/node.ts';
+import { PeerUnreachableError } from '../../src/node/peer-client.ts';
 import { SimDisk, SimStorage } from './disk.ts';
 import { SimNetwork, type NetworkSettings } from './network.ts';
 import { ALWAYS, Scheduler, type Owner } from './scheduler.ts';

@@ -7,7 +7,7 @@
 
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { isPlantedBug, PLANTED_BUGS, type PlantedBug } from '../core/planted-bugs.ts';
+import { isPlantedBug, PLANTED_BUGS, type PlantedBug } from '../../src/core/planted-bugs.ts';
 import { FAULTS, settingsFor, World, type Fault, type WorldResult, type WorldSettings } from './world.ts';
 
 export interface SwarmOptions {

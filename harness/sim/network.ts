@@ -6,9 +6,9 @@
 // sees what a real one would: an answer, or PeerUnreachableError after its timeout, marked
 // `maybeDelivered` unless the request provably never left.
 
-import { JsonText } from '../node/env.ts';
-import type { HttpReply, HttpRequest } from '../node/http-server.ts';
-import { PeerUnreachableError, type PeerReply } from '../node/peer-client.ts';
+import { JsonText } from '../../src/node/env.ts';
+import type { HttpReply, HttpRequest } from '../../src/node/http-server.ts';
+import { PeerUnreachableError, type PeerReply } from '../../src/node/peer-client.ts';
 import type { Prng } from '../lab/prng.ts';
 import type { Owner, Scheduler } from './scheduler.ts';
 

@@ -7,7 +7,7 @@
 //   const id = rec.begin({ client: 'c1', node, kind: 'put', key: 'x', value, startMs: now() });
 //   ... send the request ...
 //   rec.end(id, { endMs: now(), outcome: 'ok', status: 201, metadata });
-//   checkHistory(rec.history(), finalStates);                   // src/check/checker.ts
+//   checkHistory(rec.history(), finalStates);                   // harness/check/checker.ts
 //
 // Each client name is one session: one operation at a time, carrying the causal metadata it last
 // received. The causal past of every operation (see causal.ts) follows from what the sessions did:

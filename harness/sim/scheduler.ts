@@ -3,7 +3,7 @@
 // takes them one at a time and, after each, lets every promise continuation it caused run to the
 // end before the next event. Nothing else moves the world, so one seed gives one history.
 
-import type { TimerHandle, Timers } from '../node/env.ts';
+import type { TimerHandle, Timers } from '../../src/node/env.ts';
 
 /** Whose events these are: a crashed node's timers and deliveries are dropped with it. */
 export interface Owner {
