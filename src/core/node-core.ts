@@ -22,122 +22,37 @@ import {
 import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from './types.ts';
 import { clockLacks, counterOf, epochClocksCover, mergeClocks, mergeEpochClocks, mergeShardClocks, minEpochClocks, withDot } from './vector-clock.ts';
 import { supersedes } from './version-order.ts';
+import { assert } from './assert.ts';
+import { metadataOriginFault } from './metadata-origin.ts';
+import { appliedEverywhere, digestAnswer } from './anti-entropy.ts';
+import { PeerKnowledge } from './peers.ts';
+import { KvWaits, type ExpireResult, type WakeResult } from './waits.ts';
+import { decideKv, parseKv } from './kv.ts';
+import { allMembers, groupByOwners, reflectedByClaims, shardsWithout, skipFirstMovedPartition, type PendingReshard, type Transfer, type TransferClaim } from './reshard-participant.ts';
 
-/** Bytes of versions (approximate JSON) in one anti-entropy answer; the rest is left for the next round. */
-export const REPAIR_BYTES_MAX = 4 * 1024 * 1024;
+export type { PendingReshard, Transfer, TransferClaim } from './reshard-participant.ts';
 
-export interface NodeCoreOptions {
-  self: NodeAddress;
-  /** Early replicated writes a replica buffers before dropping (sync repairs what is dropped). */
-  pendingMax: number;
-  /** Bytes of early replicated writes buffered per replica (default PENDING_BYTES_MAX). */
-  pendingBytesMax?: number;
-  failuresToRemove: number;
-  holdDownMs: number;
-  /** A probe unanswered this long (or answered later) is a failure of the link (default 500 ms). */
-  probeLateMs?: number;
-  /**
-   * Without a cluster secret the store cannot tell its own metadata by a MAC: metadata may then
-   * name only shards and nodes this store has (or had); anything else is 400 (default true).
-   */
-  checkMetadataOrigin?: boolean;
-  /** Test-only (see planted-bugs.ts): never set outside the simulator. */
-  plantedBugs?: ReadonlySet<PlantedBug>;
-}
-
-export type KvMethod = 'GET' | 'PUT' | 'DELETE';
-
-export interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-/**
- * Why a request cannot be served yet; the runtime waits (bounded) for the state to change, then asks
- * again. 'handover': the client depends on writes of an earlier epoch that have not reached this
- * replica yet (a node that missed the reshard still has to hand them over, or a peer has them).
- */
-export type WaitReason = 'syncing' | 'epoch' | 'reshard' | 'causal' | 'handover';
-
-export type KvDecision =
-  | { kind: 'reply'; reply: Reply; replicate?: { shard: ShardId; peers: NodeAddress[]; version: Version } }
-  | { kind: 'forward'; shard: ShardId; targets: NodeAddress[] }
-  | { kind: 'wait'; reason: WaitReason; detail?: Clock };
-
-/** What a node answers to a peer's ping: enough for the peer to notice it is behind. */
-export interface PingInfo {
-  address: NodeAddress;
-  epoch: Epoch;
-  mapDigest: string;
-  shard: ShardId | null;
-  ready: boolean;
-  applied: Clock;
-  /** The pinged node's view: how nodes learn of others whose announcement they missed. */
-  view: NodeAddress[];
-  /**
-   * Versions the pinged node is still pushing to the pinging one (absent: none, or not told). While
-   * they flow, the pinging node does not pull what they will bring.
-   */
-  replicating?: number;
-  /** The pinged process's incarnation: a new one means it restarted (see Links). */
-  incarnation?: string;
-}
-
-export interface PendingReshard {
-  map: ShardMap;
-  coordinator: NodeAddress;
-  startedMs: number;
-  /** Versions received for this node's shard in the new epoch, merged by version order. */
-  incoming: Map<string, Version>;
-  /** What the senders of `incoming` reflected, one claim per sender whose transfer arrived whole. */
-  claims: TransferClaim[];
-  /** This node delivered all its transfers (phase 2 done here). */
-  sent: boolean;
-}
-
-/**
- * Sent with the last part of a reshard transfer: the sender's replica (its old shard, its applied
- * clock, what its own base reflected). The sender sent every version it holds for the receiver's
- * new shard, so the receiver now reflects all of that for its keys.
- */
-export interface TransferClaim {
-  shard: ShardId;
-  applied: Clock;
-  base: EpochClocks;
-}
-
-/** A reshard transfer to one node: versions in base form, and the sender's claim. */
-export interface Transfer {
-  versions: Version[];
-  claim: TransferClaim;
-}
-
-/**
- * The replica a node dropped because it missed a reshard: its versions (in base form) and what they
- * reflect of their epoch, for the keys' new owners.
- */
-export interface Orphaned {
-  versions: Version[];
-  reflected: EpochClocks;
-}
-
-/** What a durable node keeps of its replica across restarts. */
-export interface SavedReplica {
-  epoch: Epoch;
-  shard: ShardId;
-  applied: Clock;
-  lamport: number;
-  versions: Version[];
-  /** What the replica's base reflects of earlier epochs (absent in directories of older releases). */
-  base?: EpochClocks;
-}
-
-/**
- * `orphaned`: the versions of a replica this node dropped because it missed a reshard (it was cut
- * off, or down). It may have acknowledged writes in the old epoch that no transfer carried; the
- * runtime sends them on to their new owners (lateTransfers), so nothing acknowledged is lost.
- */
-export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean; orphaned: Orphaned | null };
+export * from './contract.ts';
+import {
+  CAUSAL_WAIT_MS,
+  RESHARD_WAIT_MS,
+  REPAIR_BYTES_MAX,
+  unavailableReply,
+  waitLacking,
+  type KvDecision,
+  type KvMethod,
+  type KvRequest,
+  type KvWait,
+  type MapChange,
+  type NodeCoreOptions,
+  type Orphaned,
+  type ParkedDecision,
+  type PingInfo,
+  type Released,
+  type Reply,
+  type SavedReplica,
+  type WaitReason,
+} from './contract.ts';
 
 /**
  * One node's protocol state: view, shard map, its replica, and a reshard in progress. Pure: it reads
@@ -161,6 +76,12 @@ export class NodeCore {
   private readonly bugs: ReadonlySet<PlantedBug>;
   /** The maps of the OLD_EPOCHS_MAX epochs before this one, as far as this process saw them (metadata checks). */
   private readonly pastMaps = new Map<Epoch, ShardMap>();
+  /** Requests waiting for a state change (see waits.ts). */
+  private readonly waits: KvWaits;
+  /** What each peer's last ping said (see PeerKnowledge). */
+  private readonly peers = new PeerKnowledge();
+  /** Counts replacements of the replica: parked requests are all looked at again after one. */
+  private replicaGeneration = 0;
 
   constructor(options: NodeCoreOptions, view: NodeAddress[], map: ShardMap) {
     this.options = options;
@@ -173,6 +94,10 @@ export class NodeCore {
     this.links = new Links({ holdDownMs: options.holdDownMs, probeLateMs: options.probeLateMs ?? PROBE_LATE_MS });
     this.currentMap = map;
     this.currentMapDigest = mapDigest(map);
+    this.waits = new KvWaits((request, nowMs) => this.decideKv(request, nowMs), {
+      causalWaitMs: options.causalWaitMs ?? CAUSAL_WAIT_MS,
+      reshardWaitMs: options.reshardWaitMs ?? RESHARD_WAIT_MS,
+    });
     this.currentReplica = this.newReplica(map, 0);
     this.isReady = this.currentReplica === null;
   }
@@ -193,6 +118,11 @@ export class NodeCore {
     }
     this.currentMap = map;
     this.currentMapDigest = mapDigest(map);
+  }
+
+  private setReplica(replica: Replica | null): void {
+    this.currentReplica = replica;
+    this.replicaGeneration++;
   }
 
   get replica(): Replica | null {
@@ -221,39 +151,10 @@ export class NodeCore {
     return (membersOf(this.currentMap, shard) ?? []).filter((n) => n !== this.self);
   }
 
-  /**
-   * Why `metadata` cannot be this store's (null when it can be): it names a shard the map of its
-   * epoch does not have, or a node that is not a member of that shard nor a node this store knows.
-   * For an epoch whose map this node did not keep (it restarted since, or lags behind), the shard
-   * and node must at least be ones the store has now. So metadata is never larger than the
-   * store's own shards × nodes, and no dependency on a made-up writer can be stored for others to
-   * inherit. (A made-up counter of a real writer is what only the cluster secret's MAC can refuse.)
-   */
-  private metadataOriginFault(metadata: CausalMetadata): string | null {
+  /** Why `metadata` cannot be this store's (null when it can be): see metadataOriginFault. */
+  metadataOrigin(metadata: CausalMetadata): string | null {
     const known = new Set<NodeAddress>([...this.membership.probeTargets(), ...this.membership.view()]);
-    for (const map of [this.currentMap, ...this.pastMaps.values()]) for (const members of Object.values(map.shards)) for (const n of members) known.add(n);
-    const check = (epoch: Epoch, clocks: ShardClocks): string | null => {
-      const map = epoch === this.currentMap.epoch ? this.currentMap : this.pastMaps.get(epoch);
-      for (const [shard, clock] of Object.entries(clocks)) {
-        const members = map === undefined ? undefined : membersOf(map, shard);
-        if (map !== undefined && members === undefined) return `it names shard ${shard}, which epoch ${epoch} does not have`;
-        // A map this node did not keep had at most as many shards as the store has pairs of nodes.
-        if (map === undefined && Number(shard.slice(1)) >= Math.max(shardIds(this.currentMap).length, Math.floor(known.size / 2))) {
-          return `it names shard ${shard}, which this store cannot have had`;
-        }
-        for (const node of Object.keys(clock)) {
-          if (!(members?.includes(node) ?? false) && !known.has(node)) return `it names ${node}, which is not a node of this store`;
-        }
-      }
-      return null;
-    };
-    const current = check(metadata.e, metadata.c);
-    if (current !== null) return current;
-    for (const [epoch, clocks] of Object.entries(metadata.o ?? {})) {
-      const fault = check(Number(epoch), clocks);
-      if (fault !== null) return fault;
-    }
-    return null;
+    return metadataOriginFault(metadata, this.currentMap, this.pastMaps, known);
   }
 
   /** The shard peers in this node's view whose links are not held down (anti-entropy and pull partners). */
@@ -265,72 +166,56 @@ export class NodeCore {
 
   // ---------------------------------------------------------------- key-value requests
 
-  kv(method: KvMethod, key: string, rawBody: unknown): KvDecision {
-    const body = rawBody === undefined ? {} : rawBody;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      return reply(400, { error: 'Request body must be a JSON object' });
-    }
-    const fields = body as Record<string, unknown>;
-    if ([...key].length > KEY_LENGTH_MAX) return reply(400, { error: MESSAGES.keyTooLong });
-    if (key.length === 0) return reply(400, { error: 'Key is empty' });
-    if (method === 'PUT' && !Object.hasOwn(fields, 'value')) return reply(400, { error: MESSAGES.noValue });
-    const fault = method === 'PUT' ? valueFault(fields.value) : null;
-    if (fault !== null) return reply(400, { error: fault });
-    const parsed = parseCausalMetadata(fields['causal-metadata']);
-    if (!parsed.ok) return reply(400, { error: `Invalid causal metadata: ${parsed.reason}` });
-    const metadata = parsed.metadata;
+  parseKv(method: KvMethod, key: string, rawBody: unknown, deadlineMs: number | null = null): { ok: true; request: KvRequest } | { ok: false; reply: Reply } {
+    return parseKv(method, key, rawBody, deadlineMs);
+  }
 
-    const map = this.currentMap;
-    const shard = shardOfKey(map, key);
-    const replica = this.currentReplica;
-    if (replica === null || replica.shard !== shard) {
-      return { kind: 'forward', shard, targets: this.forwardTargets(shard) };
-    }
-    if (metadata !== null && this.options.checkMetadataOrigin !== false) {
-      const origin = this.metadataOriginFault(metadata);
-      if (origin !== null) return reply(400, { error: `Invalid causal metadata: ${origin}` });
-    }
-    if (!this.isReady) return { kind: 'wait', reason: 'syncing' };
-    if (metadata !== null && metadata.e > map.epoch) return { kind: 'wait', reason: 'epoch' };
-    if (method !== 'GET' && this.pendingReshard !== null) return { kind: 'wait', reason: 'reshard' };
+  /** `parseKv` then `decideKv`, without parking (tests, and one-shot callers). */
+  kv(method: KvMethod, key: string, rawBody: unknown, nowMs = 0): KvDecision {
+    const parsed = this.parseKv(method, key, rawBody);
+    return parsed.ok ? this.decideKv(parsed.request, nowMs) : { kind: 'reply', reply: parsed.reply };
+  }
 
-    const deps = dependenciesAt(metadata, map.epoch);
-    const clocks = deps.clocks;
-    const need = clocks[shard] ?? {};
-    const skipCheck = method === 'GET' && this.bugs.has('read-skips-deps');
-    if (!skipCheck && !replica.covers(need)) return { kind: 'wait', reason: 'causal', detail: clockLacks(replica.applied, need) };
-    if (!skipCheck && !replica.coversOld(deps.old)) return { kind: 'wait', reason: 'handover' };
+  /** What to do with a checked request now (see kv.ts). */
+  decideKv(request: KvRequest, nowMs: number): KvDecision {
+    return decideKv(this, request, nowMs);
+  }
 
-    const current = replica.get(key);
-    const live = current !== undefined && !current.deleted;
-    if (method === 'GET') {
-      if (!live) return reply(404, { error: MESSAGES.keyMissing });
-      let seen = mergeShardClocks(clocks, current.deps);
-      if (current.dot) seen = withDot(seen, shard, current.dot.node, current.dot.counter);
-      return reply(200, {
-        result: MESSAGES.found,
-        value: current.value,
-        'causal-metadata': makeMetadata(map.epoch, seen, mergeEpochClocks(deps.old, current.past ?? {})),
-        'shard-id': shard,
-      });
-    }
-    if (method === 'DELETE' && !live) return reply(404, { error: MESSAGES.keyMissing });
+  get plantedBugs(): ReadonlySet<PlantedBug> {
+    return this.bugs;
+  }
 
-    const version =
-      method === 'PUT'
-        ? replica.write(key, { deleted: false, value: fields.value }, clocks, deps.old)
-        : replica.write(key, { deleted: true }, clocks, deps.old);
-    const dot = version.dot as { node: NodeAddress; counter: number };
-    const answer: Record<string, unknown> = {
-      result: method === 'DELETE' ? MESSAGES.deleted : live ? MESSAGES.replaced : MESSAGES.created,
-      'causal-metadata': makeMetadata(map.epoch, withDot(clocks, shard, dot.node, dot.counter), deps.old),
-      'shard-id': shard,
-    };
-    return {
-      kind: 'reply',
-      reply: { status: method === 'PUT' && !live ? 201 : 200, body: answer },
-      replicate: { shard, peers: this.shardPeers(), version },
-    };
+  get checksMetadataOrigin(): boolean {
+    return this.options.checkMetadataOrigin !== false;
+  }
+
+  /**
+   * A request arrives: decided now, or parked until the state change that lets it go on (`wake`)
+   * or its deadline (`expire`): its reason's budget from now. See waits.ts.
+   */
+  submitKv(request: KvRequest, nowMs: number): KvDecision | ParkedDecision {
+    return this.waits.submit(request, nowMs);
+  }
+
+  /** After a state change: the parked requests it lets go on, decided (see KvWaits.wake). */
+  wake(nowMs: number): WakeResult {
+    const generation = `${this.replicaGeneration}/${this.isReady}/${this.currentMapDigest}/${this.pendingReshard?.map.epoch ?? ''}`;
+    return this.waits.wake(nowMs, generation, this.currentReplica?.applied ?? null);
+  }
+
+  /** A parked request's timer fired (see KvWaits.expire). */
+  expire(ticket: number, nowMs: number): ExpireResult {
+    return this.waits.expire(ticket, nowMs);
+  }
+
+  /** The node is closing: every parked request gets its 503 now. */
+  expireAll(): { ticket: number; reply: Reply }[] {
+    return this.waits.expireAll();
+  }
+
+  /** Requests parked now. */
+  get parkedCount(): number {
+    return this.waits.size;
   }
 
   /**
@@ -362,6 +247,7 @@ export class NodeCore {
 
   deleteView(node: NodeAddress, reason: 'down' | 'request'): Reply {
     const outcome = this.membership.remove(node, reason);
+    if (outcome === 'deleted') this.peers.forget(node);
     return outcome === 'deleted' ? { status: 200, body: { result: MESSAGES.deleted } } : { status: 404, body: { error: MESSAGES.noSuchReplica } };
   }
 
@@ -439,7 +325,7 @@ export class NodeCore {
     // The versions first: with the base clocks in place, base versions would count as old news.
     replica.mergeState(saved.versions, saved.applied, saved.base ?? {});
     replica.takeDirty();
-    this.currentReplica = replica;
+    this.setReplica(replica);
     this.isReady = false;
     return true;
   }
@@ -459,7 +345,7 @@ export class NodeCore {
    * Lamport clock; it serves only once the runtime has copied the shard from a peer (markReady).
    */
   private startCopy(): void {
-    this.currentReplica = this.newReplica(this.currentMap, this.currentReplica?.lamport ?? 0);
+    this.setReplica(this.newReplica(this.currentMap, this.currentReplica?.lamport ?? 0));
     this.isReady = this.currentReplica === null;
   }
 
@@ -520,25 +406,9 @@ export class NodeCore {
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
-    const all = replica.differingPartitions(digests);
-    const start = all.findIndex((p) => p >= this.repairCursor);
-    const differing = start <= 0 ? all : [...all.slice(start), ...all.slice(0, start)];
-    const byPartition = replica.versionsByPartition(differing);
-    const taken: number[] = [];
-    const versions: Version[] = [];
-    let bytes = 0;
-    for (const partition of differing) {
-      const list = byPartition.get(partition) ?? [];
-      let size = 0;
-      for (const version of list) size += versionBytes(version);
-      if (taken.length > 0 && bytes + size > REPAIR_BYTES_MAX) break;
-      taken.push(partition);
-      for (const version of list) versions.push(version);
-      bytes += size;
-    }
-    const more = taken.length < differing.length;
-    this.repairCursor = more ? (taken.at(-1) as number) + 1 : 0;
-    return { ok: true, differing: taken, versions, more };
+    const answer = digestAnswer(replica, digests, this.repairCursor);
+    this.repairCursor = answer.next;
+    return { ok: true, differing: answer.differing, versions: answer.versions, more: answer.more };
   }
 
   /**
@@ -558,29 +428,16 @@ export class NodeCore {
   }
 
   /**
-   * Collects tombstones every member reflects. `peerApplied` must hold the applied clock of every
-   * other member of this node's shard (from their pings, this epoch); with any missing, nothing is
-   * collected: a member we cannot hear from may hold an older version the tombstone must still beat.
-   * Nor is anything collected until this replica has applied every member's own writes up to its
-   * ping: a write made concurrently with a delete, before its coordinator applied the delete, is
-   * among those, and arriving after the collection it would bring the key back here. (The graveyard
-   * also refuses it, but does not survive a restart.)
+   * Collects the tombstones every member of the shard reflects (see appliedEverywhere), as the
+   * members' pings of this epoch tell (`peerApplied` replaces them: tests).
    */
-  collectTombstones(peerApplied: ReadonlyMap<NodeAddress, Clock>): number {
+  collectTombstones(peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
-    let everywhere: Clock = { ...replica.applied };
-    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones(everywhere, false);
-    for (const member of membersOf(this.currentMap, replica.shard) ?? []) {
-      if (member === this.self) continue;
-      const clock = peerApplied.get(member);
-      if (clock === undefined) return 0;
-      if (counterOf(replica.applied, member) < counterOf(clock, member)) return 0;
-      const min: Clock = {};
-      for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, counterOf(clock, node));
-      everywhere = min;
-    }
-    return replica.collectTombstones(everywhere);
+    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones({ ...replica.applied }, false);
+    const clocks = peerApplied ?? this.peers.appliedAt(this.currentMap.epoch, replica.shard);
+    const everywhere = appliedEverywhere(replica, membersOf(this.currentMap, replica.shard) ?? [], this.self, clocks);
+    return everywhere === null ? 0 : replica.collectTombstones(everywhere);
   }
 
   pingInfo(): PingInfo {
@@ -593,6 +450,52 @@ export class NodeCore {
       applied: { ...(this.currentReplica?.applied ?? {}) },
       view: this.membership.view(),
     };
+  }
+
+  /**
+   * A member answered a probe with `info`: remember it, learn of the nodes in its view (probed
+   * before they are admitted), and say whether to fetch its map (it differs) and whether to pull
+   * from it, and why. Nothing is pulled over a link held down (`linkUp`, asked only then): a replica
+   * that was cut off does not catch up behind its clients' backs the moment it reconnects. Only what
+   * the peer already had one ping ago is pulled: what it has just now is usually still in flight to
+   * us; nor what its pushes to us are still bringing (under load replication lags a ping or more,
+   * and pulling the same versions again would double the work of a busy peer).
+   */
+  onPingAnswer(peer: NodeAddress, info: PingInfo, nowMs: number, linkUp: () => boolean): { learned: NodeAddress[]; fetchMap: boolean; pull: string | null } {
+    const previous = this.peers.heard(peer, info);
+    const learned: NodeAddress[] = [];
+    for (const node of Array.isArray(info.view) ? info.view : []) {
+      if (isNodeAddress(node) && this.membership.learn(node, nowMs)) learned.push(node);
+    }
+    const fetchMap = info.mapDigest !== this.currentMapDigest;
+    if (!linkUp()) return { learned, fetchMap, pull: null };
+    const pushing = typeof info.replicating === 'number' && info.replicating > 0;
+    let pull: string | null = null;
+    if (previous && !pushing && this.peerIsAhead({ ...info, applied: previous.applied })) pull = 'behind peer';
+    else if (this.currentReplica && this.currentReplica.pendingCount > 0 && previous && this.peerIsAhead(info)) pull = 'gap in replication';
+    return { learned, fetchMap, pull };
+  }
+
+  /** A peer that has some of what a waiting request lacks, among the members `usable` accepts. */
+  peerWithAny(lacking: Clock, usable: (peer: NodeAddress) => boolean): NodeAddress | null {
+    return this.peers.aheadFor(lacking, (peer) => this.membership.has(peer) && usable(peer));
+  }
+
+  /** A peer left the view: what it said no longer counts. */
+  forgetPeer(peer: NodeAddress): void {
+    this.peers.forget(peer);
+  }
+
+  /**
+   * The members of this node's shard to copy it from, in order: those in the view over links that
+   * are up first (the others would refuse or not answer), then the held ones, then the rest.
+   */
+  copySources(): NodeAddress[] {
+    const replica = this.currentReplica;
+    if (replica === null) return [];
+    const members = (membersOf(this.currentMap, replica.shard) ?? []).filter((n) => n !== this.self);
+    const rank = (n: NodeAddress) => (this.membership.has(n) ? 0 : 2) + (this.links.isHeld(n) ? 1 : 0);
+    return [...members].sort((x, y) => rank(x) - rank(y));
   }
 
   /** True when a peer's ping shows writes of our shard that we lack, and it can serve them. */
@@ -611,17 +514,15 @@ export class NodeCore {
     return { status: 400, body: { error: MESSAGES.notEnoughNodes } };
   }
 
-  /**
-   * Shards with members but none in `nodes`: of the current map (their data could not move) and of
-   * `next` (no member could receive it).
-   */
+  /** Shards with members but none in `nodes`, of the current map and of `next` (see reshard-participant.ts). */
   shardsWithout(nodes: ReadonlySet<NodeAddress>, next: ShardMap): string[] {
-    const without = (map: ShardMap) =>
-      shardIds(map).filter((shard) => {
-        const members = membersOf(map, shard) ?? [];
-        return members.length > 0 && !members.some((member) => nodes.has(member));
-      });
-    return [...without(this.currentMap).map((s) => `${s} (epoch ${this.currentMap.epoch})`), ...without(next).map((s) => `${s} (epoch ${next.epoch})`)];
+    return shardsWithout(this.currentMap, next, nodes);
+  }
+
+  /** A prepared reshard whose commit has not come within `timeoutMs`: its epoch (the runtime abandons it), else null. */
+  reshardTimedOut(nowMs: number, timeoutMs: number): Epoch | null {
+    const pending = this.pendingReshard;
+    return pending !== null && nowMs - pending.startedMs > timeoutMs ? pending.map.epoch : null;
   }
 
   /**
@@ -705,9 +606,14 @@ export class NodeCore {
   /** Phase 3: switch to the new epoch with the data received. */
   commitReshard(epoch: Epoch): boolean {
     const pending = this.pendingReshard;
-    if (pending === null || pending.map.epoch !== epoch) return epoch === this.currentMap.epoch;
-    this.commit(pending.map);
-    return true;
+    let committed = epoch === this.currentMap.epoch;
+    if (pending !== null && pending.map.epoch === epoch) {
+      this.commit(pending.map);
+      committed = true;
+    }
+    // What peers said of the old epoch no longer counts.
+    if (committed) this.peers.clear();
+    return committed;
   }
 
   /** A reshard whose coordinator went silent: unfreeze and stay in the old epoch. */
@@ -721,7 +627,7 @@ export class NodeCore {
     const lamport = this.currentReplica?.lamport ?? 0;
     const reflected = reflectedByClaims(this.currentMap, pending.claims);
     this.setMap(merged);
-    this.currentReplica = this.newReplica(merged, lamport);
+    this.setReplica(this.newReplica(merged, lamport));
     this.currentReplica?.mergeBase(
       [...pending.incoming.values()].filter((v) => shardOfKey(merged, v.key) === this.currentReplica?.shard),
       reflected,
@@ -746,64 +652,6 @@ export class NodeCore {
     const { pendingMax, pendingBytesMax } = this.options;
     return pendingBytesMax === undefined ? { pendingMax } : { pendingMax, pendingBytesMax };
   }
-}
-
-/** Planted bug 'reshard-skips-partition': the versions without those of the lowest partition that changes shard. */
-function skipFirstMovedPartition(from: ShardMap, to: ShardMap, versions: Iterable<Version>): Version[] {
-  const all = [...versions];
-  const moved = all.filter((v) => shardOfKey(from, v.key) !== shardOfKey(to, v.key)).map((v) => partitionOfKey(v.key));
-  if (moved.length === 0) return all;
-  const skipped = Math.min(...moved);
-  return all.filter((v) => partitionOfKey(v.key) !== skipped);
-}
-
-/**
- * What a new replica's base reflects, from the claims of the senders whose transfers arrived whole.
- * Of the old epoch: for each old shard, what its senders had applied (each sent all it held for our
- * keys). Of epochs before it: a sender's base spoke for its old shard's keys only, and our keys come
- * from every old shard, so per old shard the best sender counts, and over old shards the worst.
- */
-function reflectedByClaims(oldMap: ShardMap, claims: readonly TransferClaim[]): EpochClocks {
-  const applied: Record<ShardId, Clock> = {};
-  const bases = new Map<ShardId, EpochClocks>();
-  for (const claim of claims) {
-    applied[claim.shard] = mergeClocks(applied[claim.shard] ?? {}, claim.applied);
-    bases.set(claim.shard, mergeEpochClocks(bases.get(claim.shard) ?? {}, claim.base));
-  }
-  let earlier: EpochClocks | null = null;
-  for (const shard of shardIds(oldMap)) {
-    if ((membersOf(oldMap, shard) ?? []).length === 0) continue;
-    const base = bases.get(shard) ?? {};
-    earlier = earlier === null ? base : minEpochClocks(earlier, base);
-  }
-  return mergeEpochClocks(earlier ?? {}, { [String(oldMap.epoch)]: applied });
-}
-
-/** Every node that is a member of some shard of `map`. */
-function allMembers(map: ShardMap): Set<NodeAddress> {
-  return new Set(Object.values(map.shards).flat());
-}
-
-/** Versions grouped by the members of their key's shard in `map`; this node's share goes to `onSelf`. */
-function groupByOwners(
-  map: ShardMap,
-  versions: Iterable<Version>,
-  self: NodeAddress,
-  onSelf: (version: Version) => void,
-): Map<NodeAddress, Version[]> {
-  const out = new Map<NodeAddress, Version[]>();
-  for (const version of versions) {
-    for (const member of map.shards[shardOfKey(map, version.key)] ?? []) {
-      if (member === self) {
-        onSelf(version);
-        continue;
-      }
-      let list = out.get(member);
-      if (!list) out.set(member, (list = []));
-      list.push(version);
-    }
-  }
-  return out;
 }
 
 function reply(status: number, body: Record<string, unknown>): KvDecision {

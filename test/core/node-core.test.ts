@@ -9,6 +9,7 @@ import { NodeCore } from '../../src/core/node-core.ts';
 import type { KvDecision, KvMethod, Reply, Transfer } from '../../src/core/node-core.ts';
 import { initialShardMap, membersOf, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import { MESSAGES } from '../../src/core/api-messages.ts';
+import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
 import type { CausalMetadata, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
 
 const node = (i: number): NodeAddress => `10.10.0.${i + 2}:8090`;
@@ -375,23 +376,39 @@ function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: Node
   }
 }
 
+/**
+ * The coordinator's three phases as the runtime sequences them, with the core's rules deciding
+ * after each phase whether to go on (afterPrepare, afterSend): every answer is what a node's route
+ * would return.
+ */
 function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore) => boolean): ShardMap {
   const coordinator = cores[0] as NodeCore;
   assert.equal(coordinator.checkReshard(count), null);
   const plan = wire(coordinator.planReshard(count));
-  // Phase 1: every node freezes. Phase 2: once all are frozen, each sends what it holds.
-  for (const core of cores) {
-    assert.deepEqual(core.prepareReshard(wire(plan), coordinator.self, 1000), { ok: true }, `prepare at ${core.self}`);
+  // Phase 1: every node freezes.
+  const prepares = cores.map((core) => {
+    const prepared = core.prepareReshard(wire(plan), coordinator.self, 1000);
+    assert.deepEqual(prepared, { ok: true }, `prepare at ${core.self}`);
     assert.ok(core.reshardInProgress);
-  }
+    return { status: 200, body: { ok: true } };
+  });
+  const afterPhase1 = afterPrepare(coordinator.map, plan, cores.map((c) => c.self), prepares);
+  assert.equal(afterPhase1.kind, 'send');
+  const prepared = afterPhase1.kind === 'send' ? afterPhase1.prepared : [];
+  // Phase 2: once all are frozen, each sends what it holds to the nodes that took part.
   const transfers = new Map<NodeAddress, Map<NodeAddress, Transfer>>();
   for (const core of cores) transfers.set(core.self, transfersOf(core, plan.epoch));
-  for (const [from, outgoing] of transfers) {
-    for (const [to, transfer] of outgoing) {
+  const sends = prepared.map((from) => {
+    const failed: NodeAddress[] = [];
+    for (const [to, transfer] of transfers.get(from) ?? new Map<NodeAddress, Transfer>()) {
       assert.notEqual(to, from);
-      assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${from} -> ${to}`);
+      if (!deliverTransfer(byAddress(cores, to), plan.epoch, transfer)) failed.push(to);
     }
-  }
+    if (failed.length === 0) byAddress(cores, from).markSent(plan.epoch);
+    return { status: 200, body: { ok: true, failed } };
+  });
+  assert.deepEqual(afterSend(prepared, sends), { kind: 'commit' });
+  // Phase 3: every node switches epoch.
   const order = commitFirst ? [...cores.filter(commitFirst), ...cores.filter((c) => !commitFirst(c))] : cores;
   for (const core of order) assert.ok(core.commitReshard(plan.epoch));
   return plan;

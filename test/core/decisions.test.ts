@@ -1,0 +1,202 @@
+// Protocol rules that the runtime used to decide itself, now decisions of the core: parked waits
+// and their release, the forwarding failover rule, a late forwarded write, the coordinator's
+// abandon rules, what a ping answer leads to, and the reshard timeout.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MESSAGES } from '../../src/core/api-messages.ts';
+import { afterForwardAttempt, noMemberServed } from '../../src/core/forward-rules.ts';
+import { NodeCore, type KvDecision, type KvRequest, type PingInfo } from '../../src/core/node-core.ts';
+import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
+import { initialShardMap } from '../../src/core/shard-map.ts';
+import type { CausalMetadata, NodeAddress, ShardMap, Version } from '../../src/core/types.ts';
+
+const A = '10.10.0.2:8090';
+const B = '10.10.0.3:8090';
+const C = '10.10.0.4:8090';
+
+function replicated(self: NodeAddress, view = [A, B]): NodeCore {
+  const core = new NodeCore({ self, pendingMax: 100, failuresToRemove: 3, holdDownMs: 3000, causalWaitMs: 1000, reshardWaitMs: 4000 }, view, initialShardMap(view, null));
+  core.markReady();
+  return core;
+}
+
+function request(core: NodeCore, method: 'GET' | 'PUT' | 'DELETE', key: string, body: Record<string, unknown>, deadlineMs: number | null = null): KvRequest {
+  const parsed = core.parseKv(method, key, body, deadlineMs);
+  assert.ok(parsed.ok, JSON.stringify(parsed));
+  return parsed.request;
+}
+
+/** A write at `core`: its metadata and the version to replicate. */
+function write(core: NodeCore, key: string, value: unknown, metadata: unknown = null): { metadata: CausalMetadata; version: Version } {
+  const decision = core.kv('PUT', key, { value, 'causal-metadata': metadata });
+  assert.equal(decision.kind, 'reply');
+  const reply = decision as Extract<KvDecision, { kind: 'reply' }>;
+  assert.ok(reply.replicate);
+  return { metadata: reply.reply.body['causal-metadata'] as CausalMetadata, version: JSON.parse(JSON.stringify(reply.replicate.version)) as Version };
+}
+
+test('a request lacking a write is parked, released by the apply that brings it, and its body is not parsed again', () => {
+  const a = replicated(A);
+  const b = replicated(B);
+  const { metadata, version } = write(a, 'k', 'v1');
+  const parked = b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 0);
+  assert.equal(parked.kind, 'parked');
+  assert.equal(b.parkedCount, 1);
+  // A state change that does not bring the write releases nothing.
+  assert.deepEqual(b.wake(10).released, []);
+  assert.deepEqual(b.wake(10).lacking, { [A]: 1 });
+  assert.equal(b.onReplicate(b.map.epoch, 's0', [version]).ok, true);
+  const { released } = b.wake(20);
+  assert.equal(released.length, 1);
+  const decision = released[0]?.decision;
+  assert.equal(decision?.kind, 'reply');
+  assert.equal(decision?.kind === 'reply' ? decision.reply.body.value : undefined, 'v1');
+  assert.equal(b.parkedCount, 0);
+});
+
+test('a parked request that still lacks another write is filed again under it, and released only when both arrived', () => {
+  const a = replicated(A, [A, B, C]);
+  const c = replicated(C, [A, B, C]);
+  const b = replicated(B, [A, B, C]);
+  const first = write(a, 'x', 1);
+  // c applies a's write, then writes after it.
+  assert.equal(c.onReplicate(0, 's0', [first.version]).ok, true);
+  const second = write(c, 'y', 2, first.metadata);
+  const parked = b.submitKv(request(b, 'GET', 'y', { 'causal-metadata': second.metadata }), 0);
+  assert.equal(parked.kind, 'parked');
+  assert.equal(b.onReplicate(0, 's0', [second.version]).ok, true); // buffered: it depends on a's write
+  assert.deepEqual(b.wake(1).released, []);
+  assert.equal(b.onReplicate(0, 's0', [first.version]).ok, true);
+  const { released } = b.wake(2);
+  assert.equal(released.length, 1);
+  const decision = released[0]?.decision;
+  assert.equal(decision?.kind === 'reply' ? decision.reply.body.value : undefined, 2);
+});
+
+test('a parked request gets its 503 at its deadline, not before; a released one has no deadline left', () => {
+  const a = replicated(A);
+  const b = replicated(B);
+  const { metadata } = write(a, 'k', 'v1');
+  const parked = b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 100);
+  assert.ok(parked.kind === 'parked');
+  assert.equal(parked.deadlineMs, 1100);
+  assert.deepEqual(b.expire(parked.ticket, 1099), { kind: 'later', deadlineMs: 1100 });
+  const expired = b.expire(parked.ticket, 1100);
+  assert.equal(expired?.kind, 'expired');
+  assert.deepEqual(expired?.kind === 'expired' ? expired.reply : null, { status: 503, body: { error: MESSAGES.causalUnavailable } });
+  assert.equal(b.expire(parked.ticket, 1200), null);
+  assert.equal(b.parkedCount, 0);
+});
+
+test('a write parked behind a reshard gets the reshard budget, and is applied when the reshard is abandoned', () => {
+  const a = replicated(A);
+  const plan: ShardMap = { ...a.map, epoch: a.map.epoch + 1 };
+  assert.deepEqual(a.prepareReshard(plan, A, 0), { ok: true });
+  const parked = a.submitKv(request(a, 'PUT', 'k', { value: 1 }), 0);
+  assert.ok(parked.kind === 'parked');
+  assert.equal(parked.wait.reason, 'reshard');
+  assert.equal(parked.deadlineMs, 4000);
+  a.abortReshard(plan.epoch);
+  const { released } = a.wake(5);
+  assert.equal(released.length, 1);
+  const decision = released[0]?.decision;
+  assert.equal(decision?.kind === 'reply' ? decision.reply.status : 0, 201);
+  assert.ok(decision?.kind === 'reply' && decision.replicate, 'the released write is to be replicated');
+});
+
+test('closing the node answers every parked request 503', () => {
+  const a = replicated(A);
+  const b = replicated(B);
+  const { metadata } = write(a, 'k', 1);
+  for (let i = 0; i < 3; i++) b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 0);
+  const all = b.expireAll();
+  assert.equal(all.length, 3);
+  assert.ok(all.every((r) => r.reply.status === 503));
+  assert.equal(b.parkedCount, 0);
+});
+
+test('a forwarded write that arrives after its deadline is refused, and a read is not', () => {
+  const a = replicated(A);
+  const late = a.decideKv(request(a, 'PUT', 'k', { value: 1 }, 1000), 1001);
+  assert.equal(late.kind, 'reply');
+  assert.equal(late.kind === 'reply' ? late.reply.status : 0, 503);
+  assert.equal(late.kind === 'reply' ? late.lateMs : 0, 1);
+  assert.equal(a.kv('GET', 'k', {}).kind, 'reply');
+  const onTime = a.decideKv(request(a, 'PUT', 'k', { value: 1 }, 1000), 1000);
+  assert.equal(onTime.kind === 'reply' ? onTime.reply.status : 0, 201);
+});
+
+test('forwarding: a write fails over only when it provably never left; any request fails over from a causal 503', () => {
+  const answered = { kind: 'answered' as const, reply: { status: 200, body: { result: 'found' } } };
+  assert.deepEqual(afterForwardAttempt('PUT', 's0', answered), { kind: 'reply', reply: answered.reply });
+  const lacking = { kind: 'answered' as const, reply: { status: 503, body: { error: MESSAGES.causalUnavailable } } };
+  assert.deepEqual(afterForwardAttempt('PUT', 's0', lacking), { kind: 'next', lacking: lacking.reply });
+  assert.deepEqual(afterForwardAttempt('PUT', 's0', { kind: 'unreachable', maybeDelivered: false }), { kind: 'next', lacking: null });
+  const unknown = afterForwardAttempt('PUT', 's0', { kind: 'unreachable', maybeDelivered: true });
+  assert.equal(unknown.kind, 'reply');
+  assert.match(String(unknown.kind === 'reply' ? unknown.reply.body.error : ''), /may or may not have been applied/);
+  assert.deepEqual(afterForwardAttempt('GET', 's0', { kind: 'unreachable', maybeDelivered: true }), { kind: 'next', lacking: null });
+  // Another 503 (overload, a reshard) is the member's answer: given to the client.
+  const busy = { kind: 'answered' as const, reply: { status: 503, body: { error: 'A reshard is in progress; try again later' } } };
+  assert.equal(afterForwardAttempt('GET', 's0', busy).kind, 'reply');
+  assert.deepEqual(noMemberServed('s1', null), { status: 503, body: { error: 'No member of shard s1 is reachable' } });
+  assert.deepEqual(noMemberServed('s1', lacking.reply), lacking.reply);
+});
+
+test('reshard coordinator: a refusal, a shard with no member taking part, or an incomplete transfer abandons', () => {
+  const view = [A, B, C, '10.10.0.5:8090'];
+  const current = initialShardMap(view, 2);
+  const next: ShardMap = { ...initialShardMap(view, 1), epoch: current.epoch + 1 };
+  const ok = { status: 200, body: { ok: true } };
+  const away = { status: 200, body: { unreachable: true } };
+  assert.deepEqual(afterPrepare(current, next, view, [ok, ok, ok, ok]), { kind: 'send', prepared: view });
+  // One node away: its shard still has a member taking part.
+  const members = (shard: string) => current.shards[shard] ?? [];
+  const [s0a] = members('s0');
+  const oneAway = view.map((n) => (n === s0a ? away : ok));
+  assert.equal(afterPrepare(current, next, view, oneAway).kind, 'send');
+  // Every member of s0 away: its keys could not move.
+  const s0Away = view.map((n) => (members('s0').includes(n) ? away : ok));
+  const stranded = afterPrepare(current, next, view, s0Away);
+  assert.equal(stranded.kind, 'abandon');
+  assert.match(String(stranded.kind === 'abandon' ? stranded.reply.body.error : ''), /No member of shard s0 \(epoch/);
+  const refused = afterPrepare(current, next, view, [ok, { status: 409, body: { error: 'another reshard' } }, ok, ok]);
+  assert.equal(refused.kind === 'abandon' ? refused.reply.body.error : '', 'Another reshard is in progress; try again later');
+  assert.deepEqual(afterSend([A, B], [ok, { status: 200, body: { ok: true, failed: [] } }]), { kind: 'commit' });
+  const incomplete = afterSend([A, B], [ok, { status: 200, body: { ok: true, failed: [C] } }]);
+  assert.equal(incomplete.kind, 'abandon');
+  assert.deepEqual(incomplete.kind === 'abandon' ? incomplete.detail : null, { incomplete: [B] });
+  assert.equal(afterSend([A, B], [ok, away]).kind, 'abandon');
+});
+
+test('a ping answer: pull only what the peer had one ping ago, never over a held link, and fetch a differing map', () => {
+  const a = replicated(A);
+  const b = replicated(B);
+  write(a, 'k', 1);
+  const info = (): PingInfo => ({ ...a.pingInfo(), incarnation: 'i1' });
+  // First answer: nothing to compare with, so no pull yet.
+  assert.deepEqual(b.onPingAnswer(A, info(), 0, () => true), { learned: [], fetchMap: false, pull: null });
+  // Second answer: the peer had the write one ping ago.
+  assert.equal(b.onPingAnswer(A, info(), 1, () => true).pull, 'behind peer');
+  // Still pushing it to us: no pull.
+  assert.equal(b.onPingAnswer(A, { ...info(), replicating: 1 }, 2, () => true).pull, null);
+  // Over a link held down: no pull.
+  assert.equal(b.onPingAnswer(A, info(), 3, () => false).pull, null);
+  // A node named in the peer's view is learned (probed before it is admitted); a differing map is fetched.
+  const answer = b.onPingAnswer(A, { ...info(), view: [A, B, C], mapDigest: 'other' }, 4, () => true);
+  assert.deepEqual(answer.learned, [C]);
+  assert.equal(answer.fetchMap, true);
+  // The peer that has what a waiting request lacks.
+  assert.equal(b.peerWithAny({ [A]: 1 }, () => true), A);
+  assert.equal(b.peerWithAny({ [A]: 2 }, () => true), null);
+  assert.equal(b.peerWithAny({ [A]: 1 }, () => false), null);
+});
+
+test('a prepared reshard without a commit times out after the timeout, not before', () => {
+  const a = replicated(A);
+  const plan: ShardMap = { ...a.map, epoch: a.map.epoch + 1 };
+  a.prepareReshard(plan, B, 1000);
+  assert.equal(a.reshardTimedOut(31_000, 30_000), null);
+  assert.equal(a.reshardTimedOut(31_001, 30_000), plan.epoch);
+});
