@@ -194,13 +194,17 @@ export class NodeCore {
    * or its deadline (`expire`): its reason's budget from now. See waits.ts.
    */
   submitKv(request: KvRequest, nowMs: number): KvDecision | ParkedDecision {
-    return this.waits.submit(request, nowMs);
+    return this.waits.submit(request, nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
   }
 
   /** After a state change: the parked requests it lets go on, decided (see KvWaits.wake). */
   wake(nowMs: number): WakeResult {
-    const generation = `${this.replicaGeneration}/${this.isReady}/${this.currentMapDigest}/${this.pendingReshard?.map.epoch ?? ''}`;
-    return this.waits.wake(nowMs, generation, this.currentReplica?.applied ?? null);
+    return this.waits.wake(nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
+  }
+
+  /** Names the state a change of which makes every parked request be decided again: replica, readiness, map, reshard. */
+  private waitGeneration(): string {
+    return `${this.replicaGeneration}/${this.isReady}/${this.currentMapDigest}/${this.pendingReshard?.map.epoch ?? ''}`;
   }
 
   /** A parked request's timer fired (see KvWaits.expire). */

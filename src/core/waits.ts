@@ -35,9 +35,15 @@ export class KvWaits {
     return this.lot.size;
   }
 
-  submit(request: KvRequest, nowMs: number): KvDecision | ParkedDecision {
+  /** `generation` and `applied` as for `wake`: the state the request is decided in. */
+  submit(request: KvRequest, nowMs: number, generation: string, applied: Readonly<Clock> | null): KvDecision | ParkedDecision {
     const decision = this.decide(request, nowMs);
     if (decision.kind !== 'wait') return decision;
+    // Nothing else parked: the state the lot was last decided in is this one.
+    if (this.lot.size === 0) {
+      this.generation = generation;
+      this.applied = applied;
+    }
     const parked = this.lot.park(request, decision, waitLacking(decision), nowMs, nowMs + this.budget(decision.reason));
     return { kind: 'parked', ticket: parked.ticket, deadlineMs: parked.deadlineMs, wait: decision };
   }
