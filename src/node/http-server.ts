@@ -3,6 +3,20 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { bodyFault } from '../core/json-value.ts';
+import {
+  CONNECTIONS_MAX,
+  HANDSHAKE_MS_MAX,
+  HEADERS_MS_MAX,
+  KEEP_ALIVE_MS,
+  LINGER_BYTES_MAX,
+  LINGER_MS_MAX,
+  REQUEST_MS_MAX,
+  RETRY_AFTER_S,
+  SHED_DRAIN_PAUSE_MS,
+  TIMEOUT_CHECK_INTERVAL_MS,
+} from './limits.ts';
+
+export { CONNECTIONS_MAX, LINGER_BYTES_MAX, LINGER_MS_MAX, RETRY_AFTER_S };
 
 export interface HttpRequest {
   method: string;
@@ -72,27 +86,7 @@ export interface HttpServerOptions {
   tls?: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer };
 }
 
-/**
- * After answering a request early (413, or 503 when shedding), the server keeps reading and
- * discarding its body for up to this many bytes and this long, then closes: a client that is still
- * sending reads the answer instead of a connection reset.
- */
-export const LINGER_BYTES_MAX = 128 * 1024 * 1024;
-export const LINGER_MS_MAX = 10_000;
-/** Headers must arrive within this time (408 otherwise); a whole request within REQUEST_MS_MAX. */
-const HEADERS_MS_MAX = 20_000;
-const REQUEST_MS_MAX = 30_000;
-/** How often Node checks those two timeouts. */
-const TIMEOUT_CHECK_INTERVAL_MS = 1000;
-/** Open connections at most; beyond, Node closes a new connection as soon as it is accepted. */
-export const CONNECTIONS_MAX = 10_000;
-/** A TLS handshake must be done within this time; the socket is destroyed otherwise. */
-const HANDSHAKE_MS_MAX = 10_000;
-/** An idle keep-alive connection is closed after this long. */
-const KEEP_ALIVE_MS = 65_000;
 const OVERLOADED = 'The node is overloaded; try again later';
-/** A 503 from admission control asks the client to come back after this many seconds. */
-export const RETRY_AFTER_S = 1;
 
 /** Requests and body bytes in flight for one class. */
 class InFlight {
@@ -345,7 +339,7 @@ const DRAIN_TOO_LARGE: Drain = { keepAlive: false, pauseMs: 0 };
  * CPU, and its connections do not crowd the accept queue that new clients (an operator's
  * `GET /view`) wait in.
  */
-const DRAIN_SHED: Drain = { keepAlive: true, pauseMs: 100 };
+const DRAIN_SHED: Drain = { keepAlive: true, pauseMs: SHED_DRAIN_PAUSE_MS };
 
 /**
  * Answers before the body is read (413, or 503 when shedding), then reads and discards what the

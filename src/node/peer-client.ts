@@ -2,6 +2,7 @@ import { Pool } from 'undici';
 import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
 import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport } from './env.ts';
+import { CONTROL_CONNECTIONS_PER_PEER, PEER_KEEP_ALIVE_MS } from './limits.ts';
 
 export interface PeerReply {
   status: number;
@@ -52,9 +53,6 @@ function peerTlsOptions(tls: NonNullable<PeerClientOptions['tls']>) {
     checkServerIdentity: (): undefined => undefined,
   };
 }
-
-/** Keep-alive connections per peer for the control lane (pings, down reports, maps). */
-const CONTROL_CONNECTIONS_PER_PEER = 2;
 
 /**
  * HTTP (HTTPS with mutual TLS, given `tls`) to other nodes over keep-alive pools per peer (one per
@@ -116,7 +114,7 @@ export class PeerClient implements PeerTransport {
         connections: lane === 'control' ? CONTROL_CONNECTIONS_PER_PEER : this.options.connectionsPerPeer,
         // With TLS the handshake is part of connecting, so it is bounded by the same timeout.
         connectTimeout: this.options.connectTimeoutMs,
-        keepAliveTimeout: 30_000,
+        keepAliveTimeout: PEER_KEEP_ALIVE_MS,
         pipelining: 1,
         // Nodes speak HTTP/1.1 (node:https); never negotiate HTTP/2.
         allowH2: false,

@@ -5,7 +5,8 @@ import { isEpochKey } from '../core/causal-metadata.ts';
 import { valueFault } from '../core/json-value.ts';
 import { isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
 import type { TransferClaim } from '../core/node-core.ts';
-import type { Clock, EpochClocks, ShardClocks, ShardMap, Version } from '../core/types.ts';
+import type { Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from '../core/types.ts';
+import { BadRequest } from './replies.ts';
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -79,4 +80,151 @@ export function isPartitionDigests(value: unknown): value is number[] {
 
 export function isPartitionList(value: unknown): value is number[] {
   return Array.isArray(value) && value.length <= PARTITION_COUNT && value.every((p) => Number.isInteger(p) && p >= 0 && p < PARTITION_COUNT);
+}
+
+export function isEpochValue(value: unknown): value is Epoch {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+// ---------------------------------------------------------------- messages between nodes
+// One decoder per message of a POST under /internal/: the message, or BadRequest (400).
+
+/** The fields of a request body (none when it is not an object). */
+function fieldsOf(body: unknown): Record<string, unknown> {
+  return (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+}
+
+/** POST /internal/map: a peer's shard map, pushed. */
+export interface MapPush {
+  map: ShardMap;
+}
+
+export function decodeMapPush(body: unknown): MapPush {
+  const fields = fieldsOf(body);
+  if (!isShardMap(fields.map)) throw new BadRequest('map is not a shard map');
+  return { map: fields.map };
+}
+
+/** POST /internal/replicate: a batch of writes from a shard peer. */
+export interface ReplicateBatch {
+  epoch: Epoch;
+  shard: ShardId;
+  versions: Version[];
+}
+
+export function decodeReplicate(body: unknown): ReplicateBatch {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+    throw new BadRequest('malformed replication batch');
+  }
+  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions };
+}
+
+/** POST /internal/digest: a shard peer's partition digests (anti-entropy), and who asks. */
+export interface DigestRequest {
+  epoch: Epoch;
+  shard: ShardId;
+  digests: number[];
+  from: NodeAddress | null;
+}
+
+export function decodeDigestRequest(body: unknown): DigestRequest {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isPartitionDigests(fields.digests)) {
+    throw new BadRequest('malformed digest request');
+  }
+  return { epoch: fields.epoch, shard: fields.shard, digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
+}
+
+/** POST /internal/repair: versions to merge (anti-entropy, or a late transfer with what it reflects). */
+export interface RepairMessage {
+  epoch: Epoch;
+  shard: ShardId;
+  versions: Version[];
+  reflected: EpochClocks | undefined;
+}
+
+export function decodeRepair(body: unknown): RepairMessage {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+    throw new BadRequest('malformed repair');
+  }
+  if (fields.reflected !== undefined && !isEpochClocks(fields.reflected)) throw new BadRequest('malformed repair');
+  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions, reflected: fields.reflected };
+}
+
+/** POST /internal/sync: what a shard peer lacks (`since` its applied clock; everything with `full`). */
+export interface SyncRequest {
+  epoch: Epoch;
+  shard: ShardId;
+  since: Clock;
+  full: boolean;
+  base: EpochClocks | undefined;
+}
+
+export function decodeSyncRequest(body: unknown): SyncRequest {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isClock(fields.since)) {
+    throw new BadRequest('malformed sync request');
+  }
+  const base = isEpochClocks(fields.base) ? fields.base : undefined;
+  return { epoch: fields.epoch, shard: fields.shard, since: fields.since, full: fields.full === true, base };
+}
+
+/** POST /internal/reshard/prepare: phase 1 of a reshard (freeze), with the new map. */
+export interface ReshardPrepare {
+  map: ShardMap;
+  coordinator: NodeAddress;
+}
+
+export function decodeReshardPrepare(body: unknown): ReshardPrepare {
+  const fields = fieldsOf(body);
+  if (!isShardMap(fields.map) || !isNodeAddress(fields.coordinator)) throw new BadRequest('malformed prepare');
+  return { map: fields.map, coordinator: fields.coordinator };
+}
+
+/** POST /internal/reshard/send: phase 2 of a reshard (send data to the new owners among `targets`). */
+export interface ReshardSend {
+  epoch: Epoch;
+  targets: NodeAddress[];
+}
+
+export function decodeReshardSend(body: unknown): ReshardSend {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || !Array.isArray(fields.targets) || !fields.targets.every(isNodeAddress)) {
+    throw new BadRequest('malformed send');
+  }
+  return { epoch: fields.epoch, targets: fields.targets };
+}
+
+/** POST /internal/reshard/transfer: versions of a reshard for this node, the last part with the sender's claim. */
+export interface ReshardTransfer {
+  epoch: Epoch;
+  versions: Version[];
+  claim: TransferClaim | undefined;
+}
+
+export function decodeReshardTransfer(body: unknown): ReshardTransfer {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch) || !isVersionList(fields.versions) || (fields.claim !== undefined && !isTransferClaim(fields.claim))) {
+    throw new BadRequest('malformed transfer');
+  }
+  return { epoch: fields.epoch, versions: fields.versions, claim: fields.claim };
+}
+
+/** POST /internal/reshard/commit and /internal/reshard/abort: phase 3 of a reshard, or its end. */
+export interface ReshardEpoch {
+  epoch: Epoch;
+}
+
+export function decodeReshardCommit(body: unknown): ReshardEpoch {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed commit');
+  return { epoch: fields.epoch };
+}
+
+export function decodeReshardAbort(body: unknown): ReshardEpoch {
+  const fields = fieldsOf(body);
+  if (!isEpochValue(fields.epoch)) throw new BadRequest('malformed abort');
+  return { epoch: fields.epoch };
 }

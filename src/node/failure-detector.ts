@@ -1,0 +1,250 @@
+// Which peers are up, and which links carry data: a probe of every peer each ping interval (late
+// probes hold a link down at once), suspicion when a request fails, removal from the view with a
+// down report to the others, and what a ping answer says besides (nodes to learn of, a newer map,
+// writes to pull).
+
+import { isNodeAddress } from '../core/address.ts';
+import type { LinkChange } from '../core/links.ts';
+import type { PingInfo } from '../core/node-core.ts';
+import type { NodeAddress } from '../core/types.ts';
+import type { NodeContext } from './context.ts';
+import type { TimerHandle } from './env.ts';
+import { DOWN_REPORT_HEADER } from './headers.ts';
+import type { HttpReply } from './http-server.ts';
+import { CONTROL_TIMEOUT_MS } from './limits.ts';
+import { isIncarnation, linkHeldReply } from './link-transport.ts';
+import { PeerUnreachableError } from './peer-client.ts';
+import { json } from './replies.ts';
+import { StallWatch } from './stall-watch.ts';
+
+/** What the failure detector asks of the other concerns. */
+export interface FailureDetectorDeps {
+  /** The header that lets this node's down reports through ADMIN_TOKEN. */
+  adminHeaders(): Record<string, string>;
+  /** A peer's map digest differs from ours: take its map. */
+  fetchMap(peer: NodeAddress): Promise<void>;
+  /** Pull what a shard peer has and this replica lacks. */
+  startPull(peer: NodeAddress, reason: string): void;
+}
+
+export class FailureDetector {
+  private readonly ctx: NodeContext;
+  private readonly deps: FailureDetectorDeps;
+  private pingTimer: TimerHandle | null = null;
+  private readonly probing = new Set<NodeAddress>();
+  private readonly lastPing = new Map<NodeAddress, PingInfo>();
+  /** Links held down and released since start (shown in /status). */
+  private readonly linkStats = { holds: 0, releases: 0, refused: 0, stallsForgiven: 0 };
+  /** A real process watches its own event loop; probes in flight across a stall are not judged late (simulated nodes never stall). */
+  private readonly stallWatch: StallWatch | null;
+
+  constructor(ctx: NodeContext, deps: FailureDetectorDeps, watchStalls: boolean) {
+    this.ctx = ctx;
+    this.deps = deps;
+    this.stallWatch = watchStalls
+      ? new StallWatch(Math.floor(ctx.config.probeLateMs / 2), () => {
+          this.linkStats.stallsForgiven++;
+          ctx.core.links.forgiveProbes();
+        })
+      : null;
+  }
+
+  /** Probes every peer each ping interval, from now on. */
+  start(): void {
+    this.pingTimer = this.ctx.timers.setInterval(() => {
+      try {
+        this.tick();
+      } catch (error) {
+        this.ctx.background.failed('tick', error);
+      }
+    }, this.ctx.config.pingIntervalMs);
+    // The first round now: links are watched from the start, not half an interval later.
+    this.stallWatch?.start();
+    this.tick();
+  }
+
+  stop(): void {
+    this.stallWatch?.stop();
+    if (this.pingTimer) this.ctx.timers.clearInterval(this.pingTimer);
+  }
+
+  /** The last ping answer of each peer in the view. */
+  get pings(): ReadonlyMap<NodeAddress, PingInfo> {
+    return this.lastPing;
+  }
+
+  /** Forgets every ping answer (a new epoch: they describe the old one). */
+  forgetPings(): void {
+    this.lastPing.clear();
+  }
+
+  /** The links part of /status. */
+  linkStatus(): Record<string, unknown> {
+    return { held: this.ctx.core.links.held(this.ctx.timers.now()), ...this.linkStats };
+  }
+
+  private tick(): void {
+    const { core, timers, config } = this.ctx;
+    if (this.ctx.isClosed()) return;
+    const now = timers.now();
+    const pending = core.reshardInProgress;
+    if (pending && now - pending.startedMs > config.reshardTimeoutMs) {
+      this.ctx.log.warn({ epoch: pending.map.epoch, coordinator: pending.coordinator }, 'reshard not committed in time; abandoned');
+      core.abortReshard(pending.map.epoch);
+      this.ctx.stateChanged();
+    }
+    for (const peer of core.membership.probeTargets()) {
+      // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
+      this.checkLate(peer);
+      if (this.probing.has(peer)) continue;
+      this.ctx.background.run('ping', () => this.pingOnce(peer));
+    }
+  }
+
+  private async pingOnce(peer: NodeAddress): Promise<void> {
+    const { core, timers, config } = this.ctx;
+    this.probing.add(peer);
+    let lateTimer: TimerHandle | null = null;
+    try {
+      let info: PingInfo | null = null;
+      const links = core.links;
+      const sentTo = links.incarnationOf(peer);
+      links.probeSent(peer, timers.now());
+      // Late is noticed when it happens, not at the next tick: data must stop before it could
+      // cross a link that is failing.
+      lateTimer = timers.setTimeout(() => this.checkLate(peer), config.probeLateMs + 1);
+      try {
+        const reply = await this.ctx.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: config.pingTimeoutMs, lane: 'control' });
+        if (reply.status === 200) info = reply.body as PingInfo;
+        // Answered, but not with a ping (shedding load, say): the link does not serve.
+        else this.onLinkChange(peer, links.failed(peer, sentTo, timers.now()));
+      } catch (error) {
+        if (!(error instanceof PeerUnreachableError)) throw error;
+      }
+      if (info !== null && isIncarnation(info.incarnation)) this.onLinkChange(peer, links.probeAnswered(peer, sentTo, info.incarnation, timers.now()));
+      this.observe(peer, info !== null);
+      if (info !== null && core.membership.has(peer)) {
+        if (this.linkUp(peer)) this.ctx.replicator.resume(peer);
+        this.onPing(peer, info);
+      }
+    } finally {
+      if (lateTimer !== null) timers.clearTimeout(lateTimer);
+      this.probing.delete(peer);
+    }
+  }
+
+  /** Holds the link to `peer` down now if its probe in flight is late; the time it looked. */
+  private checkLate(peer: NodeAddress): number {
+    const now = this.ctx.timers.now();
+    this.onLinkChange(peer, this.ctx.core.links.checkLate(peer, now));
+    return now;
+  }
+
+  /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
+  linkUp(peer: NodeAddress): boolean {
+    return this.ctx.core.links.isUp(peer, this.checkLate(peer));
+  }
+
+  /** Whether data from `peer` (from its process `incarnation`) is taken now (not while this node holds the link down itself). */
+  private linkAccepts(peer: NodeAddress, incarnation: string | null): boolean {
+    return this.ctx.core.links.accepts(peer, this.checkLate(peer), incarnation);
+  }
+
+  /**
+   * Null when data from `peer` (from its process `incarnation`) is taken now; else the 503 of a
+   * link this node holds down, saying for how long, and counted.
+   */
+  heldLinkRefusal(peer: NodeAddress, incarnation: string | null, path: string): HttpReply | null {
+    if (this.linkAccepts(peer, incarnation)) return null;
+    this.linkStats.refused++;
+    const suppressed = this.ctx.refusals.take(`link held ${peer}`);
+    if (suppressed !== null) this.ctx.log.info({ peer, path, suppressed }, 'data from a peer over a link held down: refused');
+    const refusal = linkHeldReply(this.ctx.config.address, peer, this.ctx.core.links.remainingMs(peer, this.ctx.timers.now()));
+    return json(refusal.status, refusal.body);
+  }
+
+  /** A link was held down or released: stop or restart what crosses it, and say so. */
+  onLinkChange(peer: NodeAddress, change: LinkChange): void {
+    if (change === null) return;
+    const { config, log, replicator } = this.ctx;
+    if (change === 'held') {
+      this.linkStats.holds++;
+      log.warn({ peer, holdDownMs: config.holdDownMs }, 'link to peer failed: no data crosses it until it has answered every probe for the hold-down');
+      replicator.pause(peer);
+      return;
+    }
+    this.linkStats.releases++;
+    log.info({ peer, holdDownMs: config.holdDownMs }, 'link answered through the hold-down: data crosses it again');
+    if (this.ctx.core.membership.has(peer)) replicator.resume(peer);
+    // Requests waiting for what this peer has may now pull it.
+    this.ctx.stateChanged();
+  }
+
+  /** One probe now, answering whether the peer is up (used to confirm a suspicion). */
+  async probe(peer: NodeAddress): Promise<boolean> {
+    try {
+      const reply = await this.ctx.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: this.ctx.config.pingTimeoutMs, lane: 'control' });
+      return reply.status === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A request to `peer` failed: count it, and confirm with a probe right away. */
+  suspect(peer: NodeAddress): void {
+    if (this.ctx.isClosed() || !this.ctx.core.membership.has(peer)) return;
+    this.observe(peer, false);
+    if (!this.probing.has(peer)) this.ctx.background.run('ping', () => this.pingOnce(peer));
+  }
+
+  private observe(peer: NodeAddress, answered: boolean): void {
+    const { core, config } = this.ctx;
+    const outcome = core.membership.observe(peer, answered, this.ctx.timers.now());
+    if (outcome.kind === 'removed') {
+      this.onRemoved(peer, 'not answering');
+      // Tell the others, as the spec asks; each checks before it removes.
+      for (const other of core.membership.peers()) {
+        this.ctx.peers
+          .call(other, 'DELETE', '/view', { 'socket-address': peer }, {
+            timeoutMs: CONTROL_TIMEOUT_MS,
+            lane: 'control',
+            headers: { [DOWN_REPORT_HEADER]: config.address, ...this.deps.adminHeaders() },
+          })
+          .catch(() => undefined);
+      }
+    } else if (outcome.kind === 'readmitted') {
+      this.ctx.log.info({ peer, holdDownMs: config.holdDownMs }, 'node answered through the hold-down; admitted to the view again');
+      this.ctx.stateChanged();
+    }
+  }
+
+  onRemoved(peer: NodeAddress, why: string): void {
+    this.ctx.log.warn({ peer, why }, 'node removed from view');
+    this.ctx.replicator.pause(peer);
+    this.lastPing.delete(peer);
+    this.ctx.stateChanged();
+  }
+
+  private onPing(peer: NodeAddress, info: PingInfo): void {
+    const core = this.ctx.core;
+    const previous = this.lastPing.get(peer);
+    this.lastPing.set(peer, info);
+    for (const node of Array.isArray(info.view) ? info.view : []) {
+      if (isNodeAddress(node) && core.membership.learn(node, this.ctx.timers.now())) {
+        this.ctx.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
+      }
+    }
+    if (info.mapDigest !== core.mapDigest) this.ctx.background.run('fetch map', () => this.deps.fetchMap(peer));
+    // Nothing is pulled over a link held down: a replica that was cut off does not catch up
+    // behind its clients' backs the moment it reconnects.
+    if (!this.linkUp(peer)) return;
+    // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
+    // Nor what its pushes to us are still bringing: under load, replication lags a ping or more, and
+    // pulling the same versions again would double the work of a busy peer.
+    const pushing = typeof info.replicating === 'number' && info.replicating > 0;
+    if (previous && !pushing && core.peerIsAhead({ ...info, applied: previous.applied })) this.deps.startPull(peer, 'behind peer');
+    else if (core.replica && core.replica.pendingCount > 0 && previous && core.peerIsAhead(info)) {
+      this.deps.startPull(peer, 'gap in replication');
+    }
+  }
+}

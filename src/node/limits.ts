@@ -1,0 +1,113 @@
+// Every fixed limit and timing constant of the runtime, each with why it has its value. What an
+// operator tunes is in config.ts (environment variables); these are not meant to be tuned.
+
+import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
+
+// ---------------------------------------------------------------- client requests
+
+/**
+ * How long a write waits for a reshard in progress to commit before its 503. Below the peers'
+ * request timeout, so a node forwarding such a write gets the 503 instead of suspecting its peer.
+ */
+export const RESHARD_WAIT_MS = 4000;
+
+/**
+ * A forwarded request is relayed at most this many times, so maps that disagree cannot loop it.
+ * One relay is the normal case; the others leave room for nodes whose maps are an epoch apart.
+ */
+export const FORWARD_HOPS_MAX = 3;
+
+// ---------------------------------------------------------------- requests between nodes
+
+/** Internal requests (transfers, syncs, batches) may be larger than client requests. */
+export const INTERNAL_BODY_BYTES_MAX = 64 * 1024 * 1024;
+/** Peers' requests in flight at once, and their body bytes: far above what peers send, a bound still. */
+export const PEER_REQUESTS_MAX = 1024;
+export const PEER_BYTES_MAX = 256 * 1024 * 1024;
+/** Internal bodies wrap values a few levels deep (versions in a list in a request). */
+export const PEER_BODY_DEPTH_MAX = VALUE_DEPTH_MAX + 8;
+
+/**
+ * Keep-alive connections per peer for data (replication, syncs, forwarding): enough that a slow
+ * transfer does not hold up forwarded requests, few enough that a cluster's connections stay far
+ * below CONNECTIONS_MAX.
+ */
+export const DATA_CONNECTIONS_PER_PEER = 8;
+/** Keep-alive connections per peer for the control lane (pings, down reports, maps): small requests, rarely two at once. */
+export const CONTROL_CONNECTIONS_PER_PEER = 2;
+/**
+ * An idle connection to a peer is closed after this long: below the peer's KEEP_ALIVE_MS, so this
+ * side closes first and never sends a request on a connection the peer is closing.
+ */
+export const PEER_KEEP_ALIVE_MS = 30_000;
+
+/**
+ * Small requests answered from memory (on the control lane: a down report, fetching or pushing the
+ * shard map; and a key count relayed to a member of the shard): 2 s is ample for a node that is
+ * up, and one that takes longer is not waited for (a map is fetched again at the next ping).
+ */
+export const CONTROL_TIMEOUT_MS = 2000;
+
+// ---------------------------------------------------------------- joining
+
+/**
+ * At start, each node of VIEW is asked for its shard map (and a node announces itself) with this
+ * timeout: a node that is up answers from memory well within it, and one that is not must not hold
+ * up the start (the asking repeats until STARTUP_WAIT_MS).
+ */
+export const DISCOVERY_TIMEOUT_MS = 1000;
+export const ANNOUNCE_TIMEOUT_MS = 1000;
+/** Discovery asks again this often while no node has answered (until STARTUP_WAIT_MS): peers starting together find each other soon. */
+export const DISCOVERY_POLL_MS = 250;
+
+// ---------------------------------------------------------------- moving data
+
+/**
+ * Bytes of versions per request that moves versions in bulk (a reshard transfer, a repair, a late
+ * transfer; and per replication batch): large enough that per-request costs do not dominate, small
+ * enough that one request is far below INTERNAL_BODY_BYTES_MAX and well within a request timeout.
+ */
+export const TRANSFER_BYTES_MAX = 1024 * 1024;
+/** Digest exchanges in one anti-entropy round (each answer holds about REPAIR_BYTES_MAX of versions). */
+export const REPAIR_EXCHANGES_MAX = 64;
+/** A peer is asked for a sync at most this often. */
+export const SYNC_INTERVAL_MS_MIN = 250;
+/**
+ * A late transfer to a node that cannot take it yet (down, or not in the new epoch yet) is tried
+ * this often, this many times: about 20 s in all, time for an owner that is restarting or taking
+ * the new map to come round; one that stays away is left to anti-entropy.
+ */
+export const LATE_TRANSFER_RETRY_MS = 1000;
+export const LATE_TRANSFER_ATTEMPTS = 20;
+
+// ---------------------------------------------------------------- the HTTP server
+
+/**
+ * After answering a request early (413, or 503 when shedding), the server keeps reading and
+ * discarding its body for up to this many bytes and this long, then closes: a client that is still
+ * sending reads the answer instead of a connection reset.
+ */
+export const LINGER_BYTES_MAX = 128 * 1024 * 1024;
+export const LINGER_MS_MAX = 10_000;
+/**
+ * Headers must arrive within this time (408 otherwise); a whole request within REQUEST_MS_MAX.
+ * Generous for any client, short enough that a connection trickling a request in is not held.
+ */
+export const HEADERS_MS_MAX = 20_000;
+export const REQUEST_MS_MAX = 30_000;
+/** How often Node checks those two timeouts. */
+export const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/** Open connections at most; beyond, Node closes a new connection as soon as it is accepted. */
+export const CONNECTIONS_MAX = 10_000;
+/** A TLS handshake must be done within this time; the socket is destroyed otherwise. */
+export const HANDSHAKE_MS_MAX = 10_000;
+/**
+ * An idle keep-alive connection is closed after this long: longer than clients keep idle
+ * connections (peers: PEER_KEEP_ALIVE_MS; many clients and load balancers: 60 s), so the client
+ * side closes first.
+ */
+export const KEEP_ALIVE_MS = 65_000;
+/** A 503 from admission control asks the client to come back after this many seconds. */
+export const RETRY_AFTER_S = 1;
+/** The body of a request shed for overload is read with this pause after each chunk (see DRAIN_SHED). */
+export const SHED_DRAIN_PAUSE_MS = 100;

@@ -1,0 +1,60 @@
+// The shard map: adopting a newer one (from a peer's push, a peer whose ping shows another digest,
+// discovery at start), and pushing ours to the others after a change made here.
+
+import type { Orphaned } from '../core/node-core.ts';
+import type { NodeAddress, ShardMap } from '../core/types.ts';
+import type { NodeContext } from './context.ts';
+import { CONTROL_TIMEOUT_MS } from './limits.ts';
+import { isShardMap } from './wire.ts';
+
+/** What adopting a map asks of the other concerns. */
+export interface MapsDeps {
+  /** Hand what this node held before a reshard it missed to the keys' new owners. */
+  sendLate(orphaned: Orphaned): Promise<void>;
+  /** Copy this node's (new) shard from a shard peer. */
+  fullSync(reason: string): Promise<void>;
+}
+
+export class Maps {
+  private readonly ctx: NodeContext;
+  private readonly deps: MapsDeps;
+
+  constructor(ctx: NodeContext, deps: MapsDeps) {
+    this.ctx = ctx;
+    this.deps = deps;
+  }
+
+  async fetchMap(peer: NodeAddress): Promise<void> {
+    try {
+      const reply = await this.ctx.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: CONTROL_TIMEOUT_MS, lane: 'control' });
+      const map = (reply.body as { map?: unknown } | undefined)?.map;
+      if (reply.status === 200 && isShardMap(map)) this.adoptMap(map, `map of ${peer}`, true);
+    } catch {
+      // The next ping tries again.
+    }
+  }
+
+  adoptMap(map: ShardMap, source: string, syncNow: boolean): void {
+    const core = this.ctx.core;
+    const before = core.map;
+    const change = core.adoptMap(map);
+    if (!change.changed) return;
+    this.ctx.log.info(
+      { source, epoch: core.map.epoch, previousEpoch: before.epoch, shard: core.shard, fullSync: change.needsFullSync },
+      'shard map updated',
+    );
+    this.ctx.stateChanged();
+    const orphaned = change.orphaned;
+    if (orphaned !== null) this.ctx.background.run('late transfer', () => this.deps.sendLate(orphaned));
+    if (change.needsFullSync && syncNow) this.ctx.background.run('full sync', () => this.deps.fullSync(source));
+  }
+
+  async pushMap(targets: NodeAddress[]): Promise<void> {
+    const map = this.ctx.core.map;
+    await Promise.allSettled(
+      [...new Set(targets)]
+        .filter((peer) => peer !== this.ctx.config.address)
+        .map((peer) => this.ctx.peers.call(peer, 'POST', '/internal/map', { map }, { timeoutMs: CONTROL_TIMEOUT_MS, lane: 'control' })),
+    );
+  }
+}

@@ -1,0 +1,41 @@
+import type { NodeContext } from './context.ts';
+import { readLoopDelay } from './loop-delay.ts';
+
+/** The parts of /status that other concerns keep. */
+export interface StatusSources {
+  /** Links held down, and the counts of holds and releases. */
+  linkStatus(): Record<string, unknown>;
+  /** Repair counters. */
+  repairStatus(): Record<string, unknown>;
+}
+
+/** The /status document: what this node is, holds and has done since it started. */
+export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<string, unknown> {
+  const { core, timers } = ctx;
+  const replica = core.replica;
+  return {
+    address: ctx.config.address,
+    ready: core.ready,
+    epoch: core.map.epoch,
+    mode: core.map.mode,
+    shard: core.shard,
+    view: core.membership.view(),
+    onProbation: core.membership.probeTargets().filter((n) => core.membership.isOnProbation(n)),
+    incarnation: ctx.incarnation,
+    /** Links held down after a failure (no data crosses them), and how many holds and releases so far. */
+    links: sources.linkStatus(),
+    keys: replica?.liveKeyCount() ?? 0,
+    versions: replica?.size ?? 0,
+    applied: replica?.applied ?? {},
+    /** What of `applied` is on disk (null without DATA_DIR). */
+    durableApplied: ctx.storage.durableApplied(),
+    pendingEarlyWrites: replica?.pendingCount ?? 0,
+    replication: ctx.replicator.snapshot(),
+    repair: sources.repairStatus(),
+    reshardInProgress: core.reshardInProgress?.map.epoch ?? null,
+    uptimeMs: timers.now() - ctx.startedMs,
+    backgroundFailures: ctx.background.snapshot(),
+    memory: { rssBytes: process.memoryUsage.rss() },
+    eventLoop: readLoopDelay(),
+  };
+}
