@@ -5,6 +5,11 @@
 // connection over a cut link fails to connect. A crashed target refuses connections. The caller
 // sees what a real one would: an answer, or PeerUnreachableError after its timeout, marked
 // `maybeDelivered` unless the request provably never left.
+//
+// For scripted scenarios, a trap on a link (`hold`) captures the next message(s) sent over it, a
+// request or an answer, whatever the link's state: the sender hears nothing until a script delivers
+// the message (`deliverCaptured`, at any later time, past the sender's timeout if it likes) or drops
+// it (`dropCaptured`). What the target answered a delivered request is kept on the captured message.
 
 import { JsonText } from '../../src/node/env.ts';
 import type { HttpReply, HttpRequest } from '../../src/node/http-server.ts';
@@ -33,6 +38,30 @@ export interface Endpoint {
   onError(error: unknown, request: HttpRequest): void;
 }
 
+/** Traps on a link: the next `count` messages whose description contains `match` are captured. */
+interface Trap {
+  from: string;
+  to: string;
+  /** Messages still to capture (Infinity: until `unhold`). */
+  count: number;
+  /** A part of the message's description ("PUT /kvs/k", "reply 200 to GET /internal/ping"); '' matches any. */
+  match: string;
+}
+
+/** A message a trap captured. */
+export interface CapturedMessage {
+  /** 1, 2, ... in the order of capture. */
+  id: number;
+  from: string;
+  to: string;
+  /** "PUT /kvs/k" for a request, "reply 503 to PUT /kvs/k" for an answer. */
+  what: string;
+  state: 'held' | 'delivered' | 'dropped';
+  /** A delivered request's answer from its target (its sender may have given up on it long before). */
+  reply?: { status: number; body: unknown };
+  deliver: () => void;
+}
+
 interface Held {
   from: string;
   to: string;
@@ -58,6 +87,8 @@ export class SimNetwork {
   /** Extra latency per link, "from>to". */
   readonly #slow = new Map<string, number>();
   #held: Held[] = [];
+  #traps: Trap[] = [];
+  readonly #captured: CapturedMessage[] = [];
   readonly stats: NetworkStats = { messages: 0, lost: 0, duplicated: 0, held: 0, refused: 0 };
 
   constructor(scheduler: Scheduler, prng: Prng, settings: NetworkSettings) {
@@ -86,6 +117,77 @@ export class SimNetwork {
         this.cut(y, x);
       }
     }
+  }
+
+  /** Heals one direction of one link; what it held within the window is delivered. */
+  uncut(from: string, to: string): void {
+    this.#cut.delete(`${from}>${to}`);
+    this.#slow.delete(`${from}>${to}`);
+    const now = this.#scheduler.now();
+    const kept: Held[] = [];
+    for (const message of this.#held) {
+      if (message.from !== from || message.to !== to) kept.push(message);
+      else if (message.expiresMs >= now) this.#scheduler.after(this.#latency(message.from, message.to), message.deliver);
+    }
+    this.#held = kept;
+  }
+
+  /** Cut links, "from>to", sorted. */
+  cuts(): string[] {
+    return [...this.#cut].sort();
+  }
+
+  /** Captures the next `count` messages sent from `from` to `to` whose description contains `match` (see `CapturedMessage`). */
+  hold(from: string, to: string, count = 1, match = ''): void {
+    this.#traps.push({ from, to, count, match });
+  }
+
+  /** Removes the traps on one link (both arguments given) or on every link; what they captured stays captured. */
+  unhold(from?: string, to?: string): void {
+    this.#traps = from === undefined ? [] : this.#traps.filter((trap) => trap.from !== from || trap.to !== to);
+  }
+
+  /** The traps still armed, with the messages each still captures. */
+  traps(): { from: string; to: string; count: number; match: string }[] {
+    return this.#traps.map((trap) => ({ ...trap }));
+  }
+
+  /** Every message a trap captured so far, in order. */
+  captured(): readonly CapturedMessage[] {
+    return this.#captured;
+  }
+
+  /** Sends a held captured message on (it arrives after a latency, whatever the link's state). */
+  deliverCaptured(id: number): CapturedMessage {
+    const message = this.#capturedById(id);
+    message.state = 'delivered';
+    const [min, max] = this.settings.latencyMs;
+    this.#scheduler.after(min + this.#prng.next() * (max - min), message.deliver);
+    return message;
+  }
+
+  /** Loses a held captured message for good. */
+  dropCaptured(id: number): CapturedMessage {
+    const message = this.#capturedById(id);
+    message.state = 'dropped';
+    return message;
+  }
+
+  #capturedById(id: number): CapturedMessage {
+    const message = this.#captured.find((m) => m.id === id);
+    if (message === undefined) throw new Error(`no captured message #${id}`);
+    if (message.state !== 'held') throw new Error(`message #${id} was ${message.state} already`);
+    return message;
+  }
+
+  /** The captured message if a trap on the link takes it. */
+  #trap(from: string, to: string, what: string, deliver: () => void): CapturedMessage | null {
+    const trap = this.#traps.find((t) => t.from === from && t.to === to && what.includes(t.match));
+    if (trap === undefined) return null;
+    if (--trap.count <= 0) this.#traps = this.#traps.filter((t) => t !== trap);
+    const message: CapturedMessage = { id: this.#captured.length + 1, from, to, what, state: 'held', deliver };
+    this.#captured.push(message);
+    return message;
   }
 
   slow(from: string, to: string, extraMs: number): void {
@@ -117,12 +219,17 @@ export class SimNetwork {
     return min + this.#prng.next() * (max - min) + (this.#slow.get(`${from}>${to}`) ?? 0);
   }
 
-  /** Sends one message: `deliver` runs at the far end after a latency, unless the message is lost or held by a cut link. */
-  #send(from: string, to: string, deliver: () => void): void {
+  /**
+   * Sends one message: `deliver` runs at the far end after a latency, unless the message is lost or
+   * held by a cut link, or captured by a trap (returned then).
+   */
+  #send(from: string, to: string, what: string, deliver: () => void): CapturedMessage | null {
     this.stats.messages++;
+    const captured = this.#traps.length === 0 ? null : this.#trap(from, to, what, deliver);
+    if (captured !== null) return captured;
     if (this.#prng.next() < this.settings.lossRate) {
       this.stats.lost++;
-      return;
+      return null;
     }
     const arrive = (): void => {
       if (this.#isCut(from, to)) {
@@ -133,6 +240,7 @@ export class SimNetwork {
       deliver();
     };
     this.#scheduler.after(this.#latency(from, to), arrive);
+    return null;
   }
 
   /**
@@ -169,8 +277,9 @@ export class SimNetwork {
       const body = rawBody === undefined ? undefined : JSON.parse(rawBody);
       const copies = request.path.startsWith('/internal/') && this.#prng.next() < this.settings.duplicateRate ? 2 : 1;
       if (copies === 2) this.stats.duplicated++;
+      const what = `${request.method} ${request.path}`;
       for (let copy = 0; copy < copies; copy++) {
-        this.#send(from, to, () => {
+        const captured = this.#send(from, to, what, () => {
           // The target crashed (or was replaced by a restart) since: the connection breaks.
           if (!target.owner.alive || this.#endpoints.get(to) !== target) {
             if (copy === 0) fail('ECONNRESET');
@@ -190,9 +299,10 @@ export class SimNetwork {
               return { status: 500, body: { error: 'Internal error' } };
             })
             .then((reply) => {
-              if (copy !== 0 || !target.owner.alive) return;
               const answer = reply.body === undefined ? undefined : JSON.parse(JSON.stringify(reply.body));
-              this.#send(to, from, () => finish(() => resolve({ status: reply.status, body: answer })));
+              if (captured !== null) captured.reply = { status: reply.status, body: answer };
+              if (copy !== 0 || !target.owner.alive) return;
+              this.#send(to, from, `reply ${reply.status} to ${what}`, () => finish(() => resolve({ status: reply.status, body: answer })));
             });
         });
       }

@@ -1,13 +1,16 @@
 // npm run sim -- --seed S          one world, replayed exactly; prints its history hash
 // npm run sim -- --seeds N         a swarm of N worlds (seeds from --first, default random)
+// npm run sim -- --scenario FILE   a scripted scenario (harness/sim/script.ts): prints its transcript,
+//                                  exits 1 when it differs from the file's; --rewrite writes it in
 // Options: --bug NAME (plant a known bug; repeatable), --without FAULT (leave a fault out of every
 // world's mix; repeatable), --seconds N (client load per world),
 // --log FILE (JSON lines of every node of a single world, with simulated time), --verbose.
 // The last line of output is one JSON object: {seeds, failures, ops, simSeconds, wallSeconds, ...}.
 
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isPlantedBug, PLANTED_BUGS, type PlantedBug } from '../../src/core/planted-bugs.ts';
+import { runScenario } from './script.ts';
 import { FAULTS, settingsFor, World, type Fault, type WorldResult, type WorldSettings } from './world.ts';
 
 export interface SwarmOptions {
@@ -107,6 +110,8 @@ async function main(): Promise<void> {
       without: { type: 'string', multiple: true },
       seconds: { type: 'string' },
       log: { type: 'string' },
+      scenario: { type: 'string' },
+      rewrite: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -114,9 +119,25 @@ async function main(): Promise<void> {
   if (values.help) {
     process.stdout.write(
       'usage: npm run sim -- (--seed S | --seeds N [--first S]) [--bug NAME]... [--without FAULT]... [--seconds N] [--log FILE] [--verbose]\n' +
+        '       npm run sim -- --scenario FILE [--rewrite] [--log FILE]\n' +
         `faults: ${FAULTS.join(', ')}\n` +
         `planted bugs: ${PLANTED_BUGS.join(', ')}\n`,
     );
+    return;
+  }
+  if (values.scenario !== undefined) {
+    const path = values.scenario;
+    const logFile = values.log;
+    if (logFile) writeFileSync(logFile, '');
+    const text = readFileSync(path, 'utf8');
+    const run = await runScenario(text, path, logFile ? { log: (line) => appendFileSync(logFile, `${line}\n`) } : {});
+    process.stdout.write(run.text);
+    if (values.rewrite) {
+      if (run.text !== text) writeFileSync(path, run.text);
+    } else if (run.text !== text) {
+      process.stderr.write(`${path}: the transcript differs from the file (--rewrite writes it in)\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   const bugs = (values.bug ?? []).map((name) => {

@@ -64,7 +64,9 @@ export class Scheduler {
     // As node's timers do: a delay below 1 ms (or not a number) is 1 ms.
     const delay = (ms: number): number => (ms >= 1 ? ms : 1);
     return {
-      now: () => this.#now,
+      // Whole milliseconds, as Date.now() gives a real node: what a node derives from its clock and
+      // sends (a forwarded write's x-kvs-deadline header) must look as it does in production.
+      now: () => Math.floor(this.#now),
       setTimeout: (callback, ms) => this.after(delay(ms), callback, owner),
       clearTimeout: (handle: TimerHandle) => {
         if (handle) this.cancel(handle as Event);

@@ -160,6 +160,8 @@ export class World {
   readonly #timers: Timers;
   /** Crashed nodes waiting for their restart. */
   readonly #down = new Set<NodeAddress>();
+  /** Nodes that join a running store, started without SHARD_COUNT (as the spec says a joining node is). */
+  readonly #joiners = new Set<NodeAddress>();
   /** Processes started so far: each one's incarnation (deterministic, unlike a real node's random one). */
   #starts = 0;
   #loadOver = false;
@@ -200,7 +202,7 @@ export class World {
     const config = loadConfig({
       SOCKET_ADDRESS: node,
       VIEW: view.join(','),
-      ...(this.settings.shards > 0 ? { SHARD_COUNT: String(this.settings.shards) } : {}),
+      ...(this.settings.shards > 0 && !this.#joiners.has(node) ? { SHARD_COUNT: String(this.settings.shards) } : {}),
       ...this.settings.nodeEnv,
     });
     const transportCap = Math.max(config.requestTimeoutMs, config.reshardTimeoutMs);
@@ -460,14 +462,51 @@ export class World {
     return this.#all().sort();
   }
 
+  /** Every node ever started (up or down), in address order. */
+  allNodes(): NodeAddress[] {
+    return this.#all().sort();
+  }
+
+  /** Whether `node`'s process runs. */
+  isUp(node: NodeAddress): boolean {
+    return this.#processes.has(node);
+  }
+
+  /** Kills `node`'s process: what its disk had committed survives for `restart`. */
+  crash(node: NodeAddress): void {
+    if (!this.#processes.has(node)) throw new Error(`${node} is not running`);
+    this.#crash(node);
+  }
+
+  /** Starts a new process for a crashed node, with the VIEW it first started with and its disk. */
+  restart(node: NodeAddress): void {
+    if (this.#processes.has(node)) throw new Error(`${node} is running`);
+    if (!this.#views.has(node)) throw new Error(`${node} never ran`);
+    this.#start(node);
+  }
+
+  /** Starts a new node at the next address, joining the running store: VIEW is every node so far and itself, no SHARD_COUNT. */
+  join(): NodeAddress {
+    const node = address(this.#views.size);
+    this.#views.set(node, [...this.#all(), node]);
+    this.#joiners.add(node);
+    this.#start(node);
+    return node;
+  }
+
+  /** Empty when the store is quiescent (every node up, ready, agreeing, every shard's replicas equal); else why not. */
+  quiescence(): string {
+    return this.#notQuiescent();
+  }
+
   /** Runs simulated time `ms` further. */
   async advance(ms: number): Promise<void> {
     await this.scheduler.runUntil(this.scheduler.now() + ms);
   }
 
   /** One client request to `node` over the simulated network, from a client named `from` (cuts can name it too). Time does not move: see `settle`. */
-  send(from: string, node: NodeAddress, method: 'GET' | 'PUT' | 'DELETE', path: string, body: unknown): Promise<ScriptReply> {
-    return this.#request(from, node, method, path, body, 10_000).then((reply) => ({ status: reply.status, body: (reply.body ?? {}) as Record<string, unknown> }));
+  send(from: string, node: NodeAddress, method: 'GET' | 'PUT' | 'DELETE', path: string, body: unknown, timeoutMs = 10_000): Promise<ScriptReply> {
+    return this.#request(from, node, method, path, body, timeoutMs).then((reply) => ({ status: reply.status, body: (reply.body ?? {}) as Record<string, unknown> }));
   }
 
   /** Runs simulated time until every one of `requests` has its answer (at most 11 simulated seconds). */
