@@ -1,6 +1,7 @@
 import { MESSAGES } from './api-messages.ts';
 import type { PlantedBug } from './planted-bugs.ts';
-import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardId, Version } from './types.ts';
+import type { Replica } from './replica.ts';
+import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 
 // What goes into the core and what comes out of it: the requests it decides, the decisions, and
 // the shapes of what it hands the runtime to persist or send. Everything the runtime and the
@@ -85,10 +86,7 @@ export interface Released {
 
 /** How long a request waits for its causal dependencies in all, by default (CAUSAL_WAIT_MS). */
 export const CAUSAL_WAIT_MS = 1000;
-/**
- * How long a write waits for a reshard in progress to commit. Below the peers' request timeout, so
- * a node forwarding such a write gets the 503 instead of suspecting its peer.
- */
+/** How long a write waits for a reshard in progress to commit, by default (see src/node/limits.ts for why). */
 export const RESHARD_WAIT_MS = 4000;
 
 /** The 503 of a request whose wait ran out. */
@@ -148,3 +146,20 @@ export interface SavedReplica {
  */
 export type MapChange = { changed: false } | { changed: true; needsFullSync: boolean; orphaned: Orphaned | null };
 
+
+/**
+ * A reshard's commit at this node: `committed` (or it already was), `not-prepared` (no reshard of
+ * that epoch prepared here), or `missed`: prepared but not counted by the coordinator, so it takes
+ * the new map as a node that missed the reshard (the runtime carries out `change`).
+ */
+export type CommitOutcome = { outcome: 'committed' | 'not-prepared' } | { outcome: 'missed'; change: MapChange };
+
+/** What the disk must hold after a core call (NodeCore.takePersist), staged in this order. */
+export interface Persist {
+  /** The replica was replaced: the disk's copy starts over (null: this node is in no shard now). */
+  reset?: { replica: { epoch: Epoch; shard: ShardId } | null };
+  /** The replica's changes since the last call, with its clocks. */
+  replica?: { changes: ReturnType<Replica['takeDirty']>; applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks> };
+  /** The shard map changed. */
+  map?: ShardMap;
+}

@@ -43,6 +43,8 @@ import {
   type KvMethod,
   type KvRequest,
   type KvWait,
+  type CommitOutcome,
+  type Persist,
   type MapChange,
   type NodeCoreOptions,
   type Orphaned,
@@ -80,8 +82,13 @@ export class NodeCore {
   private readonly waits: KvWaits;
   /** What each peer's last ping said (see PeerKnowledge). */
   private readonly peers = new PeerKnowledge();
-  /** Counts replacements of the replica: parked requests are all looked at again after one. */
+  /** Counts replacements of the replica: parked requests are all looked at again after one, and the disk's copy starts over. */
   private replicaGeneration = 0;
+  /** The replica generation and map the disk holds (see takePersist). */
+  private persistedGeneration = -1;
+  private persistedMapDigest = '';
+  /** The generation of the replica restored from disk at start (-1: none). */
+  private restoredGeneration = -1;
 
   constructor(options: NodeCoreOptions, view: NodeAddress[], map: ShardMap) {
     this.options = options;
@@ -123,6 +130,40 @@ export class NodeCore {
   private setReplica(replica: Replica | null): void {
     this.currentReplica = replica;
     this.replicaGeneration++;
+  }
+
+  /**
+   * What changed since the last call, for the disk. The runtime stages it right after every core
+   * call that changes state, and makes it durable before it sends or replies anything that depends
+   * on it. `reset`: the replica was replaced (a new epoch, a copy from a peer): the disk's copy of it
+   * starts over. `map`: the shard map changed.
+   */
+  takePersist(): Persist {
+    const out: Persist = {};
+    const replica = this.currentReplica;
+    if (this.replicaGeneration !== this.persistedGeneration) {
+      out.reset = { replica: replica === null ? null : { epoch: this.currentMap.epoch, shard: replica.shard } };
+      this.persistedGeneration = this.replicaGeneration;
+    }
+    if (replica !== null) out.replica = { changes: replica.takeDirty(), applied: replica.applied, lamport: replica.lamport, base: replica.base };
+    if (this.currentMapDigest !== this.persistedMapDigest) {
+      out.map = this.currentMap;
+      this.persistedMapDigest = this.currentMapDigest;
+    }
+    return out;
+  }
+
+  /**
+   * The replica is still the one restored from disk at start (the map did not move this node since):
+   * it has all it acknowledged and only catches up with its peers.
+   */
+  get replicaIsRestored(): boolean {
+    return this.currentReplica !== null && this.restoredGeneration === this.replicaGeneration;
+  }
+
+  /** The disk already holds this map (what the node restored at start): it is not written again until it changes. */
+  mapPersisted(map: ShardMap): void {
+    this.persistedMapDigest = mapDigest(map);
   }
 
   get replica(): Replica | null {
@@ -193,7 +234,7 @@ export class NodeCore {
    * A request arrives: decided now, or parked until the state change that lets it go on (`wake`)
    * or its deadline (`expire`): its reason's budget from now. See waits.ts.
    */
-  submitKv(request: KvRequest, nowMs: number): KvDecision | ParkedDecision {
+  submitKv(request: KvRequest, nowMs: number): Exclude<KvDecision, KvWait> | ParkedDecision {
     return this.waits.submit(request, nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
   }
 
@@ -330,6 +371,9 @@ export class NodeCore {
     replica.mergeState(saved.versions, saved.applied, saved.base ?? {});
     replica.takeDirty();
     this.setReplica(replica);
+    // The disk holds this very replica.
+    this.persistedGeneration = this.replicaGeneration;
+    this.restoredGeneration = this.replicaGeneration;
     this.isReady = false;
     return true;
   }
@@ -382,7 +426,12 @@ export class NodeCore {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
     const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
-    const versions = replica.versionsSince(full ? {} : since, withBase, !full);
+    // A full copy starts from nothing; a pull also carries the tombstones collected here with dots
+    // the puller lacks (it takes our clock, and must not keep what they deleted).
+    const from = full ? {} : since;
+    const includeBase = withBase;
+    const includeCollected = !full;
+    const versions = replica.versionsSince(from, includeBase, includeCollected);
     const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport };
     return withBase ? { ...answer, base: { ...replica.base } } : answer;
   }
@@ -564,9 +613,12 @@ export class NodeCore {
    * these), so nothing any replica acknowledged is lost; each of them gets this node's claim, even
    * with no versions. A node in no shard sends nothing.
    */
-  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Map<NodeAddress, Transfer> | null {
+  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs?: number): Map<NodeAddress, Transfer> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
+    // The coordinator is alive and in phase 2: the freeze's timeout counts from now, so a phase 1
+    // that waited long for nodes that did not answer cannot make this node give up during phase 3.
+    if (nowMs !== undefined) pending.startedMs = nowMs;
     const replica = this.currentReplica;
     if (replica === null) return new Map();
     let versions: Iterable<Version> = [...replica.allVersions()].map((version) => asBase(version, replica.shard));
@@ -608,16 +660,25 @@ export class NodeCore {
   }
 
   /** Phase 3: switch to the new epoch with the data received. */
-  commitReshard(epoch: Epoch): boolean {
+  commitReshard(epoch: Epoch): CommitOutcome {
     const pending = this.pendingReshard;
-    let committed = epoch === this.currentMap.epoch;
+    let outcome: CommitOutcome = { outcome: epoch === this.currentMap.epoch ? 'committed' : 'not-prepared' };
     if (pending !== null && pending.map.epoch === epoch) {
-      this.commit(pending.map);
-      committed = true;
+      if (pending.sent) {
+        this.commit(pending.map);
+        outcome = { outcome: 'committed' };
+      } else {
+        // Prepared, but the coordinator did not count this node (its prepare answer came too late,
+        // or its transfers did not all arrive): nothing was sent to it, so it has none of its new
+        // shard's data. It goes on as a node that missed the reshard: its old replica goes to the
+        // new owners, and it copies its new shard from a peer before serving.
+        this.pendingReshard = null;
+        outcome = { outcome: 'missed', change: this.adoptMap(pending.map) };
+      }
     }
     // What peers said of the old epoch no longer counts.
-    if (committed) this.peers.clear();
-    return committed;
+    if (outcome.outcome !== 'not-prepared') this.peers.clear();
+    return outcome;
   }
 
   /** A reshard whose coordinator went silent: unfreeze and stay in the old epoch. */

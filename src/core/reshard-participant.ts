@@ -137,21 +137,34 @@ export function afterPrepare(current: ShardMap, next: ShardMap, nodes: readonly 
 
 /**
  * After phase 2 (send) at the prepared nodes: commit, or abandon when a node's data did not reach
- * every new owner (it would drop that data at the commit).
+ * every new owner (it would drop that data at the commit), or when phase 2 took more than half the
+ * participants' freeze (`freezeMs`, counted at each from when phase 2 reached it): a commit sent
+ * later could reach a participant after it gave the reshard up, and the data sent to it would be
+ * lost with it.
  */
-export function afterSend(prepared: readonly NodeAddress[], replies: readonly PhaseReply[]): { kind: 'commit' } | Abandon {
+export function afterSend(prepared: readonly NodeAddress[], replies: readonly PhaseReply[], timing?: { phaseMs: number; freezeMs: number }): { kind: 'commit' } | Abandon {
   const incomplete = prepared.filter((_, i) => {
     const reply = replies[i];
     const body = reply?.body as { failed?: unknown[] } | undefined;
     return reply?.status !== 200 || unreachable(reply) || (body?.failed?.length ?? 0) > 0;
   });
-  if (incomplete.length === 0) return { kind: 'commit' };
-  return {
-    kind: 'abandon',
-    reply: { status: 503, body: { error: 'A node could not hand over its keys during the reshard; try again later' } },
-    why: 'transfers incomplete',
-    detail: { incomplete },
-  };
+  if (incomplete.length > 0) {
+    return {
+      kind: 'abandon',
+      reply: { status: 503, body: { error: 'A node could not hand over its keys during the reshard; try again later' } },
+      why: 'transfers incomplete',
+      detail: { incomplete },
+    };
+  }
+  if (timing !== undefined && timing.phaseMs > timing.freezeMs / 2) {
+    return {
+      kind: 'abandon',
+      reply: { status: 503, body: { error: 'The reshard took too long to hand over its keys; try again later' } },
+      why: 'transfers too slow to commit safely',
+      detail: { phaseMs: timing.phaseMs, freezeMs: timing.freezeMs },
+    };
+  }
+  return { kind: 'commit' };
 }
 
 /**

@@ -36,7 +36,7 @@ export class KvWaits {
   }
 
   /** `generation` and `applied` as for `wake`: the state the request is decided in. */
-  submit(request: KvRequest, nowMs: number, generation: string, applied: Readonly<Clock> | null): KvDecision | ParkedDecision {
+  submit(request: KvRequest, nowMs: number, generation: string, applied: Readonly<Clock> | null): Exclude<KvDecision, KvWait> | ParkedDecision {
     const decision = this.decide(request, nowMs);
     if (decision.kind !== 'wait') return decision;
     // Nothing else parked: the state the lot was last decided in is this one.

@@ -31,12 +31,10 @@ export interface NodeContext {
   /** When this process started (on `timers`). */
   readonly startedMs: number;
   /**
-   * Every change of protocol state goes through here: stage it for the disk (a replaced replica
-   * starts over there), then wake the requests waiting for a change.
+   * After every core call that changes state: stage what the core says changed for the disk, then
+   * let the core release the parked requests the change lets go on.
    */
   stateChanged(): void;
-  /** Waits until the state changes (or the node closes), at most `timeoutMs`. */
-  waitForChange(timeoutMs: number): Promise<void>;
   /** True once the node is closing: loops and waits stop. */
   isClosed(): boolean;
 }

@@ -32,7 +32,6 @@ export class FailureDetector {
   private readonly deps: FailureDetectorDeps;
   private pingTimer: TimerHandle | null = null;
   private readonly probing = new Set<NodeAddress>();
-  private readonly lastPing = new Map<NodeAddress, PingInfo>();
   /** Links held down and released since start (shown in /status). */
   private readonly linkStats = { holds: 0, releases: 0, refused: 0, stallsForgiven: 0 };
   /** A real process watches its own event loop; probes in flight across a stall are not judged late (simulated nodes never stall). */
@@ -68,16 +67,6 @@ export class FailureDetector {
     if (this.pingTimer) this.ctx.timers.clearInterval(this.pingTimer);
   }
 
-  /** The last ping answer of each peer in the view. */
-  get pings(): ReadonlyMap<NodeAddress, PingInfo> {
-    return this.lastPing;
-  }
-
-  /** Forgets every ping answer (a new epoch: they describe the old one). */
-  forgetPings(): void {
-    this.lastPing.clear();
-  }
-
   /** The links part of /status. */
   linkStatus(): Record<string, unknown> {
     return { held: this.ctx.core.links.held(this.ctx.timers.now()), ...this.linkStats };
@@ -86,11 +75,10 @@ export class FailureDetector {
   private tick(): void {
     const { core, timers, config } = this.ctx;
     if (this.ctx.isClosed()) return;
-    const now = timers.now();
-    const pending = core.reshardInProgress;
-    if (pending && now - pending.startedMs > config.reshardTimeoutMs) {
-      this.ctx.log.warn({ epoch: pending.map.epoch, coordinator: pending.coordinator }, 'reshard not committed in time; abandoned');
-      core.abortReshard(pending.map.epoch);
+    const timedOut = core.reshardTimedOut(timers.now(), config.reshardTimeoutMs);
+    if (timedOut !== null) {
+      this.ctx.log.warn({ epoch: timedOut, coordinator: core.reshardInProgress?.coordinator }, 'reshard not committed in time; abandoned');
+      core.abortReshard(timedOut);
       this.ctx.stateChanged();
     }
     for (const peer of core.membership.probeTargets()) {
@@ -221,30 +209,15 @@ export class FailureDetector {
   onRemoved(peer: NodeAddress, why: string): void {
     this.ctx.log.warn({ peer, why }, 'node removed from view');
     this.ctx.replicator.pause(peer);
-    this.lastPing.delete(peer);
+    this.ctx.core.forgetPeer(peer);
     this.ctx.stateChanged();
   }
 
+  /** A member answered a probe: the core says what follows (see NodeCore.onPingAnswer). */
   private onPing(peer: NodeAddress, info: PingInfo): void {
-    const core = this.ctx.core;
-    const previous = this.lastPing.get(peer);
-    this.lastPing.set(peer, info);
-    for (const node of Array.isArray(info.view) ? info.view : []) {
-      if (isNodeAddress(node) && core.membership.learn(node, this.ctx.timers.now())) {
-        this.ctx.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
-      }
-    }
-    if (info.mapDigest !== core.mapDigest) this.ctx.background.run('fetch map', () => this.deps.fetchMap(peer));
-    // Nothing is pulled over a link held down: a replica that was cut off does not catch up
-    // behind its clients' backs the moment it reconnects.
-    if (!this.linkUp(peer)) return;
-    // Pull only what a peer already had one ping ago: what it has just now is usually still in flight to us.
-    // Nor what its pushes to us are still bringing: under load, replication lags a ping or more, and
-    // pulling the same versions again would double the work of a busy peer.
-    const pushing = typeof info.replicating === 'number' && info.replicating > 0;
-    if (previous && !pushing && core.peerIsAhead({ ...info, applied: previous.applied })) this.deps.startPull(peer, 'behind peer');
-    else if (core.replica && core.replica.pendingCount > 0 && previous && core.peerIsAhead(info)) {
-      this.deps.startPull(peer, 'gap in replication');
-    }
+    const answer = this.ctx.core.onPingAnswer(peer, info, this.ctx.timers.now(), () => this.linkUp(peer));
+    for (const node of answer.learned) this.ctx.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
+    if (answer.fetchMap) this.ctx.background.run('fetch map', () => this.deps.fetchMap(peer));
+    if (answer.pull !== null) this.deps.startPull(peer, answer.pull);
   }
 }

@@ -1,8 +1,8 @@
 // Requests for keys of another shard are relayed to a member of that shard, with failover, and so
 // is a key count of another shard.
 
-import { MESSAGES } from '../core/api-messages.ts';
-import type { KvMethod } from '../core/node-core.ts';
+import { afterForwardAttempt, noMemberServed, type ForwardAttempt } from '../core/forward-rules.ts';
+import type { KvMethod, Reply } from '../core/node-core.ts';
 import { membersOf } from '../core/shard-map.ts';
 import type { NodeAddress, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
@@ -11,11 +11,6 @@ import type { HttpReply } from './http-server.ts';
 import { CONTROL_TIMEOUT_MS, FORWARD_HOPS_MAX } from './limits.ts';
 import { PeerUnreachableError } from './peer-client.ts';
 import { json } from './replies.ts';
-
-/** The 503 of a replica lacking a request's causal dependencies (it applied nothing). */
-function isCausalRefusal(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && (body as Record<string, unknown>).error === MESSAGES.causalUnavailable;
-}
 
 export class Forwarding {
   private readonly ctx: NodeContext;
@@ -28,12 +23,9 @@ export class Forwarding {
   }
 
   /**
-   * Relay to a member of the key's shard; status and body come back unchanged. A read fails over
-   * to the next member on any error. Any request fails over from a member that answers it lacks
-   * the client's causal dependencies (it applied nothing). A write fails over only then, or when it provably never left (no
-   * connection): after a timeout the first member may still apply it, and applying it at two
-   * members would make it two writes, the late one overwriting whatever the client wrote since.
-   * Such a write gets 503 (its outcome is unknown) and carries a deadline past which it is refused.
+   * Relay to a member of the key's shard in the core's order (`targets`); status and body come back
+   * unchanged. After each attempt the core's rule (afterForwardAttempt) says whether to try the
+   * next member. The request carries a deadline past which a member refuses a write.
    */
   async forward(
     method: KvMethod,
@@ -49,31 +41,28 @@ export class Forwarding {
       return json(503, { error: 'The shard map is changing; try again later' });
     }
     const deadline = deadlineMs ?? timers.now() + config.requestTimeoutMs;
-    let lacking: HttpReply | null = null;
+    let lacking: Reply | null = null;
     for (const target of targets) {
       // A read may take its full time at each member; a write's attempts share its deadline.
       const timeoutMs = method === 'GET' && deadlineMs === null ? config.requestTimeoutMs : Math.max(1, deadline - timers.now());
+      let attempt: ForwardAttempt;
       try {
         const reply = await this.ctx.peers.call(target, method, path, body, {
           headers: { [HOPS_HEADER]: String(hops + 1), [DEADLINE_HEADER]: String(deadline) },
           timeoutMs,
         });
-        // A member that lacks what the client depends on (cut off a moment ago, say) applied
-        // nothing: another member may have it, so the request is tried there.
-        if (reply.status === 503 && isCausalRefusal(reply.body)) {
-          lacking = json(reply.status, reply.body);
-          continue;
-        }
-        return json(reply.status, reply.body);
+        attempt = { kind: 'answered', reply: { status: reply.status, body: reply.body as Reply['body'] } };
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
         this.suspect(target);
-        if (method !== 'GET' && error.maybeDelivered) {
-          return json(503, { error: `A member of shard ${shard} did not answer in time; the write may or may not have been applied` });
-        }
+        attempt = { kind: 'unreachable', maybeDelivered: error.maybeDelivered };
       }
+      const next = afterForwardAttempt(method, shard, attempt);
+      if (next.kind === 'reply') return json(next.reply.status, next.reply.body);
+      lacking = next.lacking ?? lacking;
     }
-    return lacking ?? json(503, { error: `No member of shard ${shard} is reachable` });
+    const reply = noMemberServed(shard, lacking);
+    return json(reply.status, reply.body);
   }
 
   /** GET /shard/key-count/<id>: counted here when this node is a replica of the shard, else asked of a member. */

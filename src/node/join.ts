@@ -4,12 +4,13 @@
 import { isNodeAddress } from '../core/address.ts';
 import type { ShardMap } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
+import type { Maps } from './maps.ts';
 import { sleep } from './env.ts';
 import { ANNOUNCE_TIMEOUT_MS, DISCOVERY_POLL_MS, DISCOVERY_TIMEOUT_MS } from './limits.ts';
 import { isShardMap } from './wire.ts';
 
 /** Ask the nodes of VIEW for the shard map they hold; a node that joins or restarts takes theirs. */
-export async function discover(ctx: NodeContext, maps: { adoptMap(map: ShardMap, source: string, syncNow: boolean): void }): Promise<void> {
+export async function discover(ctx: NodeContext, maps: Pick<Maps, 'adoptMap'>): Promise<void> {
   const { config, core, timers, log } = ctx;
   const others = config.view.filter((n) => n !== config.address);
   if (others.length === 0) return;
@@ -24,7 +25,7 @@ export async function discover(ctx: NodeContext, maps: { adoptMap(map: ShardMap,
       const { map, view } = answer.value.body as { map?: unknown; view?: unknown };
       if (!isShardMap(map)) continue;
       heard++;
-      maps.adoptMap(map, 'discovery', false);
+      maps.adoptMap(map, { source: 'discovery', syncNow: false });
       // Nodes that joined after this node's VIEW was written (it restarts with the VIEW it had).
       for (const node of Array.isArray(view) ? view : []) {
         if (!isNodeAddress(node) || node === config.address || core.membership.has(node)) continue;

@@ -2,6 +2,7 @@
 // operator tunes is in config.ts (environment variables); these are not meant to be tuned.
 
 import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
+import { RESHARD_WAIT_MS as CORE_RESHARD_WAIT_MS } from '../core/node-core.ts';
 
 // ---------------------------------------------------------------- client requests
 
@@ -9,7 +10,7 @@ import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
  * How long a write waits for a reshard in progress to commit before its 503. Below the peers'
  * request timeout, so a node forwarding such a write gets the 503 instead of suspecting its peer.
  */
-export const RESHARD_WAIT_MS = 4000;
+export const RESHARD_WAIT_MS = CORE_RESHARD_WAIT_MS;
 
 /**
  * A forwarded request is relayed at most this many times, so maps that disagree cannot loop it.

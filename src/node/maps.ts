@@ -1,7 +1,7 @@
 // The shard map: adopting a newer one (from a peer's push, a peer whose ping shows another digest,
 // discovery at start), and pushing ours to the others after a change made here.
 
-import type { Orphaned } from '../core/node-core.ts';
+import type { MapChange, Orphaned } from '../core/node-core.ts';
 import type { NodeAddress, ShardMap } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import { CONTROL_TIMEOUT_MS } from './limits.ts';
@@ -13,6 +13,12 @@ export interface MapsDeps {
   sendLate(orphaned: Orphaned): Promise<void>;
   /** Copy this node's (new) shard from a shard peer. */
   fullSync(reason: string): Promise<void>;
+}
+
+/** Where a map came from (for the log) and whether to copy a shard this node joined at once. */
+export interface AdoptOptions {
+  source: string;
+  syncNow: boolean;
 }
 
 export class Maps {
@@ -28,17 +34,26 @@ export class Maps {
     try {
       const reply = await this.ctx.peers.call(peer, 'GET', '/internal/state', undefined, { timeoutMs: CONTROL_TIMEOUT_MS, lane: 'control' });
       const map = (reply.body as { map?: unknown } | undefined)?.map;
-      if (reply.status === 200 && isShardMap(map)) this.adoptMap(map, `map of ${peer}`, true);
+      if (reply.status === 200 && isShardMap(map)) this.adoptMap(map, { source: `map of ${peer}`, syncNow: true });
     } catch {
       // The next ping tries again.
     }
   }
 
-  adoptMap(map: ShardMap, source: string, syncNow: boolean): void {
+  /**
+   * Takes a peer's map (merged with ours). `syncNow`: copy a shard this node must now copy at once
+   * (discovery at start leaves that to the start-up itself).
+   */
+  adoptMap(map: ShardMap, options: AdoptOptions): void {
     const core = this.ctx.core;
     const before = core.map;
-    const change = core.adoptMap(map);
+    this.carryOut(core.adoptMap(map), before, options);
+  }
+
+  /** What a change of map asks of the runtime: log it, persist it, hand over what was orphaned, copy the new shard. */
+  carryOut(change: MapChange, before: ShardMap, { source, syncNow }: AdoptOptions): void {
     if (!change.changed) return;
+    const core = this.ctx.core;
     this.ctx.log.info(
       { source, epoch: core.map.epoch, previousEpoch: before.epoch, shard: core.shard, fullSync: change.needsFullSync },
       'shard map updated',

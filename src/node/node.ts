@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { NodeCore } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
-import type { Replica } from '../core/replica.ts';
 import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
-import { initialShardMap, mapDigest, mergeShardMaps } from '../core/shard-map.ts';
+import { initialShardMap, mergeShardMaps } from '../core/shard-map.ts';
 import type { NodeConfig } from './config.ts';
 import type { NodeContext } from './context.ts';
 import { realTimers, type PeerTransport, type Timers } from './env.ts';
@@ -14,7 +13,7 @@ import { Forwarding } from './forwarding.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import { announce, discover } from './join.ts';
 import { sendLate } from './late-transfer.ts';
-import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, TRANSFER_BYTES_MAX } from './limits.ts';
+import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, RESHARD_WAIT_MS, TRANSFER_BYTES_MAX } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
@@ -26,7 +25,7 @@ import { keyOf, PublicRoutes } from './public-routes.ts';
 import { BadRequest, json } from './replies.ts';
 import { Replicator } from './replicator.ts';
 import { Resharding } from './reshard.ts';
-import { StateSignal } from './state-signal.ts';
+import { ParkedRequests } from './parked-requests.ts';
 import { nodeStatus } from './status.ts';
 import { Sync } from './sync.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -65,17 +64,12 @@ export class KvsNode {
   private readonly log: Logger;
   private readonly peers: PeerTransport;
   private readonly timers: Timers;
-  private readonly changed: StateSignal;
   /** Rate limit of the log lines about refused requests (one per reason per interval). */
   private readonly refusals: LogLimiter;
   private server: Server | null = null;
   private closed = false;
   private readonly startedMs: number;
   private readonly storage: Storage;
-  /** The replica object whose state the storage holds; another one means the replica was replaced. */
-  private storedReplica: Replica | null;
-  private storedMapDigest: string;
-  private readonly restored: boolean;
   private readonly tls: TlsMaterial | undefined;
   /** What the concerns share (built in the constructor). */
   private readonly ctx: NodeContext;
@@ -85,6 +79,7 @@ export class KvsNode {
   private readonly maps: Maps;
   private readonly publicRoutes: PublicRoutes;
   private readonly peerRoutes: PeerRoutes;
+  private readonly parked: ParkedRequests;
 
   constructor(config: NodeConfig, log: Logger, env: NodeEnv = {}) {
     this.config = config;
@@ -94,7 +89,6 @@ export class KvsNode {
     this.incarnation = env.incarnation ?? randomBytes(8).toString('hex');
     this.auth = config.clusterSecrets.length > 0 ? new PeerAuth(config.clusterSecrets, () => this.timers.now()) : null;
     this.startedMs = this.timers.now();
-    this.changed = new StateSignal(this.timers);
     const background = new Background(log, this.timers);
     this.refusals = new LogLimiter(this.timers);
     let saved: SavedState = { map: null, replica: null };
@@ -114,13 +108,15 @@ export class KvsNode {
         probeLateMs: config.probeLateMs,
         checkMetadataOrigin: config.clusterSecrets.length === 0,
         plantedBugs: env.plantedBugs,
+        causalWaitMs: config.causalWaitMs,
+        reshardWaitMs: RESHARD_WAIT_MS,
       },
       config.view,
       map,
     );
-    this.restored = saved.replica !== null && this.core.restoreReplica(saved.replica);
-    this.storedReplica = this.restored ? this.core.replica : null;
-    this.storedMapDigest = saved.map ? mapDigest(saved.map) : '';
+    // The disk holds the map and replica it gave back: not written again until they change.
+    if (saved.map) this.core.mapPersisted(saved.map);
+    if (saved.replica !== null) this.core.restoreReplica(saved.replica);
     this.persist();
     this.peers = new LinkTransport(
       env.transport ??
@@ -171,7 +167,6 @@ export class KvsNode {
       refusals: this.refusals,
       startedMs: this.startedMs,
       stateChanged: () => this.stateChanged(),
-      waitForChange: (timeoutMs) => this.changed.wait(timeoutMs),
       isClosed: () => this.closed,
     });
     this.gate = new PeerGate(ctx);
@@ -186,8 +181,13 @@ export class KvsNode {
     );
     this.sync = new Sync(ctx, this.failures);
     this.maps = new Maps(ctx, { sendLate: (orphaned) => sendLate(ctx, orphaned), fullSync: (reason) => this.sync.fullSync(reason) });
-    const resharding = new Resharding(ctx, this.failures);
+    const resharding = new Resharding(ctx, { carryOut: (change, before, options) => this.maps.carryOut(change, before, options) });
+    this.parked = new ParkedRequests(ctx, {
+      syncFromAhead: (lacking) => this.sync.syncFromAhead(lacking),
+      syncBase: () => this.sync.syncBase(),
+    });
     this.publicRoutes = new PublicRoutes(ctx, {
+      parked: this.parked,
       gate: this.gate,
       forwarding: new Forwarding(ctx, (peer) => this.failures.suspect(peer)),
       sync: this.sync,
@@ -259,7 +259,7 @@ export class KvsNode {
     await announce(this.ctx, this.gate);
     this.failures.start();
     this.sync.startAntiEntropy();
-    if (this.core.replica !== null && this.core.replica === this.storedReplica && this.restored) await this.sync.catchUp();
+    if (this.core.replicaIsRestored) await this.sync.catchUp();
     else if (this.core.replica !== null) await this.sync.fullSync('start');
     this.log.info({ epoch: this.core.map.epoch, shard: this.core.shard, ms: this.timers.now() - this.startedMs }, 'ready');
   }
@@ -268,7 +268,7 @@ export class KvsNode {
     this.closed = true;
     this.failures.stop();
     this.sync.stop();
-    this.changed.notify();
+    this.parked.closeAll();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.peers.close();
@@ -281,21 +281,18 @@ export class KvsNode {
    */
   private stateChanged(): void {
     this.persist();
-    this.changed.notify();
+    this.parked.wake();
   }
 
+  /** Stages on disk what the core says changed (see NodeCore.takePersist): nothing else decides what to write. */
   private persist(): void {
-    const replica = this.core.replica;
-    if (replica !== this.storedReplica) {
-      this.storage.resetReplica(replica ? { epoch: this.core.map.epoch, shard: replica.shard } : null);
-      this.storedReplica = replica;
+    const persist = this.core.takePersist();
+    if (persist.reset !== undefined) this.storage.resetReplica(persist.reset.replica);
+    if (persist.replica !== undefined) {
+      const { changes, applied, lamport, base } = persist.replica;
+      this.storage.stage(changes, applied, lamport, base);
     }
-    if (replica !== null) this.storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base);
-    const digest = this.core.mapDigest;
-    if (digest !== this.storedMapDigest) {
-      this.storage.saveMap(this.core.map);
-      this.storedMapDigest = digest;
-    }
+    if (persist.map !== undefined) this.storage.saveMap(persist.map);
   }
 
   // ---------------------------------------------------------------- routing

@@ -77,7 +77,7 @@ export class PeerRoutes {
     switch (path) {
       case '/internal/map': {
         const message = decodeMapPush(body);
-        this.deps.maps.adoptMap(message.map, 'pushed by peer', true);
+        this.deps.maps.adoptMap(message.map, { source: 'pushed by peer', syncNow: true });
         return json(200, { ok: true });
       }
       case '/internal/replicate': {

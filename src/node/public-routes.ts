@@ -3,15 +3,15 @@
 
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
-import type { KvMethod, WaitReason } from '../core/node-core.ts';
+import type { KvMethod } from '../core/node-core.ts';
 import { membersOf, shardIds, shardOfKey } from '../core/shard-map.ts';
 import type { Clock, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import type { FailureDetector } from './failure-detector.ts';
 import type { Forwarding } from './forwarding.ts';
 import type { HttpReply, HttpRequest } from './http-server.ts';
-import { RESHARD_WAIT_MS } from './limits.ts';
 import type { Maps } from './maps.ts';
+import type { ParkedRequests } from './parked-requests.ts';
 import type { PeerGate, PeerHeaders } from './peer-gate.ts';
 import { BadRequest, json } from './replies.ts';
 import type { Resharding } from './reshard.ts';
@@ -21,7 +21,8 @@ import type { Sync } from './sync.ts';
 export interface PublicRoutesDeps {
   gate: Pick<PeerGate, 'adminRefusal' | 'unsealBody' | 'sealReply'>;
   forwarding: Pick<Forwarding, 'forward' | 'keyCount'>;
-  sync: Pick<Sync, 'syncFromAhead' | 'syncBase' | 'fullSync'>;
+  sync: Pick<Sync, 'fullSync'>;
+  parked: Pick<ParkedRequests, 'park'>;
   failures: Pick<FailureDetector, 'onLinkChange' | 'probe' | 'onRemoved'>;
   maps: Pick<Maps, 'pushMap'>;
   resharding: Pick<Resharding, 'reshard'>;
@@ -166,7 +167,6 @@ export class PublicRoutes {
     deadlineMs: number | null,
   ): Promise<HttpReply> {
     const { core, timers, log } = this.ctx;
-    const started = timers.now();
     if (method !== 'GET' && this.replicationBacklogged(key)) {
       return json(503, { error: 'The node is overloaded; try again later' });
     }
@@ -180,37 +180,32 @@ export class PublicRoutes {
       if (!unsealed.ok) return json(400, { error: 'Invalid causal metadata: causal-metadata was not issued by this store' });
       coreBody = unsealed.body;
     }
-    for (;;) {
-      if (method !== 'GET' && deadlineMs !== null && timers.now() > deadlineMs) {
-        log.warn({ key, method, lateMs: timers.now() - deadlineMs }, 'forwarded write arrived after its sender gave up; not applied');
-        return json(503, { error: 'The forwarded write arrived too late and was not applied; try again' });
-      }
-      const decision = core.kv(method, key, coreBody);
-      if (decision.kind === 'reply') {
-        if (decision.replicate) {
-          // Persist before acknowledging; send after persisting.
-          const { shard, peers, version } = decision.replicate;
-          const epoch = core.map.epoch;
-          this.ctx.stateChanged();
-          try {
-            await this.ctx.storage.flush();
-          } catch {
-            return json(503, { error: 'Storage failure: the write could not be made durable' });
-          }
-          this.ctx.replicator.enqueue(peers, epoch, shard, version);
-        }
-        return this.deps.gate.sealReply(decision.reply);
-      }
-      if (decision.kind === 'forward') {
-        return this.deps.forwarding.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
-      }
-      const waitedMs = timers.now() - started;
-      const budgetMs = (decision.reason === 'reshard' ? RESHARD_WAIT_MS : this.ctx.config.causalWaitMs) - waitedMs;
-      if (budgetMs <= 0 || this.ctx.isClosed()) return this.unavailable(decision.reason, key, decision.detail);
-      if (decision.reason === 'causal') this.deps.sync.syncFromAhead(decision.detail ?? {});
-      if (decision.reason === 'handover') this.deps.sync.syncBase();
-      await this.ctx.waitForChange(budgetMs);
+    const parsed = core.parseKv(method, key, coreBody, deadlineMs);
+    if (!parsed.ok) return json(parsed.reply.status, parsed.reply.body);
+    const submitted = core.submitKv(parsed.request, timers.now());
+    const decision = submitted.kind === 'parked' ? await this.deps.parked.park(submitted) : submitted;
+    if (decision.kind === 'expired') {
+      log.info({ key, reason: decision.wait?.reason ?? 'closing', lacking: decision.wait?.detail }, 'request not served: dependencies missing');
+      return json(decision.reply.status, decision.reply.body);
     }
+    if (decision.kind === 'forward') {
+      return this.deps.forwarding.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
+    }
+    if (decision.lateMs !== undefined) {
+      log.warn({ key, method, lateMs: decision.lateMs }, 'forwarded write arrived after its sender gave up; not applied');
+    }
+    if (decision.replicate) {
+      // Persist, then send, then reply.
+      const { epoch, shard, peers, version } = decision.replicate;
+      this.ctx.stateChanged();
+      try {
+        await this.ctx.storage.flush();
+      } catch {
+        return json(503, { error: 'Storage failure: the write could not be made durable' });
+      }
+      this.ctx.replicator.enqueue(peers, epoch, shard, version);
+    }
+    return this.deps.gate.sealReply(decision.reply);
   }
 
   /**
@@ -228,11 +223,5 @@ export class PublicRoutes {
       if (suppressed !== null) this.ctx.log.warn({ suppressed }, 'write refused: replication backlog to a shard peer is over half its bound');
     }
     return backlogged;
-  }
-
-  private unavailable(reason: WaitReason, key: string, lacking?: Clock): HttpReply {
-    this.ctx.log.info({ key, reason, lacking }, 'request not served: dependencies missing');
-    if (reason === 'reshard') return json(503, { error: 'A reshard is in progress; try again later' });
-    return json(503, { error: MESSAGES.causalUnavailable });
   }
 }

@@ -8,11 +8,13 @@ import type { HttpReply } from './http-server.ts';
 import { PeerUnreachableError } from './peer-client.ts';
 import { json } from './replies.ts';
 import { sendVersions } from './send-versions.ts';
+import type { Maps } from './maps.ts';
+import { afterPrepare, afterSend } from '../core/reshard-participant.ts';
 
-/** What a reshard asks of the failure detector. */
+/** What a reshard asks of the other concerns. */
 export interface ReshardDeps {
-  /** A new epoch: the ping answers describe the old one. */
-  forgetPings(): void;
+  /** Carry out a change of map (a commit this node was not counted in). */
+  carryOut: Maps['carryOut'];
 }
 
 export class Resharding {
@@ -46,33 +48,23 @@ export class Resharding {
     const frozen = await this.everyNode(nodes, '/internal/reshard/prepare', { map, coordinator: config.address }, () =>
       this.prepare(map, config.address),
     );
-    const refused = frozen.filter((reply) => reply.status !== 200);
-    // Every shard's data must move, so some member of each old shard must take part, and some member
-    // of each new shard must take part to receive it: a shard whose members are all down would start
-    // the new epoch without its keys, and their old versions arriving later would overwrite what
-    // clients wrote meanwhile.
-    const prepared = nodes.filter((_, i) => frozen[i]?.status === 200 && !(frozen[i]?.body as { unreachable?: boolean }).unreachable);
-    const stranded = core.shardsWithout(new Set(prepared), map);
-    if (refused.length > 0 || stranded.length > 0) {
-      log.warn({ epoch: map.epoch, refused: refused.map((r) => r.body), stranded }, 'reshard: refused or a shard is unreachable; abandoning');
+    const afterPhase1 = afterPrepare(core.map, map, nodes, frozen);
+    if (afterPhase1.kind === 'abandon') {
+      log.warn({ epoch: map.epoch, ...afterPhase1.detail }, `reshard: ${afterPhase1.why}; abandoning`);
       await this.abandonReshard(nodes, map.epoch);
-      if (refused.length > 0) return json(503, { error: 'Another reshard is in progress; try again later' });
-      return json(503, { error: `No member of shard ${stranded.join(', ')} is reachable, so its keys cannot move; try again later` });
+      return json(afterPhase1.reply.status, afterPhase1.reply.body);
     }
+    const prepared = afterPhase1.prepared;
     // Phase 2 among the nodes that took part; the others copy their new shard from these when back.
+    const sendStarted = timers.now();
     const sends = await this.everyNode(prepared, '/internal/reshard/send', { epoch: map.epoch, targets: prepared }, () =>
       this.sendReshardData(map.epoch, new Set(prepared)),
     );
-    const incomplete = prepared.filter((_, i) => {
-      const reply = sends[i];
-      const body = reply?.body as { unreachable?: boolean; failed?: unknown[] } | undefined;
-      return reply?.status !== 200 || body?.unreachable === true || (body?.failed?.length ?? 0) > 0;
-    });
-    if (incomplete.length > 0) {
-      // A node whose data did not reach every new owner would drop it at the commit.
-      log.warn({ epoch: map.epoch, incomplete }, 'reshard: transfers incomplete; abandoning');
+    const afterPhase2 = afterSend(prepared, sends, { phaseMs: timers.now() - sendStarted, freezeMs: config.reshardTimeoutMs });
+    if (afterPhase2.kind === 'abandon') {
+      log.warn({ epoch: map.epoch, ...afterPhase2.detail }, `reshard: ${afterPhase2.why}; abandoning`);
       await this.abandonReshard(nodes, map.epoch);
-      return json(503, { error: 'A node could not hand over its keys during the reshard; try again later' });
+      return json(afterPhase2.reply.status, afterPhase2.reply.body);
     }
     log.info({ epoch: map.epoch, ms: timers.now() - started }, 'reshard: data transferred; committing');
     await this.everyNode(nodes, '/internal/reshard/commit', { epoch: map.epoch }, () => this.commit(map.epoch));
@@ -121,7 +113,7 @@ export class Resharding {
    */
   async sendReshardData(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Promise<HttpReply> {
     const { core, config, log, peers } = this.ctx;
-    const transfers = core.reshardTransfers(epoch, targets);
+    const transfers = core.reshardTransfers(epoch, targets, this.ctx.timers.now());
     if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}` });
     let sent = 0;
     const failed: NodeAddress[] = [];
@@ -143,17 +135,23 @@ export class Resharding {
     return json(200, { ok: true, sent, failed });
   }
 
-  /** Phase 3 here: switch to the new epoch. */
+  /**
+   * Phase 3 here: switch to the new epoch. A node the coordinator did not count (it prepared, but
+   * phase 2 never reached it) takes the new map as a node that missed the reshard.
+   */
   async commit(epoch: Epoch): Promise<HttpReply> {
     const core = this.ctx.core;
-    const committed = core.commitReshard(epoch);
-    if (committed) {
+    const before = core.map;
+    const result = core.commitReshard(epoch);
+    if (result.outcome === 'committed') {
       this.ctx.log.info({ epoch, shard: core.shard, keys: core.replica?.liveKeyCount() ?? 0 }, 'reshard: new epoch');
-      this.deps.forgetPings();
+    } else if (result.outcome === 'missed') {
+      this.ctx.log.warn({ epoch }, 'reshard committed without this node (it was not counted): handing over what it held and copying its new shard');
+      this.deps.carryOut(result.change, before, { source: 'reshard commit without this node', syncNow: true });
     }
     this.ctx.stateChanged();
     await this.ctx.storage.flush();
-    return committed ? json(200, { ok: true }) : json(409, { error: `no prepared reshard for epoch ${epoch}` });
+    return result.outcome === 'not-prepared' ? json(409, { error: `no prepared reshard for epoch ${epoch}` }) : json(200, { ok: true });
   }
 
   /** The reshard of `epoch` is abandoned: unfreeze, stay in the old epoch. */

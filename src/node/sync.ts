@@ -22,8 +22,6 @@ export interface SyncDeps {
   linkUp(peer: NodeAddress): boolean;
   /** A request to `peer` failed. */
   suspect(peer: NodeAddress): void;
-  /** The last ping answer of each peer in the view. */
-  readonly pings: ReadonlyMap<NodeAddress, PingInfo>;
 }
 
 export class Sync {
@@ -103,11 +101,7 @@ export class Sync {
       return;
     }
     const shard = replica.shard;
-    const members = (membersOf(core.map, shard) ?? []).filter((n) => n !== config.address);
-    // Peers in the view over links that are up first: the others would refuse or not answer.
-    const rank = (n: NodeAddress) => (core.membership.has(n) ? 0 : 2) + (core.links.isHeld(n) ? 1 : 0);
-    const ordered = [...members].sort((x, y) => rank(x) - rank(y));
-    for (const peer of ordered) {
+    for (const peer of core.copySources()) {
       if (this.ctx.isClosed()) return;
       if (!(await this.pullFrom(peer, reason, true))) continue;
       core.markReady();
@@ -134,13 +128,8 @@ export class Sync {
 
   /** Ask the peers that have what a waiting request needs. */
   syncFromAhead(lacking: Clock): void {
-    for (const [peer, info] of this.deps.pings) {
-      if (!this.ctx.core.membership.has(peer) || !this.deps.linkUp(peer)) continue;
-      if (Object.entries(lacking).some(([node, counter]) => counterOf(info.applied, node) >= counter)) {
-        this.startPull(peer, 'request waiting');
-        return;
-      }
-    }
+    const peer = this.ctx.core.peerWithAny(lacking, (candidate) => this.deps.linkUp(candidate));
+    if (peer !== null) this.startPull(peer, 'request waiting');
   }
 
   startPull(peer: NodeAddress, reason: string): void {
@@ -217,9 +206,8 @@ export class Sync {
       for (let exchange = 0; exchange < REPAIR_EXCHANGES_MAX && !this.ctx.isClosed(); exchange++) {
         if (!(await this.repairExchange(peer, epoch, shard, replica))) break;
       }
-      const peerClocks = new Map<NodeAddress, Clock>();
-      for (const [node, info] of this.deps.pings) if (info.epoch === epoch && info.shard === shard) peerClocks.set(node, info.applied);
-      const collected = core.collectTombstones(peerClocks);
+      // Of the replica as it is now, by the members' pings of its epoch (see appliedEverywhere).
+      const collected = core.collectTombstones();
       if (collected > 0) {
         this.repairStats.tombstonesCollected += collected;
         this.ctx.stateChanged();

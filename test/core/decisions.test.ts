@@ -168,6 +168,10 @@ test('reshard coordinator: a refusal, a shard with no member taking part, or an 
   assert.equal(incomplete.kind, 'abandon');
   assert.deepEqual(incomplete.kind === 'abandon' ? incomplete.detail : null, { incomplete: [B] });
   assert.equal(afterSend([A, B], [ok, away]).kind, 'abandon');
+  // Phase 2 within half the freeze commits; longer abandons (a commit could come after a participant gave up).
+  assert.deepEqual(afterSend([A], [ok], { phaseMs: 15_000, freezeMs: 30_000 }), { kind: 'commit' });
+  const slow = afterSend([A], [ok], { phaseMs: 15_001, freezeMs: 30_000 });
+  assert.equal(slow.kind === 'abandon' ? slow.why : '', 'transfers too slow to commit safely');
 });
 
 test('a ping answer: pull only what the peer had one ping ago, never over a held link, and fetch a differing map', () => {
@@ -193,10 +197,35 @@ test('a ping answer: pull only what the peer had one ping ago, never over a held
   assert.equal(b.peerWithAny({ [A]: 1 }, () => false), null);
 });
 
-test('a prepared reshard without a commit times out after the timeout, not before', () => {
+test('a prepared reshard without a commit times out after the timeout, counted from phase 2 once it came', () => {
   const a = replicated(A);
   const plan: ShardMap = { ...a.map, epoch: a.map.epoch + 1 };
   a.prepareReshard(plan, B, 1000);
   assert.equal(a.reshardTimedOut(31_000, 30_000), null);
   assert.equal(a.reshardTimedOut(31_001, 30_000), plan.epoch);
+  // Phase 2 reaches it at 31 s: the freeze now runs until 61 s.
+  assert.ok(a.reshardTransfers(plan.epoch, new Set([B]), 31_000));
+  assert.equal(a.reshardTimedOut(61_000, 30_000), null);
+  assert.equal(a.reshardTimedOut(61_001, 30_000), plan.epoch);
+});
+
+test('a node that prepared but was not counted (it never got phase 2) does not commit an empty shard: it missed the reshard', () => {
+  const view = [A, B, C];
+  const cores = view.map((self) => replicated(self, view));
+  const [a, b, c] = cores as [NodeCore, NodeCore, NodeCore];
+  write(a, 'k', 1);
+  const plan: ShardMap = { ...initialShardMap(view, 1), epoch: a.map.epoch + 1 };
+  for (const core of cores) assert.deepEqual(core.prepareReshard(plan, A, 0), { ok: true });
+  // Phase 2 among a and b only (c's prepare answer came too late).
+  for (const core of [a, b]) {
+    assert.ok(core.reshardTransfers(plan.epoch, new Set([A, B]), 0));
+    core.markSent(plan.epoch);
+  }
+  assert.equal(a.commitReshard(plan.epoch).outcome, 'committed');
+  const late = c.commitReshard(plan.epoch);
+  assert.equal(late.outcome, 'missed');
+  assert.ok(late.outcome === 'missed' && late.change.changed && late.change.needsFullSync, 'it copies its shard from a peer');
+  assert.equal(c.ready, false, 'and does not serve until it has');
+  assert.equal(c.reshardInProgress, null);
+  assert.equal(c.commitReshard(plan.epoch).outcome, 'committed', 'a repeated commit finds it in the epoch');
 });

@@ -367,12 +367,14 @@ function deliverTransfer(to: NodeCore, epoch: number, transfer: Transfer): boole
 }
 
 /** Prepare everywhere, then send every core's transfers to their targets. */
-function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress): void {
+function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress, sends: (core: NodeCore) => boolean = () => true): void {
   for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), coordinator, 0), { ok: true });
   for (const core of cores) {
     for (const [to, transfer] of transfersOf(core, plan.epoch)) {
       assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${core.self} -> ${to}`);
     }
+    // Every transfer delivered: phase 2 is done at this node (the runtime marks it so).
+    if (sends(core)) core.markSent(plan.epoch);
   }
 }
 
@@ -410,7 +412,7 @@ function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore
   assert.deepEqual(afterSend(prepared, sends), { kind: 'commit' });
   // Phase 3: every node switches epoch.
   const order = commitFirst ? [...cores.filter(commitFirst), ...cores.filter((c) => !commitFirst(c))] : cores;
-  for (const core of order) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of order) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
   return plan;
 }
 
@@ -525,7 +527,7 @@ test("metadata of the new epoch waits with 'epoch' at a node that has not commit
   prepareAndTransfer(cores, plan, coordinator.self);
   // Only the first node of each new shard commits for now.
   const early = shardIds(plan).map((s) => cores.find((c) => shardOfNode(plan, c.self) === s) as NodeCore);
-  for (const core of early) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of early) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
   const late = cores.filter((c) => !early.includes(c));
   for (const e of early) {
     const key = Array.from({ length: 200 }, (_, i) => `n${i}`).find((k) => shardOfKey(plan, k) === e.shard) as string;
@@ -539,7 +541,7 @@ test("metadata of the new epoch waits with 'epoch' at a node that has not commit
       assert.deepEqual(decision, { kind: 'wait', reason: 'epoch' }, `${l.self} for ${key}`);
     }
   }
-  for (const core of late) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of late) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
 });
 
 test('a write that reaches a peer only during the freeze is carried by that peer, even if its writer sends nothing', () => {
@@ -551,15 +553,19 @@ test('a write that reaches a peer only during the freeze is carried by that peer
   for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), a.self, 0), { ok: true });
   // The push was in flight when the freeze began; it lands now.
   push(cores, put, [b.self]);
-  // Every node but the writer sends its transfers (the writer's are lost).
+  // Every node but the writer sends its transfers (the writer's are lost, so it is not counted).
   for (const core of cores) {
     const transfers = transfersOf(core, plan.epoch);
     if (core === a) continue;
     for (const [to, transfer] of transfers) deliverTransfer(byAddress(cores, to), plan.epoch, transfer);
+    core.markSent(plan.epoch);
   }
-  for (const core of cores) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of cores) assert.equal(core.commitReshard(plan.epoch).outcome, core === a ? 'missed' : 'committed');
+  // The writer, not counted, copies its new shard before serving; every other member has the write.
+  assert.equal(a.map.epoch, plan.epoch);
+  assert.equal(a.ready, a.replica === null);
   const shard = shardOfKey(plan, 'late');
-  for (const core of cores.filter((c) => c.shard === shard)) {
+  for (const core of cores.filter((c) => c.shard === shard && c !== a)) {
     assert.equal(replyOf(kv(core, 'GET', 'late', { 'causal-metadata': m })).body.value, 'in flight', `at ${core.self}`);
   }
 });
@@ -570,7 +576,7 @@ test('adoptMap: a peer that committed the prepared epoch commits this node too',
   const coordinator = cores[0] as NodeCore;
   const plan = coordinator.planReshard(2);
   prepareAndTransfer(cores, plan, coordinator.self);
-  assert.ok(coordinator.commitReshard(plan.epoch));
+  assert.equal(coordinator.commitReshard(plan.epoch).outcome, 'committed');
   for (const core of cores.slice(1)) {
     core.markSent(plan.epoch);
     assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: null });
@@ -592,7 +598,7 @@ test('a node that missed a reshard hands what it held, writes made while cut off
   const plan = coordinator.planReshard(2);
   assert.ok(!Object.values(plan.shards).flat().includes(late.self), 'the cut-off node is in no shard of the new map');
   prepareAndTransfer(others, plan, coordinator.self);
-  for (const core of others) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of others) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
   // Back, it learns the new map: its old replica is dropped, and its versions come back to it.
   const change = late.adoptMap(wire(coordinator.map));
   assert.ok(change.changed);
@@ -647,8 +653,10 @@ test('a transfer whose last part never arrived: clients that depend on its sende
       if (core === a && to === missed.self) continue;
       assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer));
     }
+    // (The coordinator counts every node here: the core must still make `missed` wait, not serve stale data.)
+    core.markSent(plan.epoch);
   }
-  for (const core of cores) assert.ok(core.commitReshard(plan.epoch));
+  for (const core of cores) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
   assert.equal(replyOf(kv(reached, 'GET', 'only-at-a', { 'causal-metadata': m })).body.value, 'v');
   assert.deepEqual(kv(missed, 'GET', 'only-at-a', { 'causal-metadata': m }), { kind: 'wait', reason: 'handover' });
   // A client without that dependency is served by `missed` (it has no reason to wait).
@@ -692,10 +700,9 @@ test('a node that prepared but never sent its data does not commit through a pee
   populate(cores, 20, 2);
   const coordinator = cores[0] as NodeCore;
   const plan = coordinator.planReshard(2);
-  prepareAndTransfer(cores, plan, coordinator.self);
   const silent = cores[3] as NodeCore;
-  for (const core of cores.slice(0, 3)) core.markSent(plan.epoch);
-  assert.ok(coordinator.commitReshard(plan.epoch));
+  prepareAndTransfer(cores, plan, coordinator.self, (core) => core !== silent);
+  assert.equal(coordinator.commitReshard(plan.epoch).outcome, 'committed');
   // `silent` froze, but the coordinator never heard it sent: it did not count it.
   const held = silent.replica?.size ?? 0;
   const change = silent.adoptMap(wire(coordinator.map));
