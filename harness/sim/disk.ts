@@ -35,9 +35,11 @@ export class SimStorage extends GroupCommitStorage implements Storage {
     const disk = this.#disk;
     const map = disk.map === null ? null : copy(disk.map);
     if (disk.replica === null) return { map, replica: null };
-    this.replicaMeta = { epoch: disk.replica.epoch, shard: disk.replica.shard };
-    this.committedApplied = copy(disk.replica.applied);
-    return { map, replica: { ...copy(disk.replica), versions: [...disk.versions.values()].map(copy) } };
+    const replica = copy(disk.replica);
+    const versions = [...disk.versions.values()].map(copy);
+    // Checked against the digest committed with it, as SqliteStorage does (throws on a mismatch).
+    this.loaded(replica, versions);
+    return { map, replica: { ...replica, versions } };
   }
 
   saveMap(map: ShardMap): void {

@@ -4,8 +4,9 @@
 // input: what a client or a peer sends is validated at the edge and refused with a reason.
 //
 // The message is a string constant or a function that builds it, called only when the assertion
-// fails, so a check on a hot path allocates nothing. Pure: no node:assert (src/core imports only
-// its own files).
+// fails. On a path taken per version or per message, prefer a constant: a closure that captures
+// locals is allocated on each call until the optimiser removes it. Pure: no node:assert (src/core
+// imports only its own files).
 
 /** A broken invariant: a bug (or corrupted state), never bad input. */
 export class InvariantError extends Error {

@@ -1,3 +1,4 @@
+import { assert } from './assert.ts';
 import type { NodeAddress } from './types.ts';
 
 /**
@@ -19,6 +20,12 @@ import type { NodeAddress } from './types.ts';
  * A restart is not a reconnection: each process names itself with an incarnation, and when a
  * peer announces itself (PUT /view) with a new one, its link is released at once so that it can
  * copy its shard. Failures of requests sent to its previous incarnation do not count against it.
+ *
+ * Invariants, checked on the link each change is about (O(1); `checkInvariants` checks them all):
+ * a link not held is not counting answers; a held link that answers has a release time at least
+ * the hold-down after it began to answer; a mirrored hold lasts at most the hold-down from the
+ * refusal that set it; at most LINKS_MAX links are tracked. (None depends on time going forward:
+ * the runtime's clock is the wall clock, which may step back.)
  */
 export interface LinksOptions {
   /** How long a link must answer every probe, after failing, before data crosses it again. */
@@ -132,6 +139,7 @@ export class Links {
   answered(peer: NodeAddress, nowMs: number): void {
     if (this.links.has(peer) || this.links.size >= LINKS_MAX) return;
     this.links.set(peer, newLink(null, nowMs));
+    assert(this.links.size <= LINKS_MAX, 'at most LINKS_MAX links are tracked');
   }
 
   /**
@@ -159,6 +167,7 @@ export class Links {
     }
     if (this.links.size >= LINKS_MAX) return;
     this.links.set(peer, newLink(incarnation, nowMs));
+    assert(this.links.size <= LINKS_MAX, 'at most LINKS_MAX links are tracked');
   }
 
   /**
@@ -188,6 +197,7 @@ export class Links {
     if (!link.held) return null;
     link.held = false;
     link.answeringSinceMs = null;
+    this.checkLink(link);
     return 'released';
   }
 
@@ -217,6 +227,7 @@ export class Links {
       link.answeringSinceMs = nowMs;
       link.heldUntilMs = Math.max(link.heldUntilMs, nowMs + this.options.holdDownMs);
     }
+    this.checkLink(link);
     if (nowMs < link.heldUntilMs) return change;
     link.held = false;
     link.answeringSinceMs = null;
@@ -248,7 +259,10 @@ export class Links {
     if (link === undefined) return;
     // What a peer says is bounded by what this node would hold the link for itself.
     const forMs = Math.min(Math.max(0, remainingMs ?? this.options.holdDownMs), this.options.holdDownMs);
+    // Capped (and a number: NaN would hold the link for ever, as no time is at or after it).
+    assert(forMs >= 0 && forMs <= this.options.holdDownMs, () => `a mirrored hold of ${remainingMs} ms is not capped by the hold-down`);
     link.mirroredUntilMs = Math.max(link.mirroredUntilMs, nowMs + forMs);
+    assert(Number.isFinite(link.mirroredUntilMs), 'a mirrored hold ends');
   }
 
   /**
@@ -280,6 +294,24 @@ export class Links {
     return out.sort((x, y) => (x.peer < y.peer ? -1 : x.peer > y.peer ? 1 : 0));
   }
 
+  /** Every invariant, for every link: O(links). */
+  checkInvariants(): void {
+    assert(this.links.size <= LINKS_MAX, 'at most LINKS_MAX links are tracked');
+    for (const link of this.links.values()) this.checkLink(link);
+  }
+
+  /** The invariants of one link, after a change to it: O(1). */
+  private checkLink(link: Link): void {
+    // Answers are counted only towards a release: a link not held has none to count.
+    assert(link.held || link.answeringSinceMs === null, 'a link not held counts no answers');
+    // A held link that answers is released no sooner than the hold-down after it began to.
+    assert(
+      !link.held || link.answeringSinceMs === null || link.heldUntilMs >= link.answeringSinceMs + this.options.holdDownMs,
+      'a held link that answers has a release time a hold-down after it began to answer',
+    );
+    assert(Number.isFinite(link.mirroredUntilMs), 'a mirrored hold ends');
+  }
+
   private isLate(link: Link, nowMs: number): boolean {
     return link.probeSentMs !== null && nowMs - link.probeSentMs > this.options.probeLateMs && link.probeSentMs - link.sinceMs >= LATE_GRACE_MS;
   }
@@ -290,6 +322,7 @@ export class Links {
     link.heldSinceMs = nowMs;
     link.answeringSinceMs = null;
     link.heldUntilMs = 0;
+    this.checkLink(link);
     return 'held';
   }
 }

@@ -1,4 +1,5 @@
 import { sortAddresses } from './address.ts';
+import { assert } from './assert.ts';
 import type { NodeAddress } from './types.ts';
 
 export interface MembershipOptions {
@@ -34,6 +35,11 @@ interface Probation {
  * the hold-down, so a flapping link does not thrash the view and a reconnected node is not silently
  * resynchronised at once. A node removed by a client's request is not probed; it comes back when it
  * announces itself (PUT /view), as a restarted node does.
+ *
+ * Invariants, checked for the node each change is about (O(1); `checkInvariants` checks them all):
+ * a node is in at most one of the view, probation and removed-by-request; self is in the view
+ * unless a client removed it (and is never on probation); failures are counted only for nodes in
+ * the view, below `failuresToRemove`; at most LEARNED_MAX learned nodes wait on probation.
  */
 export class Membership {
   private readonly options: MembershipOptions;
@@ -47,6 +53,7 @@ export class Membership {
     this.options = options;
     for (const node of initialView) this.members.add(node);
     this.members.add(options.self);
+    this.checkInvariants();
   }
 
   view(): NodeAddress[] {
@@ -82,6 +89,7 @@ export class Membership {
     this.failures.delete(node);
     if (this.members.has(node)) return 'already';
     this.members.add(node);
+    this.checkNode(node);
     return 'added';
   }
 
@@ -100,6 +108,7 @@ export class Membership {
       this.probation.delete(node);
       this.removedByRequest.add(node);
     }
+    this.checkNode(node);
     return present ? 'deleted' : 'absent';
   }
 
@@ -114,6 +123,7 @@ export class Membership {
     for (const entry of this.probation.values()) if (entry.learnedAtMs !== undefined) learned++;
     if (learned >= LEARNED_MAX) return false;
     this.probation.set(node, { answeringSinceMs: null, learnedAtMs: nowMs });
+    this.checkNode(node);
     return true;
   }
 
@@ -131,6 +141,7 @@ export class Membership {
         return { kind: 'none' };
       }
       this.remove(node, 'down');
+      assert(this.probation.has(node), 'a node found down goes on probation');
       return { kind: 'removed', node };
     }
     const probation = this.probation.get(node);
@@ -145,6 +156,28 @@ export class Membership {
     if (nowMs - probation.answeringSinceMs < this.options.holdDownMs) return { kind: 'none' };
     this.probation.delete(node);
     this.members.add(node);
+    this.checkNode(node);
     return { kind: 'readmitted', node };
+  }
+
+  /** Every invariant, for every node: O(view + probation + removed). */
+  checkInvariants(): void {
+    const self = this.options.self;
+    assert(this.members.has(self) || this.removedByRequest.has(self), 'self is in the view unless a client removed it');
+    let learned = 0;
+    for (const node of new Set([...this.members, ...this.probation.keys(), ...this.removedByRequest, ...this.failures.keys()])) this.checkNode(node);
+    for (const entry of this.probation.values()) if (entry.learnedAtMs !== undefined) learned++;
+    assert(learned <= LEARNED_MAX, 'at most LEARNED_MAX learned nodes wait on probation');
+  }
+
+  /** The invariants about one node, after a change about it: O(1). */
+  private checkNode(node: NodeAddress): void {
+    const inView = this.members.has(node);
+    const onProbation = this.probation.has(node);
+    const removed = this.removedByRequest.has(node);
+    assert(!(inView && onProbation) && !(inView && removed) && !(onProbation && removed), () => `${node} is in more than one of the view, probation and removed-by-request`);
+    if (node === this.options.self) assert(!onProbation && (inView || removed), 'self is in the view unless a client removed it, and never on probation');
+    const failures = this.failures.get(node);
+    assert(failures === undefined || (inView && failures > 0 && failures < this.options.failuresToRemove), () => `failures are counted for ${node}, not in the view or at the bound`);
   }
 }

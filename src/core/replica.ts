@@ -1,3 +1,4 @@
+import { assert } from './assert.ts';
 import { hash32 } from './hash.ts';
 import { versionBytes } from './json-value.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
@@ -28,6 +29,24 @@ export interface ReplicaOptions {
   lamport?: number;
 }
 
+/**
+ * A checksum of a replica's whole store: how many versions it holds, and the sum (mod 2^32) of
+ * their hashes (key, stamp, tombstone or not; see versionHash). Kept up to date with every change,
+ * so it costs nothing to read; durable storage keeps it with each commit and checks it on load.
+ */
+export interface StoreDigest {
+  count: number;
+  sum: number;
+}
+
+/** What changed since the runtime last took the changes (see takeDirty). */
+export interface DirtyChanges {
+  versions: Version[];
+  removed: string[];
+  /** The whole store's digest with these changes made. */
+  digest: StoreDigest;
+}
+
 export interface DeliverResult {
   applied: number;
   duplicates: number;
@@ -39,8 +58,22 @@ export interface DeliverResult {
  * One node's copy of one shard in one epoch: the versions it stores and the vector clock of the
  * writes they reflect. Invariant: every write with a dot at or below `applied` is reflected in the
  * store (stored, or replaced by a version that wins over it), and every stored dot is at or below
- * `applied`. Writes from a peer are applied in causal order: a write waits in `pending` until the
- * writes it depended on in this shard are applied.
+ * `applied`, but for one exception: a version anti-entropy `repair` took ahead of the clock (the
+ * clock claims only what was applied in causal order or taken with a peer's whole state; that
+ * version's write is applied at the replica it came from, and reaches this one later as a
+ * duplicate). A state taken from a peer may hold such versions of the peer's, so neither a sync
+ * nor a restore from disk can require every stored dot to be covered either. Writes from a peer
+ * are applied in causal order: a write waits in `pending` until the writes it depended on in this
+ * shard are applied.
+ *
+ * Checked as they happen, at O(1) per changed version (see `assert` calls): a write coordinated
+ * here wins over what its key held and never reuses a dot of this node; `applied` moves by one
+ * write at a time per origin; a stored version replaces only one it supersedes, never from a
+ * later epoch than the replica's; each early arrival is buffered once and the buffer's count and
+ * bytes stay exact (its bounds are guarded where a write is buffered). `checkInvariants` checks the
+ * whole state at O(n), for tests and for a replica just rebuilt. The first half of the invariant
+ * (every write at or below `applied` is reflected) needs the writes of other nodes to check: the
+ * simulator's checker judges it.
  */
 export class Replica {
   readonly self: NodeAddress;
@@ -63,6 +96,8 @@ export class Replica {
    * anti-entropy compares these 1024 numbers and repairs only the partitions that differ.
    */
   private readonly digestSums = new Uint32Array(PARTITION_COUNT);
+  /** The sum (mod 2^32) of digestSums: with the store's size, the StoreDigest. */
+  private digestTotal = 0;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
   /** The tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
@@ -82,6 +117,7 @@ export class Replica {
     this.pendingMax = options.pendingMax;
     this.pendingBytesMax = options.pendingBytesMax ?? PENDING_BYTES_MAX;
     this.lamportClock = options.lamport ?? 0;
+    assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'a replica starts from a Lamport time that is a natural number');
   }
 
   get applied(): Readonly<Clock> {
@@ -137,6 +173,11 @@ export class Replica {
    */
   write(key: string, change: { deleted: false; value: unknown } | { deleted: true }, deps: ShardClocks, past: EpochClocks = {}): Version {
     const counter = (this.appliedClock[this.self] ?? 0) + 1;
+    const replaced = this.store.get(key)?.dot;
+    // Own dots are never reused: a peer that has the old write would take the new one for a
+    // duplicate and drop it. (Can only break if this node lost writes it had sent: a restart with
+    // no disk that found no peer to copy its shard from.)
+    assert(replaced?.node !== this.self || replaced.counter < counter, () => `write of ${key} reuses dot ${this.self}#${counter}, which the key already holds`);
     this.lamportClock += 1;
     const version: Version = {
       key,
@@ -147,7 +188,10 @@ export class Replica {
     };
     if (Object.keys(past).length > 0) version.past = past;
     if (!change.deleted) version.value = change.value;
-    this.put(version);
+    // Its stamp is above every stamp this replica ever saw (put raises the Lamport clock for each),
+    // in the replica's own epoch, which no stored version is later than: it wins.
+    const stored = this.put(version);
+    assert(stored, () => `write of ${key} at lamport ${this.lamportClock} lost to a version it should supersede`);
     this.appliedClock = { ...this.appliedClock, [this.self]: counter };
     return version;
   }
@@ -237,7 +281,7 @@ export class Replica {
    * What changed since the last call: versions to store, and keys no longer stored (collected
    * tombstones). The runtime persists them with `applied` and `lamport`.
    */
-  takeDirty(): { versions: Version[]; removed: string[] } {
+  takeDirty(): DirtyChanges {
     const versions: Version[] = [];
     const removed: string[] = [];
     for (const key of this.dirty) {
@@ -246,7 +290,64 @@ export class Replica {
       else removed.push(key);
     }
     this.dirty.clear();
-    return { versions, removed };
+    return { versions, removed, digest: this.storeDigest() };
+  }
+
+  /** The whole store's digest (see StoreDigest); O(1). */
+  storeDigest(): StoreDigest {
+    return { count: this.store.size, sum: this.digestTotal };
+  }
+
+  /**
+   * Checks the whole state against the invariants, at O(n): for tests, and for a caller that has
+   * just rebuilt a replica (a restore). Throws an InvariantError naming the first one broken.
+   */
+  checkInvariants(): void {
+    assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'the Lamport time is a natural number');
+    for (const [node, counter] of Object.entries(this.appliedClock)) {
+      assert(Number.isSafeInteger(counter) && counter > 0, () => `applied names ${node} with counter ${counter}`);
+    }
+    // Every stored version: under its own key, not from a later epoch, not stamped above the
+    // Lamport time; and the partition digests are the sums of what is stored.
+    const sums = new Uint32Array(PARTITION_COUNT);
+    let total = 0;
+    for (const [key, version] of this.store) {
+      assert(version.key === key, () => `the version stored under ${key} is one of ${version.key}`);
+      assert((version.stamp.epoch ?? 0) <= this.epoch, () => `stored ${key} is of epoch ${version.stamp.epoch}, the replica of ${this.epoch}`);
+      assert(version.stamp.lamport <= this.lamportClock, () => `stored ${key} is stamped ${version.stamp.lamport}, above the Lamport time ${this.lamportClock}`);
+      const hash = versionHash(version);
+      const partition = partitionOfKey(key);
+      sums[partition] = ((sums[partition] ?? 0) + hash) >>> 0;
+      total = (total + hash) >>> 0;
+    }
+    for (let p = 0; p < PARTITION_COUNT; p++) assert(sums[p] === this.digestSums[p], () => `the digest of partition ${p} is not the sum of its versions`);
+    assert(total === this.digestTotal, 'the store digest is the sum of the partition digests');
+    // The graveyard: collected tombstones, bounded, none stamped above the Lamport time (a write
+    // after a collection must still win over the tombstone at the replicas that keep it).
+    assert(this.graveyard.size <= GRAVEYARD_MAX, 'the graveyard stays within GRAVEYARD_MAX');
+    for (const [key, tombstone] of this.graveyard) {
+      assert(tombstone.key === key && tombstone.deleted && tombstone.dot !== null, () => `the graveyard entry of ${key} is a collected tombstone`);
+      assert(tombstone.stamp.lamport <= this.lamportClock, () => `the tombstone of ${key} is stamped above the Lamport time`);
+    }
+    assert(clockCovers(this.appliedClock, this.collectedUpTo), 'tombstones are collected only up to what this replica applied');
+    // The pending buffer: writes not applied yet, filed under their dot, counted exactly, within bounds.
+    let size = 0;
+    let bytes = 0;
+    for (const [origin, byCounter] of this.pending) {
+      assert(byCounter.size > 0, () => `the pending buffer keeps an empty entry for ${origin}`);
+      for (const [counter, version] of byCounter) {
+        assert(version.dot?.node === origin && version.dot.counter === counter, () => `a pending write is filed under ${origin}#${counter}, not its dot`);
+        assert(counter > counterOf(this.appliedClock, origin), () => `${origin}#${counter} is pending though applied`);
+        size++;
+        bytes += versionBytes(version);
+      }
+    }
+    assert(size === this.pendingSize && bytes === this.pendingBytes, 'the pending count and bytes match what is buffered');
+    assert(size <= this.pendingMax && bytes <= this.pendingBytesMax, 'the pending buffer stays within its count and byte bounds');
+    for (const epoch of Object.keys(this.baseClocks)) {
+      const e = Number(epoch);
+      assert(e < this.epoch && e >= this.epoch - OLD_EPOCHS_MAX, () => `the base names epoch ${epoch}, outside the ${OLD_EPOCHS_MAX} before ${this.epoch}`);
+    }
   }
 
   /** The partition digests (see digestSums). */
@@ -343,25 +444,41 @@ export class Replica {
       this.store.delete(key);
       this.graveyard.delete(key);
       if (remember) this.graveyard.set(key, version);
-      if (this.graveyard.size > GRAVEYARD_MAX) this.graveyard.delete(this.graveyard.keys().next().value as string);
-      this.digestSums[partitionOfKey(key)] = ((this.digestSums[partitionOfKey(key)] as number) - versionHash(version)) >>> 0;
+      if (this.graveyard.size > GRAVEYARD_MAX) {
+        const oldest = this.graveyard.keys().next();
+        assert(oldest.done !== true, 'a graveyard over its bound is not empty');
+        this.graveyard.delete(oldest.value);
+      }
+      this.addToDigest(key, -versionHash(version));
       this.dirty.add(key);
       collected++;
     }
+    // The horizon is a minimum of applied clocks this replica's is one of, and ours only grows.
+    assert(clockCovers(this.appliedClock, this.collectedUpTo), 'tombstones are collected only up to what this replica applied');
     return collected;
   }
 
   private put(version: Version): boolean {
+    // No replica stores a version of a later epoch than its own: its writes would all lose to it.
+    assert((version.stamp.epoch ?? 0) <= this.epoch, 'no replica stores a version of a later epoch than its own');
     if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
     const current = this.store.get(version.key);
     if (!supersedes(version, current) || this.isBuried(version) || this.reflectsOrigin(version)) return false;
-    const partition = partitionOfKey(version.key);
-    let sum = this.digestSums[partition] as number;
-    if (current) sum -= versionHash(current);
-    this.digestSums[partition] = (sum + versionHash(version)) >>> 0;
+    // Version order: a stored version is only ever replaced by one that wins over it.
+    assert(current === undefined || compareStamps(version.stamp, current.stamp) > 0, 'a stored version is replaced only by one that supersedes it');
+    this.addToDigest(version.key, current === undefined ? versionHash(version) : versionHash(version) - versionHash(current));
     this.store.set(version.key, version);
     this.dirty.add(version.key);
     return true;
+  }
+
+  /** Adds `delta` (mod 2^32) to the digest of `key`'s partition and to the total. */
+  private addToDigest(key: string, delta: number): void {
+    const partition = partitionOfKey(key);
+    const sum = this.digestSums[partition];
+    assert(sum !== undefined, 'a key hashes to one of the PARTITION_COUNT partitions');
+    this.digestSums[partition] = (sum + delta) >>> 0;
+    this.digestTotal = (this.digestTotal + delta) >>> 0;
   }
 
   private deliverable(version: Version, dot: Dot): boolean {
@@ -371,6 +488,8 @@ export class Replica {
   }
 
   private apply(version: Version, dot: Dot): void {
+    // Causal delivery: each origin's writes are applied one after the other, none skipped or twice.
+    assert(counterOf(this.appliedClock, dot.node) === dot.counter - 1, "each origin's writes are applied in order, none skipped or twice");
     this.put(version);
     this.appliedClock = { ...this.appliedClock, [dot.node]: dot.counter };
   }
@@ -389,6 +508,8 @@ export class Replica {
       byCounter = new Map();
       this.pending.set(dot.node, byCounter);
     }
+    // Only a write not applied and not buffered yet (deliver sorted out duplicates): counted once.
+    assert(!byCounter.has(dot.counter) && dot.counter > counterOf(this.appliedClock, dot.node), 'an early arrival is buffered once, and only while not applied');
     byCounter.set(dot.counter, version);
     this.pendingSize++;
     this.pendingBytes += bytes;
@@ -396,9 +517,11 @@ export class Replica {
   }
 
   private removePending(byCounter: Map<number, Version>, counter: number, version: Version): void {
-    byCounter.delete(counter);
+    const removed = byCounter.delete(counter);
     this.pendingSize--;
     this.pendingBytes -= versionBytes(version);
+    // The count and the bytes are kept exact: an empty buffer holds no bytes.
+    assert(removed && this.pendingSize >= 0 && this.pendingBytes >= 0 && (this.pendingSize > 0 || this.pendingBytes === 0), 'the pending count and bytes match what is buffered');
   }
 
   /** Applies every buffered write whose causal past is now applied; returns how many. */
@@ -449,6 +572,20 @@ export function asBase(version: Version, shard: ShardId): Version {
     past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
     origin: { epoch: version.stamp.epoch ?? 0, shard, node: version.dot.node, counter: version.dot.counter },
   };
+}
+
+/**
+ * The digest a replica storing exactly these versions (one per key) has: what a durable store
+ * recomputes from what it loaded, to compare with the digest committed with it. O(n).
+ */
+export function digestOfVersions(versions: Iterable<Version>): StoreDigest {
+  let count = 0;
+  let sum = 0;
+  for (const version of versions) {
+    count++;
+    sum = (sum + versionHash(version)) >>> 0;
+  }
+  return { count, sum };
 }
 
 /** What a version contributes to its partition's digest: the same for a version wherever it is stored. */

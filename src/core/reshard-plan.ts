@@ -1,4 +1,5 @@
 import { sortAddresses } from './address.ts';
+import { assert } from './assert.ts';
 import { compareShardIds, PARTITION_COUNT, shardIdFor, shardOfNode } from './shard-map.ts';
 import type { NodeAddress, ShardId, ShardMap } from './types.ts';
 
@@ -27,7 +28,12 @@ export function planReshard(current: ShardMap, view: NodeAddress[], shardCount: 
   );
   const shards: Record<ShardId, NodeAddress[]> = {};
   for (const id of ids) shards[id] = [];
-  nodes.forEach((node, i) => shards[nodeShards[i] as ShardId]?.push(node));
+  nodes.forEach((node, i) => {
+    const id = nodeShards[i];
+    const members = id === undefined ? undefined : shards[id];
+    assert(members !== undefined, () => `${node} is placed in a shard of the new map`);
+    members.push(node);
+  });
 
   const partitions = fillBuckets(ids, current.partitions, PARTITION_COUNT);
   return { epoch: current.epoch + 1, mode: 'sharded', partitions, shards };
@@ -41,32 +47,49 @@ function fillBuckets(ids: ShardId[], previous: (ShardId | null | undefined)[], c
   const floor = Math.floor(count / ids.length);
   let bigLeft = count % ids.length; // buckets that may hold floor + 1
   const sizes = new Map<ShardId, number>(ids.map((id) => [id, 0]));
+  /** The size of a bucket: every id has one (sizes is made from ids). */
+  const sizeOf = (id: ShardId): number => {
+    const size = sizes.get(id);
+    assert(size !== undefined, () => `${id} is one of the buckets`);
+    return size;
+  };
   const out: (ShardId | null)[] = new Array(count).fill(null);
   for (let i = 0; i < count; i++) {
     const id = previous[i];
     if (id === null || id === undefined || !sizes.has(id)) continue;
-    const size = sizes.get(id) as number;
+    const size = sizeOf(id);
     if (size < floor || (size === floor && bigLeft > 0)) {
       if (size === floor) bigLeft--;
       sizes.set(id, size + 1);
       out[i] = id;
     }
   }
+  const filled: ShardId[] = [];
   for (let i = 0; i < count; i++) {
-    if (out[i] !== null) continue;
+    const kept = out[i];
+    if (kept !== null && kept !== undefined) {
+      filled.push(kept);
+      continue;
+    }
     let best: ShardId | null = null;
+    let bestSize = 0;
     for (const id of ids) {
-      const size = sizes.get(id) as number;
+      const size = sizeOf(id);
       const room = size < floor || (size === floor && bigLeft > 0);
       if (!room) continue;
-      if (best === null || size < (sizes.get(best) as number) || (size === sizes.get(best) && compareShardIds(id, best) < 0)) best = id;
+      if (best === null || size < bestSize || (size === bestSize && compareShardIds(id, best) < 0)) {
+        best = id;
+        bestSize = size;
+      }
     }
-    const chosen = best as ShardId;
-    if ((sizes.get(chosen) as number) === floor) bigLeft--;
-    sizes.set(chosen, (sizes.get(chosen) as number) + 1);
-    out[i] = chosen;
+    // The buckets hold `count` items in all (floor each, one more for `count % ids.length` of
+    // them), so while an item is left some bucket has room.
+    assert(best !== null, 'a bucket has room for every item');
+    if (bestSize === floor) bigLeft--;
+    sizes.set(best, bestSize + 1);
+    filled.push(best);
   }
-  return out as ShardId[];
+  return filled;
 }
 
 /** How many partitions change shard between two maps (the share of keys a reshard moves). */

@@ -1,4 +1,5 @@
 import { compareAddresses, sortAddresses } from './address.ts';
+import { assert } from './assert.ts';
 import { hash32 } from './hash.ts';
 import type { NodeAddress, ShardId, ShardMap } from './types.ts';
 
@@ -22,7 +23,9 @@ export function partitionOfKey(key: string): number {
 }
 
 export function shardOfKey(map: ShardMap, key: string): ShardId {
-  return map.partitions[partitionOfKey(key)] as ShardId;
+  const shard = map.partitions[partitionOfKey(key)];
+  assert(shard !== undefined, 'a shard map assigns each of the PARTITION_COUNT partitions');
+  return shard;
 }
 
 export function shardIds(map: ShardMap): ShardId[] {
@@ -80,9 +83,36 @@ export function clampShardCount(requested: number, nodeCount: number): number {
 
 /**
  * Combine two maps that replicas hold: the higher epoch wins; within one epoch members only grow, so
- * the union is the merge (commutative, associative, idempotent).
+ * the union is the merge (commutative, associative, idempotent). The epoch never goes back, and
+ * the result is a well-formed map (checkShardMap) when both are: O(PARTITION_COUNT + members),
+ * what comparing the layouts costs anyway.
  */
 export function mergeShardMaps(a: ShardMap, b: ShardMap): ShardMap {
+  const merged = mergeWithin(a, b);
+  assert(merged.epoch >= a.epoch && merged.epoch >= b.epoch, 'merging shard maps never lowers the epoch');
+  checkShardMap(merged);
+  return merged;
+}
+
+/**
+ * The invariants of a map every node can route by: each of the PARTITION_COUNT partitions belongs
+ * to one of its shards, and each shard's members are sorted and distinct. (A node may be a member
+ * of two shards: racing add-member requests at two nodes can do that, and shardOfNode picks one
+ * alike everywhere; so that is not asserted.) O(PARTITION_COUNT + members).
+ */
+export function checkShardMap(map: ShardMap): void {
+  assert(map.partitions.length === PARTITION_COUNT, () => `a shard map has ${map.partitions.length} partitions, not ${PARTITION_COUNT}`);
+  for (const shard of map.partitions) assert(Object.hasOwn(map.shards, shard), () => `a partition belongs to ${shard}, which is no shard of the map`);
+  for (const [id, members] of Object.entries(map.shards)) {
+    let previous: NodeAddress | null = null;
+    for (const member of members) {
+      assert(previous === null || compareAddresses(previous, member) < 0, () => `the members of ${id} are not sorted and distinct`);
+      previous = member;
+    }
+  }
+}
+
+function mergeWithin(a: ShardMap, b: ShardMap): ShardMap {
   if (a.epoch !== b.epoch) return a.epoch > b.epoch ? a : b;
   // Two different partition layouts at one epoch come only from racing coordinators; pick one alike everywhere.
   const layoutA = a.partitions.join(',');

@@ -1,6 +1,12 @@
 import { AssertionError } from 'node:assert';
+import { InvariantError } from '../core/assert.ts';
 import type { Logger } from './logger.ts';
 import type { Timers } from './env.ts';
+
+/** A programmer error that must stop the node: the core's InvariantError, or node's AssertionError. */
+export function isBrokenInvariant(error: unknown): boolean {
+  return error instanceof InvariantError || error instanceof AssertionError;
+}
 
 /** One line per key at most this often; the lines in between are counted and reported with the next. */
 export const LOG_INTERVAL_MS = 10_000;
@@ -35,8 +41,8 @@ export class LogLimiter {
 /**
  * Runs the node's background work (pings, syncs, anti-entropy, replication, late transfers): a
  * failure is logged (rate limited per task) and counted, and the node carries on; the loop that
- * started the task runs again on its next tick. A broken invariant (an AssertionError) is a
- * programmer error: it is rethrown, to stop the node on purpose.
+ * started the task runs again on its next tick. A broken invariant (the core's InvariantError, or
+ * an AssertionError) is a programmer error: it is rethrown, to stop the node on purpose.
  */
 export class Background {
   private readonly log: Logger;
@@ -61,7 +67,7 @@ export class Background {
   }
 
   failed(task: string, error: unknown): void {
-    if (error instanceof AssertionError) {
+    if (isBrokenInvariant(error)) {
       this.log.fatal({ task, err: error }, 'invariant broken in background task; stopping');
       queueMicrotask(() => {
         throw error;

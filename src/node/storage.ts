@@ -1,11 +1,20 @@
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { assert } from '../core/assert.ts';
 import type { SavedReplica } from '../core/node-core.ts';
+import { digestOfVersions, type StoreDigest } from '../core/replica.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
 import type { Hint, HintLog } from './replicator.ts';
 import { isClock, isEpochClocks, isShardMap, isVersion } from './wire.ts';
+
+/** What the runtime stages: Replica.takeDirty(). */
+export interface StagedChange {
+  versions: Version[];
+  removed: string[];
+  digest?: StoreDigest;
+}
 
 /** What a node finds on disk when it starts. */
 export interface SavedState {
@@ -24,7 +33,12 @@ export interface Storage {
   saveMap(map: ShardMap): void;
   /** The node's replica was replaced (a new epoch, a full copy from a peer): forget the old one. */
   resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void;
-  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number, base: EpochClocks): void;
+  /**
+   * Changes of the replica (Replica.takeDirty), with its clocks after them. `digest`, the whole
+   * store's digest after them, is committed with them where the disk is known to hold exactly that
+   * replica, and checked when the replica is loaded again.
+   */
+  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks): void;
   /** Resolves once everything staged before the call is on disk. */
   flush(): Promise<void>;
   /** The applied clock of the replica as last committed to disk; null when nothing is durable. */
@@ -69,7 +83,51 @@ export interface ReplicaMeta {
   lamport: number;
   /** What the replica's base reflects of earlier epochs. */
   base?: EpochClocks;
+  /**
+   * The digest of the versions committed with this row (see checkCommitted); absent when the disk
+   * may hold more than the replica counted, and in directories of older releases.
+   */
+  digest?: StoreDigest;
 }
+
+/**
+ * The paired check of what crosses the disk: the versions loaded are the ones committed with the
+ * replica's row. Each commit writes, in the row of the applied clock, the digest of the whole store
+ * the replica had (count, and sum of hashes of key, stamp and tombstone flag: see StoreDigest); the
+ * replica keeps it up to date at O(1) per change, so a commit costs a few bytes more and nothing
+ * else. A load, which reads every version anyway, recomputes it and compares. A row lost, left
+ * behind, or replaced by another version of its key, or a clock row of another commit than the
+ * versions (a torn or half-restored directory, a bug in staging), fails the check; a value altered
+ * in place is SQLite's to catch (the digest does not hash values: that would cost the size of every
+ * value on every write). Also checked: no version is stamped above the Lamport time committed with
+ * it (the next write must win). Cheaper alternatives fall short: the dots of stored versions are not
+ * all covered by the applied clock (anti-entropy stores versions ahead of it: see Replica), so that
+ * is no check; a count alone misses a replaced row.
+ */
+export function checkCommitted(meta: ReplicaMeta, versions: readonly Version[]): void {
+  const committed: unknown = meta.digest;
+  if (committed === undefined) return;
+  assert(isStoreDigest(committed), 'the digest committed with the replica is well-formed');
+  const found = digestOfVersions(versions);
+  assert(
+    found.count === committed.count && found.sum === committed.sum,
+    () =>
+      `the replica on disk is not what was committed: ${found.count} versions with digest ${found.sum.toString(16)} loaded, ` +
+      `${committed.count} with digest ${committed.sum.toString(16)} committed`,
+  );
+  const lamport = Number(meta.lamport) || 0;
+  for (const version of versions) {
+    assert(version.stamp.lamport <= lamport, () => `the stored version of ${version.key} is stamped above the Lamport time committed with it`);
+  }
+}
+
+function isStoreDigest(value: unknown): value is StoreDigest {
+  if (typeof value !== 'object' || value === null) return false;
+  const { count, sum } = value as Record<string, unknown>;
+  return Number.isSafeInteger(count) && (count as number) >= 0 && Number.isInteger(sum) && (sum as number) >= 0 && (sum as number) < 2 ** 32;
+}
+
+const EMPTY_DIGEST: StoreDigest = { count: 0, sum: 0 };
 
 /** Everything staged since the last group commit, written in one transaction. */
 export interface CommitBatch {
@@ -98,6 +156,14 @@ export abstract class GroupCommitStorage {
   /** The epoch and shard of the replica on disk (null: none). */
   protected replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
   protected committedApplied: Clock = {};
+  /**
+   * True while the disk holds exactly the replica whose changes are staged (emptied for it, or
+   * loaded and restored from): only then is its digest committed. A full copy of the same shard
+   * into a new replica keeps the old one's rows (see resetReplica), which its digest does not count.
+   */
+  private digestHolds = true;
+  /** Rows of the replica on disk were written or staged since the disk was emptied. */
+  private replicaRows = false;
 
   readonly hints: HintLog = {
     add: (peer, hints) => {
@@ -121,20 +187,43 @@ export abstract class GroupCommitStorage {
 
   resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void {
     const current = this.replicaMeta;
-    if (replica !== null && current !== null && replica.epoch === current.epoch && replica.shard === current.shard) return;
+    if (replica !== null && current !== null && replica.epoch === current.epoch && replica.shard === current.shard) {
+      // The same shard copied afresh: the rows on disk stay until the copy replaces them. The
+      // new replica's digest does not count them, so none is committed until the disk is emptied
+      // or loaded again.
+      if (this.replicaRows) this.digestHolds = false;
+      return;
+    }
     this.stagedVersions.clear();
     this.stagedMeta = null;
     this.writeReset(replica);
     this.replicaMeta = replica;
     this.committedApplied = {};
+    this.digestHolds = true;
+    this.replicaRows = false;
   }
 
-  stage(change: { versions: Version[]; removed: string[] }, applied: Clock, lamport: number, base: EpochClocks): void {
+  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks): void {
     if (this.replicaMeta === null) return;
     for (const version of change.versions) this.stagedVersions.set(version.key, version);
     for (const key of change.removed) this.stagedVersions.set(key, null);
-    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base };
+    if (change.versions.length > 0 || change.removed.length > 0) this.replicaRows = true;
+    const digest = this.digestHolds && change.digest !== undefined ? { digest: { count: change.digest.count, sum: change.digest.sum } } : {};
+    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base, ...digest };
     this.schedule();
+  }
+
+  /**
+   * Takes the replica found on disk, checked against what was committed with it (checkCommitted:
+   * throws when they differ). The node restores its replica from exactly these versions, so from
+   * now on the disk holds what its replica counts.
+   */
+  protected loaded(meta: ReplicaMeta, versions: readonly Version[]): void {
+    checkCommitted(meta, versions);
+    this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
+    this.committedApplied = meta.applied;
+    this.digestHolds = true;
+    this.replicaRows = versions.length > 0;
   }
 
   flush(): Promise<void> {
@@ -273,10 +362,11 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
       if (!isVersion(version)) throw new Error('a stored version is malformed');
       versions.push(version);
     }
-    this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
-    this.committedApplied = meta.applied;
-    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length }, 'loaded replica from disk');
-    return { map, replica: { ...meta, lamport: Number(meta.lamport) || 0, base: isEpochClocks(meta.base) ? meta.base : {}, versions } };
+    // A mismatch throws: open() then sets the directory aside and the shard is copied from peers.
+    this.loaded(meta, versions);
+    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
+    const base = isEpochClocks(meta.base) ? meta.base : {};
+    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, versions } };
   }
 
   saveMap(map: ShardMap): void {
@@ -288,7 +378,7 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     try {
       this.db.exec('DELETE FROM versions');
       if (replica === null) this.db.prepare('DELETE FROM meta WHERE name = ?').run('replica');
-      else this.upsertMeta.run('replica', JSON.stringify({ epoch: replica.epoch, shard: replica.shard, applied: {}, lamport: 0 }));
+      else this.upsertMeta.run('replica', JSON.stringify({ epoch: replica.epoch, shard: replica.shard, applied: {}, lamport: 0, digest: EMPTY_DIGEST }));
       this.db.exec('COMMIT');
     } catch (error) {
       this.db.exec('ROLLBACK');

@@ -6,7 +6,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Background, LOG_INTERVAL_MS, LogLimiter } from '../../src/node/background.ts';
+import { InvariantError } from '../../src/core/assert.ts';
+import { AssertionError } from 'node:assert';
+import { Background, isBrokenInvariant, LOG_INTERVAL_MS, LogLimiter } from '../../src/node/background.ts';
 import type { Timers } from '../../src/node/env.ts';
 import type { Logger } from '../../src/node/logger.ts';
 
@@ -85,4 +87,11 @@ test('the runtime leaves no promise floating: background work goes through Backg
     });
   }
   assert.deepEqual(offenders, [], 'use Background.run (or await) instead of void');
+});
+
+test("a broken invariant in a background task stops the node: the core's InvariantError counts, as node's AssertionError does", () => {
+  assert.equal(isBrokenInvariant(new InvariantError('planted')), true);
+  assert.equal(isBrokenInvariant(new AssertionError({ message: 'planted' })), true);
+  assert.equal(isBrokenInvariant(new Error('a peer did not answer')), false);
+  assert.equal(isBrokenInvariant('not an error'), false);
 });
