@@ -1,0 +1,230 @@
+import { MESSAGES } from './api-messages.ts';
+
+import { asBase, Replica } from './replica.ts';
+
+import { checkReshard, planReshard } from './reshard-plan.ts';
+
+import { mapsEqual, mergeShardMaps, shardIds, shardOfKey, shardOfNode } from './shard-map.ts';
+
+import type { Epoch, NodeAddress, ShardMap, Version } from './types.ts';
+
+import { supersedes } from './version-order.ts';
+
+import { allMembers, groupByOwners, reflectedByClaims, shardsWithout, skipFirstMovedPartition, type PendingReshard, type Transfer, type TransferClaim } from './reshard-participant.ts';
+
+import { type CommitOutcome, type MapChange, type Orphaned, type Reply, type SavedReplica } from './contract.ts';
+
+import { ReplicationCore } from './replication-core.ts';
+
+
+/** Shard maps and reshards: adopting a peer's map, a restart's replica, and every phase of a reshard at this node. */
+export class ReshardCore extends ReplicationCore {
+  /**
+   * Takes a map a peer holds. Returns whether this node must rebuild its shard copy from a peer
+   * (it joined a shard, or missed a reshard it did not take part in).
+   */
+  adoptMap(remote: ShardMap): MapChange {
+    const merged = mergeShardMaps(this.currentMap, remote);
+    if (mapsEqual(merged, this.currentMap)) return { changed: false };
+    const pending = this.pendingReshard;
+    if (
+      pending !== null &&
+      pending.sent &&
+      merged.epoch === pending.map.epoch &&
+      mapsEqual(merged, mergeShardMaps(merged, pending.map))
+    ) {
+      // Some node committed the epoch we prepared and sent our data for: the coordinator commits only
+      // after every prepared node delivered all its transfers, so our incoming data is complete. (Had
+      // we not sent ours, the coordinator did not count us: we go on below as a node that missed it.)
+      this.commit(merged);
+      return { changed: true, needsFullSync: false, orphaned: null };
+    }
+    const before = this.shard;
+    const epochChanged = merged.epoch !== this.currentMap.epoch;
+    this.setMap(merged);
+    const after = this.shard;
+    if (!epochChanged && before === after) return { changed: true, needsFullSync: false, orphaned: null };
+    if (epochChanged) this.pendingReshard = null;
+    const old = this.currentReplica;
+    const orphaned =
+      epochChanged && old !== null
+        ? {
+            versions: [...old.allVersions()].map((version) => asBase(version, old.shard)),
+            reflected: { [String(old.epoch)]: { [old.shard]: { ...old.applied } } },
+          }
+        : null;
+    this.startCopy();
+    return { changed: true, needsFullSync: this.currentReplica !== null, orphaned };
+  }
+
+  /**
+   * Takes back the replica this node persisted before a restart, if it still belongs to this node's
+   * shard in the current map. The node is not ready until the runtime has caught up with a peer (or
+   * found none); it already has everything it acknowledged, so its own dots continue, never reused.
+   */
+  restoreReplica(saved: SavedReplica): boolean {
+    if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
+    const replica = new Replica({
+      self: this.self,
+      shard: saved.shard,
+      epoch: saved.epoch,
+      ...this.pendingLimits(),
+      lamport: saved.lamport,
+    });
+    // The versions first: with the base clocks in place, base versions would count as old news.
+    replica.mergeState(saved.versions, saved.applied, saved.base ?? {});
+    replica.takeDirty();
+    this.setReplica(replica);
+    // The disk holds this very replica.
+    this.persistedGeneration = this.replicaGeneration;
+    this.restoredGeneration = this.replicaGeneration;
+    this.isReady = false;
+    return true;
+  }
+
+  checkReshard(shardCount: unknown): Reply | null {
+    const check = checkReshard(this.membership.size, shardCount);
+    if (check.ok) return null;
+    if (check.reason === 'bad-count') return { status: 400, body: { error: 'shard-count must be a positive integer' } };
+    return { status: 400, body: { error: MESSAGES.notEnoughNodes } };
+  }
+
+  /** Shards with members but none in `nodes`, of the current map and of `next` (see reshard-participant.ts). */
+  shardsWithout(nodes: ReadonlySet<NodeAddress>, next: ShardMap): string[] {
+    return shardsWithout(this.currentMap, next, nodes);
+  }
+
+  /** A prepared reshard whose commit has not come within `timeoutMs`: its epoch (the runtime abandons it), else null. */
+  reshardTimedOut(nowMs: number, timeoutMs: number): Epoch | null {
+    const pending = this.pendingReshard;
+    return pending !== null && nowMs - pending.startedMs > timeoutMs ? pending.map.epoch : null;
+  }
+
+  /**
+   * A reshard to the shard count the store has, with every node of the view in a shard already:
+   * nothing would move, so nothing is done (no new epoch, no transfers).
+   */
+  reshardIsNoop(shardCount: number): boolean {
+    const map = this.currentMap;
+    return shardIds(map).length === shardCount && this.membership.view().every((node) => shardOfNode(map, node) !== null);
+  }
+
+  planReshard(shardCount: number): ShardMap {
+    return planReshard(this.currentMap, this.membership.view(), shardCount);
+  }
+
+  /**
+   * Phase 1 at every node: freeze writes (they wait for the commit) so that what phase 2 sends is
+   * all this node will ever acknowledge in the old epoch.
+   */
+  prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): { ok: true } | { ok: false; reason: string } {
+    if (map.epoch !== this.currentMap.epoch + 1) {
+      return { ok: false, reason: `epoch ${map.epoch} does not follow ${this.currentMap.epoch}` };
+    }
+    const pending = this.pendingReshard;
+    if (pending !== null && (pending.coordinator !== coordinator || !mapsEqual(pending.map, map))) {
+      return { ok: false, reason: `another reshard (by ${pending.coordinator}) is in progress` };
+    }
+    this.pendingReshard = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map(), claims: [], sent: false };
+    return { ok: true };
+  }
+
+  /**
+   * Phase 2, once every node is frozen: what to send to whom. Every version this node holds goes to
+   * every member of its key's new shard that took part (`targets`; the others copy their shard from
+   * these), so nothing any replica acknowledged is lost; each of them gets this node's claim, even
+   * with no versions. A node in no shard sends nothing.
+   */
+  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs?: number): Map<NodeAddress, Transfer> | null {
+    const pending = this.pendingReshard;
+    if (pending === null || pending.map.epoch !== epoch) return null;
+    // The coordinator is alive and in phase 2: the freeze's timeout counts from now, so a phase 1
+    // that waited long for nodes that did not answer cannot make this node give up during phase 3.
+    if (nowMs !== undefined) pending.startedMs = nowMs;
+    const replica = this.currentReplica;
+    if (replica === null) return new Map();
+    let versions: Iterable<Version> = [...replica.allVersions()].map((version) => asBase(version, replica.shard));
+    if (this.bugs.has('reshard-skips-partition')) versions = skipFirstMovedPartition(this.currentMap, pending.map, versions);
+    const claim: TransferClaim = { shard: replica.shard, applied: { ...replica.applied }, base: { ...replica.base } };
+    const byOwner = groupByOwners(pending.map, versions, this.self, (version) => this.mergeIncoming(version));
+    if (shardOfNode(pending.map, this.self) !== null) pending.claims.push(claim);
+    const out = new Map<NodeAddress, Transfer>();
+    for (const node of allMembers(pending.map)) {
+      if (node !== this.self && targets.has(node)) out.set(node, { versions: byOwner.get(node) ?? [], claim });
+    }
+    return out;
+  }
+
+  /** Phase 2 finished here: every transfer of this node was delivered. */
+  markSent(epoch: Epoch): void {
+    if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard.sent = true;
+  }
+
+  /**
+   * Where the versions of a dropped old-epoch replica (MapChange.orphaned) go: every member of each
+   * key's shard in the current map, this node excepted (it copies its shard from them). They enter
+   * the new epoch as base versions; every member also learns what they reflect.
+   */
+  lateTransfers(orphaned: Orphaned): Map<NodeAddress, Version[]> {
+    const byOwner = groupByOwners(this.currentMap, orphaned.versions, this.self, () => {});
+    const out = new Map<NodeAddress, Version[]>();
+    for (const node of allMembers(this.currentMap)) if (node !== this.self) out.set(node, byOwner.get(node) ?? []);
+    return out;
+  }
+
+  /** Phase 2: data for the new epoch from another node; `claim` comes with its last part. */
+  acceptTransfer(epoch: Epoch, versions: Version[], claim?: TransferClaim): boolean {
+    const pending = this.pendingReshard;
+    if (pending === null || pending.map.epoch !== epoch) return false;
+    for (const version of versions) this.mergeIncoming(version);
+    if (claim !== undefined) pending.claims.push(claim);
+    return true;
+  }
+
+  /** Phase 3: switch to the new epoch with the data received. */
+  commitReshard(epoch: Epoch): CommitOutcome {
+    const pending = this.pendingReshard;
+    let outcome: CommitOutcome = { outcome: epoch === this.currentMap.epoch ? 'committed' : 'not-prepared' };
+    if (pending !== null && pending.map.epoch === epoch) {
+      if (pending.sent) {
+        this.commit(pending.map);
+        outcome = { outcome: 'committed' };
+      } else {
+        // Prepared, but the coordinator did not count this node (its prepare answer came too late,
+        // or its transfers did not all arrive): nothing was sent to it, so it has none of its new
+        // shard's data. It goes on as a node that missed the reshard: its old replica goes to the
+        // new owners, and it copies its new shard from a peer before serving.
+        this.pendingReshard = null;
+        outcome = { outcome: 'missed', change: this.adoptMap(pending.map) };
+      }
+    }
+    // What peers said of the old epoch no longer counts.
+    if (outcome.outcome !== 'not-prepared') this.peers.clear();
+    return outcome;
+  }
+
+  /** A reshard whose coordinator went silent: unfreeze and stay in the old epoch. */
+  abortReshard(epoch: Epoch): void {
+    if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard = null;
+  }
+
+  protected commit(map: ShardMap): void {
+    const pending = this.pendingReshard as PendingReshard;
+    const merged = mergeShardMaps(map, pending.map);
+    const lamport = this.currentReplica?.lamport ?? 0;
+    const reflected = reflectedByClaims(this.currentMap, pending.claims);
+    this.setMap(merged);
+    this.setReplica(this.newReplica(merged, lamport));
+    this.currentReplica?.mergeBase(
+      [...pending.incoming.values()].filter((v) => shardOfKey(merged, v.key) === this.currentReplica?.shard),
+      reflected,
+    );
+    this.pendingReshard = null;
+    this.isReady = true;
+  }
+
+  protected mergeIncoming(version: Version): void {
+    const incoming = (this.pendingReshard as PendingReshard).incoming;
+    if (supersedes(version, incoming.get(version.key))) incoming.set(version.key, version);
+  }
+}
