@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'node:test';
 import { AssertionError } from 'node:assert';
-import { call, getView, sortedAddresses, type NodeAddress, type Reply } from './http.ts';
+import { call, getView, sortedAddresses, type CallOptions, type NodeAddress, type Reply } from './http.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NODE_ENTRY = 'src/node/main.ts';
@@ -73,6 +73,8 @@ export class StoreNode {
   proc: ChildProcess | null = null;
   /** Last lines of stdout and stderr, oldest first. */
   readonly log: string[] = [];
+  /** Lines logged since the node was created, the ones no longer in `log` too. */
+  linesLogged = 0;
   /** Set when the process exited without us killing it (a crash). */
   crashed: string | null = null;
   private killing = false;
@@ -132,7 +134,13 @@ export class StoreNode {
     return this.log.slice(-lines).join('\n');
   }
 
+  /** The lines logged after `linesLogged` was `mark` (those still in the ring buffer). */
+  logSince(mark: number): string[] {
+    return this.log.slice(Math.max(0, this.log.length - (this.linesLogged - mark)));
+  }
+
   private note(line: string): void {
+    this.linesLogged++;
     this.log.push(line);
     if (this.log.length > LOG_LINES_MAX) this.log.splice(0, this.log.length - LOG_LINES_MAX);
   }
@@ -171,28 +179,34 @@ export interface ClusterOptions {
   extraEnv?: Record<string, string>;
   /** Durable nodes: node i keeps its data in <dataRoot>/<port> (DATA_DIR). */
   dataRoot?: string;
+  /** Environment of node i alone (its TLS certificate...), over `extraEnv`. */
+  nodeEnv?: (addr: NodeAddress, index: number) => Record<string, string>;
+  /** How the waits reach a node's GET /status (`scheme: 'https'` and a dispatcher that trusts the CA, for TLS). */
+  callOptions?: CallOptions;
   readyTimeoutMs?: number;
 }
 
 export class Cluster {
   readonly nodes = new Map<NodeAddress, StoreNode>();
   readonly extraEnv: Record<string, string>;
+  private readonly callOptions: CallOptions;
 
-  private constructor(extraEnv: Record<string, string>) {
+  private constructor(extraEnv: Record<string, string>, callOptions: CallOptions = {}) {
     this.extraEnv = extraEnv;
+    this.callOptions = callOptions;
   }
 
   /** Starts `nodeCount` nodes and waits until every one reports ready:true. */
   static async start(options: ClusterOptions): Promise<Cluster> {
-    const cluster = new Cluster(options.extraEnv ?? {});
+    const cluster = new Cluster(options.extraEnv ?? {}, options.callOptions);
     const addrs = Array.from({ length: options.nodeCount }, (_, i) => address(options.basePort + i));
     const view = addrs.join(',');
-    for (const addr of addrs) {
+    for (const [i, addr] of addrs.entries()) {
       // Authenticated peers, as in production: a test may set CLUSTER_SECRET '' in extraEnv for a store without.
       const env: Record<string, string> = { SOCKET_ADDRESS: addr, VIEW: view, LOG_LEVEL: 'warn', LISTEN_HOST: HOST, CLUSTER_SECRET: TEST_CLUSTER_SECRET };
       if (options.shardCount !== undefined) env.SHARD_COUNT = String(options.shardCount);
       if (options.dataRoot !== undefined) env.DATA_DIR = `${options.dataRoot}/${addr.split(':')[1]}`;
-      Object.assign(env, cluster.extraEnv);
+      Object.assign(env, cluster.extraEnv, options.nodeEnv?.(addr, i));
       cluster.nodes.set(addr, new StoreNode(addr, env));
     }
     try {
@@ -232,6 +246,16 @@ export class Cluster {
   }
 
   /**
+   * Restarts those of `addrs` (default: every node) that are not running, and waits until they are
+   * ready: a test that needs them up says so at its start instead of relying on an earlier test.
+   */
+  async ensureRunning(addrs: readonly NodeAddress[] = this.addresses()): Promise<void> {
+    const down = addrs.filter((a) => !this.node(a).alive);
+    for (const addr of down) await this.restart(addr);
+    if (down.length > 0) await this.waitReady(down);
+  }
+
+  /**
    * Starts a node that joins the running store: no SHARD_COUNT, VIEW = the running nodes + itself.
    * Does not wait for ready.
    */
@@ -260,7 +284,7 @@ export class Cluster {
               throw new AssertionError({ message: `node ${addr} is not running (${node.crashed ?? 'killed'}) while waiting for ready\n${node.tail(40)}` });
             }
             try {
-              const r = await call('GET', addr, '/status', undefined, { timeoutMs: 2_000 });
+              const r = await call('GET', addr, '/status', undefined, { ...this.callOptions, timeoutMs: 2_000 });
               if (r.status !== 200 || r.body?.ready !== true) pending.push(`${addr}: ${r.status} ${r.text.slice(0, 200)}`);
               else if (r.body?.address !== addr) {
                 throw new AssertionError({ message: `GET /status at ${addr} answered for ${JSON.stringify(r.body?.address)}: another process has the port` });
@@ -287,7 +311,7 @@ export class Cluster {
     const { elapsedMs } = await pollUntil(
       `GET /view on ${at.join(', ')} to be [${want}]`,
       async () => {
-        const views = await Promise.all(at.map(async (a) => [a, sortedAddresses(await getView(a)).join(',')] as const));
+        const views = await Promise.all(at.map(async (a) => [a, sortedAddresses(await getView(a, this.callOptions)).join(',')] as const));
         const wrong = views.filter(([, v]) => v !== want);
         if (wrong.length > 0) throw new NotYet(wrong.map(([a, v]) => `${a} has [${v}]`).join('; '));
       },
@@ -296,7 +320,6 @@ export class Cluster {
     return elapsedMs;
   }
 
-  /** Throws if any node exited without being killed by the test. */
   /** Polls until no node of `at` lists `gone` in its view; the time it took. */
   async waitUntilNoneLists(gone: NodeAddress, at: readonly NodeAddress[], timeoutMs: number): Promise<number> {
     const { elapsedMs } = await pollUntil(
@@ -335,12 +358,13 @@ export class Cluster {
  * Registers an afterEach hook (call it inside a describe) that prints every node's recent log
  * lines when a test failed.
  */
-export function printLogsOnFailure(getCluster: () => Cluster | undefined, lines = 40): void {
+export function printLogsOnFailure(getCluster: () => Cluster | undefined, lines: number | (() => number) = 40): void {
   afterEach((t) => {
     const passed = (t as unknown as { passed?: boolean }).passed;
     const cluster = getCluster();
     if (passed === false && cluster) {
-      console.error(`\n##### test failed: ${t.name}; node logs follow #####\n${cluster.logs(lines)}\n##### end of node logs #####`);
+      const n = typeof lines === 'number' ? lines : lines();
+      console.error(`\n##### test failed: ${t.name}; node logs follow #####\n${cluster.logs(n)}\n##### end of node logs #####`);
     }
   });
 }

@@ -102,8 +102,8 @@ export function del(addr: NodeAddress, key: string, meta: CausalMetadata): Promi
 
 // ---- small typed wrappers for the view and shard endpoints --------------------------------------
 
-export async function getView(addr: NodeAddress): Promise<NodeAddress[]> {
-  const r = await call('GET', addr, '/view');
+export async function getView(addr: NodeAddress, options: CallOptions = {}): Promise<NodeAddress[]> {
+  const r = await call('GET', addr, '/view', undefined, options);
   expectStatus(r, 200, `GET /view at ${addr}`);
   if (!Array.isArray(r.body?.view)) throw new Error(`GET /view at ${addr}: no "view" array: ${r.text}`);
   return r.body.view as NodeAddress[];

@@ -3,32 +3,26 @@
 // nodes' own topology requests (announcements, down reports) carry the token, so detection of a
 // down node and the return of a restarted one work as without it.
 //
-// One sharded store of 4 nodes (SHARD_COUNT=2) on ports 9920-9923, a joiner on 9924. HOLD_DOWN_MS
-// is long, so a restarted node is back in the views within seconds only through its announcement
-// (a PUT /view that must carry the token), not through re-admission after the hold-down.
+// One sharded store of 4 nodes (SHARD_COUNT=2) and a joiner (ports: test/helpers/ports.ts).
+// HOLD_DOWN_MS is long, so a restarted node is back in the views within seconds only through its
+// announcement (a PUT /view that must carry the token), not through re-admission after the hold-down.
+//
+// The tests that need the joiner ask for it with `joined()` (the joiner's test runs it first);
+// the last test reshards the store to one shard, so it stays last. The checks that no node refused
+// another look at the lines logged during their own test.
 
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent } from 'undici';
-import { Cluster, NotYet, address, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
-import {
-  Client,
-  call,
-  get,
-  getNodeShardId,
-  getView,
-  readShardLayout,
-  sortedAddresses,
-  type NodeAddress,
-  type Reply,
-  type ShardLayout,
-} from '../helpers/http.ts';
+import { NotYet, pollUntil } from '../helpers/cluster.ts';
+import { Client, call, getNodeShardId, getView, readShardLayout, sortedAddresses, type NodeAddress, type Reply, type ShardLayout } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, step, useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9920;
+const ports = portsFor(import.meta.url);
 const NODE_COUNT = 4;
-const JOINER_PORT = BASE_PORT + NODE_COUNT;
 /** An address in our port range where nothing ever listens. */
-const NEVER_A_NODE = address(BASE_PORT + 9);
+const NEVER_A_NODE = ports.address(9);
 const TOKEN = 'admin-token-for-the-test-0123456789';
 /** Spec: within 5 s no node lists a killed node; a restarted one is back within 5 s. */
 const SPEC_WINDOW_MS = 5_000;
@@ -51,34 +45,51 @@ function assertUnauthorized(r: Reply, what: string): void {
 }
 
 describe('ADMIN_TOKEN guards the topology changes of clients', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({
+    ports,
+    nodeCount: NODE_COUNT,
+    shardCount: 2,
+    extraEnv: { ADMIN_TOKEN: TOKEN, HOLD_DOWN_MS: '600000' },
+  });
+  const joiner = ports.address(NODE_COUNT);
   let nodes: NodeAddress[] = [];
   /** Every node of the store once the joiner is in. */
   let everyone: NodeAddress[] = [];
-  let joiner: NodeAddress;
-  /** A session that wrote a key before the reshard. */
-  const client = new Client();
+  /** Per node, how many lines it had logged when the current test began. */
+  let marks = new Map<NodeAddress, number>();
 
-  before(async () => {
-    cluster = await Cluster.start({
-      basePort: BASE_PORT,
-      nodeCount: NODE_COUNT,
-      shardCount: 2,
-      extraEnv: { ADMIN_TOKEN: TOKEN, HOLD_DOWN_MS: '600000' },
-    });
-    nodes = cluster.addresses();
+  before(() => {
+    nodes = store.nodes;
     everyone = nodes;
   });
+  beforeEach(() => {
+    marks = new Map([...store.cluster.nodes.values()].map((n) => [n.addr, n.linesLogged]));
+  });
   after(async () => {
-    await cluster?.stop();
     await dispatcher.close();
   });
-  printLogsOnFailure(() => cluster);
 
-  /** Log lines in which a node refused a topology change, from every node. */
+  /** Log lines in which a node refused a topology change, from every node, since this test began. */
   function refusalLines(): string[] {
-    return [...cluster!.nodes.values()].flatMap((n) => n.log.filter((line) => line.includes(REFUSAL_LOG)).map((line) => `${n.addr}: ${line}`));
+    return [...store.cluster.nodes.values()].flatMap((n) =>
+      n
+        .logSince(marks.get(n.addr) ?? 0)
+        .filter((line) => line.includes(REFUSAL_LOG))
+        .map((line) => `${n.addr}: ${line}`),
+    );
   }
+
+  /** A new node joins the view: its announcement carries the token. */
+  const joined = step(async () => {
+    const cluster = store.cluster;
+    // Whatever peer secret the store's nodes were given, the joiner gets the same.
+    const secret = cluster.node(nodes[0]!).env.CLUSTER_SECRET;
+    assert.equal(await cluster.startJoiner(ports.port(NODE_COUNT), secret === undefined ? {} : { CLUSTER_SECRET: secret }), joiner);
+    everyone = sortedAddresses([...nodes, joiner]);
+    await cluster.waitReady([joiner]);
+    await cluster.waitForViews(everyone, { timeoutMs: SPEC_WINDOW_MS, at: everyone });
+    assert.equal(await getNodeShardId(joiner), null, 'a joiner is in no shard until add-member');
+  });
 
   /** Every node answers the same view and shard layout as `expected`. */
   async function assertUnchanged(expected: { view: NodeAddress[]; layout: ShardLayout }, what: string): Promise<void> {
@@ -89,7 +100,8 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
   }
 
   test('the store starts: every node in every view, and no node refused another node', async () => {
-    await cluster!.waitForViews(nodes, { timeoutMs: 10_000 });
+    marks.clear(); // every line since the start
+    await store.cluster.waitForViews(nodes, { timeoutMs: 10_000 });
     const layout = await readShardLayout(nodes[0]!);
     assert.equal(layout.ids.length, 2, JSON.stringify(layout));
     assert.deepEqual(refusalLines(), [], 'start-up announcements carry the token');
@@ -99,13 +111,14 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
     const victim = nodes[NODE_COUNT - 1]!;
     const victimShard = await getNodeShardId(victim);
     const survivors = nodes.filter((n) => n !== victim);
-    await cluster!.kill(victim);
+    const cluster = store.cluster;
+    await cluster.kill(victim);
     const killedAt = performance.now();
-    await cluster!.waitUntilNoneLists(victim, survivors, SPEC_WINDOW_MS + 1_000);
+    await cluster.waitUntilNoneLists(victim, survivors, SPEC_WINDOW_MS + 1_000);
     const goneMs = performance.now() - killedAt;
     assert.ok(goneMs <= SPEC_WINDOW_MS + MEASURE_SLACK_MS, `took ${Math.round(goneMs)} ms, spec allows ${SPEC_WINDOW_MS}`);
 
-    await cluster!.restart(victim);
+    await cluster.restart(victim);
     const restartedAt = performance.now();
     await pollUntil(
       `${victim} back in every view`,
@@ -121,7 +134,7 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
     );
     const backMs = performance.now() - restartedAt;
     assert.ok(backMs <= SPEC_WINDOW_MS + MEASURE_SLACK_MS, `took ${Math.round(backMs)} ms from restart, spec allows ${SPEC_WINDOW_MS}`);
-    await cluster!.waitReady([victim]);
+    await cluster.waitReady([victim]);
     assert.equal(await getNodeShardId(victim), victimShard, 'the restarted node is back in its shard');
     // Down reports (DELETE /view) and the announcement (PUT /view) went to nodes with the token set:
     // a refusal of either would have been logged (the first refusal of a kind always is).
@@ -129,17 +142,12 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
   });
 
   test('a new node joins the view: its announcement carries the token', async () => {
-    // Whatever peer secret the store's nodes were given, the joiner gets the same.
-    const secret = cluster!.node(nodes[0]!).env.CLUSTER_SECRET;
-    joiner = await cluster!.startJoiner(JOINER_PORT, secret === undefined ? {} : { CLUSTER_SECRET: secret });
-    everyone = sortedAddresses([...nodes, joiner]);
-    await cluster!.waitReady([joiner]);
-    await cluster!.waitForViews(everyone, { timeoutMs: SPEC_WINDOW_MS, at: everyone });
-    assert.equal(await getNodeShardId(joiner), null, 'a joiner is in no shard until add-member');
+    await joined();
     assert.deepEqual(refusalLines(), []);
   });
 
   test('without the token: GET /view, GET /shard/..., GET /status and the key-value routes stay open', async () => {
+    await joined();
     const layout = await readShardLayout(nodes[0]!);
     for (const addr of everyone) {
       assert.equal((await call('GET', addr, '/view')).status, 200, `GET /view at ${addr}`);
@@ -151,11 +159,10 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
       }
       assert.equal((await call('GET', addr, '/status')).status, 200, `GET /status at ${addr}`);
     }
+    const client = new Client();
     const written = await client.put(nodes[0]!, 'admin-k', 'v');
     assert.equal(written.status, 201, written.text);
-    const read = await retryWhile503('GET admin-k', () => get(nodes[1]!, 'admin-k', client.meta));
-    assert.equal(read.status, 200, read.text);
-    assert.equal(read.body.value, 'v');
+    await readValue(nodes[1]!, 'admin-k', client.meta, 'v');
   });
 
   /** Requests that would change the topology if they were let through. */
@@ -169,6 +176,7 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
   }
 
   test('without the header: each topology change is 401 with a JSON error, and nothing changes', async () => {
+    await joined();
     const before = { view: everyone, layout: await readShardLayout(nodes[0]!) };
     await assertUnchanged(before, 'before');
     for (const change of changes(before.layout)) {
@@ -183,6 +191,7 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
   });
 
   test('with a wrong token, or not as a bearer token: 401, and nothing changes', async () => {
+    await joined();
     const before = { view: everyone, layout: await readShardLayout(nodes[0]!) };
     const wrong = [
       `Bearer ${TOKEN.slice(0, -1)}x`, // same length
@@ -206,9 +215,14 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
   });
 
   test('with the token: the normal answers, and the changes take effect', async () => {
+    await joined();
     const bearer = `Bearer ${TOKEN}`;
     const [a] = nodes as [NodeAddress];
     const b = nodes[NODE_COUNT - 1]!;
+    // A session that writes a key before the reshard.
+    const client = new Client();
+    const written = await client.put(nodes[0]!, 'admin-k-resharded', 'v');
+    assert.equal(written.status, 201, written.text);
 
     const deleted = await callWith('DELETE', a, '/view', { 'socket-address': b }, bearer);
     assert.equal(deleted.status, 200, deleted.text);
@@ -220,7 +234,7 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
     const present = await callWith('PUT', a, '/view', { 'socket-address': b }, bearer);
     assert.equal(present.status, 200, present.text);
     assert.deepEqual(present.body, { result: 'already present' });
-    await cluster!.waitForViews(everyone, { timeoutMs: 15_000, at: everyone });
+    await store.cluster.waitForViews(everyone, { timeoutMs: 15_000, at: everyone });
 
     const layout = await readShardLayout(a);
     const shard = layout.ids[0]!;
@@ -255,9 +269,7 @@ describe('ADMIN_TOKEN guards the topology changes of clients', () => {
       { timeoutMs: 10_000 },
     );
     // The key written before the reshard is still there.
-    const read = await retryWhile503('GET admin-k after the reshard', () => get(joiner, 'admin-k', client.meta));
-    assert.equal(read.status, 200, read.text);
-    assert.equal(read.body.value, 'v');
-    cluster!.assertNoCrash();
+    await readValue(joiner, 'admin-k-resharded', client.meta, 'v', 'after the reshard');
+    store.cluster.assertNoCrash();
   });
 });

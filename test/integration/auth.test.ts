@@ -3,19 +3,22 @@
 // carries a MAC, and a rolling restart rotates the secret with writes flowing; without a secret,
 // peer routes answer only nodes' addresses and metadata may name only the store's shards and nodes.
 //
-// Store 1: 4 nodes, SHARD_COUNT=2, with a secret, ports 9960-9963.
-// Store 2: 4 nodes, SHARD_COUNT=2, no secret, ports 9970-9973.
-// Store 3: 3 durable nodes, replicated only, rotated secrets, ports 9980-9982.
+// Three stores, each on ten ports of the file's range (test/helpers/ports.ts):
+// store 1: 4 nodes, SHARD_COUNT=2, with a secret;
+// store 2: 4 nodes, SHARD_COUNT=2, no secret;
+// store 3: 3 durable nodes, replicated only, rotated secrets.
+// Each test writes keys of its own.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { Cluster, NotYet, pollUntil, printLogsOnFailure } from '../helpers/cluster.ts';
+import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import { Client, call, get, getMembers, kvsPath, put, readShardLayout, type NodeAddress, type ShardLayout } from '../helpers/http.ts';
 import { peerCall, signedHeaders } from '../helpers/peer.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
+
+const ports = portsFor(import.meta.url);
 
 const NOT_ISSUED = 'Invalid causal metadata: causal-metadata was not issued by this store';
 const outsider = new Agent({ localAddress: '127.0.0.2', connect: { timeout: 5_000 }, keepAliveTimeout: 1_000 });
@@ -66,19 +69,14 @@ function poisons(epoch: number, otherShard: string): [what: string, metadata: un
 }
 
 describe('with CLUSTER_SECRET: 4 nodes, 2 shards', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(0, 10), nodeCount: 4, shardCount: 2 });
   let nodes: NodeAddress[] = [];
   let layout: ShardLayout;
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: 9960, nodeCount: 4, shardCount: 2 });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
     layout = await readShardLayout(nodes[0]!);
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   test('every peer route: 401 without an authenticator, with a wrong, expired or replayed one; taken with a right one', async () => {
     const a = nodes[0]!;
@@ -107,7 +105,7 @@ describe('with CLUSTER_SECRET: 4 nodes, 2 shards', () => {
       assert.match(replayed.body.error, /already used/);
     }
     await pollUntil('the refusals logged', async () => {
-      if (!cluster!.node(a).log.some((line) => line.includes('without a valid authenticator'))) throw new NotYet('no warning yet');
+      if (!store.cluster.node(a).log.some((line) => line.includes('without a valid authenticator'))) throw new NotYet('no warning yet');
     }, { timeoutMs: 5_000 });
   });
 
@@ -174,23 +172,18 @@ describe('with CLUSTER_SECRET: 4 nodes, 2 shards', () => {
 });
 
 describe('without CLUSTER_SECRET: 4 nodes, 2 shards', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(10, 10), nodeCount: 4, shardCount: 2, extraEnv: { CLUSTER_SECRET: '', LOG_LEVEL: 'info' } });
   let nodes: NodeAddress[] = [];
   let layout: ShardLayout;
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: 9970, nodeCount: 4, shardCount: 2, extraEnv: { CLUSTER_SECRET: '', LOG_LEVEL: 'info' } });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
     layout = await readShardLayout(nodes[0]!);
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   test('each node says once, at warn level, that its peers are not authenticated', () => {
     for (const node of nodes) {
-      const lines = cluster!.node(node).log.filter((line) => line.includes('no CLUSTER_SECRET'));
+      const lines = store.cluster.node(node).log.filter((line) => line.includes('no CLUSTER_SECRET'));
       assert.equal(lines.length, 1, `${node}: ${lines.length} warnings`);
       assert.match(lines[0]!, /"level":40/);
     }
@@ -226,23 +219,13 @@ describe('without CLUSTER_SECRET: 4 nodes, 2 shards', () => {
 });
 
 describe('secret rotation by rolling restarts: 3 durable nodes', () => {
-  let cluster: Cluster | undefined;
-  let dataRoot = '';
   const OLD = 'rotation-old-secret-0123456789';
   const NEW = 'rotation-new-secret-9876543210';
-
-  before(async () => {
-    dataRoot = mkdtempSync(join(tmpdir(), 'kvs-rotation-'));
-    cluster = await Cluster.start({ basePort: 9980, nodeCount: 3, dataRoot, extraEnv: { CLUSTER_SECRET: OLD } });
-  });
-  after(async () => {
-    await cluster?.stop();
-    rmSync(dataRoot, { recursive: true, force: true });
-  });
-  printLogsOnFailure(() => cluster);
+  const store = useCluster({ ports: ports.slice(20, 10), nodeCount: 3, durable: true, extraEnv: { CLUSTER_SECRET: OLD } });
 
   test('old → "old,new" → "new,old" → new, one node at a time, with writes flowing: nothing acknowledged is lost', async () => {
-    const nodes = cluster!.addresses();
+    const cluster = store.cluster;
+    const nodes = store.nodes;
     const writer = new Client();
     const acknowledged = new Map<string, number>();
     let writing = true;
@@ -262,10 +245,10 @@ describe('secret rotation by rolling restarts: 3 durable nodes', () => {
     })();
     for (const secrets of [`${OLD},${NEW}`, `${NEW},${OLD}`, NEW]) {
       for (const node of nodes) {
-        await cluster!.kill(node);
-        cluster!.node(node).env.CLUSTER_SECRET = secrets;
-        await cluster!.restart(node);
-        await cluster!.waitReady([node]);
+        await cluster.kill(node);
+        cluster.node(node).env.CLUSTER_SECRET = secrets;
+        await cluster.restart(node);
+        await cluster.waitReady([node]);
       }
     }
     await pollUntil('writes after the rotation', async () => {
@@ -285,7 +268,7 @@ describe('secret rotation by rolling restarts: 3 durable nodes', () => {
       }, { timeoutMs: 15_000 });
     }
     for (const node of nodes) {
-      assert.ok(!cluster!.node(node).log.some((line) => line.includes('without a valid authenticator')), `${node} refused no peer during the rotation`);
+      assert.ok(!cluster.node(node).log.some((line) => line.includes('without a valid authenticator')), `${node} refused no peer during the rotation`);
     }
     // And the old secret is no longer taken anywhere.
     const r = await peerCall('GET', nodes[0]!, '/internal/state', undefined, { secret: OLD });

@@ -5,12 +5,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
-import { Cluster, pollUntil, NotYet, printLogsOnFailure } from '../helpers/cluster.ts';
+import { pollUntil, NotYet } from '../helpers/cluster.ts';
 import { assertErrorReply, call, get, kvsPath, put, type Reply } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9900;
+const ports = portsFor(import.meta.url);
 /** An address in the view where nothing ever listens. */
-const NEVER_ANSWERS = `127.0.0.1:${BASE_PORT + 99}`;
+const NEVER_ANSWERS = ports.address(19);
 const QUEUE_BYTES_MAX = 4 * 1024 * 1024;
 const VALUE_BYTES = 1_000_000;
 
@@ -45,24 +47,21 @@ async function callFrom(
 }
 
 describe('bounds a client cannot push a node past', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({
+    ports,
+    nodeCount: 2,
+    // No CLUSTER_SECRET: what a node takes from whom is decided by addresses here.
+    extraEnv: { REPLICATION_QUEUE_BYTES_MAX: String(QUEUE_BYTES_MAX), ANTI_ENTROPY_INTERVAL_MS: '500', CLUSTER_SECRET: '' },
+  });
   let A = '';
   let B = '';
 
-  before(async () => {
-    cluster = await Cluster.start({
-      basePort: BASE_PORT,
-      nodeCount: 2,
-      // No CLUSTER_SECRET: what a node takes from whom is decided by addresses here.
-      extraEnv: { REPLICATION_QUEUE_BYTES_MAX: String(QUEUE_BYTES_MAX), ANTI_ENTROPY_INTERVAL_MS: '500', CLUSTER_SECRET: '' },
-    });
-    [A, B] = cluster.addresses() as [string, string];
+  before(() => {
+    [A, B] = store.nodes as [string, string];
   });
   after(async () => {
-    await cluster?.stop();
     await outsider.close();
   });
-  printLogsOnFailure(() => cluster);
 
   test('hints for a member that never answers are bounded in bytes, and the live replica has every write', async () => {
     // In a replicated-only store a node added to the view becomes a member of the one shard.
@@ -109,7 +108,7 @@ describe('bounds a client cannot push a node past', () => {
     // Found down by now, or removed here: either way out of the view.
     const removed = await call('DELETE', A, '/view', { 'socket-address': NEVER_ANSWERS });
     assert.ok(removed.status === 200 || removed.status === 404, removed.text);
-    cluster?.assertNoCrash();
+    store.cluster.assertNoCrash();
   });
 
   test('x-kvs-* headers from a client that is not a node are ignored: it is served as the client it is', async () => {
@@ -120,12 +119,13 @@ describe('bounds a client cannot push a node past', () => {
     assert.equal(hops.status, 200, `a client's x-kvs-hops is ignored: ${hops.text}`);
     assert.equal((await get(A, 'h1', null)).body?.value, 2);
     // Peer routes are not for it at all.
-    const ping = await callFrom(outsider, 'GET', A, '/internal/ping', undefined, { 'x-kvs-from': '10.66.0.1:8090' });
+    // An address no other test names (the probation test pings as 10.66.*.*).
+    const ping = await callFrom(outsider, 'GET', A, '/internal/ping', undefined, { 'x-kvs-from': '10.67.0.1:8090' });
     assertErrorReply(ping, 403, 'GET /internal/ping from 127.0.0.2');
     const sync = await callFrom(outsider, 'GET', A, '/internal/state', undefined, {});
     assertErrorReply(sync, 403, 'GET /internal/state from 127.0.0.2');
     const status = (await call('GET', A, '/status')).body;
-    assert.ok(!(status.onProbation as string[]).some((n) => n.startsWith('10.66.')), 'a ping from outside the store teaches the node nothing');
+    assert.ok(!(status.onProbation as string[]).some((n) => n.startsWith('10.67.')), 'a ping from outside the store teaches the node nothing');
   });
 
   test('malformed x-kvs-* headers: 400 from anyone, nodes included', async () => {

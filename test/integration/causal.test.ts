@@ -6,39 +6,33 @@
 // both directions makes its peer stop replicating to it (and it stop pulling), and HOLD_DOWN_MS
 // keeps them apart until the test puts each back with PUT /view.
 //
-// Store 1: 4 nodes, SHARD_COUNT=2 (2 members per shard), ports 9600-9603.
-// Store 2: 2 nodes, replicated-only, ports 9650-9651.
+// Store 1: 4 nodes, SHARD_COUNT=2 (2 members per shard), the first ports of the file's range.
+// Store 2: 2 nodes, replicated-only, from the 50th port of the range (test/helpers/ports.ts).
+// Each test of store 1 uses keys of its own among those written before the tests.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, NotYet, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
-import {
-  Client,
-  call,
-  get,
-  getView,
-  put,
-  readShardLayout,
-  type NodeAddress,
-  type Reply,
-  type ShardLayout,
-} from '../helpers/http.ts';
+import { NotYet, pollUntil, retryWhile503 } from '../helpers/cluster.ts';
+import { Client, call, get, getView, put, readShardLayout, type NodeAddress, type Reply, type ShardLayout } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, useCluster } from '../helpers/store.ts';
+
+const ports = portsFor(import.meta.url);
 
 const KEYS_PER_SHARD = 41;
 const DEPENDENCIES_MISSING = 'Causal dependencies not satisfied; try again later';
 
 describe('causal consistency across shards', () => {
-  let cluster: Cluster | undefined;
+  // CAUSAL_WAIT_MS short so the 503s below come quickly; HOLD_DOWN_MS long so that only the
+  // test's own PUT /view brings back a node it cut off.
+  const store = useCluster({ ports: ports.slice(0, 50), nodeCount: 4, shardCount: 2, extraEnv: { HOLD_DOWN_MS: '600000', CAUSAL_WAIT_MS: '300' } });
   let nodes: NodeAddress[] = [];
   let layout: ShardLayout;
   /** Keys of each shard, created during setup with value "init". */
   const keysOf = new Map<string, string[]>();
 
   before(async () => {
-    // CAUSAL_WAIT_MS short so the 503s below come quickly; HOLD_DOWN_MS long so that only the
-    // test's own PUT /view brings back a node it cut off.
-    cluster = await Cluster.start({ basePort: 9600, nodeCount: 4, shardCount: 2, extraEnv: { HOLD_DOWN_MS: '600000', CAUSAL_WAIT_MS: '300' } });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
     layout = await readShardLayout(nodes[0]!);
     assert.equal(layout.ids.length, 2);
     for (const id of layout.ids) keysOf.set(id, []);
@@ -53,24 +47,14 @@ describe('causal consistency across shards', () => {
     // Let every replica have the initial values, so "init" below can only mean a stale read.
     for (const [id, keys] of keysOf) {
       for (const member of layout.members[id]!) {
-        for (const key of keys) {
-          const r = await retryWhile503(`GET ${key} at ${member}`, () => get(member, key, setup.meta));
-          assert.equal(r.status, 200, r.text);
-        }
+        for (const key of keys) await readValue(member, key, setup.meta, 'init', 'setup');
       }
     }
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   /** Reads `key` at `addr` as `client`, waiting out 503s; anything but `expected` fails. */
-  async function mustRead(client: Client, addr: NodeAddress, key: string, expected: unknown, why: string): Promise<Reply> {
-    const r = await retryWhile503(`GET ${key} at ${addr}`, () => client.get(addr, key));
-    assert.equal(r.status, 200, `${why}: GET ${key} at ${addr}: ${r.text}`);
-    assert.deepEqual(r.body.value, expected, `${why}: GET ${key} at ${addr} returned an older state`);
-    return r;
+  function mustRead(client: Client, addr: NodeAddress, key: string, expected: unknown, why: string): Promise<Reply> {
+    return readValue(addr, key, client, expected, `${why} (an older state is a violation)`);
   }
 
   /**
@@ -105,7 +89,7 @@ describe('causal consistency across shards', () => {
         assert.ok(r.status === 200 || r.status === 201, `PUT /view ${other} at ${at}: ${r.text}`);
       }
     }
-    await cluster!.waitForViews(nodes, { timeoutMs: 10_000 });
+    await store.cluster.waitForViews(nodes, { timeoutMs: 10_000 });
   }
 
   /** The reply must be the 503 of a replica lacking a dependency (not the older value, not 404). */
@@ -253,22 +237,13 @@ describe('a replica that lacks a write the client depends on answers 503', () =>
   // Two nodes of one replicated-only store. Each is removed from the other's view by DELETE /view,
   // so neither sends anything to the other; HOLD_DOWN_MS keeps them from re-admitting each other
   // for the whole test. A write at A is then missing at B for as long as we like.
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(50, 50), nodeCount: 2, extraEnv: { HOLD_DOWN_MS: '600000', CAUSAL_WAIT_MS: '300' } });
   let A: NodeAddress;
   let B: NodeAddress;
 
-  before(async () => {
-    cluster = await Cluster.start({
-      basePort: 9650,
-      nodeCount: 2,
-      extraEnv: { HOLD_DOWN_MS: '600000', CAUSAL_WAIT_MS: '300' },
-    });
-    [A, B] = cluster.addresses() as [NodeAddress, NodeAddress];
+  before(() => {
+    [A, B] = store.nodes as [NodeAddress, NodeAddress];
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   test('503 {"error": "Causal dependencies not satisfied; try again later"}, then the value once reconnected', async () => {
     // Baseline: both replicate to each other.

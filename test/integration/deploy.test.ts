@@ -1,16 +1,22 @@
 // Deployments that cannot work: the node exits non-zero at once with one plain line on stderr that
 // says what is wrong and what would be right, and nothing else (no JSON log, no stack trace).
+// No store runs here (each node must refuse to start), so no useCluster: only the file's ports
+// (test/helpers/ports.ts), one of them held busy.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { portsFor } from '../helpers/ports.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** A refused start takes well under a second; the bound only stops a hung node from hanging the test. */
 const EXIT_TIMEOUT_MS = 20_000;
-const BUSY_PORT = 9960;
+const ports = portsFor(import.meta.url);
+const BUSY_PORT = ports.port(0);
+/** Addresses of nodes that never start: the node of each test refuses first. */
+const [N1, N2, N3, N4] = [1, 2, 3, 4].map((i) => ports.address(i)) as [string, string, string, string];
 
 function startNode(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const childEnv: Record<string, string | undefined> = { ...process.env, ...env };
@@ -51,16 +57,16 @@ after(() => busy?.close());
 test('an address with impossible IPv4 octets is refused', async () => {
   assertRefused(await startNode({ SOCKET_ADDRESS: '999.999.999.999:8090' }), /999\.999\.999\.999.*0\.\.255/, 'SOCKET_ADDRESS 999.999.999.999');
   assertRefused(
-    await startNode({ SOCKET_ADDRESS: '127.0.0.1:9961', VIEW: '127.0.0.1:9961,bad_host:9962' }),
-    /VIEW entry "bad_host:9962".*host name/,
+    await startNode({ SOCKET_ADDRESS: N1, VIEW: `${N1},bad_host:${ports.port(2)}` }),
+    new RegExp(`VIEW entry "bad_host:${ports.port(2)}".*host name`),
     'a malformed host name in VIEW',
   );
 });
 
 test('a SHARD_COUNT the VIEW cannot fill is refused', async () => {
-  const view = '127.0.0.1:9961,127.0.0.1:9962,127.0.0.1:9963,127.0.0.1:9964';
+  const view = [N1, N2, N3, N4].join(',');
   for (const count of ['3', '1000']) {
-    assertRefused(await startNode({ SOCKET_ADDRESS: '127.0.0.1:9961', VIEW: view, SHARD_COUNT: count }), /needs at least .* nodes in VIEW/, `SHARD_COUNT=${count}`);
+    assertRefused(await startNode({ SOCKET_ADDRESS: N1, VIEW: view, SHARD_COUNT: count }), /needs at least .* nodes in VIEW/, `SHARD_COUNT=${count}`);
   }
 });
 

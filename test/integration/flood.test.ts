@@ -3,30 +3,23 @@
 // 4 s, each connection its own causal session on its own key, against room for 8 bodies in flight. Only what must hold is asserted,
 // never a timing: no node leaves any node's view, every request gets an answer, and that answer
 // is 2xx or 503 with Retry-After; afterwards every acknowledged write is what every replica
-// returns. Ports 9750-9752.
+// returns (ports: test/helpers/ports.ts).
 
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, printLogsOnFailure } from '../helpers/cluster.ts';
 import { formatFloodReport, runFlood } from '../../bench/flood-run.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9750;
 const CLIENT_BYTES_MAX = 2 * 1024 * 1024;
 
 describe('a flood of large writes at one node', () => {
-  let cluster: Cluster | undefined;
-
-  before(async () => {
-    // Room for 8 of the 40 bodies at once, so the flood is shed (503 before the body is read).
-    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: 3, extraEnv: { CLIENT_BYTES_MAX: String(CLIENT_BYTES_MAX) } });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
+  // Room for 8 of the 40 bodies at once, so the flood is shed (503 before the body is read).
+  const store = useCluster({ ports: portsFor(import.meta.url), nodeCount: 3, extraEnv: { CLIENT_BYTES_MAX: String(CLIENT_BYTES_MAX) } });
 
   test('keeps the view, answers every request with 2xx or 503 + Retry-After, and loses no acknowledged write', { timeout: 90_000 }, async (t) => {
-    const nodes = cluster!.addresses();
+    const cluster = store.cluster;
+    const nodes = store.nodes;
     const result = await runFlood({
       nodes,
       target: nodes[0]!,
@@ -39,13 +32,13 @@ describe('a flood of large writes at one node', () => {
       settleUntilDrained: true,
       requestTimeoutMs: 10_000,
       readbackSeconds: 20,
-      pidOf: (address) => cluster!.node(address).proc?.pid,
+      pidOf: (address) => cluster.node(address).proc?.pid,
     });
     const report = `\n${formatFloodReport(result)}`;
     t.diagnostic(report);
     const { flood, viewChanges, readback } = result;
 
-    cluster!.assertNoCrash();
+    cluster.assertNoCrash();
     assert.equal(viewChanges.removals, 0, `a node left some node's view during the flood${report}`);
     assert.equal(viewChanges.samplesMissingANode, 0, `some node's view lacked a node at a sample${report}`);
     assert.equal(flood.noAnswer, 0, `requests without an answer within 10 s${report}`);

@@ -1,19 +1,20 @@
-// Regression tests for what hostile or broken clients found, against real nodes:
+// Regression tests for what hostile or broken clients found, against real nodes (each store on ten
+// ports of the file's range, test/helpers/ports.ts):
 //   - the HTTP layer, raw bytes on a socket: every malformed request gets a 4xx JSON error with
-//     `connection: close` (ports 19200-19201; the slow-headers case waits for the 20 s headers
-//     timeout, overlapped with the rest of the file);
-//   - bodies over MAX_BODY_BYTES get a 413 the client can read, never a reset (19200-19201);
+//     `connection: close` (the slow-headers case waits for the 20 s headers timeout, overlapped
+//     with the rest of the file);
+//   - bodies over MAX_BODY_BYTES get a 413 the client can read, never a reset (the same store);
 //   - values nested deeper than 64 are refused, 64 is stored, replicated and survives anti-entropy
-//     (19210-19212, ANTI_ENTROPY_INTERVAL_MS=200);
-//   - prototype names as shard ids are no shard, and as keys are plain keys (19220-19222; sharded:
-//     19230-19233 and a joiner at 19234);
-//   - numbers beyond a double and invalid UTF-8 are refused; valid non-ASCII round-trips (19240-19242).
+//     (ANTI_ENTROPY_INTERVAL_MS=200);
+//   - prototype names as shard ids are no shard, and as keys are plain keys (replicated only; and
+//     sharded, with a joiner);
+//   - numbers beyond a double and invalid UTF-8 are refused; valid non-ASCII round-trips.
 
 import { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client as UndiciClient, request } from 'undici';
-import { Cluster, NotYet, pollUntil, printLogsOnFailure } from '../helpers/cluster.ts';
+import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import {
   Client,
   assertErrorReply,
@@ -29,6 +30,10 @@ import {
   type Reply,
 } from '../helpers/http.ts';
 import { RAW_CASES, judgeRaw, rawExchange, type RawResult } from '../fuzz/cases.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
+
+const ports = portsFor(import.meta.url);
 
 /** The default MAX_BODY_BYTES. */
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -77,24 +82,23 @@ function putRaw(addr: NodeAddress, key: string, body: string | Buffer): Promise<
 
 // ---- the HTTP layer and over-size bodies (one store for both, and for the slow-headers case) ------
 
-let httpStore: Cluster | undefined;
 let httpNodes: NodeAddress[] = [];
 let slowHeaders: Promise<RawResult> | undefined;
 
-before(async () => {
-  httpStore = await Cluster.start({ basePort: 19200, nodeCount: 2 });
-  httpNodes = httpStore.addresses();
-  // Headers that never finish, sent first so the wait for the headers timeout overlaps the rest of the file.
-  const slowAddr = httpNodes[1] as NodeAddress;
-  slowHeaders = rawExchange(slowAddr, Buffer.from('GET /view HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n'), { deadlineMs: SLOW_HEADERS_DEADLINE_MS, graceMs: 200 });
-});
-after(async () => {
-  await httpStore?.stop();
+// A store for the whole file: its logs are printed for any failed test of the file.
+const httpStore = useCluster({
+  ports: ports.slice(0, 10),
+  nodeCount: 2,
+  logLines: 20,
+  afterStart: (cluster) => {
+    httpNodes = cluster.addresses();
+    // Headers that never finish, sent first so the wait for the headers timeout overlaps the rest of the file.
+    const slowAddr = httpNodes[1] as NodeAddress;
+    slowHeaders = rawExchange(slowAddr, Buffer.from('GET /view HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n'), { deadlineMs: SLOW_HEADERS_DEADLINE_MS, graceMs: 200 });
+  },
 });
 
 describe('HTTP layer: malformed requests on a raw socket get a 4xx JSON error with connection: close', () => {
-  printLogsOnFailure(() => httpStore, 20);
-
   for (const rc of RAW_CASES) {
     test(rc.name, async () => {
       const addr = httpNodes[0] as NodeAddress;
@@ -102,14 +106,12 @@ describe('HTTP layer: malformed requests on a raw socket get a 4xx JSON error wi
       const problems = judgeRaw(rc.statuses, result);
       assert.ok(problems.length === 0, `${rc.name}: expected ${rc.statuses ? rc.statuses.join(' or ') : 'a 4xx'} with a JSON {"error": string} body and connection: close:\n  ${problems.join('\n  ')}`);
       await assertAnswers(addr, `after ${rc.name}`);
-      httpStore!.assertNoCrash();
+      httpStore.cluster.assertNoCrash();
     });
   }
 });
 
 describe('over-size bodies get a 413 the client can read', () => {
-  printLogsOnFailure(() => httpStore, 20);
-
   /** One PUT on a connection of its own; a thrown error (EPIPE, ECONNRESET, ...) is returned as text. */
   async function putOnFreshConnection(addr: NodeAddress, key: string, body: Buffer | Readable): Promise<{ status: number; text: string } | { error: string }> {
     const client = new UndiciClient(`http://${addr}`, { connect: { timeout: 5_000 } });
@@ -193,7 +195,7 @@ describe('over-size bodies get a 413 the client can read', () => {
 
   test('afterwards every node answers and none crashed', async () => {
     for (const addr of httpNodes) await assertAnswers(addr, 'after the over-size bodies');
-    httpStore!.assertNoCrash();
+    httpStore.cluster.assertNoCrash();
   });
 });
 
@@ -205,17 +207,12 @@ const deepArrays = (n: number): string => `${'['.repeat(n)}"deep"${']'.repeat(n)
 const deepObjects = (n: number): string => `${'{"a":'.repeat(n)}"deep"${'}'.repeat(n)}`;
 
 describe(`values nested deeper than ${DEPTH_MAX} are refused; ${DEPTH_MAX} is stored everywhere and survives anti-entropy`, () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(10, 10), nodeCount: 3, extraEnv: { ANTI_ENTROPY_INTERVAL_MS: '200' }, logLines: 30 });
   let nodes: NodeAddress[] = [];
 
-  before(async () => {
-    cluster = await Cluster.start({ basePort: 19210, nodeCount: 3, extraEnv: { ANTI_ENTROPY_INTERVAL_MS: '200' } });
-    nodes = cluster.addresses();
+  before(() => {
+    nodes = store.nodes;
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster, 30);
 
   /** Anti-entropy rounds each node has completed (GET /status repair.rounds). */
   async function rounds(): Promise<Map<NodeAddress, number>> {
@@ -231,19 +228,19 @@ describe(`values nested deeper than ${DEPTH_MAX} are refused; ${DEPTH_MAX} is st
 
   /** Waits until every node has completed `more` anti-entropy rounds beyond now, and none crashed. */
   async function waitAntiEntropyRounds(more: number, what: string): Promise<void> {
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
     const base = await rounds();
     await pollUntil(
       `${what}: ${more} more anti-entropy rounds on every node (ANTI_ENTROPY_INTERVAL_MS=200)`,
       async () => {
-        cluster!.assertNoCrash();
+        store.cluster.assertNoCrash();
         const now = await rounds();
         const behind = nodes.filter((a) => (now.get(a) ?? 0) < (base.get(a) ?? 0) + more);
         if (behind.length > 0) throw new NotYet(behind.map((a) => `${a}: ${base.get(a)} -> ${now.get(a)}`).join('; '));
       },
       { timeoutMs: 15_000, intervalMs: 100 },
     );
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
   }
 
   test(`a value nested exactly ${DEPTH_MAX} deep is stored, read back exactly on every replica, and survives anti-entropy`, async () => {
@@ -287,12 +284,12 @@ describe(`values nested deeper than ${DEPTH_MAX} are refused; ${DEPTH_MAX} is st
       await t.test(name, async () => {
         const key = `too-deep-${i}`;
         const addr = nodes[1] as NodeAddress;
-        cluster!.assertNoCrash();
+        store.cluster.assertNoCrash();
         const r = await putRaw(addr, key, `{"value": ${text}, "causal-metadata": null}`);
         assertErrorReply(r, 400, `PUT of ${name}`);
         assert.match(r.body.error, new RegExp(`\\b${DEPTH_MAX}\\b`), `the 400 for ${name} must name the limit ${DEPTH_MAX}: ${JSON.stringify(r.body.error)}`);
         await assertNotCreated(addr, key, `PUT of ${name}`);
-        cluster!.assertNoCrash();
+        store.cluster.assertNoCrash();
       });
     }
   });
@@ -359,19 +356,14 @@ function protoKeyTests(getNodes: () => NodeAddress[], prefix: string): void {
 }
 
 describe('prototype names on a replicated-only store (3 nodes)', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(20, 10), nodeCount: 3, logLines: 20 });
   let nodes: NodeAddress[] = [];
   let layoutBefore: Awaited<ReturnType<typeof readShardLayout>>;
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: 19220, nodeCount: 3 });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
     layoutBefore = await readShardLayout(nodes[0] as NodeAddress);
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster, 20);
 
   protoIdTests(
     () => nodes,
@@ -380,7 +372,7 @@ describe('prototype names on a replicated-only store (3 nodes)', () => {
   protoKeyTests(() => nodes, '');
 
   test('afterwards the shard layout is unchanged on every node and no node crashed', async () => {
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
     for (const addr of nodes) {
       assert.deepEqual(await readShardLayout(addr), layoutBefore, `shard layout at ${addr} must be unchanged`);
     }
@@ -388,24 +380,20 @@ describe('prototype names on a replicated-only store (3 nodes)', () => {
 });
 
 describe('prototype names on a sharded store (4 nodes, 2 shards, and a node in no shard)', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(30, 10), nodeCount: 4, shardCount: 2, logLines: 20 });
   let nodes: NodeAddress[] = [];
   let joiner: NodeAddress;
   let layoutBefore: Awaited<ReturnType<typeof readShardLayout>>;
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: 19230, nodeCount: 4, shardCount: 2 });
-    joiner = await cluster.startJoiner(19234);
+    const cluster = store.cluster;
+    joiner = await cluster.startJoiner(store.ports.port(4));
     await cluster.waitReady([joiner]);
     nodes = cluster.addresses();
     await cluster.waitForViews(nodes, { timeoutMs: 10_000 });
     assert.equal(await getNodeShardId(joiner), null, 'the joiner must be in no shard before the tests');
     layoutBefore = await readShardLayout(nodes[0] as NodeAddress);
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster, 20);
 
   protoIdTests(
     () => nodes,
@@ -414,7 +402,7 @@ describe('prototype names on a sharded store (4 nodes, 2 shards, and a node in n
   protoKeyTests(() => nodes.filter((a) => a !== joiner), 'sharded-');
 
   test('afterwards the shard layout is unchanged, the joiner is in no shard, and no node crashed', async () => {
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
     for (const addr of nodes) {
       assert.deepEqual(await readShardLayout(addr), layoutBefore, `shard layout at ${addr} must be unchanged`);
     }
@@ -426,17 +414,12 @@ describe('prototype names on a sharded store (4 nodes, 2 shards, and a node in n
 // ---- numbers and text ---------------------------------------------------------------------------
 
 describe('numbers beyond a double and invalid UTF-8 are refused; valid non-ASCII round-trips', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: ports.slice(40, 10), nodeCount: 3, logLines: 20 });
   let nodes: NodeAddress[] = [];
 
-  before(async () => {
-    cluster = await Cluster.start({ basePort: 19240, nodeCount: 3 });
-    nodes = cluster.addresses();
+  before(() => {
+    nodes = store.nodes;
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster, 20);
 
   test('1e400 and -1e400 (as the value, or inside it) get 400 and create nothing', async (t) => {
     const bodies: [string, string][] = [
@@ -486,15 +469,13 @@ describe('numbers beyond a double and invalid UTF-8 are refused; valid non-ASCII
         assert.equal(r.body.value, value, `GET ${kvsPath(key)} at ${addr} must return exactly ${JSON.stringify(value)} (code points ${[...value].map((c) => c.codePointAt(0)!.toString(16)).join(' ')})`);
       }
     }
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
   });
 });
 
 // ---- slow headers (last: it waits for the headers timeout, started in the first `before`) ----------
 
 describe('slow headers', () => {
-  printLogsOnFailure(() => httpStore, 20);
-
   test(`headers not finished within the headers timeout (${HEADERS_TIMEOUT_MS / 1000} s) get a JSON 408 with connection: close`, { timeout: SLOW_HEADERS_DEADLINE_MS + 10_000 }, async () => {
     assert.ok(slowHeaders, 'the slow-headers connection was not opened');
     const result = await slowHeaders;
@@ -504,6 +485,6 @@ describe('slow headers', () => {
       `a request whose headers never finish must get 408 with a JSON {"error": string} body and connection: close within ${SLOW_HEADERS_DEADLINE_MS / 1000} s:\n  ${problems.join('\n  ')}`,
     );
     await assertAnswers(httpNodes[1] as NodeAddress, 'after the slow-headers connection');
-    httpStore!.assertNoCrash();
+    httpStore.cluster.assertNoCrash();
   });
 });

@@ -1,9 +1,9 @@
 // Key-value API (spec section 3) on a replicated-only deployment: 3 nodes, no SHARD_COUNT, so one
-// shard holds every node. Ports 9200-9202.
+// shard holds every node (ports: test/helpers/ports.ts). Each test writes keys of its own.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, NotYet, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
+import { NotYet, pollUntil, retryWhile503 } from '../helpers/cluster.ts';
 import {
   Client,
   assertErrorReply,
@@ -11,6 +11,7 @@ import {
   del,
   get,
   getNodeShardId,
+  getShardIds,
   getView,
   kvsPath,
   put,
@@ -19,40 +20,40 @@ import {
   type NodeAddress,
   type Reply,
 } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9200;
 /** Spec: in a healthy store every replica has a write within 5 s. */
 const SPEC_WINDOW_MS = 5_000;
 const MEASURE_SLACK_MS = 250;
 
 describe('kvs on a replicated-only store', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: portsFor(import.meta.url), nodeCount: 3 });
   let nodes: NodeAddress[] = [];
   let A: NodeAddress;
   let B: NodeAddress;
   let C: NodeAddress;
+  /** The one shard's id, as node A answers it at the start (the first test checks the others agree). */
   let shardId: string;
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: 3 });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
     [A, B, C] = nodes as [NodeAddress, NodeAddress, NodeAddress];
+    const ids = await getShardIds(A);
+    assert.equal(ids.length, 1, `shard ids at ${A}: ${ids}`);
+    shardId = ids[0]!;
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   /** The node still answers and no node has crashed. */
   async function assertHealthy(addr: NodeAddress): Promise<void> {
     assert.deepEqual(sortedAddresses(await getView(addr)), nodes, `${addr} must still answer GET /view`);
-    cluster!.assertNoCrash();
+    store.cluster.assertNoCrash();
   }
 
   test('one shard holds every node, and every node says so', async () => {
     const layout = await readShardLayout(A);
     assert.equal(layout.ids.length, 1, `shard ids: ${layout.ids}`);
-    shardId = layout.ids[0]!;
+    assert.equal(layout.ids[0], shardId, 'the same id as at the start');
     assert.equal(typeof shardId, 'string');
     assert.deepEqual(layout.members[shardId], nodes, 'members: every node, sorted');
     for (const addr of nodes) {
@@ -77,11 +78,9 @@ describe('kvs on a replicated-only store', () => {
     assert.equal(replaced.body['shard-id'], shardId);
 
     for (const addr of nodes) {
-      const found = await retryWhile503(`GET k-basic at ${addr}`, () => get(addr, 'k-basic', c.meta));
-      assert.equal(found.status, 200, found.text);
+      const found = await readValue(addr, 'k-basic', c.meta, 'v2', 'after replace');
       assert.deepEqual(Object.keys(found.body).sort(), ['causal-metadata', 'result', 'shard-id', 'value']);
       assert.equal(found.body.result, 'found');
-      assert.equal(found.body.value, 'v2', `GET at ${addr} after replace`);
       assert.equal(found.body['shard-id'], shardId);
     }
   });
@@ -117,9 +116,7 @@ describe('kvs on a replicated-only store', () => {
     const recreated = await c.put(C, 'k-del', 'reborn');
     assert.equal(recreated.status, 201, `PUT after delete: the key was absent, so "created": ${recreated.text}`);
     assert.equal(recreated.body.result, 'created');
-    const r = await retryWhile503('GET k-del after re-create', () => get(A, 'k-del', c.meta));
-    assert.equal(r.status, 200, r.text);
-    assert.equal(r.body.value, 'reborn');
+    await readValue(A, 'k-del', c.meta, 'reborn', 'after re-create');
   });
 
   test('PUT without a value: 400 "PUT request does not specify a value"', async () => {
@@ -143,9 +140,7 @@ describe('kvs on a replicated-only store', () => {
     const fifty = 'f'.repeat(50);
     const ok = await c.put(A, fifty, 'fifty');
     assert.equal(ok.status, 201, ok.text);
-    const r = await retryWhile503('GET the 50-char key', () => get(B, fifty, c.meta));
-    assert.equal(r.status, 200, r.text);
-    assert.equal(r.body.value, 'fifty');
+    await readValue(B, fifty, c.meta, 'fifty', 'the 50-char key');
     // 50 characters that take more than 50 bytes in UTF-8 are still 50 characters.
     const fiftyUnicode = 'ж'.repeat(50);
     const u = await c.put(A, fiftyUnicode, 'fifty-unicode');
@@ -177,10 +172,8 @@ describe('kvs on a replicated-only store', () => {
     }
     for (const [name, value] of values) {
       for (const addr of [A, C]) {
-        const r = await retryWhile503(`GET type-${name}`, () => get(addr, `type-${name}`, c.meta));
-        assert.equal(r.status, 200, `GET ${name} at ${addr}: ${r.text}`);
+        const r = await readValue(addr, `type-${name}`, c.meta, value, `value of type ${name}`);
         assert.ok('value' in r.body, `GET ${name}: no "value" field: ${r.text}`);
-        assert.deepEqual(r.body.value, value, `value of type ${name} at ${addr}`);
       }
     }
   });
@@ -195,9 +188,7 @@ describe('kvs on a replicated-only store', () => {
     // Each key is distinct from the others ("a/b" vs "a%2Fb" proves the path is decoded exactly once).
     for (const [i, key] of keys.entries()) {
       for (const addr of [A, B]) {
-        const r = await retryWhile503(`GET ${key}`, () => get(addr, key, c.meta));
-        assert.equal(r.status, 200, `GET ${JSON.stringify(key)} at ${addr}: ${r.text}`);
-        assert.equal(r.body.value, `value-${i}`, `GET ${JSON.stringify(key)} at ${addr}`);
+        await readValue(addr, key, c.meta, `value-${i}`, JSON.stringify(key));
       }
     }
   });
@@ -209,9 +200,7 @@ describe('kvs on a replicated-only store', () => {
       const w = await c.put(writer, 'k-ryw', i);
       assert.equal(w.status, i === 0 ? 201 : 200, w.text);
       for (const reader of nodes.filter((n) => n !== writer)) {
-        const r = await retryWhile503(`GET k-ryw at ${reader}`, () => get(reader, 'k-ryw', c.meta));
-        assert.equal(r.status, 200, `round ${i}: GET at ${reader} after a write at ${writer}: ${r.text}`);
-        assert.equal(r.body.value, i, `round ${i}: GET at ${reader} after a write at ${writer} must see it`);
+        await readValue(reader, 'k-ryw', c.meta, i, `round ${i}: after a write at ${writer}, it must see it`);
       }
     }
   });
@@ -267,9 +256,7 @@ describe('kvs on a replicated-only store', () => {
       // Converged means it stays: a second round of reads, with metadata from a read, agrees too.
       const c = new Client();
       for (const addr of nodes) {
-        const r = await retryWhile503(`GET ${key}`, () => c.get(addr, key));
-        assert.equal(r.status, 200, r.text);
-        assert.equal(r.body.value, agreed, `${key} at ${addr} after convergence`);
+        await readValue(addr, key, c, agreed, 'after convergence');
       }
     }
   });

@@ -1,14 +1,13 @@
 // Membership changes (spec section 4): a 7th node joins and is added to a shard, then the store is
-// resharded to 3 shards and back to 2. Starts with 6 nodes, SHARD_COUNT=2, on ports 9400-9405; the
-// joiner is 9406.
+// resharded to 3 shards and back to 2. Starts with 6 nodes, SHARD_COUNT=2; the joiner is the 7th
+// port of the file's range (test/helpers/ports.ts).
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, NotYet, address, forEachLimited, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
+import { NotYet, forEachLimited, pollUntil } from '../helpers/cluster.ts';
 import {
   Client,
   call,
-  get,
   getKeyCount,
   getNodeShardId,
   getView,
@@ -18,10 +17,12 @@ import {
   type NodeAddress,
   type ShardLayout,
 } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, step, useCluster, type Step } from '../helpers/store.ts';
 
-const BASE_PORT = 9400;
-const JOINER_PORT = BASE_PORT + 6;
-const NOT_A_NODE = address(BASE_PORT + 99);
+const ports = portsFor(import.meta.url);
+const NODE_COUNT = 6;
+const NOT_A_NODE = ports.address(99);
 const KEY_COUNT = 600;
 /** Spec: the added node reports its shard and the same key count within 5 s. */
 const SPEC_WINDOW_MS = 5_000;
@@ -30,18 +31,28 @@ const MEASURE_SLACK_MS = 250;
 const RESHARD_WINDOW_MS = 20_000;
 const NOT_ENOUGH_NODES = 'Not enough nodes to provide fault tolerance with requested shard count';
 
+// The store goes through stages, forward only: the joiner joins, it is added to a shard, the store
+// is resharded to 3, then back to 2. Each stage is a `step`, run by the test about it, or by the
+// first test that needs the store at that stage (each stage runs the ones before it): any single
+// test can run alone. The tests that only look (a rejected request changes nothing) compare with
+// what the store answered at their own start.
+
 describe('membership: add-member and reshard', () => {
-  let cluster: Cluster | undefined;
-  let nodes: NodeAddress[] = []; // every node in the store, the joiner too once it has joined
-  let joiner: NodeAddress;
+  const store = useCluster({ ports, nodeCount: NODE_COUNT, shardCount: 2 });
+  const joiner = ports.address(NODE_COUNT);
+  /** The nodes the store started with. */
+  let initial: NodeAddress[] = [];
+  /** Every node in the store, the joiner too once it has joined. */
+  let nodes: NodeAddress[] = [];
+  /** The shard layout, until the reshards: at the start, then with the joiner added. */
   let layout: ShardLayout;
   const client = new Client();
   /** key -> latest value written; every key is live. */
   const values = new Map<string, unknown>();
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: 6, shardCount: 2 });
-    nodes = cluster.addresses();
+    initial = store.nodes;
+    nodes = initial;
     layout = await readShardLayout(nodes[0]!);
     for (let i = 0; i < KEY_COUNT; i++) {
       const key = `key-${i}`;
@@ -50,26 +61,16 @@ describe('membership: add-member and reshard', () => {
       values.set(key, `v0-${i}`);
     }
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
-  test('reshard to 4 with 6 nodes (8 > 6): 400, nothing changes', async () => {
-    const r = await call('PUT', nodes[4]!, '/shard/reshard', { 'shard-count': 4 });
-    assert.equal(r.status, 400, r.text);
-    assert.deepEqual(r.body, { error: NOT_ENOUGH_NODES });
-    for (const addr of nodes) assert.deepEqual(await readShardLayout(addr), layout, `layout at ${addr}`);
-  });
-
-  test('a node started without SHARD_COUNT is in no shard and announces itself into every view', async () => {
-    joiner = await cluster!.startJoiner(JOINER_PORT);
-    await cluster!.waitReady([joiner]);
+  /** Stage 1: a node started without SHARD_COUNT is in no shard and has announced itself into every view. */
+  const joined = step(async () => {
+    assert.equal(await store.cluster.startJoiner(ports.port(NODE_COUNT)), joiner);
+    await store.cluster.waitReady([joiner]);
     const r = await call('GET', joiner, '/shard/node-shard-id');
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.body, { 'node-shard-id': null });
-    nodes = sortedAddresses([...nodes, joiner]);
-    await cluster!.waitForViews(nodes, { timeoutMs: SPEC_WINDOW_MS });
+    nodes = sortedAddresses([...initial, joiner]);
+    await store.cluster.waitForViews(nodes, { timeoutMs: SPEC_WINDOW_MS });
     // It learned the shard layout from its peers; it is in none of the shards.
     await pollUntil(
       'the joiner answers the same shard layout as the others',
@@ -82,22 +83,9 @@ describe('membership: add-member and reshard', () => {
     for (const id of layout.ids) assert.ok(!layout.members[id]!.includes(joiner));
   });
 
-  test('add-member to an unknown shard or of an address not in the view: 404', async () => {
-    assert.ok(joiner, 'depends on the previous test');
-    const unknownShard = await call('PUT', nodes[0]!, '/shard/add-member/no-such-shard', { 'socket-address': joiner });
-    assert.equal(unknownShard.status, 404, unknownShard.text);
-    assert.equal(typeof unknownShard.body?.error, 'string', unknownShard.text);
-
-    const unknownNode = await call('PUT', nodes[0]!, `/shard/add-member/${encodeURIComponent(layout.ids[0]!)}`, { 'socket-address': NOT_A_NODE });
-    assert.equal(unknownNode.status, 404, unknownNode.text);
-    assert.equal(typeof unknownNode.body?.error, 'string', unknownNode.text);
-
-    assert.equal(await getNodeShardId(joiner), null, 'a failed add-member changes nothing');
-    for (const addr of [nodes[0]!, joiner]) assert.deepEqual(await readShardLayout(addr), layout, `layout at ${addr}`);
-  });
-
-  test('add-member: 200; within 5 s every node lists it, it reports the shard and the same key count', async () => {
-    assert.ok(joiner, 'depends on the previous tests');
+  /** Stage 2: add-member put the joiner in the first shard; within 5 s it has the shard and its data. */
+  const added = step(async () => {
+    await joined();
     const target = layout.ids[0]!;
     const via = layout.members[layout.ids[1]!]![0]!; // a node outside the target shard
     const expectedMembers = sortedAddresses([...layout.members[target]!, joiner]);
@@ -130,98 +118,156 @@ describe('membership: add-member and reshard', () => {
     // It copied the shard's data: it serves every key of its shard with the client's metadata.
     const meta = client.meta;
     const keysOfTarget: string[] = [];
-    for (const key of values.keys()) {
-      const g = await retryWhile503(`GET ${key} at the joiner`, () => get(joiner, key, meta));
-      assert.equal(g.status, 200, `GET ${key} at the joiner: ${g.text}`);
-      assert.equal(g.body.value, values.get(key));
+    for (const [key, value] of values) {
+      const g = await readValue(joiner, key, meta, value, 'at the joiner');
       if (g.body['shard-id'] === target) keysOfTarget.push(key);
     }
     assert.equal(await getKeyCount(joiner, target), keysOfTarget.length, 'key count of the joined shard');
   });
 
+  interface Resharded {
+    /** The client's metadata just before the reshard. */
+    metaBefore: CausalMetadata;
+    layout: ShardLayout;
+  }
+
+  /** Stages 3 and 4: resharded to 3 shards (once the joiner is a member), then back to 2. */
+  const RESHARDS = [3, 2] as const;
+  const reshardedTo = new Map<number, Step<Resharded>>();
+  for (const [i, shardCount] of RESHARDS.entries()) {
+    reshardedTo.set(
+      shardCount,
+      step(async () => {
+        if (i === 0) await added();
+        else await reshardedTo.get(RESHARDS[i - 1]!)!();
+        return reshard(shardCount);
+      }),
+    );
+  }
+
+  /** PUT /shard/reshard: 200 "resharded"; within 20 s every node agrees on `shardCount` shards holding every key, balanced. */
+  async function reshard(shardCount: number): Promise<Resharded> {
+    assert.equal(nodes.length, 7, 'the joiner is in');
+    const metaBefore = client.meta;
+    const start = performance.now();
+    const r = await call('PUT', nodes[1]!, '/shard/reshard', { 'shard-count': shardCount }, { timeoutMs: RESHARD_WINDOW_MS });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { result: 'resharded' });
+
+    const total = values.size;
+    const { value } = await pollUntil(
+      `every node agrees on ${shardCount} shards whose key counts sum to ${total}`,
+      async () => {
+        const first = await readShardLayout(nodes[0]!);
+        if (first.ids.length !== shardCount) throw new NotYet(`${nodes[0]} has ids ${first.ids}`);
+        for (const addr of nodes.slice(1)) {
+          const l = await readShardLayout(addr);
+          if (JSON.stringify(l) !== JSON.stringify(first)) throw new NotYet(`${addr}: ${JSON.stringify(l)} vs ${JSON.stringify(first)}`);
+        }
+        for (const addr of nodes) {
+          const id = await getNodeShardId(addr);
+          if (!first.members[id!]?.includes(addr)) throw new NotYet(`${addr} reports ${id}`);
+        }
+        const counts: number[] = [];
+        for (const id of first.ids) {
+          const perNode = await Promise.all(nodes.map((a) => getKeyCount(a, id)));
+          if (new Set(perNode).size !== 1) throw new NotYet(`key counts of ${id} differ between nodes: ${perNode}`);
+          counts.push(perNode[0]!);
+        }
+        const sum = counts.reduce((a, b) => a + b, 0);
+        if (sum !== total) throw new NotYet(`key counts ${counts} sum to ${sum}, not ${total}`);
+        return { layout: first, counts };
+      },
+      { timeoutMs: RESHARD_WINDOW_MS, intervalMs: 250 },
+    );
+    const elapsedMs = performance.now() - start;
+    assert.ok(elapsedMs <= RESHARD_WINDOW_MS + 1_000, `reshard took ${Math.round(elapsedMs)} ms`);
+    const newLayout = value.layout;
+
+    const members: NodeAddress[] = [];
+    for (const id of newLayout.ids) {
+      const m = newLayout.members[id]!;
+      assert.ok(m.length >= 2, `shard ${id} has ${m.length} members: ${m}`);
+      assert.deepEqual(m, sortedAddresses(m), `members of ${id} sorted`);
+      members.push(...m);
+    }
+    assert.deepEqual(sortedAddresses(members), nodes, 'every node in the view is in exactly one shard');
+    const mean = total / shardCount;
+    for (const [i, n] of value.counts.entries()) {
+      assert.ok(n > mean * 0.75 && n < mean * 1.25, `shard ${newLayout.ids[i]} holds ${n} of ${total} keys; must be strictly within (${mean * 0.75}, ${mean * 1.25})`);
+    }
+    return { metaBefore, layout: newLayout };
+  }
+
+  test('reshard to 4 with 6 nodes (8 > 6): 400, nothing changes', async () => {
+    // The store as it started: this test comes before the join, the first stage.
+    assert.deepEqual(sortedAddresses(await getView(nodes[4]!)), initial, 'the 6 nodes the store started with, before the joiner');
+    const before = await readShardLayout(nodes[0]!);
+    const r = await call('PUT', nodes[4]!, '/shard/reshard', { 'shard-count': 4 });
+    assert.equal(r.status, 400, r.text);
+    assert.deepEqual(r.body, { error: NOT_ENOUGH_NODES });
+    for (const addr of nodes) assert.deepEqual(await readShardLayout(addr), before, `layout at ${addr}`);
+  });
+
+  test('a node started without SHARD_COUNT is in no shard and announces itself into every view', async () => {
+    await joined();
+  });
+
+  test('add-member to an unknown shard or of an address not in the view: 404', async () => {
+    await joined();
+    const before = await readShardLayout(nodes[0]!);
+    const joinerShard = await getNodeShardId(joiner);
+    const unknownShard = await call('PUT', nodes[0]!, '/shard/add-member/no-such-shard', { 'socket-address': joiner });
+    assert.equal(unknownShard.status, 404, unknownShard.text);
+    assert.equal(typeof unknownShard.body?.error, 'string', unknownShard.text);
+
+    const unknownNode = await call('PUT', nodes[0]!, `/shard/add-member/${encodeURIComponent(before.ids[0]!)}`, { 'socket-address': NOT_A_NODE });
+    assert.equal(unknownNode.status, 404, unknownNode.text);
+    assert.equal(typeof unknownNode.body?.error, 'string', unknownNode.text);
+
+    assert.equal(await getNodeShardId(joiner), joinerShard, 'a failed add-member changes nothing');
+    for (const addr of [nodes[0]!, joiner]) assert.deepEqual(await readShardLayout(addr), before, `layout at ${addr}`);
+  });
+
+  test('add-member: 200; within 5 s every node lists it, it reports the shard and the same key count', async () => {
+    await added();
+  });
+
   test('reshard: invalid shard-count values get a 4xx JSON error', async () => {
+    const before = await readShardLayout(nodes[3]!);
     for (const body of [{}, { 'shard-count': 0 }, { 'shard-count': -1 }, { 'shard-count': 'three' }, { 'shard-count': 1.5 }]) {
       const r = await call('PUT', nodes[0]!, '/shard/reshard', body);
       assert.ok(r.status >= 400 && r.status < 500, `reshard ${JSON.stringify(body)}: ${r.status} ${r.text}`);
       assert.equal(typeof r.body?.error, 'string', `reshard ${JSON.stringify(body)}: ${r.text}`);
     }
-    assert.deepEqual(await readShardLayout(nodes[3]!), layout, 'rejected reshards change nothing');
+    assert.deepEqual(await readShardLayout(nodes[3]!), before, 'rejected reshards change nothing');
   });
 
   test('reshard to 4 with 7 nodes (8 > 7): 400, nothing changes', async () => {
-    assert.equal(nodes.length, 7, 'depends on the joiner');
+    await joined();
+    assert.equal(nodes.length, 7);
+    const before = await readShardLayout(nodes[0]!);
     const r = await call('PUT', nodes[2]!, '/shard/reshard', { 'shard-count': 4 });
     assert.equal(r.status, 400, r.text);
     assert.deepEqual(r.body, { error: NOT_ENOUGH_NODES });
-    for (const addr of nodes) assert.deepEqual(await readShardLayout(addr), layout, `layout at ${addr}`);
+    for (const addr of nodes) assert.deepEqual(await readShardLayout(addr), before, `layout at ${addr}`);
   });
 
-  for (const shardCount of [3, 2]) {
+  for (const shardCount of RESHARDS) {
     describe(`reshard to ${shardCount}`, () => {
-      let metaBefore: CausalMetadata;
-      let newLayout: ShardLayout;
+      const resharded = reshardedTo.get(shardCount)!;
 
       test(`200 "resharded"; within 20 s every node agrees on ${shardCount} shards holding every key, balanced`, async () => {
-        assert.equal(nodes.length, 7, 'depends on the joiner');
-        metaBefore = client.meta;
-        const start = performance.now();
-        const r = await call('PUT', nodes[1]!, '/shard/reshard', { 'shard-count': shardCount }, { timeoutMs: RESHARD_WINDOW_MS });
-        assert.equal(r.status, 200, r.text);
-        assert.deepEqual(r.body, { result: 'resharded' });
-
-        const total = values.size;
-        const { value } = await pollUntil(
-          `every node agrees on ${shardCount} shards whose key counts sum to ${total}`,
-          async () => {
-            const first = await readShardLayout(nodes[0]!);
-            if (first.ids.length !== shardCount) throw new NotYet(`${nodes[0]} has ids ${first.ids}`);
-            for (const addr of nodes.slice(1)) {
-              const l = await readShardLayout(addr);
-              if (JSON.stringify(l) !== JSON.stringify(first)) throw new NotYet(`${addr}: ${JSON.stringify(l)} vs ${JSON.stringify(first)}`);
-            }
-            for (const addr of nodes) {
-              const id = await getNodeShardId(addr);
-              if (!first.members[id!]?.includes(addr)) throw new NotYet(`${addr} reports ${id}`);
-            }
-            const counts: number[] = [];
-            for (const id of first.ids) {
-              const perNode = await Promise.all(nodes.map((a) => getKeyCount(a, id)));
-              if (new Set(perNode).size !== 1) throw new NotYet(`key counts of ${id} differ between nodes: ${perNode}`);
-              counts.push(perNode[0]!);
-            }
-            const sum = counts.reduce((a, b) => a + b, 0);
-            if (sum !== total) throw new NotYet(`key counts ${counts} sum to ${sum}, not ${total}`);
-            return { layout: first, counts };
-          },
-          { timeoutMs: RESHARD_WINDOW_MS, intervalMs: 250 },
-        );
-        const elapsedMs = performance.now() - start;
-        assert.ok(elapsedMs <= RESHARD_WINDOW_MS + 1_000, `reshard took ${Math.round(elapsedMs)} ms`);
-        newLayout = value.layout;
-
-        const members: NodeAddress[] = [];
-        for (const id of newLayout.ids) {
-          const m = newLayout.members[id]!;
-          assert.ok(m.length >= 2, `shard ${id} has ${m.length} members: ${m}`);
-          assert.deepEqual(m, sortedAddresses(m), `members of ${id} sorted`);
-          members.push(...m);
-        }
-        assert.deepEqual(sortedAddresses(members), nodes, 'every node in the view is in exactly one shard');
-        const mean = total / shardCount;
-        for (const [i, n] of value.counts.entries()) {
-          assert.ok(n > mean * 0.75 && n < mean * 1.25, `shard ${newLayout.ids[i]} holds ${n} of ${total} keys; must be strictly within (${mean * 0.75}, ${mean * 1.25})`);
-        }
+        await resharded();
       });
 
       test('every key is readable with the metadata from before the reshard, with its latest value', async () => {
-        assert.ok(newLayout, 'depends on the previous test');
+        const { metaBefore, layout: newLayout } = await resharded();
         const perShard = new Map<string, number>();
         const entries = [...values];
         await forEachLimited(entries, 6, async ([key, value], i) => {
           const reader = nodes[i % nodes.length]!;
-          const r = await retryWhile503(`GET ${key} at ${reader}`, () => get(reader, key, metaBefore));
-          assert.equal(r.status, 200, `GET ${key} at ${reader} with pre-reshard metadata: ${r.text}`);
-          assert.equal(r.body.value, value, `GET ${key} at ${reader}`);
+          const r = await readValue(reader, key, metaBefore, value, 'with pre-reshard metadata');
           const shard = r.body['shard-id'];
           assert.ok(newLayout.ids.includes(shard), `GET ${key}: shard-id ${shard} is not one of ${newLayout.ids}`);
           perShard.set(shard, (perShard.get(shard) ?? 0) + 1);
@@ -232,10 +278,10 @@ describe('membership: add-member and reshard', () => {
       });
 
       test('writes with pre-reshard metadata work, and read back everywhere', async () => {
-        assert.ok(newLayout, 'depends on the previous tests');
+        const { metaBefore, layout: newLayout } = await resharded();
         const c = new Client();
         c.meta = metaBefore;
-        const written: [string, string][] = [];
+        const written: [string, unknown][] = [];
         for (let i = 0; i < 10; i++) {
           const key = `key-${i * 37}`;
           const value = `after-reshard-${shardCount}-${i}`;
@@ -248,17 +294,14 @@ describe('membership: add-member and reshard', () => {
           const r = await c.put(nodes[i % nodes.length]!, key, i);
           assert.equal(r.status, 201, `PUT new ${key} with pre-reshard metadata: ${r.text}`);
           assert.ok(newLayout.ids.includes(r.body['shard-id']));
-          written.push([key, String(i)]);
+          written.push([key, i]);
         }
-        for (const [idx, [key]] of written.entries()) {
+        for (const [idx, [key, value]] of written.entries()) {
           const reader = nodes[(idx + 5) % nodes.length]!;
-          const r = await retryWhile503(`GET ${key} at ${reader}`, () => get(reader, key, c.meta));
-          assert.equal(r.status, 200, `GET ${key} at ${reader}: ${r.text}`);
-          const expected = key.startsWith('new-after-') ? Number(written[idx]![1]) : written[idx]![1];
-          assert.equal(r.body.value, expected, `GET ${key} at ${reader}`);
-          values.set(key, expected);
+          await readValue(reader, key, c.meta, value);
+          values.set(key, value);
         }
-        // Later tests chain on from everything written so far.
+        // The client goes on from everything written so far (the next reshard's "before" metadata).
         client.meta = c.meta;
         // The view is untouched by resharding.
         for (const addr of nodes) assert.deepEqual(sortedAddresses(await getView(addr)), nodes, `view at ${addr}`);

@@ -2,14 +2,12 @@
 // replica holds, with no clock to tell; writes for a down replica wait as hints and are delivered
 // when it is back.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { Cluster, NotYet, pollUntil, printLogsOnFailure } from '../helpers/cluster.ts';
+import { before, describe, test } from 'node:test';
+import { NotYet, pollUntil } from '../helpers/cluster.ts';
 import { Client, call, get } from '../helpers/http.ts';
 import { peerCall } from '../helpers/peer.ts';
-
-const BASE_PORT = 9850;
-let cluster: Cluster | undefined;
-printLogsOnFailure(() => cluster);
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
 
 interface Status {
   epoch: number;
@@ -23,19 +21,15 @@ async function status(addr: string): Promise<Status> {
 }
 
 describe('repair', { timeout: 120_000 }, () => {
+  const store = useCluster({ ports: portsFor(import.meta.url), nodeCount: 3, extraEnv: { ANTI_ENTROPY_INTERVAL_MS: '300', HOLD_DOWN_MS: '1000' } });
   let nodes: string[];
-  before(async () => {
-    cluster = await Cluster.start({
-      basePort: BASE_PORT,
-      nodeCount: 3,
-      extraEnv: { ANTI_ENTROPY_INTERVAL_MS: '300', HOLD_DOWN_MS: '1000' },
-    });
-    nodes = cluster.addresses();
+  before(() => {
+    nodes = store.nodes;
   });
-  after(() => cluster?.stop());
 
   test('anti-entropy copies a version only one replica holds to every replica', async () => {
     const [a, b, c] = nodes as [string, string, string];
+    await store.cluster.ensureRunning();
     const { epoch, shard } = await status(a);
     // A version that reaches a alone and advances no clock: only digests can find it.
     const injected = {
@@ -81,7 +75,9 @@ describe('repair', { timeout: 120_000 }, () => {
   test('writes for a down replica wait as hints and are delivered when it is back', async () => {
     const [a, , c] = nodes as [string, string, string];
     const client = new Client();
-    await cluster!.kill(c);
+    const cluster = store.cluster;
+    await cluster.ensureRunning();
+    await cluster.kill(c);
     for (let i = 0; i < 20; i++) {
       const r = await client.put(a, `hinted-${i}`, i);
       assert.equal(r.status, 201, r.text);
@@ -91,8 +87,8 @@ describe('repair', { timeout: 120_000 }, () => {
       if (s.replication.hints < 1) throw new NotYet(JSON.stringify(s.replication));
       return s;
     }, { timeoutMs: 5000 });
-    await cluster!.restart(c);
-    await cluster!.waitReady([c]);
+    await cluster.restart(c);
+    await cluster.waitReady([c]);
     await pollUntil('hints delivered', async () => {
       const s = await status(a);
       if (s.replication.hints !== 0) throw new NotYet(JSON.stringify(s.replication));

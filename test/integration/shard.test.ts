@@ -1,42 +1,50 @@
-// Shards (spec section 4) on a sharded store: 6 nodes, SHARD_COUNT=2. Ports 9300-9305.
+// Shards (spec section 4) on a sharded store: 6 nodes, SHARD_COUNT=2 (ports: test/helpers/ports.ts).
 // Layout agreement, 404s, 600 keys written with chained metadata and read back elsewhere, balance,
 // and forwarding.
+//
+// Every test can run alone: the layout is read before the tests, and the tests about the 600 keys
+// ask for them with `keysWritten()` (written once, by the first test that asks). The forwarding test
+// writes and deletes a key of its own, so the 600 keys and the key counts stay what the PUTs made.
 
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, NotYet, forEachLimited, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
-import {
-  Client,
-  call,
-  get,
-  getKeyCount,
-  getNodeShardId,
-  put,
-  readShardLayout,
-  sortedAddresses,
-  type NodeAddress,
-  type ShardLayout,
-} from '../helpers/http.ts';
+import { NotYet, forEachLimited, pollUntil, retryWhile503 } from '../helpers/cluster.ts';
+import { Client, call, get, getKeyCount, getNodeShardId, readShardLayout, sortedAddresses, type NodeAddress, type ShardLayout } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, step, useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9300;
 const NODE_COUNT = 6;
 const KEY_COUNT = 600;
 
 describe('shards on a 6-node store with SHARD_COUNT=2', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports: portsFor(import.meta.url), nodeCount: NODE_COUNT, shardCount: 2 });
   let nodes: NodeAddress[] = [];
+  /** The layout node 0 answers at the start (the first test checks that every node agrees). */
   let layout: ShardLayout;
-  const client = new Client();
-  const shardOfKey = new Map<string, string>();
 
   before(async () => {
-    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: NODE_COUNT, shardCount: 2 });
-    nodes = cluster.addresses();
+    nodes = store.nodes;
+    layout = await readShardLayout(nodes[0]!);
   });
-  after(async () => {
-    await cluster?.stop();
+
+  /**
+   * KEY_COUNT keys written through varying nodes by one client chaining its metadata: the shard
+   * each PUT named, and the client's metadata after the last PUT.
+   */
+  const keysWritten = step(async () => {
+    const client = new Client();
+    const shardOfKey = new Map<string, string>();
+    for (let i = 0; i < KEY_COUNT; i++) {
+      const key = `key-${i}`;
+      const r = await client.put(nodes[i % NODE_COUNT]!, key, { i });
+      assert.equal(r.status, 201, `PUT ${key} at ${nodes[i % NODE_COUNT]}: ${r.text}`);
+      assert.equal(r.body.result, 'created');
+      const shard = r.body['shard-id'];
+      assert.ok(layout.ids.includes(shard), `PUT ${key}: shard-id ${JSON.stringify(shard)} not one of ${layout.ids}`);
+      shardOfKey.set(key, shard);
+    }
+    return { shardOfKey, finalMeta: client.meta };
   });
-  printLogsOnFailure(() => cluster);
 
   test('GET /shard/ids: 2 ids; ids and members are the same on every node', async () => {
     const r = await call('GET', nodes[0]!, '/shard/ids');
@@ -46,7 +54,7 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
     assert.equal(new Set(r.body['shard-ids']).size, 2, `ids must be distinct: ${r.text}`);
     for (const id of r.body['shard-ids']) assert.equal(typeof id, 'string', `shard ids are strings: ${r.text}`);
 
-    layout = await readShardLayout(nodes[0]!);
+    assert.deepEqual(await readShardLayout(nodes[0]!), layout, `layout at ${nodes[0]} changed since the start`);
     for (const addr of nodes.slice(1)) assert.deepEqual(await readShardLayout(addr), layout, `layout at ${addr} vs ${nodes[0]}`);
   });
 
@@ -87,46 +95,34 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
   });
 
   test(`${KEY_COUNT} keys written through varying nodes with chained metadata`, async () => {
-    for (let i = 0; i < KEY_COUNT; i++) {
-      const key = `key-${i}`;
-      const r = await client.put(nodes[i % NODE_COUNT]!, key, { i });
-      assert.equal(r.status, 201, `PUT ${key} at ${nodes[i % NODE_COUNT]}: ${r.text}`);
-      assert.equal(r.body.result, 'created');
-      const shard = r.body['shard-id'];
-      assert.ok(layout.ids.includes(shard), `PUT ${key}: shard-id ${JSON.stringify(shard)} not one of ${layout.ids}`);
-      shardOfKey.set(key, shard);
-    }
+    const { shardOfKey } = await keysWritten();
+    assert.equal(shardOfKey.size, KEY_COUNT);
+    assert.deepEqual(new Set(shardOfKey.values()), new Set(layout.ids), 'the keys landed in every shard');
   });
 
   test('every key reads back from another node with the final metadata', async () => {
-    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous test');
-    const finalMeta = client.meta;
+    const { shardOfKey, finalMeta } = await keysWritten();
     await forEachLimited([...shardOfKey], 6, async ([key, shard], i) => {
       const reader = nodes[(i + 1) % NODE_COUNT]!; // never the node it was written at
-      const r = await retryWhile503(`GET ${key} at ${reader}`, () => get(reader, key, finalMeta));
-      assert.equal(r.status, 200, `GET ${key} at ${reader}: ${r.text}`);
-      assert.deepEqual(r.body.value, { i }, `GET ${key} at ${reader}`);
+      const r = await readValue(reader, key, finalMeta, { i });
       assert.equal(r.body['shard-id'], shard, `GET ${key}: shard-id differs from the PUT's`);
     });
   });
 
   test('each key is served by every member of the shard its PUT named', async () => {
-    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous tests');
-    const finalMeta = client.meta;
+    const { shardOfKey, finalMeta } = await keysWritten();
     const reads: [string, string, NodeAddress, number][] = [];
     for (const [key, shard] of shardOfKey) {
       for (const member of layout.members[shard]!) reads.push([key, shard, member, Number(key.slice(4))]);
     }
     await forEachLimited(reads, 6, async ([key, shard, member, i]) => {
-      const r = await retryWhile503(`GET ${key} at member ${member}`, () => get(member, key, finalMeta));
-      assert.equal(r.status, 200, `GET ${key} at ${member}, a member of ${shard}: ${r.text}`);
-      assert.deepEqual(r.body.value, { i });
+      const r = await readValue(member, key, finalMeta, { i }, `a member of ${shard}`);
       assert.equal(r.body['shard-id'], shard);
     });
   });
 
   test(`key counts: the same on every node, summing to ${KEY_COUNT}, each within ±25% of the mean`, async () => {
-    assert.equal(shardOfKey.size, KEY_COUNT, 'depends on the previous tests');
+    const { shardOfKey } = await keysWritten();
     const expected = new Map<string, number>(layout.ids.map((id) => [id, 0]));
     for (const shard of shardOfKey.values()) expected.set(shard, expected.get(shard)! + 1);
 
@@ -153,12 +149,17 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
   });
 
   test('forwarding: a node outside the key\'s shard answers exactly what a member answers', async () => {
-    const [s0, s1] = layout.ids as [string, string];
+    // A key of this test's own, in whichever shard it lands: it ends deleted, so the key counts of
+    // the other tests are what they were.
+    const c = new Client();
+    const key = 'forwarded-key';
+    const created = await c.put(nodes[0]!, key, 'original');
+    assert.equal(created.status, 201, created.text);
+    const s0: string = created.body['shard-id'];
+    const s1 = layout.ids.find((id) => id !== s0)!;
+    assert.ok(layout.ids.includes(s0) && s1 !== undefined, `shard-id ${s0} of ${JSON.stringify(layout)}`);
     const member = layout.members[s0]![0]!;
     const outsider = layout.members[s1]![0]!;
-    const key = [...shardOfKey].find(([, s]) => s === s0)![0];
-    const c = new Client();
-    c.meta = client.meta;
 
     const viaMember = await retryWhile503('GET via member', () => get(member, key, c.meta));
     const viaOutsider = await retryWhile503('GET via outsider', () => get(outsider, key, c.meta));
@@ -178,11 +179,7 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
     const w = await c.put(outsider, key, 'written-via-outsider');
     assert.equal(w.status, 200, w.text);
     assert.deepEqual(withoutMeta(w.body), { result: 'replaced', 'shard-id': s0 });
-    for (const m of layout.members[s0]!) {
-      const r = await retryWhile503(`GET at ${m}`, () => get(m, key, c.meta));
-      assert.equal(r.status, 200, r.text);
-      assert.equal(r.body.value, 'written-via-outsider', `member ${m} serves the write made via ${outsider}`);
-    }
+    for (const m of layout.members[s0]!) await readValue(m, key, c.meta, 'written-via-outsider', `member ${m} serves the write made via ${outsider}`);
     // Forwarded DELETE, then 404 via both.
     const d = await c.del(outsider, key);
     assert.equal(d.status, 200, d.text);
@@ -192,8 +189,6 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
       assert.equal(r.status, 404, r.text);
       assert.deepEqual(r.body, { error: 'Key does not exist' });
     }
-    // Put it back so the key counts stay meaningful for anyone reading this store later.
-    assert.equal((await put(member, key, 'back', c.meta)).status, 201);
   });
 
   test('node-shard-id and layout are unchanged after all this traffic', async () => {

@@ -1,12 +1,13 @@
 // TLS between clients and nodes and between nodes (TLS_CERT, TLS_KEY, TLS_CA), with real processes
 // and certificates made by openssl for this run: a cluster CA signing one certificate per node, and
-// a foreign CA signing the certificate of a node that is not of this cluster. Ports 9870-9874.
+// a foreign CA signing the certificate of a node that is not of this cluster (ports:
+// test/helpers/ports.ts). The nodes run without CLUSTER_SECRET: TLS alone tells nodes from others.
 //
 // Every node listens on 127.0.0.1, the foreign one too: its address is as good as any node's, so
 // only the certificates keep it out.
 
 import { KvsClient } from '../../src/client/client.ts';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,12 +17,16 @@ import { Agent } from 'undici';
 import { startHttpServer } from '../../src/node/http-server.ts';
 import { PeerClient, PeerUnreachableError } from '../../src/node/peer-client.ts';
 import { Certificates, opensslMissing, type Pem } from '../helpers/certs.ts';
-import { address, assertPortFree, NotYet, pollUntil, READY_TIMEOUT_MS, StoreNode } from '../helpers/cluster.ts';
+import { assertPortFree, NotYet, pollUntil } from '../helpers/cluster.ts';
 import { call as httpCall, kvsPath, sortedAddresses, type NodeAddress } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9870;
-const FOREIGN_PORT = 9873;
-const ECHO_PORT = 9874;
+const ports = portsFor(import.meta.url);
+const NODE_COUNT = 3;
+/** Port indexes in the range: the node of the foreign CA, and a bare HTTPS server. */
+const FOREIGN = 3;
+const ECHO = 4;
 /** How long the foreign node is watched, trying to join, while it must stay out. */
 const FOREIGN_WINDOW_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 5_000;
@@ -35,8 +40,6 @@ interface Answer {
 describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMissing() }, () => {
   let dir: string | undefined;
   let caFile = '';
-  const nodes: StoreNode[] = [];
-  let foreign: StoreNode | undefined;
   let echo: Server | undefined;
   const agents: Agent[] = [];
   let anonymous: Agent;
@@ -84,11 +87,7 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     return { TLS_CERT: pem.cert, TLS_KEY: pem.key, TLS_CA: ca.cert };
   }
 
-  function logs(): string {
-    return [...nodes, ...(foreign === undefined ? [] : [foreign])].map((n) => `===== ${n.addr} =====\n${n.tail(30)}`).join('\n');
-  }
-
-  before(async () => {
+  before(() => {
     dir = mkdtempSync(join(tmpdir(), 'kvs-tls-'));
     const certs = new Certificates(dir);
     clusterCa = certs.ca('cluster-ca');
@@ -97,46 +96,30 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     foreignCa = certs.ca('foreign-ca');
     foreignPem = certs.node('foreign-node', foreignCa);
     anonymous = agent();
+  });
 
-    addrs = [0, 1, 2].map((i) => address(BASE_PORT + i));
+  // Started once the certificates exist (the before hook above), each node with its own; ready
+  // means GET /status over HTTPS answers ready:true.
+  const store = useCluster(() => ({
+    ports,
+    nodeCount: NODE_COUNT,
+    extraEnv: { CLUSTER_SECRET: '' },
+    nodeEnv: (_addr, i) => tlsEnv(nodePems[i]!, clusterCa),
+    callOptions: { scheme: 'https', dispatcher: anonymous },
+    logLines: 30,
+  }));
+
+  before(async () => {
+    addrs = store.nodes;
     [A, B, C] = addrs as [NodeAddress, NodeAddress, NodeAddress];
-    for (const addr of [...addrs, address(FOREIGN_PORT), address(ECHO_PORT)]) await assertPortFree(addr);
-    addrs.forEach((addr, i) => {
-      nodes.push(new StoreNode(addr, { SOCKET_ADDRESS: addr, VIEW: addrs.join(','), LISTEN_HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...tlsEnv(nodePems[i]!, clusterCa) }));
-    });
-    for (const node of nodes) node.start();
-    await pollUntil(
-      `GET /status ready:true over HTTPS on ${addrs.join(', ')}`,
-      async () => {
-        const pending: string[] = [];
-        for (const node of nodes) {
-          if (!node.alive) throw new assert.AssertionError({ message: `node ${node.addr} exited while starting: ${node.crashed}\n${node.tail(40)}` });
-          try {
-            const r = await call(anonymous, 'GET', node.addr, '/status');
-            if (r.status !== 200 || r.body?.ready !== true) pending.push(`${node.addr}: ${r.status} ${r.text.slice(0, 200)}`);
-            else if (r.body?.address !== node.addr) throw new assert.AssertionError({ message: `${node.addr} answered for ${r.body?.address}: another process has the port` });
-          } catch (error) {
-            if (error instanceof assert.AssertionError) throw error;
-            pending.push(`${node.addr}: ${(error as Error).message}`);
-          }
-        }
-        if (pending.length > 0) throw new NotYet(pending.join('; '));
-      },
-      { timeoutMs: READY_TIMEOUT_MS },
-    );
+    for (const i of [FOREIGN, ECHO]) await assertPortFree(ports.address(i));
   });
 
   after(async () => {
-    await Promise.allSettled([...nodes, ...(foreign === undefined ? [] : [foreign])].map((n) => n.kill()));
     await Promise.allSettled(agents.map((a) => a.destroy()));
     echo?.closeAllConnections();
     await new Promise<void>((resolve) => (echo === undefined ? resolve() : echo.close(() => resolve())));
     if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  });
-
-  afterEach((t) => {
-    const passed = (t as unknown as { passed?: boolean }).passed;
-    if (passed === false) console.error(`\n##### ${t.name} failed; node logs follow #####\n${logs()}\n##### end of node logs #####`);
   });
 
   test('a write at one node is read at the others over HTTPS: the nodes replicate over mutual TLS; the client has no certificate', async () => {
@@ -217,14 +200,14 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
   test('the server marks a request peerCertified only with a client certificate the CA signed', async () => {
     echo = await startHttpServer({
       host: '127.0.0.1',
-      port: ECHO_PORT,
+      port: ports.port(ECHO),
       classify: () => ({ name: 'client', bodyBytesMax: 1024, depthMax: 8, depthMessage: 'too deep', inFlight: { requestsMax: 16, bytesMax: 1 << 20 } }),
       handler: async (req) => ({ status: 200, body: { peerCertified: req.peerCertified } }),
       onError: () => {},
       onRefused: () => {},
       tls: { cert: readFileSync(nodePems[0]!.cert), key: readFileSync(nodePems[0]!.key), ca: readFileSync(clusterCa.cert) },
     });
-    const echoAddr = address(ECHO_PORT);
+    const echoAddr = ports.address(ECHO);
     const cases: [string, Agent, boolean][] = [
       ['no client certificate', anonymous, false],
       ["a node's certificate signed by the cluster CA", agent(nodePems[1]), true],
@@ -238,15 +221,13 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
   });
 
   test('a node whose certificate a foreign CA signed cannot join: its handshakes fail, and the three keep serving', async () => {
-    const foreignAddr = address(FOREIGN_PORT);
-    foreign = new StoreNode(foreignAddr, {
-      SOCKET_ADDRESS: foreignAddr,
-      VIEW: [...addrs, foreignAddr].join(','),
-      LISTEN_HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      ...tlsEnv(foreignPem, foreignCa),
-    });
-    foreign.start();
+    // The store's data, which the foreign node must never get.
+    const secret = await call(anonymous, 'PUT', A, kvsPath('before-foreign'), { value: 'the-store-s-data', 'causal-metadata': null });
+    assert.equal(secret.status, 201, secret.text);
+    // VIEW: the three and itself.
+    const foreignAddr = await store.cluster.startJoiner(ports.port(FOREIGN), { LOG_LEVEL: 'info', ...tlsEnv(foreignPem, foreignCa) });
+    assert.deepEqual(store.cluster.node(foreignAddr).env.VIEW, [...addrs, foreignAddr].join(','));
+    const foreign = store.cluster.node(foreignAddr);
     const started = performance.now();
     const foreignClient = agent(undefined, foreignCa);
     // Its requests to the three fail (their certificates are signed by a CA it does not trust), so
@@ -254,10 +235,10 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     await pollUntil(
       'the foreign node to take the three out of its view as not answering',
       async () => {
-        if (!foreign!.alive) throw new assert.AssertionError({ message: `the foreign node exited: ${foreign!.crashed}\n${foreign!.tail(40)}` });
+        if (!foreign.alive) throw new assert.AssertionError({ message: `the foreign node exited: ${foreign.crashed}\n${foreign.tail(40)}` });
         const r = await call(foreignClient, 'GET', foreignAddr, '/view');
         if (r.status !== 200 || JSON.stringify(r.body?.view) !== JSON.stringify([foreignAddr])) throw new NotYet(`its view: ${r.status} ${r.text}`);
-        const log = foreign!.tail(400);
+        const log = foreign.tail(400);
         const notRemoved = addrs.filter((addr) => !log.split('\n').some((line) => line.includes('removed') && line.includes(`"peer":"${addr}"`)));
         if (notRemoved.length > 0) throw new NotYet(`not logged as removed yet: ${notRemoved.join(', ')}`);
       },
@@ -285,19 +266,19 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     }
     // Over the whole window (at least FOREIGN_WINDOW_MS after it started) no node of the three
     // lists it and each keeps answering; the foreign node never has the store's data.
+    // At least five rounds, however long the steps above took on a loaded machine.
     let rounds = 0;
-    while (rounds === 0 || performance.now() - started < FOREIGN_WINDOW_MS) {
+    while (rounds < 5 || performance.now() - started < FOREIGN_WINDOW_MS) {
       rounds++;
       for (const addr of addrs) {
         const view = await viewAt(addr);
         assert.deepEqual(view, addrs, `round ${rounds}: GET /view at ${addr} must not list ${foreignAddr}`);
       }
-      const stolen = await call(foreignClient, 'GET', foreignAddr, kvsPath('tls-key'), { 'causal-metadata': null }).catch((error: Error) => ({ status: 0, body: undefined, text: error.message }));
-      assert.ok(!(stolen.status === 200 && stolen.body?.value === 'over-tls'), `round ${rounds}: the foreign node served the store's data: ${stolen.text}`);
+      const stolen = await call(foreignClient, 'GET', foreignAddr, kvsPath('before-foreign'), { 'causal-metadata': null }).catch((error: Error) => ({ status: 0, body: undefined, text: error.message }));
+      assert.ok(!(stolen.status === 200 && stolen.body?.value === 'the-store-s-data'), `round ${rounds}: the foreign node served the store's data: ${stolen.text}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    assert.ok(rounds >= 5, `the window was polled ${rounds} times`);
-    for (const node of nodes) assert.ok(node.alive, `${node.addr} still runs`);
+    for (const addr of addrs) assert.ok(store.cluster.node(addr).alive, `${addr} still runs`);
     // The three still replicate among themselves.
     const put = await call(anonymous, 'PUT', C, kvsPath('after-foreign'), { value: 'still', 'causal-metadata': null });
     assert.equal(put.status, 201, put.text);

@@ -1,44 +1,33 @@
 // The view (spec section 2): GET/PUT/DELETE /view, down detection of a SIGKILLed node, and a
 // restarted node coming back with its shard's data.
 //
-// One sharded store of 4 nodes (SHARD_COUNT=2, so each shard has 2 members) on ports 9100-9103.
+// One sharded store of 4 nodes (SHARD_COUNT=2, so each shard has 2 members; ports:
+// test/helpers/ports.ts). The tests of a SIGKILLed node share one kill (`victimDown`); after them
+// the store is whole again.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, NotYet, address, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
-import {
-  Client,
-  call,
-  get,
-  getNodeShardId,
-  getView,
-  readShardLayout,
-  sortedAddresses,
-  type CausalMetadata,
-  type NodeAddress,
-} from '../helpers/http.ts';
+import { NotYet, pollUntil } from '../helpers/cluster.ts';
+import { Client, call, get, getNodeShardId, getView, readShardLayout, sortedAddresses, type CausalMetadata, type NodeAddress } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+import { readValue, step, useCluster } from '../helpers/store.ts';
 
-const BASE_PORT = 9100;
+const ports = portsFor(import.meta.url);
 const NODE_COUNT = 4;
 /** Spec: within 5 s of the first failed request no node lists a killed node; a restarted one is back within 5 s. */
 const SPEC_WINDOW_MS = 5_000;
 /** Measurement error of a poll: one poll interval plus the requests of one check. */
 const MEASURE_SLACK_MS = 250;
 /** An address in our port range where nothing ever listens. */
-const NEVER_A_NODE = address(BASE_PORT + 99);
+const NEVER_A_NODE = ports.address(99);
 
 describe('view', () => {
-  let cluster: Cluster | undefined;
+  const store = useCluster({ ports, nodeCount: NODE_COUNT, shardCount: 2 });
   let nodes: NodeAddress[] = [];
 
-  before(async () => {
-    cluster = await Cluster.start({ basePort: BASE_PORT, nodeCount: NODE_COUNT, shardCount: 2 });
-    nodes = cluster.addresses();
+  before(() => {
+    nodes = store.nodes;
   });
-  after(async () => {
-    await cluster?.stop();
-  });
-  printLogsOnFailure(() => cluster);
 
   test('GET /view: every node lists exactly the nodes of VIEW', async () => {
     for (const addr of nodes) {
@@ -79,7 +68,7 @@ describe('view', () => {
     assert.ok((await getView(a)).includes(b), `${a} does not list ${b} after PUT /view`);
 
     // Whatever the other nodes heard meanwhile, a healthy store ends with every node in every view.
-    await cluster!.waitForViews(nodes, { timeoutMs: 15_000 });
+    await store.cluster.waitForViews(nodes, { timeoutMs: 15_000 });
   });
 
   test('PUT and DELETE /view without "socket-address" answer a 4xx JSON error, not a 500', async () => {
@@ -92,79 +81,106 @@ describe('view', () => {
   });
 
   describe('a SIGKILLed node', () => {
-    // Shared by the two tests below, which run in order: kill, then restart.
-    let victim: NodeAddress;
-    let victimShard: string;
-    let partner: NodeAddress; // the other member of the victim's shard
-    const client = new Client();
-    const values = new Map<string, unknown>(); // key -> latest value, for keys of the victim's shard
-    let touchKey: string;
-    let metaBeforeKill: CausalMetadata;
-    let metaAfterTouch: CausalMetadata;
+    // The three tests below need the victim killed after writes to its shard: each asks for it with
+    // `victimDown()`, which does it once for the tests that find it done. The restart test brings
+    // the victim back and resets the step, so a later test would kill it again (with keys of its own).
+    let round = 0;
 
-    test('is gone from every remaining view within 5 s of the first request that touches it', async () => {
+    interface Down {
+      victim: NodeAddress;
+      victimShard: string;
+      /** The other member of the victim's shard. */
+      partner: NodeAddress;
+      /** key -> latest value, for the keys of the victim's shard. */
+      values: Map<string, unknown>;
+      /** The key written at the partner while the victim was down. */
+      touchKey: string;
+      metaBeforeKill: CausalMetadata;
+      metaAfterTouch: CausalMetadata;
+    }
+
+    /**
+     * Writes 40 keys through every node (and checks the victim serves those of its shard), SIGKILLs
+     * the victim, writes one of its shard's keys at the partner (the request that touches the
+     * victim), and checks it is gone from every remaining view within 5 s.
+     */
+    const victimDown = step(async (): Promise<Down> => {
+      const cluster = store.cluster;
+      const client = new Client();
+      const values = new Map<string, unknown>();
+      const prefix = round === 0 ? 'view-key' : `view-key-${round}`;
+      round++;
       const layout = await readShardLayout(nodes[0]!);
       assert.equal(layout.ids.length, 2, `expected 2 shards: ${JSON.stringify(layout)}`);
-      victim = nodes[NODE_COUNT - 1]!;
-      victimShard = (await getNodeShardId(victim))!;
+      const victim = nodes[NODE_COUNT - 1]!;
+      const victimShard = (await getNodeShardId(victim))!;
       assert.ok(layout.ids.includes(victimShard), `victim's shard ${victimShard} not in ${layout.ids}`);
       const members = layout.members[victimShard]!;
       assert.ok(members.includes(victim) && members.length >= 2, `members of ${victimShard}: ${members}`);
-      partner = members.find((m) => m !== victim)!;
+      const partner = members.find((m) => m !== victim)!;
 
       // Keys written through every node with chained metadata; keep those of the victim's shard.
       for (let i = 0; i < 40; i++) {
-        const key = `view-key-${i}`;
+        const key = `${prefix}-${i}`;
         const r = await client.put(nodes[i % NODE_COUNT]!, key, `value-${i}`);
         assert.equal(r.status, 201, `PUT ${key}: ${r.text}`);
         if (r.body['shard-id'] === victimShard) values.set(key, `value-${i}`);
       }
       assert.ok(values.size >= 3, `only ${values.size} of 40 keys landed in shard ${victimShard}`);
       // Before the kill, the victim itself serves every key of its shard (it has replicated them).
-      for (const [key, value] of values) {
-        const r = await retryWhile503(`GET ${key} at ${victim}`, () => get(victim, key, client.meta));
-        assert.equal(r.status, 200, `GET ${key} at ${victim} before the kill: ${r.text}`);
-        assert.deepEqual(r.body.value, value);
-      }
-      metaBeforeKill = client.meta;
-      touchKey = [...values.keys()][0]!;
+      for (const [key, value] of values) await readValue(victim, key, client.meta, value, 'before the kill');
+      const metaBeforeKill = client.meta;
+      const touchKey = [...values.keys()][0]!;
 
-      await cluster!.kill(victim);
+      await cluster.kill(victim);
       const start = performance.now();
       // The partner must replicate this write to the victim: that send fails, which is the "touch".
       const touch = await client.put(partner, touchKey, 'written-while-victim-down');
       assert.equal(touch.status, 200, `PUT ${touchKey} at ${partner} with a member down must still succeed: ${touch.text}`);
       assert.equal(touch.body['shard-id'], victimShard);
       values.set(touchKey, 'written-while-victim-down');
-      metaAfterTouch = client.meta;
+      const metaAfterTouch = client.meta;
 
       const survivors = nodes.filter((n) => n !== victim);
-      await cluster!.waitUntilNoneLists(victim!, survivors, SPEC_WINDOW_MS + 1_000);
+      await cluster.waitUntilNoneLists(victim, survivors, SPEC_WINDOW_MS + 1_000);
       const elapsedMs = performance.now() - start;
       assert.ok(elapsedMs <= SPEC_WINDOW_MS + MEASURE_SLACK_MS, `took ${Math.round(elapsedMs)} ms, spec allows ${SPEC_WINDOW_MS}`);
+      return { victim, victimShard, partner, values, touchKey, metaBeforeKill, metaAfterTouch };
+    });
+
+    // Whatever ran, the store is whole again for whatever comes after.
+    after(async () => {
+      if (!victimDown.done) return;
+      victimDown.reset();
+      await store.cluster.ensureRunning();
+      await store.cluster.waitForViews(nodes, { timeoutMs: 15_000 });
+    });
+
+    test('is gone from every remaining view within 5 s of the first request that touches it', async () => {
+      const { victim } = await victimDown();
       // The survivors still list each other.
+      const survivors = nodes.filter((n) => n !== victim);
       for (const addr of survivors) assert.deepEqual(sortedAddresses(await getView(addr)), survivors, `view of ${addr}`);
     });
 
     test('with a member down, nodes outside its shard still forward reads of its keys', async () => {
-      assert.ok(victim, 'depends on the previous test');
+      const { victim, victimShard, partner, values, metaAfterTouch } = await victimDown();
       const layout = await readShardLayout(partner);
       const outsiders = nodes.filter((n) => n !== victim && !layout.members[victimShard]!.includes(n));
       assert.ok(outsiders.length > 0);
       for (const outsider of outsiders) {
         for (const [key, value] of values) {
-          const r = await retryWhile503(`GET ${key} via ${outsider}`, () => get(outsider, key, metaAfterTouch));
-          assert.equal(r.status, 200, `GET ${key} via ${outsider}: ${r.text}`);
-          assert.deepEqual(r.body.value, value, `GET ${key} via ${outsider}`);
+          const r = await readValue(outsider, key, metaAfterTouch, value, 'forwarded');
           assert.equal(r.body['shard-id'], victimShard);
         }
       }
     });
 
     test('restarted with the same env: back in every view within 5 s, with its shard data', async () => {
-      assert.ok(victim && metaBeforeKill !== undefined, 'depends on the previous tests');
+      const { victim, victimShard, values, touchKey, metaBeforeKill, metaAfterTouch } = await victimDown();
+      victimDown.reset();
       const start = performance.now();
-      await cluster!.restart(victim);
+      await store.cluster.restart(victim);
       await pollUntil(
         `${victim} back in every view and serving its shard's keys`,
         async () => {
