@@ -1,11 +1,13 @@
 import { assert } from './assert.ts';
-import { hash32 } from './hash.ts';
-import { versionBytes } from './json-value.ts';
 import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
 import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
-import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks, withDot } from './vector-clock.ts';
+import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks } from './vector-clock.ts';
 import { compareStamps, supersedes } from './version-order.ts';
+import { PendingBuffer } from './pending-buffer.ts';
+import { versionHash, type StoreDigest } from './versions.ts';
+
+export { asBase, digestOfVersions, type StoreDigest } from './versions.ts';
 
 /**
  * Collected tombstones remembered per replica, so an old version arriving late cannot bring a deleted
@@ -29,15 +31,6 @@ export interface ReplicaOptions {
   lamport?: number;
 }
 
-/**
- * A checksum of a replica's whole store: how many versions it holds, and the sum (mod 2^32) of
- * their hashes (key, stamp, tombstone or not; see versionHash). Kept up to date with every change,
- * so it costs nothing to read; durable storage keeps it with each commit and checks it on load.
- */
-export interface StoreDigest {
-  count: number;
-  sum: number;
-}
 
 /** What changed since the runtime last took the changes (see takeDirty). */
 export interface DirtyChanges {
@@ -79,15 +72,11 @@ export class Replica {
   readonly self: NodeAddress;
   readonly shard: ShardId;
   readonly epoch: Epoch;
-  readonly pendingMax: number;
-  readonly pendingBytesMax: number;
   private readonly store = new Map<string, Version>();
   private appliedClock: Clock = {};
   private lamportClock = 0;
-  /** origin -> counter -> version waiting for its causal past. */
-  private readonly pending = new Map<NodeAddress, Map<number, Version>>();
-  private pendingSize = 0;
-  private pendingBytes = 0;
+  /** Writes that arrived before their causal past (see PendingBuffer). */
+  private readonly buffer: PendingBuffer;
   /** Keys whose stored version changed since the runtime last took them (to persist them). */
   private readonly dirty = new Set<string>();
   /**
@@ -114,8 +103,7 @@ export class Replica {
     this.self = options.self;
     this.shard = options.shard;
     this.epoch = options.epoch ?? 0;
-    this.pendingMax = options.pendingMax;
-    this.pendingBytesMax = options.pendingBytesMax ?? PENDING_BYTES_MAX;
+    this.buffer = new PendingBuffer(options.pendingMax, options.pendingBytesMax ?? PENDING_BYTES_MAX);
     this.lamportClock = options.lamport ?? 0;
     assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'a replica starts from a Lamport time that is a natural number');
   }
@@ -129,7 +117,15 @@ export class Replica {
   }
 
   get pendingCount(): number {
-    return this.pendingSize;
+    return this.buffer.size;
+  }
+
+  get pendingMax(): number {
+    return this.buffer.max;
+  }
+
+  get pendingBytesMax(): number {
+    return this.buffer.bytesMax;
   }
 
   get size(): number {
@@ -206,7 +202,7 @@ export class Replica {
         result.dropped++;
         continue;
       }
-      if ((this.appliedClock[dot.node] ?? 0) >= dot.counter || this.isPending(dot)) {
+      if ((this.appliedClock[dot.node] ?? 0) >= dot.counter || this.buffer.has(dot)) {
         result.duplicates++;
         continue;
       }
@@ -214,7 +210,7 @@ export class Replica {
         this.apply(version, dot);
         result.applied++;
         result.applied += this.drainPending();
-      } else if (this.addPending(version, dot)) {
+      } else if (this.buffer.add(version, dot, this.appliedClock)) {
         result.buffered++;
       } else {
         result.dropped++;
@@ -331,19 +327,7 @@ export class Replica {
     }
     assert(clockCovers(this.appliedClock, this.collectedUpTo), 'tombstones are collected only up to what this replica applied');
     // The pending buffer: writes not applied yet, filed under their dot, counted exactly, within bounds.
-    let size = 0;
-    let bytes = 0;
-    for (const [origin, byCounter] of this.pending) {
-      assert(byCounter.size > 0, () => `the pending buffer keeps an empty entry for ${origin}`);
-      for (const [counter, version] of byCounter) {
-        assert(version.dot?.node === origin && version.dot.counter === counter, () => `a pending write is filed under ${origin}#${counter}, not its dot`);
-        assert(counter > counterOf(this.appliedClock, origin), () => `${origin}#${counter} is pending though applied`);
-        size++;
-        bytes += versionBytes(version);
-      }
-    }
-    assert(size === this.pendingSize && bytes === this.pendingBytes, 'the pending count and bytes match what is buffered');
-    assert(size <= this.pendingMax && bytes <= this.pendingBytesMax, 'the pending buffer stays within its count and byte bounds');
+    this.buffer.check(this.appliedClock);
     for (const epoch of Object.keys(this.baseClocks)) {
       const e = Number(epoch);
       assert(e < this.epoch && e >= this.epoch - OLD_EPOCHS_MAX, () => `the base names epoch ${epoch}, outside the ${OLD_EPOCHS_MAX} before ${this.epoch}`);
@@ -494,103 +478,19 @@ export class Replica {
     this.appliedClock = { ...this.appliedClock, [dot.node]: dot.counter };
   }
 
-  private isPending(dot: Dot): boolean {
-    return this.pending.get(dot.node)?.has(dot.counter) ?? false;
-  }
-
-  /** Buffers an early arrival within the count and byte bounds; false when it does not fit. */
-  private addPending(version: Version, dot: Dot): boolean {
-    if (this.pendingSize >= this.pendingMax) return false;
-    const bytes = versionBytes(version);
-    if (this.pendingBytes + bytes > this.pendingBytesMax) return false;
-    let byCounter = this.pending.get(dot.node);
-    if (!byCounter) {
-      byCounter = new Map();
-      this.pending.set(dot.node, byCounter);
-    }
-    // Only a write not applied and not buffered yet (deliver sorted out duplicates): counted once.
-    assert(!byCounter.has(dot.counter) && dot.counter > counterOf(this.appliedClock, dot.node), 'an early arrival is buffered once, and only while not applied');
-    byCounter.set(dot.counter, version);
-    this.pendingSize++;
-    this.pendingBytes += bytes;
-    return true;
-  }
-
-  private removePending(byCounter: Map<number, Version>, counter: number, version: Version): void {
-    const removed = byCounter.delete(counter);
-    this.pendingSize--;
-    this.pendingBytes -= versionBytes(version);
-    // The count and the bytes are kept exact: an empty buffer holds no bytes.
-    assert(removed && this.pendingSize >= 0 && this.pendingBytes >= 0 && (this.pendingSize > 0 || this.pendingBytes === 0), 'the pending count and bytes match what is buffered');
-  }
-
   /** Applies every buffered write whose causal past is now applied; returns how many. */
   private drainPending(): number {
-    let applied = 0;
-    let progress = true;
-    // Each round applies at least one write or stops, so rounds are bounded by the buffer's size.
-    while (progress && this.pendingSize > 0) {
-      progress = false;
-      for (const [origin, byCounter] of this.pending) {
-        const next = (this.appliedClock[origin] ?? 0) + 1;
-        const head = byCounter.get(next);
-        if (!head || !head.dot || !this.deliverable(head, head.dot)) continue;
-        this.removePending(byCounter, next, head);
-        if (byCounter.size === 0) this.pending.delete(origin);
-        this.apply(head, head.dot);
-        applied++;
-        progress = true;
-      }
-    }
-    return applied;
+    return this.buffer.drain(
+      () => this.appliedClock,
+      (version, dot) => this.deliverable(version, dot),
+      (version, dot) => this.apply(version, dot),
+    );
   }
 
   /** Drops buffered writes that a merged state already reflects. */
   private prunePending(): void {
-    for (const [origin, byCounter] of this.pending) {
-      const reflected = this.appliedClock[origin] ?? 0;
-      for (const [counter, version] of byCounter) {
-        if (counter <= reflected) this.removePending(byCounter, counter, version);
-      }
-      if (byCounter.size === 0) this.pending.delete(origin);
-    }
+    this.buffer.prune(this.appliedClock);
   }
-}
-
-/**
- * A version of `shard` as it enters a later epoch: no dot or deps (those belong to its own epoch),
- * and its dot and deps kept in `past` under that epoch, so a reader still depends on them.
- */
-export function asBase(version: Version, shard: ShardId): Version {
-  if (version.dot === null) return version;
-  const epoch = String(version.stamp.epoch ?? 0);
-  const own = withDot(version.deps, shard, version.dot.node, version.dot.counter);
-  return {
-    ...version,
-    dot: null,
-    deps: {},
-    past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
-    origin: { epoch: version.stamp.epoch ?? 0, shard, node: version.dot.node, counter: version.dot.counter },
-  };
-}
-
-/**
- * The digest a replica storing exactly these versions (one per key) has: what a durable store
- * recomputes from what it loaded, to compare with the digest committed with it. O(n).
- */
-export function digestOfVersions(versions: Iterable<Version>): StoreDigest {
-  let count = 0;
-  let sum = 0;
-  for (const version of versions) {
-    count++;
-    sum = (sum + versionHash(version)) >>> 0;
-  }
-  return { count, sum };
-}
-
-/** What a version contributes to its partition's digest: the same for a version wherever it is stored. */
-function versionHash(version: Version): number {
-  return hash32(`${version.key}\u0000${version.stamp.lamport}\u0000${version.stamp.node}\u0000${version.deleted ? 1 : 0}`);
 }
 
 function withoutNode(clock: Clock, node: NodeAddress): Clock {

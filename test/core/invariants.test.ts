@@ -34,16 +34,13 @@ interface ReplicaInternals {
   store: Map<string, Version>;
   appliedClock: Clock;
   lamportClock: number;
-  pending: Map<NodeAddress, Map<number, Version>>;
-  pendingSize: number;
-  pendingBytes: number;
+  buffer: { byOrigin: Map<NodeAddress, Map<number, Version>>; count: number; bytes: number; max: number; add(version: Version, dot: { node: NodeAddress; counter: number }, applied: Clock): boolean };
   digestSums: Uint32Array;
   digestTotal: number;
   graveyard: Map<string, Version>;
   collectedUpTo: Clock;
   baseClocks: EpochClocks;
   apply(version: Version, dot: { node: NodeAddress; counter: number }): void;
-  addPending(version: Version, dot: { node: NodeAddress; counter: number }): boolean;
 }
 const internals = (replica: Replica): ReplicaInternals => replica as unknown as ReplicaInternals;
 
@@ -198,9 +195,9 @@ test('pending: an early arrival is counted once, and the count and bytes stay ex
   const a = replica(A);
   const early = pushed(B, 2, 'k', 2);
   assert.equal(a.deliver([early, early]).buffered, 1, 'a duplicate is not buffered twice');
-  fires(() => internals(a).addPending(early, { node: B, counter: 2 }), /buffered once/);
+  fires(() => internals(a).buffer.add(early, { node: B, counter: 2 }, { ...a.applied }), /buffered once/);
   // Byte accounting drifts: the buffer drains to empty with bytes left over.
-  internals(a).pendingBytes += 1;
+  internals(a).buffer.bytes += 1;
   fires(() => a.deliver([pushed(B, 1, 'j', 1)]), /pending count and bytes match/);
 });
 
@@ -217,10 +214,10 @@ test('checkInvariants names each broken invariant of the whole state', () => {
     ['a stamp above the Lamport time', (r) => (r.lamportClock = 0), /above the Lamport time/],
     ['a partition digest', (r) => (r.digestSums[0] = (r.digestSums[0] ?? 0) + 1), /digest of partition 0/],
     ['the store digest', (r) => (r.digestTotal += 1), /store digest is the sum/],
-    ['the pending count', (r) => (r.pendingSize += 1), /pending count and bytes/],
-    ['the pending bound', (r) => ((r as unknown as { pendingMax: number }).pendingMax = 0), /within its count and byte bounds/],
+    ['the pending count', (r) => (r.buffer.count += 1), /pending count and bytes/],
+    ['the pending bound', (r) => (r.buffer.max = 0), /within its count and byte bounds/],
     ['a pending write already applied', (r) => (r.appliedClock = { ...r.appliedClock, [B]: 3 }), /10\.10\.0\.3:8090#3 is pending though applied/],
-    ['a pending write filed under another dot', (r) => r.pending.get(B)?.set(4, r.pending.get(B)?.get(3) as Version), /filed under 10\.10\.0\.3:8090#4, not its dot/],
+    ['a pending write filed under another dot', (r) => r.buffer.byOrigin.get(B)?.set(4, r.buffer.byOrigin.get(B)?.get(3) as Version), /filed under 10\.10\.0\.3:8090#4, not its dot/],
     ['an applied counter', (r) => (r.appliedClock = { ...r.appliedClock, [C]: 0 }), /applied names 10\.10\.0\.4:8090 with counter 0/],
     ['the collection horizon', (r) => (r.collectedUpTo = { [C]: 9 }), /collected only up to/],
     ['a graveyard entry', (r) => r.graveyard.set('g', pushed(B, 1, 'g', 1)), /graveyard entry of g/],

@@ -1,0 +1,53 @@
+import { hash32 } from './hash.ts';
+import type { ShardId, Version } from './types.ts';
+import { mergeEpochClocks, withDot } from './vector-clock.ts';
+
+// Versions as the replica and the disk see them: the form a version takes in a later epoch, and
+// the hash and digest that tell two stores apart.
+
+/**
+ * A checksum of a replica's whole store: how many versions it holds, and the sum (mod 2^32) of
+ * their hashes (key, stamp, tombstone or not; see versionHash). Kept up to date with every change,
+ * so it costs nothing to read; durable storage keeps it with each commit and checks it on load.
+ */
+export interface StoreDigest {
+  count: number;
+  sum: number;
+}
+
+/**
+ * A version of `shard` as it enters a later epoch: no dot or deps (those belong to its own epoch),
+ * and its dot and deps kept in `past` under that epoch, so a reader still depends on them.
+ */
+export function asBase(version: Version, shard: ShardId): Version {
+  if (version.dot === null) return version;
+  const epoch = String(version.stamp.epoch ?? 0);
+  const own = withDot(version.deps, shard, version.dot.node, version.dot.counter);
+  return {
+    ...version,
+    dot: null,
+    deps: {},
+    past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
+    origin: { epoch: version.stamp.epoch ?? 0, shard, node: version.dot.node, counter: version.dot.counter },
+  };
+}
+
+/**
+ * The digest a replica storing exactly these versions (one per key) has: what a durable store
+ * recomputes from what it loaded, to compare with the digest committed with it. O(n).
+ */
+export function digestOfVersions(versions: Iterable<Version>): StoreDigest {
+  let count = 0;
+  let sum = 0;
+  for (const version of versions) {
+    count++;
+    sum = (sum + versionHash(version)) >>> 0;
+  }
+  return { count, sum };
+}
+
+/** What a version contributes to its partition's digest: the same for a version wherever it is stored. */
+export function versionHash(version: Version): number {
+  return hash32(`${version.key}\u0000${version.stamp.lamport}\u0000${version.stamp.node}\u0000${version.deleted ? 1 : 0}`);
+}
+
