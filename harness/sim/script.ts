@@ -512,7 +512,7 @@ class Interpreter {
         for (const [at, kvs] of world.nodes()) {
           if (nodes.includes(at)) continue;
           for (const node of nodes) {
-            if (kvs.core.membership.view().includes(node) !== (condition === 'in-view')) return `${at} ${condition === 'in-view' ? 'lacks' : 'lists'} ${node}`;
+            if (kvs.core.view().includes(node) !== (condition === 'in-view')) return `${at} ${condition === 'in-view' ? 'lacks' : 'lists'} ${node}`;
           }
         }
         return '';
@@ -712,7 +712,7 @@ async function boot(world: World): Promise<string> {
   const up = (): boolean =>
     nodes.every((node) => {
       const core = world.nodes().get(node)?.core;
-      return core !== undefined && core.ready && nodes.every((n) => core.membership.view().includes(n));
+      return core !== undefined && core.ready && nodes.every((n) => core.view().includes(n));
     });
   while (!up()) {
     if (world.scheduler.now() >= deadline) throw new Error('the store did not start within 30 simulated seconds');

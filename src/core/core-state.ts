@@ -29,13 +29,32 @@ import { type Persist, type NodeCoreOptions } from './contract.ts';
  * build on it: ReplicationCore (replica-to-replica), ReshardCore (maps and reshards), NodeCore
  * (client requests and the view).
  */
+/** What the runtime may ask and tell the link table (see CoreState.linkPort). */
+export type LinkPort = Pick<
+  Links,
+  | 'incarnationOf'
+  | 'probeSent'
+  | 'probeAnswered'
+  | 'failed'
+  | 'answered'
+  | 'refusedBy'
+  | 'announced'
+  | 'checkLate'
+  | 'isUp'
+  | 'accepts'
+  | 'remainingMs'
+  | 'forgiveProbes'
+  | 'held'
+>;
+
 export class CoreState {
   readonly self: NodeAddress;
 
-  readonly membership: Membership;
+  /** The view and the failure counts behind it: asked and changed only through the methods below. */
+  protected readonly membership: Membership;
 
   /** The health of the link to each peer: data crosses only links that are up (see Links). */
-  readonly links: Links;
+  protected readonly links: Links;
 
   protected readonly options: NodeCoreOptions;
 
@@ -86,6 +105,51 @@ export class CoreState {
     this.currentMapDigest = mapDigest(map);
     this.currentReplica = this.newReplica(map, 0);
     this.isReady = this.currentReplica === null;
+  }
+
+  /**
+   * The link table's port: the runtime's transport and failure detector report what each request
+   * and probe to a peer showed, and ask before data crosses a link. Every decision (held, released,
+   * mirrored, accepted) is the link table's (src/core/links.ts); this is all of it the runtime sees.
+   */
+  get linkPort(): LinkPort {
+    return this.links;
+  }
+
+  // ---------------------------------------------------------------- the view
+
+  /** The nodes this node counts as up, itself included, sorted. */
+  view(): NodeAddress[] {
+    return this.membership.view();
+  }
+
+  isMember(node: NodeAddress): boolean {
+    return this.membership.has(node);
+  }
+
+  /** The other nodes of the view. */
+  viewPeers(): NodeAddress[] {
+    return this.membership.peers();
+  }
+
+  /** Every node this node probes: the view, nodes on probation, nodes learned of. */
+  probeTargets(): NodeAddress[] {
+    return this.membership.probeTargets();
+  }
+
+  /** Nodes found down that answer again and wait out the hold-down before they rejoin the view. */
+  onProbation(): NodeAddress[] {
+    return this.membership.probeTargets().filter((n) => this.membership.isOnProbation(n));
+  }
+
+  /** What a probe of `peer` showed: it may remove it from the view or admit it again (see Membership.observe). */
+  observe(peer: NodeAddress, answered: boolean, nowMs: number): ReturnType<Membership['observe']> {
+    return this.membership.observe(peer, answered, nowMs);
+  }
+
+  /** A node heard of (from a ping or a peer's view): probed before it is admitted; true when new. */
+  learn(node: NodeAddress, nowMs: number): boolean {
+    return this.membership.learn(node, nowMs);
   }
 
   get map(): ShardMap {

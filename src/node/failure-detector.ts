@@ -43,7 +43,7 @@ export class FailureDetector {
     this.stallWatch = watchStalls
       ? new StallWatch(Math.floor(ctx.config.probeLateMs / 2), () => {
           this.linkStats.stallsForgiven++;
-          ctx.core.links.forgiveProbes();
+          ctx.core.linkPort.forgiveProbes();
         })
       : null;
   }
@@ -69,7 +69,7 @@ export class FailureDetector {
 
   /** The links part of /status. */
   linkStatus(): Record<string, unknown> {
-    return { held: this.ctx.core.links.held(this.ctx.timers.now()), ...this.linkStats };
+    return { held: this.ctx.core.linkPort.held(this.ctx.timers.now()), ...this.linkStats };
   }
 
   private tick(): void {
@@ -81,7 +81,7 @@ export class FailureDetector {
       core.abortReshard(timedOut);
       this.ctx.stateChanged();
     }
-    for (const peer of core.membership.probeTargets()) {
+    for (const peer of core.probeTargets()) {
       // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
       this.checkLate(peer);
       if (this.probing.has(peer)) continue;
@@ -95,7 +95,7 @@ export class FailureDetector {
     let lateTimer: TimerHandle | null = null;
     try {
       let info: PingInfo | null = null;
-      const links = core.links;
+      const links = core.linkPort;
       const sentTo = links.incarnationOf(peer);
       links.probeSent(peer, timers.now());
       // Late is noticed when it happens, not at the next tick: data must stop before it could
@@ -111,7 +111,7 @@ export class FailureDetector {
       }
       if (info !== null && isIncarnation(info.incarnation)) this.onLinkChange(peer, links.probeAnswered(peer, sentTo, info.incarnation, timers.now()));
       this.observe(peer, info !== null);
-      if (info !== null && core.membership.has(peer)) {
+      if (info !== null && core.isMember(peer)) {
         if (this.linkUp(peer)) this.ctx.replicator.resume(peer);
         this.onPing(peer, info);
       }
@@ -124,18 +124,18 @@ export class FailureDetector {
   /** Holds the link to `peer` down now if its probe in flight is late; the time it looked. */
   private checkLate(peer: NodeAddress): number {
     const now = this.ctx.timers.now();
-    this.onLinkChange(peer, this.ctx.core.links.checkLate(peer, now));
+    this.onLinkChange(peer, this.ctx.core.linkPort.checkLate(peer, now));
     return now;
   }
 
   /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
   linkUp(peer: NodeAddress): boolean {
-    return this.ctx.core.links.isUp(peer, this.checkLate(peer));
+    return this.ctx.core.linkPort.isUp(peer, this.checkLate(peer));
   }
 
   /** Whether data from `peer` (from its process `incarnation`) is taken now (not while this node holds the link down itself). */
   private linkAccepts(peer: NodeAddress, incarnation: string | null): boolean {
-    return this.ctx.core.links.accepts(peer, this.checkLate(peer), incarnation);
+    return this.ctx.core.linkPort.accepts(peer, this.checkLate(peer), incarnation);
   }
 
   /**
@@ -147,7 +147,7 @@ export class FailureDetector {
     this.linkStats.refused++;
     const suppressed = this.ctx.refusals.take(`link held ${peer}`);
     if (suppressed !== null) this.ctx.log.info({ peer, path, suppressed }, 'data from a peer over a link held down: refused');
-    const refusal = linkHeldReply(this.ctx.config.address, peer, this.ctx.core.links.remainingMs(peer, this.ctx.timers.now()));
+    const refusal = linkHeldReply(this.ctx.config.address, peer, this.ctx.core.linkPort.remainingMs(peer, this.ctx.timers.now()));
     return json(refusal.status, refusal.body);
   }
 
@@ -163,7 +163,7 @@ export class FailureDetector {
     }
     this.linkStats.releases++;
     log.info({ peer, holdDownMs: config.holdDownMs }, 'link answered through the hold-down: data crosses it again');
-    if (this.ctx.core.membership.has(peer)) replicator.resume(peer);
+    if (this.ctx.core.isMember(peer)) replicator.resume(peer);
     // Requests waiting for what this peer has may now pull it.
     this.ctx.stateChanged();
   }
@@ -180,18 +180,18 @@ export class FailureDetector {
 
   /** A request to `peer` failed: count it, and confirm with a probe right away. */
   suspect(peer: NodeAddress): void {
-    if (this.ctx.isClosed() || !this.ctx.core.membership.has(peer)) return;
+    if (this.ctx.isClosed() || !this.ctx.core.isMember(peer)) return;
     this.observe(peer, false);
     if (!this.probing.has(peer)) this.ctx.background.run('ping', () => this.pingOnce(peer));
   }
 
   private observe(peer: NodeAddress, answered: boolean): void {
     const { core, config } = this.ctx;
-    const outcome = core.membership.observe(peer, answered, this.ctx.timers.now());
+    const outcome = core.observe(peer, answered, this.ctx.timers.now());
     if (outcome.kind === 'removed') {
       this.onRemoved(peer, 'not answering');
       // Tell the others, as the spec asks; each checks before it removes.
-      for (const other of core.membership.peers()) {
+      for (const other of core.viewPeers()) {
         this.ctx.peers
           .call(other, 'DELETE', '/view', { 'socket-address': peer }, {
             timeoutMs: CONTROL_TIMEOUT_MS,

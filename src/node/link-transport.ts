@@ -3,7 +3,8 @@
 // link (no answer: the link failed; a refusal because the peer holds the link: send it no data
 // for as long).
 
-import type { LinkChange, Links } from '../core/links.ts';
+import type { LinkChange } from '../core/links.ts';
+import type { LinkPort } from '../core/core-state.ts';
 import type { NodeAddress } from '../core/types.ts';
 import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport, type Timers } from './env.ts';
 import { AUTH_HEADER, type PeerAuth } from './peer-auth.ts';
@@ -42,7 +43,7 @@ export function linkHeldRemaining(reply: PeerReply): number | null | undefined {
 
 export class LinkTransport implements PeerTransport {
   private readonly inner: PeerTransport;
-  private readonly links: Links;
+  private readonly links: LinkPort;
   private readonly timers: Timers;
   private readonly headers: Record<string, string>;
   private readonly onChange: (peer: NodeAddress, change: LinkChange) => void;
@@ -51,7 +52,7 @@ export class LinkTransport implements PeerTransport {
   constructor(
     inner: PeerTransport,
     identity: { self: NodeAddress; incarnation: string },
-    links: Links,
+    links: LinkPort,
     timers: Timers,
     onChange: (peer: NodeAddress, change: LinkChange) => void,
     auth: PeerAuth | null = null,

@@ -127,7 +127,7 @@ export class KvsNode {
           tls: this.tls,
         }),
       { self: config.address, incarnation: this.incarnation },
-      this.core.links,
+      this.core.linkPort,
       this.timers,
       (peer, change) => this.failures.onLinkChange(peer, change),
       this.auth,
@@ -145,7 +145,7 @@ export class KvsNode {
       log,
       {
         onUnreachable: (peer) => this.failures.suspect(peer),
-        isUp: (peer) => this.core.membership.has(peer) && this.failures.linkUp(peer),
+        isUp: (peer) => this.core.isMember(peer) && this.failures.linkUp(peer),
         hintLog: this.storage.hints,
         run: (task, work) => background.run(task, work),
       },

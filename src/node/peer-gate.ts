@@ -112,7 +112,7 @@ export class PeerGate {
     const source = ip.startsWith('::ffff:') ? ip.slice('::ffff:'.length) : ip;
     if (this.ctx.config.peerSourceIps.includes(source)) return true;
     const core = this.ctx.core;
-    const known = [...this.ctx.config.view, ...core.membership.probeTargets(), ...Object.values(core.map.shards).flat()];
+    const known = [...this.ctx.config.view, ...core.probeTargets(), ...Object.values(core.map.shards).flat()];
     return known.some((node) => node.slice(0, node.lastIndexOf(':')) === source);
   }
 

@@ -50,7 +50,7 @@ export class PeerRoutes {
     if (method === 'GET' && path === '/internal/ping') {
       // A node that pings us is up and counts us in its view; if we dropped it (we found it down,
       // then restarted with a VIEW that predates it, or missed its announcement), we probe it again.
-      if (from !== null && core.membership.learn(from, timers.now())) {
+      if (from !== null && core.learn(from, timers.now())) {
         log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
       }
       const replicating = from === null ? 0 : replicator.liveQueued(from);
@@ -59,7 +59,7 @@ export class PeerRoutes {
       return json(200, info);
     }
     if (method === 'GET' && path === '/internal/state') {
-      return json(200, { map: core.map, view: core.membership.view(), ready: core.ready });
+      return json(200, { map: core.map, view: core.view(), ready: core.ready });
     }
     if (method === 'GET' && path.startsWith('/internal/key-count/')) {
       const shard = decodeURIComponent(path.slice('/internal/key-count/'.length));

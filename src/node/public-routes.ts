@@ -83,7 +83,7 @@ export class PublicRoutes {
   private async viewRoute(method: string, body: unknown, peer: PeerHeaders, request: HttpRequest): Promise<HttpReply> {
     const { core, log, timers } = this.ctx;
     const downReport = peer.downReport;
-    if (method === 'GET') return json(200, { view: core.membership.view() });
+    if (method === 'GET') return json(200, { view: core.view() });
     if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
     const refusal = this.deps.gate.adminRefusal(request, `${method} /view`);
     if (refusal !== null) return refusal;
@@ -95,7 +95,7 @@ export class PublicRoutes {
       // The node announcing itself: a new incarnation is a restart, not a reconnection, so its
       // link is not held down (it copies its shard at once).
       if (peer.from === address && peer.incarnation !== null) {
-        const change = core.links.announced(address, peer.incarnation, timers.now());
+        const change = core.linkPort.announced(address, peer.incarnation, timers.now());
         if (change === 'released') log.info({ peer: address, incarnation: peer.incarnation }, 'node restarted (new incarnation): its link is no longer held down');
         this.deps.failures.onLinkChange(address, change);
       }
@@ -105,7 +105,7 @@ export class PublicRoutes {
     if (downReport !== null) {
       // Another node found `address` down. Check for ourselves before dropping it: a node cut off
       // from the reporter only may be fine for us.
-      if (core.membership.has(address) && (await this.deps.failures.probe(address))) {
+      if (core.isMember(address) && (await this.deps.failures.probe(address))) {
         log.info({ peer: address, reporter: downReport }, 'down report refuted: node answers');
         return json(200, { result: MESSAGES.deleted });
       }
@@ -146,7 +146,7 @@ export class PublicRoutes {
       const reply = core.addMember(id, address);
       if (reply.status === 200) {
         this.ctx.log.info({ shard: id, peer: address }, 'node added to shard');
-        await this.deps.maps.pushMap([...core.membership.peers(), address]);
+        await this.deps.maps.pushMap([...core.viewPeers(), address]);
         this.ctx.stateChanged();
         if (reply.joined) this.ctx.background.run('full sync', () => this.deps.sync.fullSync('added to a shard'));
       }

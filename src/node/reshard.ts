@@ -38,7 +38,7 @@ export class Resharding {
     }
     if (core.reshardInProgress) return json(503, { error: 'A reshard is already in progress; try again later' });
     const map = core.planReshard(shardCount as number);
-    const nodes = core.membership.view();
+    const nodes = core.view();
     const started = timers.now();
     log.info({ epoch: map.epoch, shardCount, nodes }, 'reshard: preparing');
 

@@ -19,8 +19,8 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
     epoch: core.map.epoch,
     mode: core.map.mode,
     shard: core.shard,
-    view: core.membership.view(),
-    onProbation: core.membership.probeTargets().filter((n) => core.membership.isOnProbation(n)),
+    view: core.view(),
+    onProbation: core.onProbation(),
     incarnation: ctx.incarnation,
     /** Links held down after a failure (no data crosses them), and how many holds and releases so far. */
     links: sources.linkStatus(),

@@ -356,7 +356,7 @@ function populate(cores: NodeCore[], keys: number, seed: number): Model {
 }
 
 function transfersOf(core: NodeCore, epoch: number): Map<NodeAddress, Transfer> {
-  const everyone = new Set([...core.membership.view(), ...Object.values(core.reshardInProgress?.map.shards ?? {}).flat()]);
+  const everyone = new Set([...core.view(), ...Object.values(core.reshardInProgress?.map.shards ?? {}).flat()]);
   const transfers = core.reshardTransfers(epoch, everyone);
   assert.ok(transfers, `transfers of ${core.self}`);
   return transfers;
@@ -593,7 +593,7 @@ test('a node that missed a reshard hands what it held, writes made while cut off
   for (let i = 0; key === ''; i++) if (shardOfKey(late.map, `cut-${i}`) === late.shard) key = `cut-${i}`;
   assert.equal(replyOf(kv(late, 'PUT', key, { value: 'written while cut off' })).status, 201);
   // The others reshard without it (it is out of their view).
-  for (const core of others) core.membership.remove(late.self, 'down');
+  for (const core of others) core.deleteView(late.self, 'down');
   const coordinator = others[0] as NodeCore;
   const plan = coordinator.planReshard(2);
   assert.ok(!Object.values(plan.shards).flat().includes(late.self), 'the cut-off node is in no shard of the new map');

@@ -67,7 +67,7 @@ async function cutShort(world: World): Promise<Outcome> {
   const m2 = w2.body['causal-metadata'];
   world.network.heal();
   const healedMs = world.scheduler.now();
-  const viewsKeptIt = [...world.nodes().values()].every((node) => node.core.membership.view().includes(b));
+  const viewsKeptIt = [...world.nodes().values()].every((node) => node.core.view().includes(b));
   await world.advance(1_000);
 
   let finalValue: unknown;
