@@ -80,6 +80,18 @@ export class ReplicationCore extends CoreState {
     return { ok: true, differing: answer.differing, versions: answer.versions, more: answer.more };
   }
 
+  /** Anti-entropy, asking side: this replica's partition digests, if it is still the replica of `shard` at `epoch`. */
+  repairDigests(epoch: Epoch, shard: ShardId): number[] | null {
+    const replica = this.currentReplica;
+    return epoch === this.currentMap.epoch && replica !== null && replica.shard === shard ? replica.digests() : null;
+  }
+
+  /** Anti-entropy, asking side: our versions of the partitions a peer named as differing (null: the replica changed meanwhile). */
+  repairVersions(epoch: Epoch, shard: ShardId, partitions: readonly number[]): Version[] | null {
+    const replica = this.currentReplica;
+    return epoch === this.currentMap.epoch && replica !== null && replica.shard === shard ? replica.versionsInPartitions(partitions) : null;
+  }
+
   /**
    * Anti-entropy repair: versions a replica of the same shard and epoch holds. Returns how many
    * changed our state. A late transfer (see lateTransfers) comes this way too, and its last part says

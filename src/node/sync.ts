@@ -225,7 +225,9 @@ export class Sync {
   /** One digest exchange of an anti-entropy round; true when the peer has more differing partitions. */
   private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, replica: Replica): Promise<boolean> {
     const { core, config, peers } = this.ctx;
-    const reply = await peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests: replica.digests(), from: config.address }, {
+    const digests = core.repairDigests(epoch, shard);
+    if (digests === null) return false;
+    const reply = await peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests, from: config.address }, {
       timeoutMs: config.requestTimeoutMs,
     });
     const answer = reply.body as { differing?: unknown; versions?: unknown; more?: unknown };
@@ -237,7 +239,9 @@ export class Sync {
       return false;
     }
     const changedHere = core.onRepair(epoch, shard, answer.versions) ?? 0;
-    const ours = replica.versionsInPartitions(answer.differing);
+    const ours = core.repairVersions(epoch, shard, answer.differing);
+    // The replica changed meanwhile (a new epoch, a copy): the round ends.
+    if (ours === null) return false;
     const pushed = await sendVersions(peers, peer, '/internal/repair', { epoch, shard }, ours, config.requestTimeoutMs);
     this.repairStats.bytes += pushed.bytes;
     const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
