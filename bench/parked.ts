@@ -4,17 +4,19 @@
 // and metadata, decide). Now: requests are parked under what they lack and a state change looks
 // only at those it can release. Both are measured here on the same core.
 import { NodeCore, type KvRequest } from '../src/core/node-core.ts';
-import { initialShardMap } from '../src/core/shard-map.ts';
-import type { CausalMetadata, Version } from '../src/core/types.ts';
+import { nodeAddress } from '../src/core/address.ts';
+import { initialShardMap, shardIdFor } from '../src/core/shard-map.ts';
+import type { CausalMetadata, NodeAddress, Version } from '../src/core/types.ts';
 
 const PARKED = Number(process.argv[2] ?? 1000);
 const CHANGES = Number(process.argv[3] ?? 1000);
-const A = '10.10.0.2:8090';
-const B = '10.10.0.3:8090';
-const C = '10.10.0.4:8090';
+const A = nodeAddress('10.10.0.2:8090');
+const B = nodeAddress('10.10.0.3:8090');
+const C = nodeAddress('10.10.0.4:8090');
+const S0 = shardIdFor(0);
 const view = [A, B, C];
 
-function core(self: string): NodeCore {
+function core(self: NodeAddress): NodeCore {
   const c = new NodeCore({ self, pendingMax: 100_000, failuresToRemove: 3, holdDownMs: 3000 }, view, initialShardMap(view, null));
   c.markReady();
   return c;
@@ -43,7 +45,7 @@ function polled(): number {
   const bodies = Array.from({ length: PARKED }, () => JSON.parse(JSON.stringify({ 'causal-metadata': metadata })) as unknown);
   const started = performance.now();
   for (const version of unrelated) {
-    b.onReplicate(0, 's0', [version]);
+    b.onReplicate(0, S0, [version]);
     // The old loop: every waiting request is run again from its body.
     for (const body of bodies) b.kv('GET', 'wanted', body);
   }
@@ -60,7 +62,7 @@ function parked(): number {
   }
   const started = performance.now();
   for (const version of unrelated) {
-    b.onReplicate(0, 's0', [version]);
+    b.onReplicate(0, S0, [version]);
     if (b.wake(0).released.length !== 0) throw new Error('released early');
   }
   return performance.now() - started;

@@ -11,6 +11,7 @@
 // the message (`deliverCaptured`, at any later time, past the sender's timeout if it likes) or drops
 // it (`dropCaptured`). What the target answered a delivered request is kept on the captured message.
 
+import type { NodeAddress } from '../../src/core/types.ts';
 import { JsonText } from '../../src/node/env.ts';
 import type { HttpReply, HttpRequest } from '../../src/node/http-server.ts';
 import { PeerUnreachableError, type PeerReply } from '../../src/node/peer-client.ts';
@@ -248,7 +249,7 @@ export class SimNetwork {
    * Resolves with its answer or rejects with PeerUnreachableError after `timeoutMs`.
    */
   /** `from` is a node's address (its IP is the request's source) or a client's name. */
-  call(caller: Owner, from: string, to: string, request: Omit<HttpRequest, 'remoteAddress'>, timeoutMs: number): Promise<PeerReply> {
+  call(caller: Owner, from: string, to: NodeAddress, request: Omit<HttpRequest, 'remoteAddress'>, timeoutMs: number): Promise<PeerReply> {
     return new Promise<PeerReply>((resolve, reject) => {
       let settled = false;
       const finish = (outcome: () => void): void => {

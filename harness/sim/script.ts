@@ -68,6 +68,7 @@
 //   placement                      for every key live anywhere, the shards (with the epoch of the
 //                                  holders' map) and the nodes holding it
 
+import { nodeAddress } from '../../src/core/address.ts';
 import { membersOf, shardIds } from '../../src/core/shard-map.ts';
 import type { NodeAddress } from '../../src/core/types.ts';
 import { World, type ScriptReply, type WorldSettings } from './world.ts';
@@ -209,7 +210,7 @@ function durationMs(text: string): number {
 function addressOf(name: string): NodeAddress {
   const m = /^n([1-9][0-9]*)$/.exec(name);
   if (!m) throw new ScriptError(`not a node name (n1, n2, ...): ${name}`);
-  return `10.10.0.${Number(m[1]) + 1}:8090`;
+  return nodeAddress(`10.10.0.${Number(m[1]) + 1}:8090`);
 }
 
 /** Every node address in `text` as its name. */

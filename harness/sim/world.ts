@@ -11,6 +11,7 @@ import { checkHistory, formatReport, type ReplicaState } from '../check/checker.
 import { HistoryRecorder } from '../check/history.ts';
 import { WorkloadClient } from '../check/workload.ts';
 import type { PlantedBug } from '../../src/core/planted-bugs.ts';
+import { asNodeAddress, nodeAddress } from '../../src/core/address.ts';
 import { shardOfKey } from '../../src/core/shard-map.ts';
 import type { NodeAddress } from '../../src/core/types.ts';
 import { Prng } from '../lab/prng.ts';
@@ -90,7 +91,7 @@ const PORT = 8090;
 const CLIENT_TIMEOUT_MS = 6_000;
 const ADMIN_TIMEOUT_MS = 30_000;
 
-const address = (i: number): NodeAddress => `10.10.0.${i + 2}:${PORT}`;
+const address = (i: number): NodeAddress => nodeAddress(`10.10.0.${i + 2}:${PORT}`);
 
 /** The world a seed stands for: sizes, fault mix, network quality and node timings. */
 export function settingsFor(seed: number): WorldSettings {
@@ -227,7 +228,8 @@ export class World {
     kvs.run().catch((error: unknown) => this.#nodeError(node, 'start-up', error));
   }
 
-  #nodeError(node: NodeAddress, where: string, error: unknown): void {
+  /** `node`: the node's address, or a name for who else failed (a client, the nemesis). */
+  #nodeError(node: string, where: string, error: unknown): void {
     const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
     this.#nodeErrors.push(`${node} ${where} at ${this.scheduler.now().toFixed(0)} ms: ${text}`);
   }
@@ -267,7 +269,8 @@ export class World {
       pause: (ms) => sleep(this.#timers, ms),
       neverSent: (error) => error instanceof PeerUnreachableError && !error.maybeDelivered,
       send: async (method, node, path, body) => {
-        const reply = await this.#request(`c${id}`, node, method, path, body, CLIENT_TIMEOUT_MS);
+        // One of this.#all(), handed back as a plain string by the (lab-shared) workload.
+        const reply = await this.#request(`c${id}`, asNodeAddress(node), method, path, body, CLIENT_TIMEOUT_MS);
         const answer = typeof reply.body === 'object' && reply.body !== null ? (reply.body as Record<string, unknown>) : undefined;
         return { status: reply.status, body: answer };
       },
@@ -398,6 +401,7 @@ export class World {
       if (core.reshardInProgress) return `${node} is resharding`;
       if (status.pendingEarlyWrites !== 0) return `${node} buffers ${String(status.pendingEarlyWrites)} early writes`;
       if (status.replication.queued > 0 || status.replication.hints > 0) return `${node} has ${status.replication.queued + status.replication.hints} versions to replicate`;
+      if (status.lateTransfers !== 0) return `${node} still hands what it held before a missed reshard to the new owners`;
       digests.add(core.mapDigest);
       const replica = core.replica;
       if (replica) {

@@ -10,13 +10,17 @@
 // Concurrent flows each take their own client (pass `metadata` along to chain them).
 
 import { Pool } from 'undici';
-import type { NodeAddress, ShardId } from '../core/types.ts';
 import { KvsError, wasNeverSent } from './errors.ts';
 import type { KvsErrorCode } from './errors.ts';
 
 export { KvsError, isKvsError } from './errors.ts';
 export type { KvsErrorCode } from './errors.ts';
-export type { NodeAddress, ShardId } from '../core/types.ts';
+/**
+ * A node's `host:port` and a shard's id as a client sees them: plain strings, which the server
+ * validates. (The server's core brands its own NodeAddress and ShardId; a branded value passes here.)
+ */
+export type NodeAddress = string;
+export type ShardId = string;
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 /** The store's causal metadata: opaque, passed back as received. `null` before the first answer. */

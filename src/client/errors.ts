@@ -1,8 +1,6 @@
 // Errors of the client library. Every error carries a stable `code` string (the undici habit), so
 // callers branch on `err.code` rather than on messages or HTTP statuses, which may be reworded.
 
-import type { NodeAddress } from '../core/types.ts';
-
 export type KvsErrorCode =
   /** 400 (or another 4xx): the store refused the request (no value, key too long, impossible shard count...). */
   | 'bad_request'
@@ -30,13 +28,14 @@ export class KvsError extends Error {
   /** HTTP status of the answer, when a node answered at all. */
   readonly status: number | undefined;
   /** The node that answered, or the last one tried. */
-  readonly node: NodeAddress | undefined;
+  /** The node's `host:port` (a plain string, as everywhere in the client). */
+  readonly node: string | undefined;
 
   constructor(options: {
     code: KvsErrorCode;
     message: string;
     status?: number;
-    node?: NodeAddress;
+    node?: string;
     cause?: unknown;
   }) {
     super(options.message, { cause: options.cause });

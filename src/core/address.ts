@@ -1,3 +1,4 @@
+import { assert } from './assert.ts';
 import type { NodeAddress } from './types.ts';
 
 const ADDRESS_PATTERN = /^([^\s:]+):(\d{1,5})$/;
@@ -10,6 +11,30 @@ const HOST_NAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-
  */
 export function isNodeAddress(value: unknown): value is NodeAddress {
   return addressFault(value) === null;
+}
+
+/**
+ * `text` as a NodeAddress, for an address made from trusted data (a constant, a test, a harness):
+ * asserts the shape, so a malformed one is a bug. Input from a deployer, a client or a peer goes
+ * through `isNodeAddress` / `addressFault` instead, and is refused with a reason.
+ */
+export function nodeAddress(text: string): NodeAddress {
+  assert(isNodeAddress(text), () => `${JSON.stringify(text)} is not host:port`);
+  return text;
+}
+
+/** Several addresses from trusted data; see `nodeAddress`. */
+export function nodeAddresses(texts: readonly string[]): NodeAddress[] {
+  return texts.map(nodeAddress);
+}
+
+/**
+ * `text` as a NodeAddress without a check, where the text is already known to be an address: a key
+ * of a clock or a member list that was validated when it entered (Object.keys yields plain strings),
+ * or a row this node wrote itself. Costs nothing and changes nothing at run time.
+ */
+export function asNodeAddress(text: string): NodeAddress {
+  return text as NodeAddress;
 }
 
 /** Why `value` is not `host:port`, in words for a deployer; null when it is. */

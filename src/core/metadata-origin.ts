@@ -1,4 +1,5 @@
-import { membersOf, shardIds } from './shard-map.ts';
+import { asNodeAddress } from './address.ts';
+import { asShardId, membersOf, shardIds } from './shard-map.ts';
 import type { CausalMetadata, Epoch, NodeAddress, ShardClocks, ShardMap } from './types.ts';
 
 /**
@@ -20,14 +21,16 @@ export function metadataOriginFault(
   for (const map of [current, ...pastMaps.values()]) for (const members of Object.values(map.shards)) for (const n of members) known.add(n);
   const check = (epoch: Epoch, clocks: ShardClocks): string | null => {
     const map = epoch === current.epoch ? current : pastMaps.get(epoch);
-    for (const [shard, clock] of Object.entries(clocks)) {
+    for (const [key, clock] of Object.entries(clocks)) {
+      // Any text: it is looked up in the map, and an unknown one is refused below.
+      const shard = asShardId(key);
       const members = map === undefined ? undefined : membersOf(map, shard);
       if (map !== undefined && members === undefined) return `it names shard ${shard}, which epoch ${epoch} does not have`;
       // A map this node did not keep had at most as many shards as the store has pairs of nodes.
       if (map === undefined && Number(shard.slice(1)) >= Math.max(shardIds(current).length, Math.floor(known.size / 2))) {
         return `it names shard ${shard}, which this store cannot have had`;
       }
-      for (const node of Object.keys(clock)) {
+      for (const node of Object.keys(clock).map(asNodeAddress)) {
         if (!(members?.includes(node) ?? false) && !known.has(node)) return `it names ${node}, which is not a node of this store`;
       }
     }

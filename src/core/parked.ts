@@ -1,3 +1,4 @@
+import { asNodeAddress } from './address.ts';
 import { assert } from './assert.ts';
 import type { Clock, NodeAddress } from './types.ts';
 import { counterOf } from './vector-clock.ts';
@@ -123,7 +124,8 @@ export class ParkingLot<R, W> {
       this.others.add(filed);
       return;
     }
-    const [node, counter] = first;
+    const node = asNodeAddress(first[0]);
+    const counter = first[1];
     filed.node = node;
     filed.counter = counter;
     let list = this.byNode.get(node);

@@ -221,14 +221,14 @@ export class Replica {
 
   /**
    * What a peer whose clock is `since` lacks: every stored version with a newer dot (and base
-   * versions with `includeBase`). With `collected`, also the tombstones collected here with a newer
+   * versions with `base`). With `collected`, also the tombstones collected here with a newer
    * dot: the peer takes our clock, and may hold an older version of such a key that the tombstone
    * must still replace there (it was a member we did not count yet when we collected).
    */
-  versionsSince(since: Clock, includeBase: boolean, collected = false): Version[] {
+  versionsSince(since: Clock, { base, collected = false }: { base: boolean; collected?: boolean }): Version[] {
     const out: Version[] = [];
     for (const version of this.store.values()) {
-      if (version.dot === null ? includeBase : version.dot.counter > (since[version.dot.node] ?? 0)) out.push(version);
+      if (version.dot === null ? base : version.dot.counter > (since[version.dot.node] ?? 0)) out.push(version);
     }
     if (collected) {
       for (const [key, tombstone] of this.graveyard) {

@@ -47,7 +47,7 @@ export class ReplicationCore extends CoreState {
     const from = full ? {} : since;
     const includeBase = withBase;
     const includeCollected = !full;
-    const versions = replica.versionsSince(from, includeBase, includeCollected);
+    const versions = replica.versionsSince(from, { base: includeBase, collected: includeCollected });
     const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport };
     return withBase ? { ...answer, base: { ...replica.base } } : answer;
   }

@@ -9,8 +9,25 @@ import type { NodeAddress, ShardId, ShardMap } from './types.ts';
  */
 export const PARTITION_COUNT = 1024;
 
+/** The id of the shard with this index: `s0`, `s1`, ... */
 export function shardIdFor(index: number): ShardId {
-  return `s${index}`;
+  return `s${index}` as ShardId;
+}
+
+/** `text` as a ShardId, for an id from trusted data (a constant, a test): asserts the shape. */
+export function shardId(text: string): ShardId {
+  assert(isShardId(text), () => `${JSON.stringify(text)} is not a shard id`);
+  return text;
+}
+
+/**
+ * `text` as a ShardId without a check, where it is already known to be one (a key of a validated
+ * shard map or clock set: Object.keys yields plain strings), or where an id of any shape is looked up
+ * in a map before use, so an unknown one finds nothing (as the wire decoders have always done).
+ * Costs nothing and changes nothing at run time.
+ */
+export function asShardId(text: string): ShardId {
+  return text as ShardId;
 }
 
 /** Shard ids are `s0`, `s1`, ...: anything else from a request or a peer is no shard of ours. */
@@ -29,7 +46,7 @@ export function shardOfKey(map: ShardMap, key: string): ShardId {
 }
 
 export function shardIds(map: ShardMap): ShardId[] {
-  return Object.keys(map.shards).sort(compareShardIds);
+  return (Object.keys(map.shards) as ShardId[]).sort(compareShardIds);
 }
 
 export function compareShardIds(a: ShardId, b: ShardId): number {
@@ -118,8 +135,8 @@ function mergeWithin(a: ShardMap, b: ShardMap): ShardMap {
   const layoutA = a.partitions.join(',');
   const layoutB = b.partitions.join(',');
   const base = layoutA === layoutB ? a : layoutA > layoutB ? a : b;
-  const shards: Record<ShardId, NodeAddress[]> = {};
-  for (const id of Object.keys(base.shards)) {
+  const shards: Record<string, NodeAddress[]> = {};
+  for (const id of Object.keys(base.shards) as ShardId[]) {
     shards[id] = sortAddresses([...(membersOf(a, id) ?? []), ...(membersOf(b, id) ?? [])]);
   }
   const mode = a.mode === 'sharded' || b.mode === 'sharded' ? 'sharded' : 'replicated';

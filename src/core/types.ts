@@ -1,16 +1,26 @@
 // Types shared by the pure core. Nothing here does I/O.
 
-/** A node's `IP:PORT`, as in SOCKET_ADDRESS and VIEW. */
-export type NodeAddress = string;
-/** A shard's id ("s0", "s1", ...); clients treat it as an opaque string. */
-export type ShardId = string;
+/**
+ * A node's `IP:PORT`, as in SOCKET_ADDRESS and VIEW. Branded: values enter through `isNodeAddress`
+ * or `nodeAddress` (src/core/address.ts), so a shard id cannot stand in for an address.
+ */
+export type NodeAddress = string & { readonly __brand: 'NodeAddress' };
+/**
+ * A shard's id ("s0", "s1", ...); clients treat it as an opaque string. Branded: values enter
+ * through `isShardId` or `shardIdFor` (src/core/shard-map.ts).
+ */
+export type ShardId = string & { readonly __brand: 'ShardId' };
 /** A shard map's generation; it grows by one with every reshard. */
 export type Epoch = number;
 
-/** A vector clock: for each origin node, the highest counter of its writes that is reflected. */
-export type Clock = Record<NodeAddress, number>;
-/** Clocks of several shards of one epoch. */
-export type ShardClocks = Record<ShardId, Clock>;
+/**
+ * A vector clock: for each origin node, the highest counter of its writes that is reflected.
+ * Keys are node addresses, typed `string` (not `NodeAddress`): clocks are built from JSON and
+ * object literals, and `Object.keys` yields strings anyway. Indexing with a `NodeAddress` works.
+ */
+export type Clock = Record<string, number>;
+/** Clocks of several shards of one epoch, keyed by shard id (typed `string`, as in `Clock`). */
+export type ShardClocks = Record<string, Clock>;
 /**
  * Clocks of earlier epochs: epoch (as a decimal string) -> shard -> clock. What a client depends on
  * from before a reshard, and what a replica's base reflects of those epochs.
@@ -84,6 +94,6 @@ export interface ShardMap {
   mode: ShardMapMode;
   /** Partition index -> shard id; length PARTITION_COUNT. */
   partitions: ShardId[];
-  /** Shard id -> members, sorted by address. */
-  shards: Record<ShardId, NodeAddress[]>;
+  /** Shard id -> members, sorted by address (keys typed `string`, as in `Clock`). */
+  shards: Record<string, NodeAddress[]>;
 }

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { addressFault } from '../core/address.ts';
+import { addressFault, asNodeAddress } from '../core/address.ts';
 import type { NodeAddress } from '../core/types.ts';
 
 /** Every knob of a node. Defaults are chosen for the spec's timing promises (5 s detection, 5 s rejoin). */
@@ -153,9 +153,10 @@ export function loadConfig(env: Env): NodeConfig {
     // One body of the largest size would then be refused for ever.
     throw new ConfigError(`CLIENT_BYTES_MAX (${clientBytesMax}) must be at least MAX_BODY_BYTES (${maxBodyBytes})`);
   }
+  // Both checked above (addressFault).
   return {
-    address,
-    view,
+    address: asNodeAddress(address),
+    view: view.map(asNodeAddress),
     shardCount,
     listenHost: env.LISTEN_HOST?.trim() || DEFAULTS.listenHost,
     port: int(env, 'PORT', ownPort || DEFAULTS.port),

@@ -3,7 +3,7 @@ import { shardOfNode } from '../core/shard-map.ts';
 import type { NodeAddress, Version } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import { sleep } from './env.ts';
-import { LATE_TRANSFER_ATTEMPTS, LATE_TRANSFER_RETRY_MS } from './limits.ts';
+import { LATE_TRANSFER_RETRY_MS, lateTransferWindowMs } from './limits.ts';
 import { sendVersions } from './send-versions.ts';
 
 /**
@@ -11,8 +11,9 @@ import { sendVersions } from './send-versions.ts';
  * have acknowledged while cut off, goes to the keys' new owners, merged there by version order.
  * Every member of the current map gets the last part with what the transfer reflects, so clients
  * that depend on these writes are served once they are there. A member that cannot take it yet
- * (down, in another epoch, or frozen for the next reshard) is tried again, a bounded number of
- * times; if the store reshards meanwhile, the owners of the newest map are the targets.
+ * (down, in another epoch, or frozen for the next reshard) is tried again for a bounded time
+ * (lateTransferWindowMs: longer than any freeze); if the store reshards meanwhile, the owners of the
+ * newest map are the targets.
  */
 export async function sendLate(ctx: NodeContext, orphaned: Orphaned): Promise<void> {
   const { core, log } = ctx;
@@ -20,7 +21,8 @@ export async function sendLate(ctx: NodeContext, orphaned: Orphaned): Promise<vo
   let delivered = new Set<NodeAddress>();
   let remaining: [NodeAddress, Version[]][] = [];
   let sent = 0;
-  for (let attempt = 1; attempt <= LATE_TRANSFER_ATTEMPTS && !ctx.isClosed(); attempt++) {
+  const attempts = Math.ceil(lateTransferWindowMs(ctx.config) / LATE_TRANSFER_RETRY_MS);
+  for (let attempt = 1; attempt <= attempts && !ctx.isClosed(); attempt++) {
     if (core.map.epoch !== epoch) {
       epoch = core.map.epoch;
       delivered = new Set();

@@ -74,12 +74,19 @@ export const REPAIR_EXCHANGES_MAX = 64;
 /** A peer is asked for a sync at most this often. */
 export const SYNC_INTERVAL_MS_MIN = 250;
 /**
- * A late transfer to a node that cannot take it yet (down, or not in the new epoch yet) is tried
- * this often, this many times: about 20 s in all, time for an owner that is restarting or taking
- * the new map to come round; one that stays away is left to anti-entropy.
+ * A late transfer to a node that cannot take it yet (down, not in the new epoch yet, or frozen for
+ * the next reshard) is tried this often, for `lateTransferWindowMs` in all. An owner frozen for a
+ * reshard refuses it for as long as the freeze lasts: up to the prepare phase (at most
+ * RESHARD_TIMEOUT_MS, when the coordinator waits for a node that does not answer) and then up to
+ * RESHARD_TIMEOUT_MS from phase 2. Giving up sooner would drop acknowledged writes that only the
+ * late sender holds; an owner that stays away longer is left to anti-entropy.
  */
 export const LATE_TRANSFER_RETRY_MS = 1000;
-export const LATE_TRANSFER_ATTEMPTS = 20;
+
+/** How long a late transfer keeps trying: two freezes and a request, at least 20 s. */
+export function lateTransferWindowMs(config: { reshardTimeoutMs: number; requestTimeoutMs: number }): number {
+  return Math.max(20_000, 2 * config.reshardTimeoutMs + config.requestTimeoutMs);
+}
 
 // ---------------------------------------------------------------- the HTTP server
 

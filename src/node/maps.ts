@@ -24,6 +24,8 @@ export interface AdoptOptions {
 export class Maps {
   private readonly ctx: NodeContext;
   private readonly deps: MapsDeps;
+  /** Late transfers still trying to reach the new owners (in /status: the store is not settled while any runs). */
+  lateTransfers = 0;
 
   constructor(ctx: NodeContext, deps: MapsDeps) {
     this.ctx = ctx;
@@ -60,7 +62,14 @@ export class Maps {
     );
     this.ctx.stateChanged();
     const orphaned = change.orphaned;
-    if (orphaned !== null) this.ctx.background.run('late transfer', () => this.deps.sendLate(orphaned));
+    if (orphaned !== null) {
+      this.lateTransfers++;
+      this.ctx.background.run('late transfer', () =>
+        this.deps.sendLate(orphaned).finally(() => {
+          this.lateTransfers--;
+        }),
+      );
+    }
     if (change.needsFullSync && syncNow) this.ctx.background.run('full sync', () => this.deps.fullSync(source));
   }
 

@@ -319,6 +319,10 @@ export class KvsNode {
   }
 
   status(): Record<string, unknown> {
-    return nodeStatus(this.ctx, { linkStatus: () => this.failures.linkStatus(), repairStatus: () => this.sync.repairStatus() });
+    return nodeStatus(this.ctx, {
+      linkStatus: () => this.failures.linkStatus(),
+      repairStatus: () => this.sync.repairStatus(),
+      lateTransfers: () => this.maps.lateTransfers,
+    });
   }
 }

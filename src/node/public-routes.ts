@@ -4,7 +4,7 @@
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import type { KvMethod } from '../core/node-core.ts';
-import { membersOf, shardIds, shardOfKey } from '../core/shard-map.ts';
+import { asShardId, membersOf, shardIds, shardOfKey } from '../core/shard-map.ts';
 import type { Clock, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import type { FailureDetector } from './failure-detector.ts';
@@ -130,7 +130,8 @@ export class PublicRoutes {
     }
     let id: ShardId | undefined;
     try {
-      id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+      // Any text: it is looked up in the map, and an unknown id is answered with 404.
+      id = rawId === undefined ? undefined : asShardId(decodeURIComponent(rawId));
     } catch {
       throw new BadRequest('Shard id is not valid URL encoding');
     }

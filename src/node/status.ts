@@ -7,6 +7,8 @@ export interface StatusSources {
   linkStatus(): Record<string, unknown>;
   /** Repair counters. */
   repairStatus(): Record<string, unknown>;
+  /** Late transfers (after a missed reshard) still trying to reach the new owners. */
+  lateTransfers(): number;
 }
 
 /** The /status document: what this node is, holds and has done since it started. */
@@ -33,6 +35,7 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
     replication: ctx.replicator.snapshot(),
     repair: sources.repairStatus(),
     reshardInProgress: core.reshardInProgress?.map.epoch ?? null,
+    lateTransfers: sources.lateTransfers(),
     uptimeMs: timers.now() - ctx.startedMs,
     backgroundFailures: ctx.background.snapshot(),
     memory: { rssBytes: process.memoryUsage.rss() },

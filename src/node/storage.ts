@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { asNodeAddress } from '../core/address.ts';
 import { assert } from '../core/assert.ts';
 import type { SavedReplica } from '../core/node-core.ts';
 import { digestOfVersions, type StoreDigest } from '../core/replica.ts';
@@ -392,9 +393,11 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     for (const row of rows) {
       const hint = this.parse(row.data) as Hint | null;
       if (hint === null || !isVersion(hint.version) || typeof hint.shard !== 'string' || !Number.isSafeInteger(hint.epoch)) continue;
-      const list = out.get(row.peer) ?? [];
+      // This node wrote the row, with a peer's address.
+      const peer = asNodeAddress(row.peer);
+      const list = out.get(peer) ?? [];
       list.push({ ...hint, seq: Number(row.seq) });
-      out.set(row.peer, list);
+      out.set(peer, list);
     }
     return out;
   }

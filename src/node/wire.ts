@@ -3,7 +3,7 @@
 import { isNodeAddress } from '../core/address.ts';
 import { isEpochKey } from '../core/causal-metadata.ts';
 import { valueFault } from '../core/json-value.ts';
-import { isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
+import { asShardId, isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
 import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from '../core/types.ts';
 import { BadRequest } from './replies.ts';
@@ -112,12 +112,15 @@ export interface ReplicateBatch {
   versions: Version[];
 }
 
+// The shard of a peer message is any string, as it always was: it is looked up (in the replicas, the
+// shard map) before use, and an unknown one finds nothing. So it is branded without a shape check.
+
 export function decodeReplicate(body: unknown): ReplicateBatch {
   const fields = fieldsOf(body);
   if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
     throw new BadRequest('malformed replication batch');
   }
-  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions };
+  return { epoch: fields.epoch, shard: asShardId(fields.shard), versions: fields.versions };
 }
 
 /** POST /internal/digest: a shard peer's partition digests (anti-entropy), and who asks. */
@@ -133,7 +136,7 @@ export function decodeDigestRequest(body: unknown): DigestRequest {
   if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isPartitionDigests(fields.digests)) {
     throw new BadRequest('malformed digest request');
   }
-  return { epoch: fields.epoch, shard: fields.shard, digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
+  return { epoch: fields.epoch, shard: asShardId(fields.shard), digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
 }
 
 /** POST /internal/repair: versions to merge (anti-entropy, or a late transfer with what it reflects). */
@@ -150,7 +153,7 @@ export function decodeRepair(body: unknown): RepairMessage {
     throw new BadRequest('malformed repair');
   }
   if (fields.reflected !== undefined && !isEpochClocks(fields.reflected)) throw new BadRequest('malformed repair');
-  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions, reflected: fields.reflected };
+  return { epoch: fields.epoch, shard: asShardId(fields.shard), versions: fields.versions, reflected: fields.reflected };
 }
 
 /** POST /internal/sync: what a shard peer lacks (`since` its applied clock; everything with `full`). */
@@ -168,7 +171,7 @@ export function decodeSyncRequest(body: unknown): SyncRequest {
     throw new BadRequest('malformed sync request');
   }
   const base = isEpochClocks(fields.base) ? fields.base : undefined;
-  return { epoch: fields.epoch, shard: fields.shard, since: fields.since, full: fields.full === true, base };
+  return { epoch: fields.epoch, shard: asShardId(fields.shard), since: fields.since, full: fields.full === true, base };
 }
 
 /** POST /internal/reshard/prepare: phase 1 of a reshard (freeze), with the new map. */

@@ -7,12 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Replica } from '../../src/core/replica.ts';
-import { partitionOfKey } from '../../src/core/shard-map.ts';
+import { partitionOfKey, shardIdFor } from '../../src/core/shard-map.ts';
 import type { NodeAddress, Version } from '../../src/core/types.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const SHARD = 's0';
-const A: NodeAddress = '10.10.0.2:8090';
-const B: NodeAddress = '10.10.0.3:8090';
+const SHARD = shardIdFor(0);
+const A = nodeAddress('10.10.0.2:8090');
+const B = nodeAddress('10.10.0.3:8090');
 
 function replica(self: NodeAddress): Replica {
   return new Replica({ self, shard: SHARD, pendingMax: 1000 });

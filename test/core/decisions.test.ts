@@ -8,12 +8,13 @@ import { MESSAGES } from '../../src/core/api-messages.ts';
 import { afterForwardAttempt, noMemberServed } from '../../src/core/forward-rules.ts';
 import { NodeCore, type KvDecision, type KvRequest, type PingInfo } from '../../src/core/node-core.ts';
 import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
-import { initialShardMap } from '../../src/core/shard-map.ts';
+import { initialShardMap, shardIdFor } from '../../src/core/shard-map.ts';
 import type { CausalMetadata, NodeAddress, ShardMap, Version } from '../../src/core/types.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const A = '10.10.0.2:8090';
-const B = '10.10.0.3:8090';
-const C = '10.10.0.4:8090';
+const A = nodeAddress('10.10.0.2:8090');
+const B = nodeAddress('10.10.0.3:8090');
+const C = nodeAddress('10.10.0.4:8090');
 
 function replicated(self: NodeAddress, view = [A, B]): NodeCore {
   const core = new NodeCore({ self, pendingMax: 100, failuresToRemove: 3, holdDownMs: 3000, causalWaitMs: 1000, reshardWaitMs: 4000 }, view, initialShardMap(view, null));
@@ -46,7 +47,7 @@ test('a request lacking a write is parked, released by the apply that brings it,
   // A state change that does not bring the write releases nothing.
   assert.deepEqual(b.wake(10).released, []);
   assert.deepEqual(b.wake(10).lacking, { [A]: 1 });
-  assert.equal(b.onReplicate(b.map.epoch, 's0', [version]).ok, true);
+  assert.equal(b.onReplicate(b.map.epoch, shardIdFor(0), [version]).ok, true);
   const { released } = b.wake(20);
   assert.equal(released.length, 1);
   const decision = released[0]?.decision;
@@ -61,13 +62,13 @@ test('a parked request that still lacks another write is filed again under it, a
   const b = replicated(B, [A, B, C]);
   const first = write(a, 'x', 1);
   // c applies a's write, then writes after it.
-  assert.equal(c.onReplicate(0, 's0', [first.version]).ok, true);
+  assert.equal(c.onReplicate(0, shardIdFor(0), [first.version]).ok, true);
   const second = write(c, 'y', 2, first.metadata);
   const parked = b.submitKv(request(b, 'GET', 'y', { 'causal-metadata': second.metadata }), 0);
   assert.equal(parked.kind, 'parked');
-  assert.equal(b.onReplicate(0, 's0', [second.version]).ok, true); // buffered: it depends on a's write
+  assert.equal(b.onReplicate(0, shardIdFor(0), [second.version]).ok, true); // buffered: it depends on a's write
   assert.deepEqual(b.wake(1).released, []);
-  assert.equal(b.onReplicate(0, 's0', [first.version]).ok, true);
+  assert.equal(b.onReplicate(0, shardIdFor(0), [first.version]).ok, true);
   const { released } = b.wake(2);
   assert.equal(released.length, 1);
   const decision = released[0]?.decision;
@@ -129,23 +130,23 @@ test('a forwarded write that arrives after its deadline is refused, and a read i
 
 test('forwarding: a write fails over only when it provably never left; any request fails over from a causal 503', () => {
   const answered = { kind: 'answered' as const, reply: { status: 200, body: { result: 'found' } } };
-  assert.deepEqual(afterForwardAttempt('PUT', 's0', answered), { kind: 'reply', reply: answered.reply });
+  assert.deepEqual(afterForwardAttempt('PUT', shardIdFor(0), answered), { kind: 'reply', reply: answered.reply });
   const lacking = { kind: 'answered' as const, reply: { status: 503, body: { error: MESSAGES.causalUnavailable } } };
-  assert.deepEqual(afterForwardAttempt('PUT', 's0', lacking), { kind: 'next', lacking: lacking.reply });
-  assert.deepEqual(afterForwardAttempt('PUT', 's0', { kind: 'unreachable', maybeDelivered: false }), { kind: 'next', lacking: null });
-  const unknown = afterForwardAttempt('PUT', 's0', { kind: 'unreachable', maybeDelivered: true });
+  assert.deepEqual(afterForwardAttempt('PUT', shardIdFor(0), lacking), { kind: 'next', lacking: lacking.reply });
+  assert.deepEqual(afterForwardAttempt('PUT', shardIdFor(0), { kind: 'unreachable', maybeDelivered: false }), { kind: 'next', lacking: null });
+  const unknown = afterForwardAttempt('PUT', shardIdFor(0), { kind: 'unreachable', maybeDelivered: true });
   assert.equal(unknown.kind, 'reply');
   assert.match(String(unknown.kind === 'reply' ? unknown.reply.body.error : ''), /may or may not have been applied/);
-  assert.deepEqual(afterForwardAttempt('GET', 's0', { kind: 'unreachable', maybeDelivered: true }), { kind: 'next', lacking: null });
+  assert.deepEqual(afterForwardAttempt('GET', shardIdFor(0), { kind: 'unreachable', maybeDelivered: true }), { kind: 'next', lacking: null });
   // Another 503 (overload, a reshard) is the member's answer: given to the client.
   const busy = { kind: 'answered' as const, reply: { status: 503, body: { error: 'A reshard is in progress; try again later' } } };
-  assert.equal(afterForwardAttempt('GET', 's0', busy).kind, 'reply');
-  assert.deepEqual(noMemberServed('s1', null), { status: 503, body: { error: 'No member of shard s1 is reachable' } });
-  assert.deepEqual(noMemberServed('s1', lacking.reply), lacking.reply);
+  assert.equal(afterForwardAttempt('GET', shardIdFor(0), busy).kind, 'reply');
+  assert.deepEqual(noMemberServed(shardIdFor(1), null), { status: 503, body: { error: 'No member of shard s1 is reachable' } });
+  assert.deepEqual(noMemberServed(shardIdFor(1), lacking.reply), lacking.reply);
 });
 
 test('reshard coordinator: a refusal, a shard with no member taking part, or an incomplete transfer abandons', () => {
-  const view = [A, B, C, '10.10.0.5:8090'];
+  const view = [A, B, C, nodeAddress('10.10.0.5:8090')];
   const current = initialShardMap(view, 2);
   const next: ShardMap = { ...initialShardMap(view, 1), epoch: current.epoch + 1 };
   const ok = { status: 200, body: { ok: true } };
@@ -157,7 +158,7 @@ test('reshard coordinator: a refusal, a shard with no member taking part, or an 
   const oneAway = view.map((n) => (n === s0a ? away : ok));
   assert.equal(afterPrepare(current, next, view, oneAway).kind, 'send');
   // Every member of s0 away: its keys could not move.
-  const s0Away = view.map((n) => (members('s0').includes(n) ? away : ok));
+  const s0Away = view.map((n) => (members(shardIdFor(0)).includes(n) ? away : ok));
   const stranded = afterPrepare(current, next, view, s0Away);
   assert.equal(stranded.kind, 'abandon');
   assert.match(String(stranded.kind === 'abandon' ? stranded.reply.body.error : ''), /No member of shard s0 \(epoch/);

@@ -10,14 +10,15 @@ import { LINKS_MAX, Links } from '../../src/core/links.ts';
 import { Membership } from '../../src/core/membership.ts';
 import { digestOfVersions, GRAVEYARD_MAX, Replica } from '../../src/core/replica.ts';
 import { planReshard } from '../../src/core/reshard-plan.ts';
-import { checkShardMap, initialShardMap, mergeShardMaps, shardOfKey, withMember } from '../../src/core/shard-map.ts';
+import { checkShardMap, initialShardMap, mergeShardMaps, shardIdFor, shardOfKey, withMember } from '../../src/core/shard-map.ts';
 import type { Clock, EpochClocks, NodeAddress, ShardMap, Version } from '../../src/core/types.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const A: NodeAddress = '10.10.0.2:8090';
-const B: NodeAddress = '10.10.0.3:8090';
-const C: NodeAddress = '10.10.0.4:8090';
-const D: NodeAddress = '10.10.0.5:8090';
-const SHARD = 's0';
+const A = nodeAddress('10.10.0.2:8090');
+const B = nodeAddress('10.10.0.3:8090');
+const C = nodeAddress('10.10.0.4:8090');
+const D = nodeAddress('10.10.0.5:8090');
+const SHARD = shardIdFor(0);
 
 /** Asserts that `run` throws an InvariantError whose message matches `pattern`. */
 function fires(run: () => unknown, pattern: RegExp): void {
@@ -111,7 +112,7 @@ test('replicas in normal use never break an invariant: writes, pushes in any ord
         } else if (step.kind === 'sync') {
           const from = replicas[step.from] as Replica;
           const to = replicas[step.to] as Replica;
-          to.mergeState(from.versionsSince(to.applied, false, true), { ...from.applied }, undefined, from.lamport);
+          to.mergeState(from.versionsSince(to.applied, { base: false, collected: true }), { ...from.applied }, undefined, from.lamport);
         } else if (step.kind === 'repair') {
           const from = replicas[step.from] as Replica;
           replicas[step.to]?.repair([...from.allVersions()]);
@@ -304,9 +305,9 @@ test('membership: failures are counted only for nodes in the view, below the bou
 
 test('membership: at most LEARNED_MAX learned nodes wait on probation', () => {
   const m = new Membership({ self: A, failuresToRemove: 1, holdDownMs: 1000 }, []);
-  for (let i = 0; i < 100; i++) m.learn(`10.10.1.${i}:8090`, 0);
+  for (let i = 0; i < 100; i++) m.learn(nodeAddress(`10.10.1.${i}:8090`), 0);
   m.checkInvariants();
-  for (let i = 0; i < 100; i++) membershipInternals(m).probation.set(`10.10.2.${i}:8090`, { answeringSinceMs: null, learnedAtMs: 0 });
+  for (let i = 0; i < 100; i++) membershipInternals(m).probation.set(nodeAddress(`10.10.2.${i}:8090`), { answeringSinceMs: null, learnedAtMs: 0 });
   fires(() => m.checkInvariants(), /at most LEARNED_MAX/);
 });
 
@@ -389,23 +390,23 @@ test('links: a mirrored hold is capped by the hold-down, and ends', () => {
 
 test('links: at most LINKS_MAX links are tracked', () => {
   const links = new Links({ holdDownMs: 1000, probeLateMs: 500 });
-  for (let i = 0; i < LINKS_MAX + 10; i++) links.heard(`10.11.${i >> 8}.${i & 255}:8090`, 'i', 0);
+  for (let i = 0; i < LINKS_MAX + 10; i++) links.heard(nodeAddress(`10.11.${i >> 8}.${i & 255}:8090`), 'i', 0);
   links.checkInvariants();
-  linkInternals(links).links.set('10.12.0.1:8090', { held: false, answeringSinceMs: null, heldUntilMs: 0, mirroredUntilMs: 0 });
+  linkInternals(links).links.set(nodeAddress('10.12.0.1:8090'), { held: false, answeringSinceMs: null, heldUntilMs: 0, mirroredUntilMs: 0 });
   fires(() => links.checkInvariants(), /at most LINKS_MAX/);
 });
 
 // ------------------------------------------------------------------ shard map
 
-const VIEW = [A, B, C, D, '10.10.0.6:8090', '10.10.0.7:8090'];
+const VIEW = [A, B, C, D, nodeAddress('10.10.0.6:8090'), nodeAddress('10.10.0.7:8090')];
 
 test('shard maps in normal use are well formed, and merging never lowers the epoch', () => {
   const replicated = initialShardMap(VIEW, null);
   const sharded = initialShardMap(VIEW, 3);
   const resharded = planReshard(sharded, VIEW, 2);
-  const grown = withMember(sharded, 's0', '10.10.0.9:8090');
+  const grown = withMember(sharded, shardIdFor(0), nodeAddress('10.10.0.9:8090'));
   for (const map of [replicated, sharded, resharded, grown]) checkShardMap(map);
-  const maps = [replicated, sharded, resharded, grown, withMember(replicated, 's0', '10.10.0.9:8090')];
+  const maps = [replicated, sharded, resharded, grown, withMember(replicated, shardIdFor(0), nodeAddress('10.10.0.9:8090'))];
   for (const a of maps) {
     for (const b of maps) {
       const merged = mergeShardMaps(a, b);
@@ -418,7 +419,7 @@ test('shard maps: a merge that would yield a map no node can route by fires', ()
   const good = initialShardMap(VIEW, 2);
   const short: ShardMap = { ...good, epoch: 5, partitions: good.partitions.slice(1) };
   fires(() => mergeShardMaps(good, short), /has 1023 partitions, not 1024/);
-  const orphan: ShardMap = { ...good, epoch: 5, partitions: good.partitions.map((p, i) => (i === 7 ? 's9' : p)) };
+  const orphan: ShardMap = { ...good, epoch: 5, partitions: good.partitions.map((p, i) => (i === 7 ? shardIdFor(9) : p)) };
   fires(() => mergeShardMaps(orphan, good), /belongs to s9, which is no shard of the map/);
   const unsorted: ShardMap = { ...good, epoch: 5, shards: { ...good.shards, s0: [C, A] } };
   fires(() => mergeShardMaps(good, unsorted), /members of s0 are not sorted and distinct/);

@@ -6,9 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LATE_GRACE_MS, Links, LINKS_MAX } from '../../src/core/links.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const B = '10.10.0.3:8090';
-const C = '10.10.0.4:8090';
+const B = nodeAddress('10.10.0.3:8090');
+const C = nodeAddress('10.10.0.4:8090');
 const HOLD = 5000;
 const LATE = 500;
 
@@ -161,11 +162,11 @@ test('a refusal from the peer is mirrored: no data sent for the time it names (a
 
 test('the table is bounded: peers beyond LINKS_MAX are not tracked', () => {
   const l = new Links({ holdDownMs: HOLD, probeLateMs: LATE });
-  for (let i = 0; i < LINKS_MAX + 10; i++) l.heard(`10.1.${i >> 8}.${i & 255}:8090`, 'x', 0);
-  const beyond = `10.1.${(LINKS_MAX + 5) >> 8}.${(LINKS_MAX + 5) & 255}:8090`;
+  for (let i = 0; i < LINKS_MAX + 10; i++) l.heard(nodeAddress(`10.1.${i >> 8}.${i & 255}:8090`), 'x', 0);
+  const beyond = nodeAddress(`10.1.${(LINKS_MAX + 5) >> 8}.${(LINKS_MAX + 5) & 255}:8090`);
   assert.equal(l.incarnationOf(beyond), null);
   assert.equal(l.failed(beyond, null, 0), null);
-  assert.equal(l.incarnationOf('10.1.0.0:8090'), 'x');
+  assert.equal(l.incarnationOf(nodeAddress('10.1.0.0:8090')), 'x');
 });
 
 test('a peer that answered any request is tracked before its incarnation is known: a failure then holds its link', () => {

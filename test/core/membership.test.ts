@@ -5,11 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Membership } from '../../src/core/membership.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const SELF = '10.10.0.2:8090';
-const B = '10.10.0.3:8090';
-const C = '10.10.0.4:8090';
-const D = '10.10.0.10:8090';
+const SELF = nodeAddress('10.10.0.2:8090');
+const B = nodeAddress('10.10.0.3:8090');
+const C = nodeAddress('10.10.0.4:8090');
+const D = nodeAddress('10.10.0.10:8090');
 const HOLD = 3000;
 
 function membership(failuresToRemove = 3, holdDownMs = HOLD): Membership {
@@ -142,7 +143,7 @@ test('add() (a node announcing itself) skips probation and clears failures', () 
   assert.deepEqual(m.observe(C, false, 3), { kind: 'none' });
   assert.ok(m.has(C));
   // A brand new node.
-  assert.equal(m.add('10.10.0.20:8090'), 'added');
+  assert.equal(m.add(nodeAddress('10.10.0.20:8090')), 'added');
   assert.deepEqual(m.view(), [SELF, B, C, D, '10.10.0.20:8090']);
 });
 
@@ -177,7 +178,7 @@ test("a 'down' report about self is ignored; observations of self change nothing
 
 test('observations of unknown nodes (never in the view, not on probation) change nothing', () => {
   const m = membership(1);
-  assert.deepEqual(m.observe('10.10.0.77:8090', true, 0), { kind: 'none' });
-  assert.deepEqual(m.observe('10.10.0.77:8090', false, 1), { kind: 'none' });
+  assert.deepEqual(m.observe(nodeAddress('10.10.0.77:8090'), true, 0), { kind: 'none' });
+  assert.deepEqual(m.observe(nodeAddress('10.10.0.77:8090'), false, 1), { kind: 'none' });
   assert.deepEqual(m.view(), [SELF, B, C, D]);
 });

@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NodeCore } from '../../src/core/node-core.ts';
 import type { KvDecision, KvMethod, Reply, Transfer } from '../../src/core/node-core.ts';
-import { initialShardMap, membersOf, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
+import { initialShardMap, membersOf, shardIdFor, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import { MESSAGES } from '../../src/core/api-messages.ts';
 import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
 import type { CausalMetadata, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 
-const node = (i: number): NodeAddress => `10.10.0.${i + 2}:8090`;
+const node = (i: number): NodeAddress => nodeAddress(`10.10.0.${i + 2}:8090`);
 const nodes = (count: number): NodeAddress[] => Array.from({ length: count }, (_, i) => node(i));
 
 /** What travels over HTTP is JSON. */
@@ -207,10 +208,10 @@ test('keys of another shard are forwarded to members of that shard; down members
   }
   assert.ok(forwarded > 10);
   // A member found down goes to the end of the list (it may be back).
-  const s1 = membersOf(a.map, 's1') as NodeAddress[];
-  const down = a.forwardTargets('s1')[0] as NodeAddress;
+  const s1 = membersOf(a.map, shardIdFor(1)) as NodeAddress[];
+  const down = a.forwardTargets(shardIdFor(1))[0] as NodeAddress;
   a.deleteView(down, 'down');
-  const after = a.forwardTargets('s1');
+  const after = a.forwardTargets(shardIdFor(1));
   assert.equal(after[after.length - 1], down);
   assert.deepEqual([...after].sort(), [...s1].sort());
 });
@@ -225,9 +226,9 @@ test("wait 'causal' until the peer has the write the metadata names, then reply"
     assert.deepEqual(kv(b, method, 'y', { value: 0, 'causal-metadata': m }), { kind: 'wait', reason: 'causal', detail: { [a.self]: 2 } });
   }
   // The second write alone is buffered: it depends on the first.
-  b.onReplicate(0, 's0', wire([replicationOf(w2).version]));
+  b.onReplicate(0, shardIdFor(0), wire([replicationOf(w2).version]));
   assert.equal(kv(b, 'GET', 'y', { 'causal-metadata': m }).kind, 'wait');
-  b.onReplicate(0, 's0', wire([replicationOf(w1).version]));
+  b.onReplicate(0, shardIdFor(0), wire([replicationOf(w1).version]));
   assert.deepEqual(replyOf(kv(b, 'GET', 'y', { 'causal-metadata': m })).body.value, 2);
   // Metadata of an older write is satisfied by a peer that has it; a fresh client never waits.
   push(cores, w1, [c.self]);
@@ -287,14 +288,14 @@ test("a core that is not ready (rebuilding its copy) answers 'wait syncing' for 
 test('view and shard replies: exact statuses and bodies', () => {
   const cores = cluster(4, 2);
   const a = cores[0] as NodeCore;
-  const joiner = '10.10.0.50:8090';
+  const joiner = nodeAddress('10.10.0.50:8090');
   assert.deepEqual(a.putView(joiner), { status: 201, body: { result: 'added' } });
   assert.deepEqual(a.putView(joiner), { status: 200, body: { result: 'already present' } });
   assert.equal(shardOfNode(a.map, joiner), null, 'a sharded store does not place a joiner by itself');
-  assert.deepEqual(a.addMember('s1', joiner), { status: 200, body: { result: 'node added to shard' } });
-  assert.equal(shardOfNode(a.map, joiner), 's1');
-  assert.equal(a.addMember('s9', joiner).status, 404);
-  assert.equal(a.addMember('s0', '10.10.0.99:8090').status, 404);
+  assert.deepEqual(a.addMember(shardIdFor(1), joiner), { status: 200, body: { result: 'node added to shard' } });
+  assert.equal(shardOfNode(a.map, joiner), shardIdFor(1));
+  assert.equal(a.addMember(shardIdFor(9), joiner).status, 404);
+  assert.equal(a.addMember(shardIdFor(0), nodeAddress('10.10.0.99:8090')).status, 404);
   assert.deepEqual(a.deleteView(joiner, 'request'), { status: 200, body: { result: 'deleted' } });
   assert.deepEqual(a.deleteView(joiner, 'request'), { status: 404, body: { error: 'View has no such replica' } });
   assert.deepEqual(a.checkReshard(3), { status: 400, body: { error: 'Not enough nodes to provide fault tolerance with requested shard count' } });
@@ -304,7 +305,7 @@ test('view and shard replies: exact statuses and bodies', () => {
   // A replicated store grows with its view.
   const [r] = cluster(2, null) as [NodeCore];
   r.putView(joiner);
-  assert.deepEqual(membersOf(r.map, 's0'), [...nodes(2), joiner]);
+  assert.deepEqual(membersOf(r.map, shardIdFor(0)), [...nodes(2), joiner]);
 });
 
 // ------------------------------------------------------------------ reshard
@@ -485,7 +486,7 @@ for (const [count, from, to] of [
 
 test('a node in no shard before the reshard gets one, with its data', () => {
   const cores = cluster(4, 2);
-  const joiner = makeCore('10.10.0.60:8090', [...nodes(4), '10.10.0.60:8090'], cores[0]!.map);
+  const joiner = makeCore(nodeAddress('10.10.0.60:8090'), [...nodes(4), nodeAddress('10.10.0.60:8090')], cores[0]!.map);
   for (const core of cores) core.putView(joiner.self);
   assert.equal(joiner.shard, null);
   assert.equal(joiner.replica, null);
@@ -713,16 +714,16 @@ test('a node that prepared but never sent its data does not commit through a pee
 
 test('add-member sent to the node being added: it becomes a replica and copies the shard before serving', () => {
   const cores = cluster(4, 2);
-  const joiner = makeCore('10.10.0.60:8090', [...nodes(4), '10.10.0.60:8090'], cores[0]!.map);
+  const joiner = makeCore(nodeAddress('10.10.0.60:8090'), [...nodes(4), nodeAddress('10.10.0.60:8090')], cores[0]!.map);
   for (const core of cores) core.putView(joiner.self);
   assert.equal(joiner.shard, null, 'in no shard yet');
-  const reply = joiner.addMember('s1', joiner.self);
+  const reply = joiner.addMember(shardIdFor(1), joiner.self);
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: 200, body: { result: MESSAGES.nodeAddedToShard } });
   assert.equal(reply.joined, true);
   assert.equal(joiner.replica?.shard, 's1');
   assert.equal(joiner.ready, false, 'it waits for its copy');
   // Any other node that records the membership has nothing to copy.
-  assert.equal(cores[0]!.addMember('s1', joiner.self).joined, undefined);
+  assert.equal(cores[0]!.addMember(shardIdFor(1), joiner.self).joined, undefined);
 });
 
 test("tombstones are collected only once this replica has every member's own writes up to its ping", () => {

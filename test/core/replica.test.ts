@@ -8,10 +8,12 @@ import { asBase, Replica } from '../../src/core/replica.ts';
 import { compareStamps } from '../../src/core/version-order.ts';
 import { clockCovers, mergeClocks } from '../../src/core/vector-clock.ts';
 import type { Clock, NodeAddress, Version } from '../../src/core/types.ts';
+import { nodeAddress } from '../../src/core/address.ts';
+import { shardIdFor } from '../../src/core/shard-map.ts';
 
-const SHARD = 's0';
-const ORIGINS: NodeAddress[] = ['10.10.0.2:8090', '10.10.0.3:8090', '10.10.0.10:8090'];
-const FRESH: NodeAddress = '10.10.0.99:8090';
+const SHARD = shardIdFor(0);
+const ORIGINS: NodeAddress[] = [nodeAddress('10.10.0.2:8090'), nodeAddress('10.10.0.3:8090'), nodeAddress('10.10.0.10:8090')];
+const FRESH = nodeAddress('10.10.0.99:8090');
 const KEYS = ['a', 'b', 'c', 'd'];
 const MAX_STEPS = 40;
 
@@ -203,7 +205,7 @@ test('pending bound: early arrivals beyond pendingMax are dropped and counted; a
   fc.assert(
     fc.property(stepsArb, scheduleArb, fc.integer({ min: 0, max: 3 }), (steps, s, pendingMax) => {
       const { log } = buildHistory(steps);
-      const complete = new Replica({ self: '10.10.0.50:8090', shard: SHARD, pendingMax: 10_000 });
+      const complete = new Replica({ self: nodeAddress('10.10.0.50:8090'), shard: SHARD, pendingMax: 10_000 });
       complete.deliver(log.map((w) => w.version));
 
       const replica = new Replica({ self: FRESH, shard: SHARD, pendingMax });
@@ -218,7 +220,7 @@ test('pending bound: early arrivals beyond pendingMax are dropped and counted; a
       }
       if (dropped === 0) assert.deepEqual({ ...replica.applied }, unionClock(log), 'nothing dropped: nothing missing');
       // A peer that has everything sends what we lack, with its clock.
-      replica.mergeState(complete.versionsSince(replica.applied, false), complete.applied);
+      replica.mergeState(complete.versionsSince(replica.applied, { base: false }), complete.applied);
       assert.equal(replica.pendingCount, 0);
       assert.deepEqual({ ...replica.applied }, unionClock(log));
       assert.deepEqual(storeOf(replica), storeOf(complete));
@@ -229,7 +231,7 @@ test('pending bound: early arrivals beyond pendingMax are dropped and counted; a
 });
 
 test('pending bound, by hand: five writes of one origin arrive backwards at a replica with pendingMax 2', () => {
-  const origin = new Replica({ self: ORIGINS[0] as string, shard: SHARD, pendingMax: 10 });
+  const origin = new Replica({ self: ORIGINS[0] as NodeAddress, shard: SHARD, pendingMax: 10 });
   const writes = [1, 2, 3, 4, 5].map((n) => origin.write(`k${n}`, { deleted: false, value: n }, { [SHARD]: { ...origin.applied } }));
   const replica = new Replica({ self: FRESH, shard: SHARD, pendingMax: 2 });
   assert.deepEqual(replica.deliver([...writes].reverse()), { applied: 1, duplicates: 0, buffered: 2, dropped: 2 });
@@ -255,9 +257,9 @@ test('two diverged replicas converge after exchanging versionsSince(other.applie
 
       const [first, second] = bFirst ? [b, a] : [a, b];
       // Each asks the other for what it lacks, as the runtime's sync does: versions and clock read at one instant.
-      const toFirst = second.versionsSince(first.applied, false);
+      const toFirst = second.versionsSince(first.applied, { base: false });
       first.mergeState(toFirst, { ...second.applied });
-      const toSecond = first.versionsSince(second.applied, false);
+      const toSecond = first.versionsSince(second.applied, { base: false });
       second.mergeState(toSecond, { ...first.applied });
 
       assert.deepEqual(storeOf(a), storeOf(b));
@@ -267,8 +269,8 @@ test('two diverged replicas converge after exchanging versionsSince(other.applie
       assertInvariants(a, log, 'a after exchange');
       assertInvariants(b, log, 'b after exchange');
       // Nothing more to send either way.
-      assert.deepEqual(a.versionsSince(b.applied, false), []);
-      assert.deepEqual(b.versionsSince(a.applied, false), []);
+      assert.deepEqual(a.versionsSince(b.applied, { base: false }), []);
+      assert.deepEqual(b.versionsSince(a.applied, { base: false }), []);
       // And they keep writing with fresh dots and stamps above everything they hold.
       const next = a.write('a', { deleted: false, value: 'after' }, { [SHARD]: { ...a.applied } });
       for (const v of b.allVersions()) assert.ok(compareStamps(next.stamp, v.stamp) > 0);
@@ -279,9 +281,9 @@ test('two diverged replicas converge after exchanging versionsSince(other.applie
 });
 
 test('versionsSince sends only versions with newer dots; base versions only on a full sync', () => {
-  const replica = new Replica({ self: ORIGINS[0] as string, shard: SHARD, pendingMax: 10 });
-  const written: Version = { key: 'old', value: 1, deleted: false, dot: { node: '10.10.5.5:8090', counter: 9 }, stamp: { lamport: 7, node: '10.10.5.5:8090' }, deps: { s3: { x: 1 } } };
-  replica.mergeBase([asBase(written, 's3')], {});
+  const replica = new Replica({ self: ORIGINS[0] as NodeAddress, shard: SHARD, pendingMax: 10 });
+  const written: Version = { key: 'old', value: 1, deleted: false, dot: { node: nodeAddress('10.10.5.5:8090'), counter: 9 }, stamp: { lamport: 7, node: nodeAddress('10.10.5.5:8090') }, deps: { s3: { x: 1 } } };
+  replica.mergeBase([asBase(written, shardIdFor(3))], {});
   assert.equal(replica.get('old')?.dot, null, 'a base version has no dot');
   assert.deepEqual(replica.get('old')?.deps, {});
   assert.deepEqual(replica.get('old')?.past, { '0': { s3: { x: 1, '10.10.5.5:8090': 9 } } }, 'its dot and deps live on under its epoch');
@@ -289,17 +291,17 @@ test('versionsSince sends only versions with newer dots; base versions only on a
   const w1 = replica.write('x', { deleted: false, value: 1 }, {});
   const w2 = replica.write('y', { deleted: false, value: 2 }, {});
   assert.equal(w1.stamp.lamport, 8);
-  assert.deepEqual(replica.versionsSince({}, false), [w1, w2]);
-  assert.deepEqual(replica.versionsSince({ [ORIGINS[0] as string]: 1 }, false), [w2]);
-  assert.deepEqual(replica.versionsSince({ [ORIGINS[0] as string]: 2 }, false), []);
-  assert.deepEqual(new Set(replica.versionsSince({ [ORIGINS[0] as string]: 2 }, true).map((v) => v.key)), new Set(['old']));
+  assert.deepEqual(replica.versionsSince({}, { base: false }), [w1, w2]);
+  assert.deepEqual(replica.versionsSince({ [ORIGINS[0] as string]: 1 }, { base: false }), [w2]);
+  assert.deepEqual(replica.versionsSince({ [ORIGINS[0] as string]: 2 }, { base: false }), []);
+  assert.deepEqual(new Set(replica.versionsSince({ [ORIGINS[0] as string]: 2 }, { base: true }).map((v) => v.key)), new Set(['old']));
   // A base version pushed like a write is dropped: bases travel only in transfers and full syncs.
   const other = new Replica({ self: FRESH, shard: SHARD, pendingMax: 10 });
   assert.deepEqual(other.deliver([replica.get('old') as Version]), { applied: 0, duplicates: 0, buffered: 0, dropped: 1 });
 });
 
 test('a replica rebuilt with a lamport start never stamps below it', () => {
-  const replica = new Replica({ self: ORIGINS[0] as string, shard: SHARD, pendingMax: 10, lamport: 41 });
+  const replica = new Replica({ self: ORIGINS[0] as NodeAddress, shard: SHARD, pendingMax: 10, lamport: 41 });
   assert.equal(replica.write('k', { deleted: false, value: 1 }, {}).stamp.lamport, 42);
 });
 
@@ -381,8 +383,8 @@ test('LWW: concurrent writes to one key converge to one winner in every delivery
 });
 
 test('LWW by hand: equal lamports are broken by the higher node address, the same way everywhere', () => {
-  const a = new Replica({ self: '10.10.0.2:8090', shard: SHARD, pendingMax: 10 });
-  const b = new Replica({ self: '10.10.0.3:8090', shard: SHARD, pendingMax: 10 });
+  const a = new Replica({ self: nodeAddress('10.10.0.2:8090'), shard: SHARD, pendingMax: 10 });
+  const b = new Replica({ self: nodeAddress('10.10.0.3:8090'), shard: SHARD, pendingMax: 10 });
   const va = a.write('k', { deleted: false, value: 'from a' }, {});
   const vb = b.write('k', { deleted: false, value: 'from b' }, {});
   assert.equal(va.stamp.lamport, vb.stamp.lamport);

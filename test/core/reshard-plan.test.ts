@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { checkReshard, movedPartitions, planReshard } from '../../src/core/reshard-plan.ts';
 import { initialShardMap, PARTITION_COUNT, shardIds, shardIdFor, shardOfNode } from '../../src/core/shard-map.ts';
-import { sortAddresses } from '../../src/core/address.ts';
+import { nodeAddress, sortAddresses } from '../../src/core/address.ts';
 import type { NodeAddress, ShardId, ShardMap } from '../../src/core/types.ts';
 
-const node = (i: number): NodeAddress => `10.10.${i >> 8}.${(i & 255) + 2}:8090`;
+const node = (i: number): NodeAddress => nodeAddress(`10.10.${i >> 8}.${(i & 255) + 2}:8090`);
 const nodes = (count: number, from = 0): NodeAddress[] => Array.from({ length: count }, (_, i) => node(from + i));
 
 function countBy<T>(items: T[]): Map<T, number> {

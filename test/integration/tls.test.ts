@@ -7,6 +7,7 @@
 // only the certificates keep it out.
 
 import { KvsClient } from '../../src/client/client.ts';
+import { nodeAddress } from '../../src/core/address.ts';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -250,7 +251,7 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
     const asMember = new PeerClient({ connectTimeoutMs: 2_000, requestTimeoutMs: REQUEST_TIMEOUT_MS, connectionsPerPeer: 1, tls: material(nodePems[0]!, clusterCa) });
     try {
       for (const [client, peer] of [[asForeign, B], [asMember, foreignAddr]] as const) {
-        await assert.rejects(client.call(peer, 'GET', '/internal/ping', undefined), (error: unknown) => {
+        await assert.rejects(client.call(nodeAddress(peer), 'GET', '/internal/ping', undefined), (error: unknown) => {
           assert.ok(error instanceof PeerUnreachableError, String(error));
           assert.equal(error.maybeDelivered, false, `a failed handshake proves the request never left: ${error.message}`);
           assert.match(String((error.cause as { code?: unknown }).code), /SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT/);
@@ -258,7 +259,7 @@ describe('TLS: HTTPS for clients, mutual TLS between nodes', { skip: opensslMiss
         });
       }
       // A member's credentials do reach a member.
-      const answered = await asMember.call(B, 'GET', '/internal/ping', undefined);
+      const answered = await asMember.call(nodeAddress(B), 'GET', '/internal/ping', undefined);
       assert.equal(typeof answered.status, 'number');
     } finally {
       await asForeign.close();

@@ -16,10 +16,12 @@ import { digestOfVersions, Replica } from '../../src/core/replica.ts';
 import type { Timers } from '../../src/node/env.ts';
 import type { Logger } from '../../src/node/logger.ts';
 import { checkCommitted, SqliteStorage, type ReplicaMeta } from '../../src/node/storage.ts';
+import { nodeAddress } from '../../src/core/address.ts';
+import { shardIdFor } from '../../src/core/shard-map.ts';
 
-const SELF = '10.10.0.2:8090';
-const PEER = '10.10.0.3:8090';
-const REPLICA = { epoch: 1, shard: 's0' };
+const SELF = nodeAddress('10.10.0.2:8090');
+const PEER = nodeAddress('10.10.0.3:8090');
+const REPLICA = { epoch: 1, shard: shardIdFor(0) };
 const ROOT = mkdtempSync(join(tmpdir(), 'kvs-storage-check-'));
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 
