@@ -417,7 +417,7 @@ export class Replica {
    * tombstone would still have to win over. Base tombstones (from a reshard) are kept. Returns how many.
    * `remember` false (only the planted bug forget-tombstones) keeps no trace of them.
    */
-  collectTombstones(everywhere: Clock, remember = true): number {
+  collectTombstones(everywhere: Clock, { remember }: { remember: boolean } = { remember: true }): number {
     let collected = 0;
     const horizon: Clock = { ...this.collectedUpTo };
     for (const [node, counter] of Object.entries(everywhere)) if (counter > counterOf(horizon, node)) horizon[node] = counter;

@@ -115,7 +115,7 @@ export class ReplicationCore extends CoreState {
   collectTombstones(peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
-    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones({ ...replica.applied }, false);
+    if (this.bugs.has('forget-tombstones')) return replica.collectTombstones({ ...replica.applied }, { remember: false });
     const clocks = peerApplied ?? this.peers.appliedAt(this.currentMap.epoch, replica.shard);
     const everywhere = appliedEverywhere(replica, membersOf(this.currentMap, replica.shard) ?? [], this.self, clocks);
     return everywhere === null ? 0 : replica.collectTombstones(everywhere);

@@ -38,8 +38,11 @@ export async function sendLate(ctx: NodeContext, orphaned: Orphaned): Promise<vo
         const shard = shardOfNode(core.map, peer);
         if (shard === null) return got.add(peer);
         try {
-          const result = await sendVersions(ctx.peers, peer, '/internal/repair', { epoch, shard }, versions, ctx.config.requestTimeoutMs, {
-            reflected: orphaned.reflected,
+          const result = await sendVersions(ctx.peers, peer, versions, {
+            path: '/internal/repair',
+            fields: { epoch, shard },
+            lastFields: { reflected: orphaned.reflected },
+            timeoutMs: ctx.config.requestTimeoutMs,
           });
           sent += result.sent;
           got.add(peer);

@@ -120,8 +120,11 @@ export class Resharding {
     await Promise.all(
       [...transfers].map(async ([peer, transfer]) => {
         try {
-          const result = await sendVersions(peers, peer, '/internal/reshard/transfer', { epoch }, transfer.versions, config.reshardTimeoutMs, {
-            claim: transfer.claim,
+          const result = await sendVersions(peers, peer, transfer.versions, {
+            path: '/internal/reshard/transfer',
+            fields: { epoch },
+            lastFields: { claim: transfer.claim },
+            timeoutMs: config.reshardTimeoutMs,
           });
           sent += result.sent;
         } catch (error) {

@@ -12,14 +12,22 @@ export class PeerRefusedError extends Error {}
  * is sent: its arrival means every part did. Throws at the first request that fails or is refused.
  * Returns what was sent and the peers' answers.
  */
+/** Where versions go and what each request carries besides them. */
+export interface SendOptions {
+  /** The peer route. */
+  path: string;
+  /** Sent with every request (epoch, shard). */
+  fields: Record<string, unknown>;
+  /** Sent with the last request only; with it, at least one request is sent, so its arrival means every part did. */
+  lastFields?: Record<string, unknown>;
+  timeoutMs: number;
+}
+
 export async function sendVersions(
   peers: PeerTransport,
   peer: NodeAddress,
-  path: string,
-  fields: Record<string, unknown>,
   versions: Version[],
-  timeoutMs: number,
-  lastFields?: Record<string, unknown>,
+  { path, fields, lastFields, timeoutMs }: SendOptions,
 ): Promise<{ sent: number; bytes: number; answers: unknown[] }> {
   const result = { sent: 0, bytes: 0, answers: [] as unknown[] };
   const chunks = chunkByBytes(versions, TRANSFER_BYTES_MAX);

@@ -74,7 +74,7 @@ export class Sync {
     const replica = core.replica as Replica;
     const peers = (membersOf(core.map, replica.shard) ?? []).filter((n) => n !== config.address);
     for (const peer of peers) {
-      if (await this.pullFrom(peer, 'restart')) break;
+      if (await this.pullFrom(peer, { reason: 'restart', full: false })) break;
     }
     core.markReady();
     this.ctx.stateChanged();
@@ -103,7 +103,7 @@ export class Sync {
     const shard = replica.shard;
     for (const peer of core.copySources()) {
       if (this.ctx.isClosed()) return;
-      if (!(await this.pullFrom(peer, reason, true))) continue;
+      if (!(await this.pullFrom(peer, { reason, full: true }))) continue;
       core.markReady();
       this.ctx.stateChanged();
       await this.ctx.storage.flush();
@@ -143,7 +143,7 @@ export class Sync {
     this.syncing = true;
     this.lastSyncMs.set(peer, now);
     try {
-      await this.pullFrom(peer, reason);
+      await this.pullFrom(peer, { reason, full: false });
     } finally {
       this.syncing = false;
     }
@@ -153,7 +153,7 @@ export class Sync {
    * Asks a shard peer for what this replica lacks (everything, with `full`) and merges it. True when
    * the peer answered with its state; false when it could not (unreachable, not ready, other epoch).
    */
-  private async pullFrom(peer: NodeAddress, reason: string, full = false): Promise<boolean> {
+  private async pullFrom(peer: NodeAddress, { reason, full }: { reason: string; full: boolean }): Promise<boolean> {
     const core = this.ctx.core;
     const replica = core.replica;
     if (replica === null) return false;
@@ -242,7 +242,7 @@ export class Sync {
     const ours = core.repairVersions(epoch, shard, answer.differing);
     // The replica changed meanwhile (a new epoch, a copy): the round ends.
     if (ours === null) return false;
-    const pushed = await sendVersions(peers, peer, '/internal/repair', { epoch, shard }, ours, config.requestTimeoutMs);
+    const pushed = await sendVersions(peers, peer, ours, { path: '/internal/repair', fields: { epoch, shard }, timeoutMs: config.requestTimeoutMs });
     this.repairStats.bytes += pushed.bytes;
     const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
     // Keys repaired here; the peer counts those it took from us.
