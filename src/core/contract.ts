@@ -1,4 +1,3 @@
-import { MESSAGES } from './api-messages.ts';
 import type { PlantedBug } from './planted-bugs.ts';
 import type { Replica } from './replica.ts';
 import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
@@ -89,16 +88,6 @@ export const CAUSAL_WAIT_MS = 1000;
 /** How long a write waits for a reshard in progress to commit, by default (see src/node/limits.ts for why). */
 export const RESHARD_WAIT_MS = 4000;
 
-/** The 503 of a request whose wait ran out. */
-export function unavailableReply(reason: WaitReason): Reply {
-  if (reason === 'reshard') return { status: 503, body: { error: 'A reshard is in progress; try again later' } };
-  return { status: 503, body: { error: MESSAGES.causalUnavailable } };
-}
-
-/** What a causal wait lacks (it is filed under it); null for other waits. */
-export function waitLacking(wait: KvWait): Clock | null {
-  return wait.reason === 'causal' && wait.detail !== undefined && Object.keys(wait.detail).length > 0 ? wait.detail : null;
-}
 
 /** What a node answers to a peer's ping: enough for the peer to notice it is behind. */
 export interface PingInfo {

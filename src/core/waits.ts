@@ -1,5 +1,5 @@
 import type { KvDecision, KvRequest, KvWait, ParkedDecision, Released, Reply, WaitReason } from './contract.ts';
-import { unavailableReply, waitLacking } from './contract.ts';
+import { MESSAGES } from './api-messages.ts';
 import { ParkingLot } from './parked.ts';
 import type { Clock } from './types.ts';
 
@@ -100,4 +100,15 @@ export class KvWaits {
   private budget(reason: WaitReason): number {
     return reason === 'reshard' ? this.budgets.reshardWaitMs : this.budgets.causalWaitMs;
   }
+}
+
+/** The 503 of a request whose wait ran out. */
+function unavailableReply(reason: WaitReason): Reply {
+  if (reason === 'reshard') return { status: 503, body: { error: 'A reshard is in progress; try again later' } };
+  return { status: 503, body: { error: MESSAGES.causalUnavailable } };
+}
+
+/** What a causal wait lacks (it is filed under it); null for other waits. */
+function waitLacking(wait: KvWait): Clock | null {
+  return wait.reason === 'causal' && wait.detail !== undefined && Object.keys(wait.detail).length > 0 ? wait.detail : null;
 }

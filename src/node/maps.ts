@@ -25,11 +25,16 @@ export class Maps {
   private readonly ctx: NodeContext;
   private readonly deps: MapsDeps;
   /** Late transfers still trying to reach the new owners (in /status: the store is not settled while any runs). */
-  lateTransfers = 0;
+  private running = 0;
 
   constructor(ctx: NodeContext, deps: MapsDeps) {
     this.ctx = ctx;
     this.deps = deps;
+  }
+
+  /** Late transfers still running. */
+  get lateTransfers(): number {
+    return this.running;
   }
 
   async fetchMap(peer: NodeAddress): Promise<void> {
@@ -63,10 +68,10 @@ export class Maps {
     this.ctx.stateChanged();
     const orphaned = change.orphaned;
     if (orphaned !== null) {
-      this.lateTransfers++;
+      this.running++;
       this.ctx.background.run('late transfer', () =>
         this.deps.sendLate(orphaned).finally(() => {
-          this.lateTransfers--;
+          this.running--;
         }),
       );
     }

@@ -2,7 +2,7 @@
 // The runtime's part: one promise and one deadline timer per parked request; after every state
 // change it asks the core which requests go on, and pulls from a peer what the others still lack.
 
-import type { KvDecision, KvWait, ParkedDecision, Released, Reply } from '../core/node-core.ts';
+import type { KvWait, ParkedDecision, Released, Reply } from '../core/node-core.ts';
 import type { NodeContext } from './context.ts';
 import type { TimerHandle } from './env.ts';
 
@@ -88,6 +88,3 @@ export class ParkedRequests {
     if (wait.reason === 'handover') this.deps.syncBase();
   }
 }
-
-/** A decision that is not a wait (a wait is parked instead). */
-export type Settled = Exclude<KvDecision, KvWait> | Unparked;
