@@ -143,7 +143,7 @@ export type MapChange = { changed: false } | { changed: true; needsFullSync: boo
  */
 export type CommitOutcome = { outcome: 'committed' | 'not-prepared' } | { outcome: 'missed'; change: MapChange };
 
-/** What the disk must hold after a core call (NodeCore.takePersist), staged in this order. */
+/** What the disk must hold after a step (Step.persist), staged in this order. */
 export interface Persist {
   /** The replica was replaced: the disk's copy starts over (null: this node is in no shard now). */
   reset?: { replica: { epoch: Epoch; shard: ShardId } | null };

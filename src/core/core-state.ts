@@ -12,7 +12,7 @@ import { Replica } from './replica.ts';
 
 import { mapDigest, membersOf, shardOfNode } from './shard-map.ts';
 
-import type { CausalMetadata, Epoch, NodeAddress, ShardId, ShardMap } from './types.ts';
+import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap } from './types.ts';
 
 import { metadataOriginFault } from './metadata-origin.ts';
 
@@ -29,22 +29,27 @@ import { type Persist, type NodeCoreOptions } from './contract.ts';
  * build on it: ReplicationCore (replica-to-replica), ReshardCore (maps and reshards), NodeCore
  * (client requests and the view).
  */
-/** What the runtime may ask and tell the link table (see CoreState.linkPort). */
-export type LinkPort = Pick<
-  Links,
-  | 'incarnationOf'
-  | 'probeSent'
-  | 'probeAnswered'
-  | 'failed'
-  | 'answered'
-  | 'refusedBy'
-  | 'announced'
-  | 'checkLate'
-  | 'isUp'
-  | 'accepts'
-  | 'remainingMs'
-  | 'forgiveProbes'
-  | 'held'
+/** What the runtime may ask of the link table (its events go in through NodeCore.step, as `link` inputs). */
+export type LinkView = Pick<Links, 'incarnationOf' | 'isUp' | 'accepts' | 'remainingMs' | 'held'>;
+
+/** What the runtime may read of the replica: it changes only through NodeCore.step. */
+export type ReplicaView = Pick<
+  Replica,
+  | 'self'
+  | 'shard'
+  | 'epoch'
+  | 'applied'
+  | 'lamport'
+  | 'base'
+  | 'size'
+  | 'pendingCount'
+  | 'liveKeyCount'
+  | 'get'
+  | 'covers'
+  | 'allVersions'
+  | 'digests'
+  | 'storeDigest'
+  | 'checkInvariants'
 >;
 
 export class CoreState {
@@ -89,6 +94,9 @@ export class CoreState {
 
   protected persistedMapDigest = '';
 
+  /** The replica's clocks as last handed to the disk (null: not since the replica was replaced). */
+  private persistedClocks: { applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks> } | null = null;
+
   /** The generation of the replica restored from disk at start (-1: none). */
   protected restoredGeneration = -1;
 
@@ -108,11 +116,11 @@ export class CoreState {
   }
 
   /**
-   * The link table's port: the runtime's transport and failure detector report what each request
-   * and probe to a peer showed, and ask before data crosses a link. Every decision (held, released,
-   * mirrored, accepted) is the link table's (src/core/links.ts); this is all of it the runtime sees.
+   * The link table, read-only: the runtime asks it before data crosses a link. What each request
+   * and probe showed goes in as a `link` input (NodeCore.step); every decision (held, released,
+   * mirrored, accepted) is the link table's (src/core/links.ts).
    */
-  get linkPort(): LinkPort {
+  get linkView(): LinkView {
     return this.links;
   }
 
@@ -143,12 +151,12 @@ export class CoreState {
   }
 
   /** What a probe of `peer` showed: it may remove it from the view or admit it again (see Membership.observe). */
-  observe(peer: NodeAddress, answered: boolean, nowMs: number): ReturnType<Membership['observe']> {
+  protected observe(peer: NodeAddress, answered: boolean, nowMs: number): ReturnType<Membership['observe']> {
     return this.membership.observe(peer, answered, nowMs);
   }
 
   /** A node heard of (from a ping or a peer's view): probed before it is admitted; true when new. */
-  learn(node: NodeAddress, nowMs: number): boolean {
+  protected learn(node: NodeAddress, nowMs: number): boolean {
     return this.membership.learn(node, nowMs);
   }
 
@@ -176,24 +184,36 @@ export class CoreState {
   }
 
   /**
-   * What changed since the last call, for the disk. The runtime stages it right after every core
-   * call that changes state, and makes it durable before it sends or replies anything that depends
-   * on it. `reset`: the replica was replaced (a new epoch, a copy from a peer): the disk's copy of it
-   * starts over. `map`: the shard map changed.
+   * What changed since the last call, for the disk (null: nothing). NodeCore.step takes it after
+   * every input, so nothing that changes state escapes the disk. `reset`: the replica was replaced
+   * (a new epoch, a copy from a peer): the disk's copy of it starts over. `replica`: its changed
+   * keys and clocks, when any changed. `map`: the shard map changed.
    */
-  takePersist(): Persist {
+  protected takePersist(): Persist | null {
     const out: Persist = {};
+    let any = false;
     const replica = this.currentReplica;
     if (this.replicaGeneration !== this.persistedGeneration) {
       out.reset = { replica: replica === null ? null : { epoch: this.currentMap.epoch, shard: replica.shard } };
       this.persistedGeneration = this.replicaGeneration;
+      this.persistedClocks = null;
+      any = true;
     }
-    if (replica !== null) out.replica = { changes: replica.takeDirty(), applied: replica.applied, lamport: replica.lamport, base: replica.base };
+    if (replica !== null) {
+      const clocks = this.persistedClocks;
+      // Clocks are replaced, never changed in place: the same objects mean the same clocks.
+      if (replica.dirtyCount > 0 || clocks === null || clocks.applied !== replica.applied || clocks.lamport !== replica.lamport || clocks.base !== replica.base) {
+        out.replica = { changes: replica.takeDirty(), applied: replica.applied, lamport: replica.lamport, base: replica.base };
+        this.persistedClocks = { applied: replica.applied, lamport: replica.lamport, base: replica.base };
+        any = true;
+      }
+    }
     if (this.currentMapDigest !== this.persistedMapDigest) {
       out.map = this.currentMap;
       this.persistedMapDigest = this.currentMapDigest;
+      any = true;
     }
-    return out;
+    return any ? out : null;
   }
 
   /**
@@ -205,11 +225,11 @@ export class CoreState {
   }
 
   /** The disk already holds this map (what the node restored at start): it is not written again until it changes. */
-  mapPersisted(map: ShardMap): void {
+  protected mapPersisted(map: ShardMap): void {
     this.persistedMapDigest = mapDigest(map);
   }
 
-  get replica(): Replica | null {
+  get replica(): ReplicaView | null {
     return this.currentReplica;
   }
 
@@ -272,12 +292,12 @@ export class CoreState {
   }
 
   /** A full sync from a peer finished (or no peer could be reached): serve again. */
-  markReady(): void {
+  protected markReady(): void {
     this.isReady = true;
   }
 
   /** Starts rebuilding this node's shard copy (a restart, a join): requests wait until markReady. */
-  beginFullSync(): void {
+  protected beginFullSync(): void {
     if (this.currentReplica !== null) this.startCopy();
   }
 

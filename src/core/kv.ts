@@ -16,7 +16,6 @@ import { clockLacks, mergeEpochClocks, mergeShardClocks, withDot } from './vecto
 export interface KvState {
   readonly self: NodeAddress;
   readonly map: ShardMap;
-  readonly replica: Replica | null;
   readonly ready: boolean;
   readonly reshardInProgress: unknown;
   readonly plantedBugs: ReadonlySet<PlantedBug>;
@@ -51,7 +50,7 @@ export function parseKv(method: KvMethod, key: string, rawBody: unknown, deadlin
  * What to do with a checked request now: reply (a write is applied here, and says what to
  * replicate), forward to the key's shard, or wait for the state to change (and why).
  */
-export function decideKv(core: KvState, request: KvRequest, nowMs: number): KvDecision {
+export function decideKv(core: KvState, replica: Replica | null, request: KvRequest, nowMs: number): KvDecision {
   const { method, key, metadata } = request;
   // The node that forwarded this write answered its client 503 at its deadline: applying it now
   // would make a write behind the client's back (and perhaps a second one, if the client retried).
@@ -60,7 +59,6 @@ export function decideKv(core: KvState, request: KvRequest, nowMs: number): KvDe
   }
   const map = core.map;
   const shard = shardOfKey(map, key);
-  const replica = core.replica;
   if (replica === null || replica.shard !== shard) {
     return { kind: 'forward', shard, targets: core.forwardTargets(shard) };
   }

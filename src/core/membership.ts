@@ -44,6 +44,7 @@ interface Probation {
 export class Membership {
   private readonly options: MembershipOptions;
   private readonly members = new Set<NodeAddress>();
+  private viewChanges = 0;
   private readonly failures = new Map<NodeAddress, number>();
   private readonly probation = new Map<NodeAddress, Probation>();
   /** Removed by a client's request: not to come back except by announcing itself. */
@@ -78,6 +79,11 @@ export class Membership {
     return sortAddresses([...this.peers(), ...this.probation.keys()]);
   }
 
+  /** Counts changes of the view (a node added, removed or admitted again). */
+  get changes(): number {
+    return this.viewChanges;
+  }
+
   isOnProbation(node: NodeAddress): boolean {
     return this.probation.has(node);
   }
@@ -89,6 +95,7 @@ export class Membership {
     this.failures.delete(node);
     if (this.members.has(node)) return 'already';
     this.members.add(node);
+    this.viewChanges++;
     this.checkNode(node);
     return 'added';
   }
@@ -102,6 +109,7 @@ export class Membership {
   remove(node: NodeAddress, reason: RemovalReason): 'deleted' | 'absent' {
     if (reason === 'down' && node === this.options.self) return 'absent';
     const present = this.members.delete(node);
+    if (present) this.viewChanges++;
     this.failures.delete(node);
     if (reason === 'down' && (present || this.probation.has(node))) this.probation.set(node, { answeringSinceMs: null });
     else if (reason === 'request') {
@@ -156,6 +164,7 @@ export class Membership {
     if (nowMs - probation.answeringSinceMs < this.options.holdDownMs) return { kind: 'none' };
     this.probation.delete(node);
     this.members.add(node);
+    this.viewChanges++;
     this.checkNode(node);
     return { kind: 'readmitted', node };
   }

@@ -1,5 +1,5 @@
 import { asNodeAddress } from './address.ts';
-import { asShardId, membersOf, shardIds } from './shard-map.ts';
+import { asEpoch, asShardId, membersOf, shardIds } from './shard-map.ts';
 import type { CausalMetadata, Epoch, NodeAddress, ShardClocks, ShardMap } from './types.ts';
 
 /**
@@ -39,7 +39,7 @@ export function metadataOriginFault(
   const fault = check(metadata.e, metadata.c);
   if (fault !== null) return fault;
   for (const [epoch, clocks] of Object.entries(metadata.o ?? {})) {
-    const old = check(Number(epoch), clocks);
+    const old = check(asEpoch(Number(epoch)), clocks);
     if (old !== null) return old;
   }
   return null;

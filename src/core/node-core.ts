@@ -6,13 +6,22 @@ import { membersOf, shardIds, shardOfNode, withMember } from './shard-map.ts';
 
 import type { NodeAddress, ShardId, ShardMap } from './types.ts';
 
-import { KvWaits, type ExpireResult, type WakeResult } from './waits.ts';
+import { KvWaits, type WakeResult } from './waits.ts';
+
+import type { LinkChange } from './links.ts';
+
+import { assertNever } from './assert.ts';
+
+import type { Input, InputKind, LinkEvent, Outputs, StepOf } from './step.ts';
 
 import { decideKv, parseKv } from './kv.ts';
 
 export type { PendingReshard, Transfer, TransferClaim } from './reshard-participant.ts';
 export * from './contract.ts';
-import { CAUSAL_WAIT_MS, RESHARD_WAIT_MS, type KvDecision, type KvMethod, type KvRequest, type KvWait, type NodeCoreOptions, type ParkedDecision, type Reply } from './contract.ts';
+export type * from './step.ts';
+export type { WakeResult, ExpireResult } from './waits.ts';
+export type { LinkView, ReplicaView } from './core-state.ts';
+import { CAUSAL_WAIT_MS, RESHARD_WAIT_MS, type KvDecision, type KvMethod, type KvRequest, type NodeCoreOptions, type Reply } from './contract.ts';
 
 import { ReshardCore } from './reshard-core.ts';
 
@@ -33,31 +42,151 @@ export class NodeCore extends ReshardCore {
     });
   }
 
+  /**
+   * The core's one entry: an input (a client request, a peer message, an outcome of the runtime's
+   * own I/O, a timer) with the time. Out comes what the disk must hold after it, the parked requests
+   * it lets go on, and its own outcome, in the order the runtime carries them out (see Step).
+   */
+  step<I extends Input>(input: I, nowMs: number): StepOf<I> {
+    // With nothing parked there is nothing to wake (a request parked by this very input was
+    // decided in the state it leaves).
+    const before = this.waits.size > 0 ? this.changeMark() : null;
+    const out = this.apply(input, nowMs);
+    // A parked request is decided again only after a step that changed what it waits on, or that
+    // released a link (a request waiting for what the peer has may now pull it). Its release (a
+    // write applied, say) is part of this step, so `persist` below includes it.
+    const changed = before !== null && (this.changeMark() !== before || (input.kind === 'link' && out === 'released'));
+    const wake = changed && this.waits.size > 0 ? this.wake(nowMs) : null;
+    const persist = this.takePersist();
+    return { persist, wake, out: out as Outputs[I['kind']] };
+  }
+
+  private apply(input: Input, nowMs: number): Outputs[InputKind] {
+    switch (input.kind) {
+      case 'kv':
+        return this.waits.submit(input.request, nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
+      case 'expire':
+        return this.waits.expire(input.ticket, nowMs);
+      case 'close':
+        return this.waits.expireAll();
+      case 'view-put':
+        return this.putView(input.node);
+      case 'view-delete':
+        return this.deleteView(input.node, input.reason);
+      case 'add-member':
+        return this.addMember(input.shard, input.node);
+      case 'replicate':
+        return this.onReplicate(input.epoch, input.shard, input.versions);
+      case 'sync-request':
+        return this.onSyncRequest(input.epoch, input.shard, input.since, input.full, input.base);
+      case 'digest-request':
+        return this.onDigestRequest(input.epoch, input.shard, input.digests);
+      case 'repair':
+        return this.onRepair(input.epoch, input.shard, input.versions, input.reflected);
+      case 'map':
+        return this.adoptMap(input.map);
+      case 'reshard-prepare':
+        return this.prepareReshard(input.map, input.coordinator, nowMs);
+      case 'reshard-transfer':
+        return this.acceptTransfer(input.epoch, input.versions, input.claim);
+      case 'reshard-commit':
+        return this.commitReshard(input.epoch);
+      case 'reshard-abort':
+        this.abortReshard(input.epoch);
+        return undefined;
+      case 'sync-response':
+        return this.onSyncResponse(input.epoch, input.shard, input.versions, input.applied, input.base, input.lamport);
+      case 'ping-answer':
+        return this.onPingAnswer(input.peer, input.info, nowMs, input.linkUp);
+      case 'probe':
+        return this.observe(input.peer, input.answered, nowMs);
+      case 'link':
+        return this.onLinkEvent(input.event, nowMs);
+      case 'learn':
+        return this.learn(input.node, nowMs);
+      case 'forget-peer':
+        this.forgetPeer(input.peer);
+        return undefined;
+      case 'reshard-transfers':
+        return this.reshardTransfers(input.epoch, input.targets, nowMs);
+      case 'reshard-sent':
+        this.markSent(input.epoch);
+        return undefined;
+      case 'restore':
+        if (input.map !== null) this.mapPersisted(input.map);
+        return input.replica !== null && this.restoreReplica(input.replica);
+      case 'full-sync-begin':
+        this.beginFullSync();
+        return undefined;
+      case 'ready':
+        this.markReady();
+        return undefined;
+      case 'collect-tombstones':
+        return this.collectTombstones(input.peerApplied);
+      default:
+        return assertNever(input, 'input');
+    }
+  }
+
+  private onLinkEvent(event: LinkEvent, nowMs: number): LinkChange {
+    switch (event.type) {
+      case 'probe-sent':
+        this.links.probeSent(event.peer, nowMs);
+        return null;
+      case 'probe-answered':
+        return this.links.probeAnswered(event.peer, event.sentTo, event.incarnation, nowMs);
+      case 'failed':
+        return this.links.failed(event.peer, event.sentTo, nowMs);
+      case 'answered':
+        this.links.answered(event.peer, nowMs);
+        return null;
+      case 'refused-by':
+        this.links.refusedBy(event.peer, event.remainingMs, nowMs);
+        return null;
+      case 'announced':
+        return this.links.announced(event.peer, event.incarnation, nowMs);
+      case 'check-late':
+        return this.links.checkLate(event.peer, nowMs);
+      case 'forgive-probes':
+        this.links.forgiveProbes();
+        return null;
+      default:
+        return assertNever(event, 'link event');
+    }
+  }
+
+  /**
+   * Names what parked requests wait on: the replica, readiness, map and reshard (waitGeneration),
+   * the replica's clocks (replaced, never changed in place) and the view. A step that leaves it the
+   * same cannot release a parked request, except a link released (a waiting request may now pull).
+   */
+  private changeMark(): string {
+    const replica = this.currentReplica;
+    if (replica !== this.markedReplica || (replica !== null && (replica.applied !== this.markedApplied || replica.base !== this.markedBase))) {
+      this.markedReplica = replica;
+      this.markedApplied = replica?.applied ?? null;
+      this.markedBase = replica?.base ?? null;
+      this.clockChanges++;
+    }
+    return `${this.waitGeneration()}/${this.clockChanges}/${this.membership.changes}`;
+  }
+
+  private markedReplica: unknown = null;
+  private markedApplied: unknown = null;
+  private markedBase: unknown = null;
+  private clockChanges = 0;
+
   parseKv(method: KvMethod, key: string, rawBody: unknown, deadlineMs: number | null = null): { ok: true; request: KvRequest } | { ok: false; reply: Reply } {
     return parseKv(method, key, rawBody, deadlineMs);
   }
 
-  /** `parseKv` then `decideKv`, without parking (tests, and one-shot callers). */
-  kv(method: KvMethod, key: string, rawBody: unknown, nowMs = 0): KvDecision {
-    const parsed = this.parseKv(method, key, rawBody);
-    return parsed.ok ? this.decideKv(parsed.request, nowMs) : { kind: 'reply', reply: parsed.reply };
-  }
-
   /** What to do with a checked request now (see kv.ts). */
-  decideKv(request: KvRequest, nowMs: number): KvDecision {
-    return decideKv(this, request, nowMs);
-  }
-
-  /**
-   * A request arrives: decided now, or parked until the state change that lets it go on (`wake`)
-   * or its deadline (`expire`): its reason's budget from now. See waits.ts.
-   */
-  submitKv(request: KvRequest, nowMs: number): Exclude<KvDecision, KvWait> | ParkedDecision {
-    return this.waits.submit(request, nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
+  protected decideKv(request: KvRequest, nowMs: number): KvDecision {
+    return decideKv(this, this.currentReplica, request, nowMs);
   }
 
   /** After a state change: the parked requests it lets go on, decided (see KvWaits.wake). */
-  wake(nowMs: number): WakeResult {
+  private wake(nowMs: number): WakeResult {
     return this.waits.wake(nowMs, this.waitGeneration(), this.currentReplica?.applied ?? null);
   }
 
@@ -66,22 +195,12 @@ export class NodeCore extends ReshardCore {
     return `${this.replicaGeneration}/${this.isReady}/${this.currentMapDigest}/${this.pendingReshard?.map.epoch ?? ''}`;
   }
 
-  /** A parked request's timer fired (see KvWaits.expire). */
-  expire(ticket: number, nowMs: number): ExpireResult {
-    return this.waits.expire(ticket, nowMs);
-  }
-
-  /** The node is closing: every parked request gets its 503 now. */
-  expireAll(): { ticket: number; reply: Reply }[] {
-    return this.waits.expireAll();
-  }
-
   /** Requests parked now. */
   get parkedCount(): number {
     return this.waits.size;
   }
 
-  putView(node: NodeAddress): Reply {
+  protected putView(node: NodeAddress): Reply {
     const outcome = this.membership.add(node);
     // A replicated-only store grows with its view: a node that joins becomes a replica.
     if (this.currentMap.mode === 'replicated') {
@@ -91,14 +210,14 @@ export class NodeCore extends ReshardCore {
     return outcome === 'added' ? { status: 201, body: { result: MESSAGES.added } } : { status: 200, body: { result: MESSAGES.alreadyPresent } };
   }
 
-  deleteView(node: NodeAddress, reason: 'down' | 'request'): Reply {
+  protected deleteView(node: NodeAddress, reason: 'down' | 'request'): Reply {
     const outcome = this.membership.remove(node, reason);
     if (outcome === 'deleted') this.peers.forget(node);
     return outcome === 'deleted' ? { status: 200, body: { result: MESSAGES.deleted } } : { status: 404, body: { error: MESSAGES.noSuchReplica } };
   }
 
   /** `joined`: this node is the one added, and must copy its new shard from a peer. */
-  addMember(shard: ShardId, node: NodeAddress): Reply & { joined?: boolean } {
+  protected addMember(shard: ShardId, node: NodeAddress): Reply & { joined?: boolean } {
     if (membersOf(this.currentMap, shard) === undefined) return { status: 404, body: { error: `Shard ${shard} does not exist` } };
     if (!isNodeAddress(node) || !this.membership.has(node)) return { status: 404, body: { error: 'Node is not in the view' } };
     const already = shardOfNode(this.currentMap, node);

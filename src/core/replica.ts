@@ -1,5 +1,5 @@
 import { assert } from './assert.ts';
-import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
+import { FIRST_EPOCH, PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
 import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
 import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks } from './vector-clock.ts';
@@ -102,7 +102,7 @@ export class Replica {
   constructor(options: ReplicaOptions) {
     this.self = options.self;
     this.shard = options.shard;
-    this.epoch = options.epoch ?? 0;
+    this.epoch = options.epoch ?? FIRST_EPOCH;
     this.buffer = new PendingBuffer(options.pendingMax, options.pendingBytesMax ?? PENDING_BYTES_MAX);
     this.lamportClock = options.lamport ?? 0;
     assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'a replica starts from a Lamport time that is a natural number');
@@ -277,6 +277,11 @@ export class Replica {
    * What changed since the last call: versions to store, and keys no longer stored (collected
    * tombstones). The runtime persists them with `applied` and `lamport`.
    */
+  /** Keys changed since the last takeDirty. */
+  get dirtyCount(): number {
+    return this.dirty.size;
+  }
+
   takeDirty(): DirtyChanges {
     const versions: Version[] = [];
     const removed: string[] = [];

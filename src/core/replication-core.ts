@@ -16,7 +16,7 @@ import { CoreState } from './core-state.ts';
 /** What replicas of a shard exchange: pushed writes, pulls, anti-entropy, tombstone collection, pings. */
 export class ReplicationCore extends CoreState {
   /** Writes pushed by a shard peer. A push for another epoch or shard is refused (the peer's map differs). */
-  onReplicate(epoch: Epoch, shard: ShardId, versions: Version[]): { ok: true; applied: Clock } | { ok: false; reason: string } {
+  protected onReplicate(epoch: Epoch, shard: ShardId, versions: Version[]): { ok: true; applied: Clock } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) {
       return { ok: false, reason: `not a replica of ${shard} at epoch ${epoch}` };
@@ -30,7 +30,7 @@ export class ReplicationCore extends CoreState {
    * reflects old writes that its base (`base`) does not, the answer also carries every base version
    * and what our base reflects. Only a ready replica of the same shard and epoch answers.
    */
-  onSyncRequest(
+  protected onSyncRequest(
     epoch: Epoch,
     shard: ShardId,
     since: Clock,
@@ -53,7 +53,7 @@ export class ReplicationCore extends CoreState {
   }
 
   /** A peer's answer to our sync request; `base` is present when it sent its whole base. */
-  onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks, lamport = 0): boolean {
+  protected onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks, lamport = 0): boolean {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
     replica.mergeState(versions, applied, base, lamport);
@@ -66,7 +66,7 @@ export class ReplicationCore extends CoreState {
    * when partitions were left for the next round. Each answer starts after the last partition the
    * previous one covered, so a bound that is always hit still reaches every partition in turn.
    */
-  onDigestRequest(
+  protected onDigestRequest(
     epoch: Epoch,
     shard: ShardId,
     digests: readonly number[],
@@ -97,7 +97,7 @@ export class ReplicationCore extends CoreState {
    * changed our state. A late transfer (see lateTransfers) comes this way too, and its last part says
    * what of an earlier epoch the whole transfer reflects.
    */
-  onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected?: EpochClocks): number | null {
+  protected onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected?: EpochClocks): number | null {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
     // A late transfer into a replica frozen for a reshard could arrive after this node's transfers
@@ -112,7 +112,7 @@ export class ReplicationCore extends CoreState {
    * Collects the tombstones every member of the shard reflects (see appliedEverywhere), as the
    * members' pings of this epoch tell (`peerApplied` replaces them: tests).
    */
-  collectTombstones(peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
+  protected collectTombstones(peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
     if (this.bugs.has('forget-tombstones')) return replica.collectTombstones({ ...replica.applied }, { remember: false });
@@ -136,20 +136,20 @@ export class ReplicationCore extends CoreState {
   /**
    * A member answered a probe with `info`: remember it, learn of the nodes in its view (probed
    * before they are admitted), and say whether to fetch its map (it differs) and whether to pull
-   * from it, and why. Nothing is pulled over a link held down (`linkUp`, asked only then): a replica
+   * from it, and why. Nothing is pulled over a link held down (`linkUp`, as the runtime found it just before): a replica
    * that was cut off does not catch up behind its clients' backs the moment it reconnects. Only what
    * the peer already had one ping ago is pulled: what it has just now is usually still in flight to
    * us; nor what its pushes to us are still bringing (under load replication lags a ping or more,
    * and pulling the same versions again would double the work of a busy peer).
    */
-  onPingAnswer(peer: NodeAddress, info: PingInfo, nowMs: number, linkUp: () => boolean): { learned: NodeAddress[]; fetchMap: boolean; pull: string | null } {
+  protected onPingAnswer(peer: NodeAddress, info: PingInfo, nowMs: number, linkUp: boolean): { learned: NodeAddress[]; fetchMap: boolean; pull: string | null } {
     const previous = this.peers.heard(peer, info);
     const learned: NodeAddress[] = [];
     for (const node of Array.isArray(info.view) ? info.view : []) {
       if (isNodeAddress(node) && this.membership.learn(node, nowMs)) learned.push(node);
     }
     const fetchMap = info.mapDigest !== this.currentMapDigest;
-    if (!linkUp()) return { learned, fetchMap, pull: null };
+    if (!linkUp) return { learned, fetchMap, pull: null };
     const pushing = typeof info.replicating === 'number' && info.replicating > 0;
     let pull: string | null = null;
     if (previous && !pushing && this.peerIsAhead({ ...info, applied: previous.applied })) pull = 'behind peer';
@@ -163,7 +163,7 @@ export class ReplicationCore extends CoreState {
   }
 
   /** A peer left the view: what it said no longer counts. */
-  forgetPeer(peer: NodeAddress): void {
+  protected forgetPeer(peer: NodeAddress): void {
     this.peers.forget(peer);
   }
 

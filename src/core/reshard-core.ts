@@ -23,7 +23,7 @@ export class ReshardCore extends ReplicationCore {
    * Takes a map a peer holds. Returns whether this node must rebuild its shard copy from a peer
    * (it joined a shard, or missed a reshard it did not take part in).
    */
-  adoptMap(remote: ShardMap): MapChange {
+  protected adoptMap(remote: ShardMap): MapChange {
     const merged = mergeShardMaps(this.currentMap, remote);
     if (mapsEqual(merged, this.currentMap)) return { changed: false };
     const pending = this.pendingReshard;
@@ -62,7 +62,7 @@ export class ReshardCore extends ReplicationCore {
    * shard in the current map. The node is not ready until the runtime has caught up with a peer (or
    * found none); it already has everything it acknowledged, so its own dots continue, never reused.
    */
-  restoreReplica(saved: SavedReplica): boolean {
+  protected restoreReplica(saved: SavedReplica): boolean {
     if (saved.epoch !== this.currentMap.epoch || saved.shard !== this.shard) return false;
     const replica = new Replica({
       self: this.self,
@@ -117,7 +117,7 @@ export class ReshardCore extends ReplicationCore {
    * Phase 1 at every node: freeze writes (they wait for the commit) so that what phase 2 sends is
    * all this node will ever acknowledge in the old epoch.
    */
-  prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): { ok: true } | { ok: false; reason: string } {
+  protected prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): { ok: true } | { ok: false; reason: string } {
     if (map.epoch !== this.currentMap.epoch + 1) {
       return { ok: false, reason: `epoch ${map.epoch} does not follow ${this.currentMap.epoch}` };
     }
@@ -135,7 +135,7 @@ export class ReshardCore extends ReplicationCore {
    * these), so nothing any replica acknowledged is lost; each of them gets this node's claim, even
    * with no versions. A node in no shard sends nothing.
    */
-  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs?: number): Map<NodeAddress, Transfer> | null {
+  protected reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs?: number): Map<NodeAddress, Transfer> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
     // The coordinator is alive and in phase 2: the freeze's timeout counts from now, so a phase 1
@@ -156,7 +156,7 @@ export class ReshardCore extends ReplicationCore {
   }
 
   /** Phase 2 finished here: every transfer of this node was delivered. */
-  markSent(epoch: Epoch): void {
+  protected markSent(epoch: Epoch): void {
     if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard.sent = true;
   }
 
@@ -173,7 +173,7 @@ export class ReshardCore extends ReplicationCore {
   }
 
   /** Phase 2: data for the new epoch from another node; `claim` comes with its last part. */
-  acceptTransfer(epoch: Epoch, versions: Version[], claim?: TransferClaim): boolean {
+  protected acceptTransfer(epoch: Epoch, versions: Version[], claim?: TransferClaim): boolean {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return false;
     for (const version of versions) this.mergeIncoming(version);
@@ -182,7 +182,7 @@ export class ReshardCore extends ReplicationCore {
   }
 
   /** Phase 3: switch to the new epoch with the data received. */
-  commitReshard(epoch: Epoch): CommitOutcome {
+  protected commitReshard(epoch: Epoch): CommitOutcome {
     const pending = this.pendingReshard;
     let outcome: CommitOutcome = { outcome: epoch === this.currentMap.epoch ? 'committed' : 'not-prepared' };
     if (pending !== null && pending.map.epoch === epoch) {
@@ -204,7 +204,7 @@ export class ReshardCore extends ReplicationCore {
   }
 
   /** A reshard whose coordinator went silent: unfreeze and stay in the old epoch. */
-  abortReshard(epoch: Epoch): void {
+  protected abortReshard(epoch: Epoch): void {
     if (this.pendingReshard?.map.epoch === epoch) this.pendingReshard = null;
   }
 

@@ -1,6 +1,6 @@
 import { sortAddresses } from './address.ts';
 import { assert } from './assert.ts';
-import { compareShardIds, PARTITION_COUNT, shardIdFor, shardOfNode } from './shard-map.ts';
+import { compareShardIds, nextEpoch, PARTITION_COUNT, shardIdFor, shardOfNode } from './shard-map.ts';
 import type { NodeAddress, ShardId, ShardMap } from './types.ts';
 
 export type ReshardCheck = { ok: true } | { ok: false; reason: 'too-few-nodes' | 'bad-count' };
@@ -36,7 +36,7 @@ export function planReshard(current: ShardMap, view: NodeAddress[], shardCount: 
   });
 
   const partitions = fillBuckets(ids, current.partitions, PARTITION_COUNT);
-  return { epoch: current.epoch + 1, mode: 'sharded', partitions, shards };
+  return { epoch: nextEpoch(current.epoch), mode: 'sharded', partitions, shards };
 }
 
 /**

@@ -1,13 +1,27 @@
 import { compareAddresses, sortAddresses } from './address.ts';
 import { assert } from './assert.ts';
 import { hash32 } from './hash.ts';
-import type { NodeAddress, ShardId, ShardMap } from './types.ts';
+import type { Epoch, NodeAddress, ShardId, ShardMap } from './types.ts';
 
 /**
  * Keys hash into a fixed number of partitions; the shard map assigns partitions to shards. A reshard
  * moves whole partitions, and only as many as the new balance needs.
  */
 export const PARTITION_COUNT = 1024;
+
+/** `n` as an Epoch, for an epoch from trusted data (a checked message, a key of checked metadata): asserts the shape. */
+export function asEpoch(n: number): Epoch {
+  assert(Number.isSafeInteger(n) && n >= 0, () => `${n} is not an epoch`);
+  return n as Epoch;
+}
+
+/** The epoch a reshard of a map at `epoch` makes. */
+export function nextEpoch(epoch: Epoch): Epoch {
+  return asEpoch(epoch + 1);
+}
+
+/** A replicated store's first map; a sharded store's first map is one later. */
+export const FIRST_EPOCH = asEpoch(0);
 
 /** The id of the shard with this index: `s0`, `s1`, ... */
 export function shardIdFor(index: number): ShardId {
@@ -78,7 +92,7 @@ export function initialShardMap(view: NodeAddress[], shardCount: number | null):
   const nodes = sortAddresses(view);
   if (shardCount === null) {
     return {
-      epoch: 0,
+      epoch: FIRST_EPOCH,
       mode: 'replicated',
       partitions: new Array<ShardId>(PARTITION_COUNT).fill(shardIdFor(0)),
       shards: { [shardIdFor(0)]: nodes },
@@ -89,7 +103,7 @@ export function initialShardMap(view: NodeAddress[], shardCount: number | null):
   for (let i = 0; i < count; i++) shards[shardIdFor(i)] = [];
   nodes.forEach((node, i) => shards[shardIdFor(i % count)]?.push(node));
   const partitions = Array.from({ length: PARTITION_COUNT }, (_, p) => shardIdFor(p % count));
-  return { epoch: 1, mode: 'sharded', partitions, shards };
+  return { epoch: nextEpoch(FIRST_EPOCH), mode: 'sharded', partitions, shards };
 }
 
 /** At least 1 shard, and at least 2 nodes per shard where there are 2 nodes at all. */

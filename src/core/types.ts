@@ -11,7 +11,7 @@ export type NodeAddress = string & { readonly __brand: 'NodeAddress' };
  */
 export type ShardId = string & { readonly __brand: 'ShardId' };
 /** A shard map's generation; it grows by one with every reshard. */
-export type Epoch = number;
+export type Epoch = number & { readonly __brand: 'Epoch' };
 
 /**
  * A vector clock: for each origin node, the highest counter of its writes that is reflected.

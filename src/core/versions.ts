@@ -1,4 +1,5 @@
 import { hash32 } from './hash.ts';
+import { FIRST_EPOCH } from './shard-map.ts';
 import type { ShardId, Version } from './types.ts';
 import { mergeEpochClocks, withDot } from './vector-clock.ts';
 
@@ -28,7 +29,7 @@ export function asBase(version: Version, shard: ShardId): Version {
     dot: null,
     deps: {},
     past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
-    origin: { epoch: version.stamp.epoch ?? 0, shard, node: version.dot.node, counter: version.dot.counter },
+    origin: { epoch: version.stamp.epoch ?? FIRST_EPOCH, shard, node: version.dot.node, counter: version.dot.counter },
   };
 }
 

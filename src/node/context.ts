@@ -1,4 +1,5 @@
 import type { NodeCore } from '../core/node-core.ts';
+import type { CoreStep } from './core-loop.ts';
 import type { Background, LogLimiter } from './background.ts';
 import type { NodeConfig } from './config.ts';
 import type { PeerTransport, Timers } from './env.ts';
@@ -12,9 +13,17 @@ import type { Storage } from './storage.ts';
  * concern keeps its own state; what it needs of another concern it gets by a reference the root
  * wires, not from here.
  */
+/** The core as the runtime's concerns see it: its questions; every input goes through `NodeContext.step`. */
+export type CoreReader = Omit<NodeCore, 'step'>;
+
 export interface NodeContext {
   readonly config: NodeConfig;
-  readonly core: NodeCore;
+  readonly core: CoreReader;
+  /**
+   * Every input to the core, through the one loop (core-loop.ts): what the core says changed is
+   * staged for the disk and the parked requests it lets go on are released before this returns.
+   */
+  readonly step: CoreStep;
   /** Names this process among all the runs of this node: peers tell a restart from a reconnection by it. */
   readonly incarnation: string;
   /** Signs and checks requests between nodes, and causal metadata, when CLUSTER_SECRET is set. */
@@ -30,11 +39,6 @@ export interface NodeContext {
   readonly refusals: LogLimiter;
   /** When this process started (on `timers`). */
   readonly startedMs: number;
-  /**
-   * After every core call that changes state: stage what the core says changed for the disk, then
-   * let the core release the parked requests the change lets go on.
-   */
-  stateChanged(): void;
   /** True once the node is closing: loops and waits stop. */
   isClosed(): boolean;
 }

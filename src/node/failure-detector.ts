@@ -43,7 +43,7 @@ export class FailureDetector {
     this.stallWatch = watchStalls
       ? new StallWatch(Math.floor(ctx.config.probeLateMs / 2), () => {
           this.linkStats.stallsForgiven++;
-          ctx.core.linkPort.forgiveProbes();
+          ctx.step({ kind: 'link', event: { type: 'forgive-probes' } });
         })
       : null;
   }
@@ -69,7 +69,7 @@ export class FailureDetector {
 
   /** The links part of /status. */
   linkStatus(): Record<string, unknown> {
-    return { held: this.ctx.core.linkPort.held(this.ctx.timers.now()), ...this.linkStats };
+    return { held: this.ctx.core.linkView.held(this.ctx.timers.now()), ...this.linkStats };
   }
 
   private tick(): void {
@@ -78,8 +78,7 @@ export class FailureDetector {
     const timedOut = core.reshardTimedOut(timers.now(), config.reshardTimeoutMs);
     if (timedOut !== null) {
       this.ctx.log.warn({ epoch: timedOut, coordinator: core.reshardInProgress?.coordinator }, 'reshard not committed in time; abandoned');
-      core.abortReshard(timedOut);
-      this.ctx.stateChanged();
+      this.ctx.step({ kind: 'reshard-abort', epoch: timedOut });
     }
     for (const peer of core.probeTargets()) {
       // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
@@ -95,9 +94,8 @@ export class FailureDetector {
     let lateTimer: TimerHandle | null = null;
     try {
       let info: PingInfo | null = null;
-      const links = core.linkPort;
-      const sentTo = links.incarnationOf(peer);
-      links.probeSent(peer, timers.now());
+      const sentTo = core.linkView.incarnationOf(peer);
+      this.ctx.step({ kind: 'link', event: { type: 'probe-sent', peer } });
       // Late is noticed when it happens, not at the next tick: data must stop before it could
       // cross a link that is failing.
       lateTimer = timers.setTimeout(() => this.checkLate(peer), config.probeLateMs + 1);
@@ -105,11 +103,13 @@ export class FailureDetector {
         const reply = await this.ctx.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: config.pingTimeoutMs, lane: 'control' });
         if (reply.status === 200) info = reply.body as PingInfo;
         // Answered, but not with a ping (shedding load, say): the link does not serve.
-        else this.onLinkChange(peer, links.failed(peer, sentTo, timers.now()));
+        else this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'failed', peer, sentTo } }));
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
       }
-      if (info !== null && isIncarnation(info.incarnation)) this.onLinkChange(peer, links.probeAnswered(peer, sentTo, info.incarnation, timers.now()));
+      if (info !== null && isIncarnation(info.incarnation)) {
+        this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'probe-answered', peer, sentTo, incarnation: info.incarnation } }));
+      }
       this.observe(peer, info !== null);
       if (info !== null && core.isMember(peer)) {
         if (this.linkUp(peer)) this.ctx.replicator.resume(peer);
@@ -123,19 +123,18 @@ export class FailureDetector {
 
   /** Holds the link to `peer` down now if its probe in flight is late; the time it looked. */
   private checkLate(peer: NodeAddress): number {
-    const now = this.ctx.timers.now();
-    this.onLinkChange(peer, this.ctx.core.linkPort.checkLate(peer, now));
-    return now;
+    this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'check-late', peer } }));
+    return this.ctx.timers.now();
   }
 
   /** Whether data may cross the link to `peer` now (a late probe holds it down here). */
   linkUp(peer: NodeAddress): boolean {
-    return this.ctx.core.linkPort.isUp(peer, this.checkLate(peer));
+    return this.ctx.core.linkView.isUp(peer, this.checkLate(peer));
   }
 
   /** Whether data from `peer` (from its process `incarnation`) is taken now (not while this node holds the link down itself). */
   private linkAccepts(peer: NodeAddress, incarnation: string | null): boolean {
-    return this.ctx.core.linkPort.accepts(peer, this.checkLate(peer), incarnation);
+    return this.ctx.core.linkView.accepts(peer, this.checkLate(peer), incarnation);
   }
 
   /**
@@ -147,7 +146,7 @@ export class FailureDetector {
     this.linkStats.refused++;
     const suppressed = this.ctx.refusals.take(`link held ${peer}`);
     if (suppressed !== null) this.ctx.log.info({ peer, path, suppressed }, 'data from a peer over a link held down: refused');
-    const refusal = linkHeldReply(this.ctx.config.address, peer, this.ctx.core.linkPort.remainingMs(peer, this.ctx.timers.now()));
+    const refusal = linkHeldReply(this.ctx.config.address, peer, this.ctx.core.linkView.remainingMs(peer, this.ctx.timers.now()));
     return json(refusal.status, refusal.body);
   }
 
@@ -164,8 +163,6 @@ export class FailureDetector {
     this.linkStats.releases++;
     log.info({ peer, holdDownMs: config.holdDownMs }, 'link answered through the hold-down: data crosses it again');
     if (this.ctx.core.isMember(peer)) replicator.resume(peer);
-    // Requests waiting for what this peer has may now pull it.
-    this.ctx.stateChanged();
   }
 
   /** One probe now, answering whether the peer is up (used to confirm a suspicion). */
@@ -187,7 +184,7 @@ export class FailureDetector {
 
   private observe(peer: NodeAddress, answered: boolean): void {
     const { core, config } = this.ctx;
-    const outcome = core.observe(peer, answered, this.ctx.timers.now());
+    const outcome = this.ctx.step({ kind: 'probe', peer, answered });
     if (outcome.kind === 'removed') {
       this.onRemoved(peer, 'not answering');
       // Tell the others, as the spec asks; each checks before it removes.
@@ -202,20 +199,18 @@ export class FailureDetector {
       }
     } else if (outcome.kind === 'readmitted') {
       this.ctx.log.info({ peer, holdDownMs: config.holdDownMs }, 'node answered through the hold-down; admitted to the view again');
-      this.ctx.stateChanged();
     }
   }
 
   onRemoved(peer: NodeAddress, why: string): void {
     this.ctx.log.warn({ peer, why }, 'node removed from view');
     this.ctx.replicator.pause(peer);
-    this.ctx.core.forgetPeer(peer);
-    this.ctx.stateChanged();
+    this.ctx.step({ kind: 'forget-peer', peer });
   }
 
   /** A member answered a probe: the core says what follows (see NodeCore.onPingAnswer). */
   private onPing(peer: NodeAddress, info: PingInfo): void {
-    const answer = this.ctx.core.onPingAnswer(peer, info, this.ctx.timers.now(), () => this.linkUp(peer));
+    const answer = this.ctx.step({ kind: 'ping-answer', peer, info, linkUp: this.linkUp(peer) });
     for (const node of answer.learned) this.ctx.log.info({ peer: node, from: peer }, 'learned of a node from a peer; probing it before admitting it');
     if (answer.fetchMap) this.ctx.background.run('fetch map', () => this.deps.fetchMap(peer));
     if (answer.pull !== null) this.deps.startPull(peer, answer.pull);

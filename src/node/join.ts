@@ -29,7 +29,7 @@ export async function discover(ctx: NodeContext, maps: Pick<Maps, 'adoptMap'>): 
       // Nodes that joined after this node's VIEW was written (it restarts with the VIEW it had).
       for (const node of Array.isArray(view) ? view : []) {
         if (!isNodeAddress(node) || node === config.address || core.isMember(node)) continue;
-        core.putView(node);
+        ctx.step({ kind: 'view-put', node });
         log.info({ peer: node, from: others[i] }, 'node learned from a peer added to view');
       }
     }

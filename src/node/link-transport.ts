@@ -4,9 +4,9 @@
 // for as long).
 
 import type { LinkChange } from '../core/links.ts';
-import type { LinkPort } from '../core/core-state.ts';
+import type { LinkEvent, LinkView } from '../core/node-core.ts';
 import type { NodeAddress } from '../core/types.ts';
-import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport, type Timers } from './env.ts';
+import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport } from './env.ts';
 import { AUTH_HEADER, type PeerAuth } from './peer-auth.ts';
 import { PeerUnreachableError, type PeerReply } from './peer-client.ts';
 
@@ -43,8 +43,8 @@ export function linkHeldRemaining(reply: PeerReply): number | null | undefined {
 
 export class LinkTransport implements PeerTransport {
   private readonly inner: PeerTransport;
-  private readonly links: LinkPort;
-  private readonly timers: Timers;
+  private readonly links: LinkView;
+  private readonly report: (event: LinkEvent) => LinkChange;
   private readonly headers: Record<string, string>;
   private readonly onChange: (peer: NodeAddress, change: LinkChange) => void;
   private readonly auth: PeerAuth | null;
@@ -52,15 +52,14 @@ export class LinkTransport implements PeerTransport {
   constructor(
     inner: PeerTransport,
     identity: { self: NodeAddress; incarnation: string },
-    links: LinkPort,
-    timers: Timers,
+    links: { view: LinkView; report: (event: LinkEvent) => LinkChange },
     onChange: (peer: NodeAddress, change: LinkChange) => void,
     auth: PeerAuth | null = null,
   ) {
     if (!isIncarnation(identity.incarnation)) throw new RangeError(`not an incarnation: ${identity.incarnation}`);
     this.inner = inner;
-    this.links = links;
-    this.timers = timers;
+    this.links = links.view;
+    this.report = links.report;
     this.headers = { [FROM_HEADER]: identity.self, [INCARNATION_HEADER]: identity.incarnation };
     this.onChange = onChange;
     this.auth = auth;
@@ -77,12 +76,12 @@ export class LinkTransport implements PeerTransport {
     try {
       reply = await this.inner.call(peer, method, path, text === undefined ? undefined : new JsonText(text), { ...options, headers });
     } catch (error) {
-      if (error instanceof PeerUnreachableError) this.onChange(peer, this.links.failed(peer, sentTo, this.timers.now()));
+      if (error instanceof PeerUnreachableError) this.onChange(peer, this.report({ type: 'failed', peer, sentTo }));
       throw error;
     }
-    this.links.answered(peer, this.timers.now());
+    this.report({ type: 'answered', peer });
     const remaining = linkHeldRemaining(reply);
-    if (remaining !== undefined) this.links.refusedBy(peer, remaining, this.timers.now());
+    if (remaining !== undefined) this.report({ type: 'refused-by', peer, remainingMs: remaining });
     return reply;
   }
 

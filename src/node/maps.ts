@@ -54,10 +54,10 @@ export class Maps {
   adoptMap(map: ShardMap, options: AdoptOptions): void {
     const core = this.ctx.core;
     const before = core.map;
-    this.carryOut(core.adoptMap(map), before, options);
+    this.carryOut(this.ctx.step({ kind: 'map', map }), before, options);
   }
 
-  /** What a change of map asks of the runtime: log it, persist it, hand over what was orphaned, copy the new shard. */
+  /** What a change of map asks of the runtime (the step staged it for the disk): log it, hand over what was orphaned, copy the new shard. */
   carryOut(change: MapChange, before: ShardMap, { source, syncNow }: AdoptOptions): void {
     if (!change.changed) return;
     const core = this.ctx.core;
@@ -65,7 +65,6 @@ export class Maps {
       { source, epoch: core.map.epoch, previousEpoch: before.epoch, shard: core.shard, fullSync: change.needsFullSync },
       'shard map updated',
     );
-    this.ctx.stateChanged();
     const orphaned = change.orphaned;
     if (orphaned !== null) {
       this.running++;

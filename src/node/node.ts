@@ -5,7 +5,8 @@ import type { PlantedBug } from '../core/planted-bugs.ts';
 import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
 import { initialShardMap, mergeShardMaps } from '../core/shard-map.ts';
 import type { NodeConfig } from './config.ts';
-import type { NodeContext } from './context.ts';
+import type { CoreReader, NodeContext } from './context.ts';
+import { coreLoop, type CoreStep } from './core-loop.ts';
 import { realTimers, type PeerTransport, type Timers } from './env.ts';
 import { Background, LogLimiter } from './background.ts';
 import { FailureDetector } from './failure-detector.ts';
@@ -52,11 +53,14 @@ export interface NodeEnv {
  * The runtime around one NodeCore: HTTP in and out, timers, waiting. Everything it decides about
  * the protocol it asks the core; what it adds is I/O, time and bounded waiting. This class is the
  * composition root: it builds the concerns (each in its own file) and wires them, starts and stops
- * them, and stages every change of state for the disk.
+ * them. Every input to the core goes through one loop (core-loop.ts), which stages what changed for
+ * the disk and releases parked requests.
  */
 export class KvsNode {
   readonly config: NodeConfig;
-  readonly core: NodeCore;
+  /** The core, read-only: inputs go in through `step` (the one loop, core-loop.ts). */
+  readonly core: CoreReader;
+  private readonly step: CoreStep;
   /** Names this process among all the runs of this node: peers tell a restart from a reconnection by it. */
   readonly incarnation: string;
   /** Signs and checks requests between nodes, and causal metadata, when CLUSTER_SECRET is set. */
@@ -98,7 +102,7 @@ export class KvsNode {
     // What this node knew before it stopped is newer than what the environment says at start.
     const envMap = initialShardMap(config.view, config.shardCount);
     const map = saved.map ? mergeShardMaps(envMap, saved.map) : envMap;
-    this.core = new NodeCore(
+    const core = new NodeCore(
       {
         self: config.address,
         pendingMax: config.pendingMax,
@@ -114,10 +118,10 @@ export class KvsNode {
       config.view,
       map,
     );
+    this.core = core;
+    this.step = coreLoop(core, this.timers, this.storage, (wake) => this.parked.release(wake));
     // The disk holds the map and replica it gave back: not written again until they change.
-    if (saved.map) this.core.mapPersisted(saved.map);
-    if (saved.replica !== null) this.core.restoreReplica(saved.replica);
-    this.persist();
+    this.step({ kind: 'restore', map: saved.map, replica: saved.replica });
     this.peers = new LinkTransport(
       env.transport ??
         new PeerClient({
@@ -127,8 +131,7 @@ export class KvsNode {
           tls: this.tls,
         }),
       { self: config.address, incarnation: this.incarnation },
-      this.core.linkPort,
-      this.timers,
+      { view: this.core.linkView, report: (event) => this.step({ kind: 'link', event }) },
       (peer, change) => this.failures.onLinkChange(peer, change),
       this.auth,
     );
@@ -156,6 +159,7 @@ export class KvsNode {
     const ctx: NodeContext = (this.ctx = {
       config,
       core: this.core,
+      step: this.step,
       incarnation: this.incarnation,
       auth: this.auth,
       log,
@@ -166,7 +170,6 @@ export class KvsNode {
       background,
       refusals: this.refusals,
       startedMs: this.startedMs,
-      stateChanged: () => this.stateChanged(),
       isClosed: () => this.closed,
     });
     this.gate = new PeerGate(ctx);
@@ -273,26 +276,6 @@ export class KvsNode {
     this.server?.closeAllConnections();
     await this.peers.close();
     this.storage.close();
-  }
-
-  /**
-   * Every change of protocol state goes through here: stage it for the disk (a replaced replica
-   * starts over there), then wake the requests waiting for a change.
-   */
-  private stateChanged(): void {
-    this.persist();
-    this.parked.wake();
-  }
-
-  /** Stages on disk what the core says changed (see NodeCore.takePersist): nothing else decides what to write. */
-  private persist(): void {
-    const persist = this.core.takePersist();
-    if (persist.reset !== undefined) this.storage.resetReplica(persist.reset.replica);
-    if (persist.replica !== undefined) {
-      const { changes, applied, lamport, base } = persist.replica;
-      this.storage.stage(changes, applied, lamport, base);
-    }
-    if (persist.map !== undefined) this.storage.saveMap(persist.map);
   }
 
   // ---------------------------------------------------------------- routing

@@ -1,8 +1,9 @@
 // Client requests parked in the core until a state change lets them go on (see src/core/waits.ts).
-// The runtime's part: one promise and one deadline timer per parked request; after every state
-// change it asks the core which requests go on, and pulls from a peer what the others still lack.
+// The runtime's part: one promise and one deadline timer per parked request; after a step that
+// changed state it settles the requests the core let go on, and pulls from a peer what the others
+// still lack.
 
-import type { KvWait, ParkedDecision, Released, Reply } from '../core/node-core.ts';
+import type { KvWait, ParkedDecision, Released, Reply, WakeResult } from '../core/node-core.ts';
 import type { NodeContext } from './context.ts';
 import type { TimerHandle } from './env.ts';
 
@@ -47,10 +48,8 @@ export class ParkedRequests {
     });
   }
 
-  /** After a state change: release what the core lets go on; ask for what the rest still lack. */
-  wake(): void {
-    if (this.waiting.size === 0) return;
-    const { released, lacking, handover } = this.ctx.core.wake(this.ctx.timers.now());
+  /** After a step that changed state (core-loop.ts): release what the core let go on; ask for what the rest still lack. */
+  release({ released, lacking, handover }: WakeResult): void {
     for (const { ticket, decision } of released) this.settle(ticket, decision);
     if (Object.keys(lacking).length > 0) this.deps.syncFromAhead(lacking);
     if (handover) this.deps.syncBase();
@@ -58,7 +57,7 @@ export class ParkedRequests {
 
   /** The node is closing: every parked request gets its 503 now. */
   closeAll(): void {
-    for (const { ticket, reply } of this.ctx.core.expireAll()) this.settle(ticket, { kind: 'expired', reply, wait: null });
+    for (const { ticket, reply } of this.ctx.step({ kind: 'close' })) this.settle(ticket, { kind: 'expired', reply, wait: null });
   }
 
   private arm(ticket: number, deadlineMs: number): TimerHandle {
@@ -67,7 +66,7 @@ export class ParkedRequests {
   }
 
   private expire(ticket: number): void {
-    const outcome = this.ctx.core.expire(ticket, this.ctx.timers.now());
+    const outcome = this.ctx.step({ kind: 'expire', ticket });
     const entry = this.waiting.get(ticket);
     if (outcome === null || entry === undefined) return;
     // Its reason changed to one with a longer budget: wait on.

@@ -46,11 +46,11 @@ export class PeerRoutes {
 
   /** A request under /internal/ from node `from` (its process `incarnation`), when it named itself. */
   async route(method: string, path: string, body: unknown, from: NodeAddress | null, incarnation: string | null): Promise<HttpReply> {
-    const { core, timers, log, replicator, storage } = this.ctx;
+    const { core, log, replicator, storage } = this.ctx;
     if (method === 'GET' && path === '/internal/ping') {
       // A node that pings us is up and counts us in its view; if we dropped it (we found it down,
       // then restarted with a VIEW that predates it, or missed its announcement), we probe it again.
-      if (from !== null && core.learn(from, timers.now())) {
+      if (from !== null && this.ctx.step({ kind: 'learn', node: from })) {
         log.info({ peer: from }, 'pinged by a node not in the view; probing it before admitting it');
       }
       const replicating = from === null ? 0 : replicator.liveQueued(from);
@@ -82,9 +82,8 @@ export class PeerRoutes {
       }
       case '/internal/replicate': {
         const batch = decodeReplicate(body);
-        const result = core.onReplicate(batch.epoch, batch.shard, batch.versions);
+        const result = this.ctx.step({ kind: 'replicate', epoch: batch.epoch, shard: batch.shard, versions: batch.versions });
         if (!result.ok) return json(409, { error: result.reason });
-        this.ctx.stateChanged();
         await storage.flush();
         return json(200, { applied: result.applied });
       }
@@ -94,22 +93,21 @@ export class PeerRoutes {
         if (request.from !== null && replicator.liveQueued(request.from) > 0) {
           return json(409, { error: 'replication to the asking node is in flight; try the next round' });
         }
-        const result = core.onDigestRequest(request.epoch, request.shard, request.digests);
+        const result = this.ctx.step({ kind: 'digest-request', epoch: request.epoch, shard: request.shard, digests: request.digests });
         if (!result.ok) return json(409, { error: result.reason });
         return json(200, { differing: result.differing, versions: result.versions, more: result.more });
       }
       case '/internal/repair': {
         const repair = decodeRepair(body);
-        const changed = core.onRepair(repair.epoch, repair.shard, repair.versions, repair.reflected);
+        const changed = this.ctx.step({ kind: 'repair', ...repair });
         if (changed === null) return json(409, { error: `not a replica of ${repair.shard} at epoch ${repair.epoch}` });
         this.deps.sync.countRepaired(changed);
-        this.ctx.stateChanged();
         await storage.flush();
         return json(200, { changed });
       }
       case '/internal/sync': {
         const request = decodeSyncRequest(body);
-        const result = core.onSyncRequest(request.epoch, request.shard, request.since, request.full, request.base);
+        const result = this.ctx.step({ kind: 'sync-request', ...request });
         if (!result.ok) return json(409, { error: result.reason });
         return json(200, { versions: result.versions, applied: result.applied, lamport: result.lamport, base: result.base });
       }
@@ -123,7 +121,7 @@ export class PeerRoutes {
       }
       case '/internal/reshard/transfer': {
         const transfer = decodeReshardTransfer(body);
-        return core.acceptTransfer(transfer.epoch, transfer.versions, transfer.claim)
+        return this.ctx.step({ kind: 'reshard-transfer', ...transfer })
           ? json(200, { ok: true })
           : json(409, { error: `no prepared reshard for epoch ${transfer.epoch}` });
       }

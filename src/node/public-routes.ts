@@ -90,16 +90,15 @@ export class PublicRoutes {
     const address = field(body, 'socket-address');
     if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
     if (method === 'PUT') {
-      const reply = core.putView(address);
+      const reply = this.ctx.step({ kind: 'view-put', node: address });
       if (reply.status === 201) log.info({ peer: address }, 'node added to view');
       // The node announcing itself: a new incarnation is a restart, not a reconnection, so its
       // link is not held down (it copies its shard at once).
       if (peer.from === address && peer.incarnation !== null) {
-        const change = core.linkPort.announced(address, peer.incarnation, timers.now());
+        const change = this.ctx.step({ kind: 'link', event: { type: 'announced', peer: address, incarnation: peer.incarnation } });
         if (change === 'released') log.info({ peer: address, incarnation: peer.incarnation }, 'node restarted (new incarnation): its link is no longer held down');
         this.deps.failures.onLinkChange(address, change);
       }
-      this.ctx.stateChanged();
       return json(reply.status, reply.body);
     }
     if (downReport !== null) {
@@ -109,11 +108,11 @@ export class PublicRoutes {
         log.info({ peer: address, reporter: downReport }, 'down report refuted: node answers');
         return json(200, { result: MESSAGES.deleted });
       }
-      const reply = core.deleteView(address, 'down');
+      const reply = this.ctx.step({ kind: 'view-delete', node: address, reason: 'down' });
       if (reply.status === 200) this.deps.failures.onRemoved(address, `reported down by ${downReport}`);
       return json(reply.status, reply.body);
     }
-    const reply = core.deleteView(address, 'request');
+    const reply = this.ctx.step({ kind: 'view-delete', node: address, reason: 'request' });
     if (reply.status === 200) this.deps.failures.onRemoved(address, 'removed by request');
     return json(reply.status, reply.body);
   }
@@ -144,11 +143,10 @@ export class PublicRoutes {
     if (method === 'PUT' && action === 'add-member' && id !== undefined) {
       const address = field(body, 'socket-address');
       if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
-      const reply = core.addMember(id, address);
+      const reply = this.ctx.step({ kind: 'add-member', shard: id, node: address });
       if (reply.status === 200) {
         this.ctx.log.info({ shard: id, peer: address }, 'node added to shard');
         await this.deps.maps.pushMap([...core.viewPeers(), address]);
-        this.ctx.stateChanged();
         if (reply.joined) this.ctx.background.run('full sync', () => this.deps.sync.fullSync('added to a shard'));
       }
       return json(reply.status, reply.body);
@@ -183,7 +181,7 @@ export class PublicRoutes {
     }
     const parsed = core.parseKv(method, key, coreBody, deadlineMs);
     if (!parsed.ok) return json(parsed.reply.status, parsed.reply.body);
-    const submitted = core.submitKv(parsed.request, timers.now());
+    const submitted = this.ctx.step({ kind: 'kv', request: parsed.request });
     const decision = submitted.kind === 'parked' ? await this.deps.parked.park(submitted) : submitted;
     if (decision.kind === 'expired') {
       log.info({ key, reason: decision.wait?.reason ?? 'closing', lacking: decision.wait?.detail }, 'request not served: dependencies missing');
@@ -196,9 +194,8 @@ export class PublicRoutes {
       log.warn({ key, method, lateMs: decision.lateMs }, 'forwarded write arrived after its sender gave up; not applied');
     }
     if (decision.replicate) {
-      // Persist, then send, then reply.
+      // The step staged the write for the disk: durable, then sent, then acknowledged.
       const { epoch, shard, peers, version } = decision.replicate;
-      this.ctx.stateChanged();
       try {
         await this.ctx.storage.flush();
       } catch {

@@ -101,9 +101,8 @@ export class Resharding {
 
   /** Phase 1 here: freeze writes until the commit. */
   prepare(map: ShardMap, coordinator: NodeAddress): HttpReply {
-    const prepared = this.ctx.core.prepareReshard(map, coordinator, this.ctx.timers.now());
+    const prepared = this.ctx.step({ kind: 'reshard-prepare', map, coordinator });
     if (!prepared.ok) return json(409, { error: prepared.reason });
-    this.ctx.stateChanged();
     return json(200, { ok: true });
   }
 
@@ -112,8 +111,8 @@ export class Resharding {
    * `targets`, with this node's claim; answer when all is delivered, naming the targets it was not.
    */
   async sendReshardData(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Promise<HttpReply> {
-    const { core, config, log, peers } = this.ctx;
-    const transfers = core.reshardTransfers(epoch, targets, this.ctx.timers.now());
+    const { config, log, peers } = this.ctx;
+    const transfers = this.ctx.step({ kind: 'reshard-transfers', epoch, targets });
     if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}` });
     let sent = 0;
     const failed: NodeAddress[] = [];
@@ -133,7 +132,7 @@ export class Resharding {
         }
       }),
     );
-    if (failed.length === 0) core.markSent(epoch);
+    if (failed.length === 0) this.ctx.step({ kind: 'reshard-sent', epoch });
     log.info({ epoch, versionsSent: sent, failed }, 'reshard: data sent');
     return json(200, { ok: true, sent, failed });
   }
@@ -145,22 +144,20 @@ export class Resharding {
   async commit(epoch: Epoch): Promise<HttpReply> {
     const core = this.ctx.core;
     const before = core.map;
-    const result = core.commitReshard(epoch);
+    const result = this.ctx.step({ kind: 'reshard-commit', epoch });
     if (result.outcome === 'committed') {
       this.ctx.log.info({ epoch, shard: core.shard, keys: core.replica?.liveKeyCount() ?? 0 }, 'reshard: new epoch');
     } else if (result.outcome === 'missed') {
       this.ctx.log.warn({ epoch }, 'reshard committed without this node (it was not counted): handing over what it held and copying its new shard');
       this.deps.carryOut(result.change, before, { source: 'reshard commit without this node', syncNow: true });
     }
-    this.ctx.stateChanged();
     await this.ctx.storage.flush();
     return result.outcome === 'not-prepared' ? json(409, { error: `no prepared reshard for epoch ${epoch}` }) : json(200, { ok: true });
   }
 
   /** The reshard of `epoch` is abandoned: unfreeze, stay in the old epoch. */
   abort(epoch: Epoch): HttpReply {
-    this.ctx.core.abortReshard(epoch);
-    this.ctx.stateChanged();
+    this.ctx.step({ kind: 'reshard-abort', epoch });
     return json(200, { ok: true });
   }
 }

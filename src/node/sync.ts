@@ -3,8 +3,8 @@
 // of what a waiting request or a peer ahead of us has, and the anti-entropy rounds (with the
 // collection of tombstones every member reflects).
 
-import type { PingInfo } from '../core/node-core.ts';
-import type { Replica } from '../core/replica.ts';
+import { assert } from '../core/assert.ts';
+import type { PingInfo, ReplicaView } from '../core/node-core.ts';
 import { versionBytes } from '../core/json-value.ts';
 import { membersOf } from '../core/shard-map.ts';
 import { counterOf } from '../core/vector-clock.ts';
@@ -71,13 +71,13 @@ export class Sync {
   /** A restarted durable node has all it acknowledged; it pulls only what its shard peers got meanwhile. */
   async catchUp(): Promise<void> {
     const { core, config } = this.ctx;
-    const replica = core.replica as Replica;
+    const replica = core.replica;
+    assert(replica !== null, 'a node restored from disk has a replica');
     const peers = (membersOf(core.map, replica.shard) ?? []).filter((n) => n !== config.address);
     for (const peer of peers) {
       if (await this.pullFrom(peer, { reason: 'restart', full: false })) break;
     }
-    core.markReady();
-    this.ctx.stateChanged();
+    this.ctx.step({ kind: 'ready' });
     await this.ctx.storage.flush();
     this.ctx.log.info({ shard: replica.shard, keys: replica.liveKeyCount(), applied: replica.applied }, 'restored from disk and caught up');
   }
@@ -94,27 +94,25 @@ export class Sync {
   private async runFullSync(reason: string): Promise<void> {
     const { core, config, timers, log } = this.ctx;
     const started = timers.now();
-    core.beginFullSync();
+    this.ctx.step({ kind: 'full-sync-begin' });
     const replica = core.replica;
     if (replica === null) {
-      core.markReady();
+      this.ctx.step({ kind: 'ready' });
       return;
     }
     const shard = replica.shard;
     for (const peer of core.copySources()) {
       if (this.ctx.isClosed()) return;
       if (!(await this.pullFrom(peer, { reason, full: true }))) continue;
-      core.markReady();
-      this.ctx.stateChanged();
+      this.ctx.step({ kind: 'ready' });
       await this.ctx.storage.flush();
       log.info({ reason, peer, shard, keys: replica.size, ms: timers.now() - started }, 'shard copied from peer');
       return;
     }
     // Nobody could serve us (a fresh store, or all peers down): serve what we have. Clients whose
     // metadata names writes we lack still get 503, never stale data.
-    core.markReady();
+    this.ctx.step({ kind: 'ready' });
     log.info({ reason, shard, ms: timers.now() - started }, 'no shard peer could send its data; serving as is');
-    this.ctx.stateChanged();
   }
 
   /** A request waits for old-epoch writes handed over late: ask a shard peer whose base may be ahead. */
@@ -171,10 +169,9 @@ export class Sync {
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
       const base = isEpochClocks(answer.base) ? answer.base : undefined;
       const lamport = Number.isSafeInteger(answer.lamport) ? (answer.lamport as number) : 0;
-      if (!core.onSyncResponse(epoch, shard, answer.versions, answer.applied, base, lamport)) return false;
+      if (!this.ctx.step({ kind: 'sync-response', epoch, shard, versions: answer.versions, applied: answer.applied, base, lamport })) return false;
       this.repairStats.syncBytesReceived += versionBytes(answer.versions);
       this.ctx.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
-      this.ctx.stateChanged();
       return true;
     } catch (error) {
       if (!(error instanceof PeerUnreachableError)) throw error;
@@ -207,11 +204,7 @@ export class Sync {
         if (!(await this.repairExchange(peer, epoch, shard, replica))) break;
       }
       // Of the replica as it is now, by the members' pings of its epoch (see appliedEverywhere).
-      const collected = core.collectTombstones();
-      if (collected > 0) {
-        this.repairStats.tombstonesCollected += collected;
-        this.ctx.stateChanged();
-      }
+      this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
     } catch (error) {
       // Unreachable: suspect it. Refused (its epoch or shard changed meanwhile): the next round.
       if (error instanceof PeerUnreachableError) this.deps.suspect(peer);
@@ -223,7 +216,7 @@ export class Sync {
   }
 
   /** One digest exchange of an anti-entropy round; true when the peer has more differing partitions. */
-  private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, replica: Replica): Promise<boolean> {
+  private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, replica: ReplicaView): Promise<boolean> {
     const { core, config, peers } = this.ctx;
     const digests = core.repairDigests(epoch, shard);
     if (digests === null) return false;
@@ -238,7 +231,7 @@ export class Sync {
       this.repairStats.lastInSyncMs = this.ctx.timers.now();
       return false;
     }
-    const changedHere = core.onRepair(epoch, shard, answer.versions) ?? 0;
+    const changedHere = this.ctx.step({ kind: 'repair', epoch, shard, versions: answer.versions }) ?? 0;
     const ours = core.repairVersions(epoch, shard, answer.differing);
     // The replica changed meanwhile (a new epoch, a copy): the round ends.
     if (ours === null) return false;
@@ -250,7 +243,6 @@ export class Sync {
     if (changedHere + changedThere > 0) {
       this.ctx.log.info({ peer, partitions: answer.differing.length, changedHere, changedThere }, 'anti-entropy repaired keys');
     }
-    this.ctx.stateChanged();
     return answer.more === true && core.replica === replica;
   }
 }

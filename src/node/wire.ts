@@ -3,7 +3,7 @@
 import { isNodeAddress } from '../core/address.ts';
 import { isEpochKey } from '../core/causal-metadata.ts';
 import { valueFault } from '../core/json-value.ts';
-import { asShardId, isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
+import { isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
 import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from '../core/types.ts';
 import { BadRequest } from './replies.ts';
@@ -117,10 +117,10 @@ export interface ReplicateBatch {
 
 export function decodeReplicate(body: unknown): ReplicateBatch {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isVersionList(fields.versions)) {
     throw new BadRequest('malformed replication batch');
   }
-  return { epoch: fields.epoch, shard: asShardId(fields.shard), versions: fields.versions };
+  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions };
 }
 
 /** POST /internal/digest: a shard peer's partition digests (anti-entropy), and who asks. */
@@ -133,10 +133,10 @@ export interface DigestRequest {
 
 export function decodeDigestRequest(body: unknown): DigestRequest {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isPartitionDigests(fields.digests)) {
+  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isPartitionDigests(fields.digests)) {
     throw new BadRequest('malformed digest request');
   }
-  return { epoch: fields.epoch, shard: asShardId(fields.shard), digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
+  return { epoch: fields.epoch, shard: fields.shard, digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
 }
 
 /** POST /internal/repair: versions to merge (anti-entropy, or a late transfer with what it reflects). */
@@ -149,11 +149,11 @@ export interface RepairMessage {
 
 export function decodeRepair(body: unknown): RepairMessage {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isVersionList(fields.versions)) {
+  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isVersionList(fields.versions)) {
     throw new BadRequest('malformed repair');
   }
   if (fields.reflected !== undefined && !isEpochClocks(fields.reflected)) throw new BadRequest('malformed repair');
-  return { epoch: fields.epoch, shard: asShardId(fields.shard), versions: fields.versions, reflected: fields.reflected };
+  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions, reflected: fields.reflected };
 }
 
 /** POST /internal/sync: what a shard peer lacks (`since` its applied clock; everything with `full`). */
@@ -167,11 +167,11 @@ export interface SyncRequest {
 
 export function decodeSyncRequest(body: unknown): SyncRequest {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || typeof fields.shard !== 'string' || !isClock(fields.since)) {
+  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isClock(fields.since)) {
     throw new BadRequest('malformed sync request');
   }
   const base = isEpochClocks(fields.base) ? fields.base : undefined;
-  return { epoch: fields.epoch, shard: asShardId(fields.shard), since: fields.since, full: fields.full === true, base };
+  return { epoch: fields.epoch, shard: fields.shard, since: fields.since, full: fields.full === true, base };
 }
 
 /** POST /internal/reshard/prepare: phase 1 of a reshard (freeze), with the new map. */

@@ -1,6 +1,7 @@
 // Causal metadata: what the store hands clients and accepts back. Every blob it mints survives a
 // JSON round trip and parses to itself; anything else is rejected; old epochs are dropped.
 
+import { asEpoch } from '../../src/core/shard-map.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -29,7 +30,7 @@ const shardIdArb = fc.integer({ min: 0, max: 300 }).map((i) => `s${i}`);
 const shardClocksArb: fc.Arbitrary<ShardClocks> = fc
   .array(fc.tuple(shardIdArb, clockArb), { maxLength: 6 })
   .map((entries) => Object.fromEntries(entries));
-const epochArb = fc.integer({ min: 0, max: 1_000_000 });
+const epochArb = fc.integer({ min: 0, max: 1_000_000 }).map(asEpoch);
 
 function rejected(raw: unknown): boolean {
   return !parseCausalMetadata(raw).ok;
@@ -58,14 +59,14 @@ test('every makeMetadata output survives a JSON round trip and parses to itself'
 test('metadata at the size limits is accepted; one shard or node more is rejected', () => {
   const wideClock: Clock = {};
   for (let i = 0; i < METADATA_NODES_PER_SHARD_MAX; i++) wideClock[`10.0.${i >> 8}.${i & 255}:8090`] = 1;
-  assert.ok(parseCausalMetadata(makeMetadata(1, { s0: wideClock })).ok);
-  assert.ok(rejected(makeMetadata(1, { s0: { ...wideClock, '10.9.9.9:8090': 1 } })));
+  assert.ok(parseCausalMetadata(makeMetadata(asEpoch(1), { s0: wideClock })).ok);
+  assert.ok(rejected(makeMetadata(asEpoch(1), { s0: { ...wideClock, '10.9.9.9:8090': 1 } })));
 
   const manyShards: ShardClocks = {};
   for (let i = 0; i < METADATA_SHARDS_MAX; i++) manyShards[`s${i}`] = {};
-  assert.ok(parseCausalMetadata(makeMetadata(1, manyShards)).ok);
+  assert.ok(parseCausalMetadata(makeMetadata(asEpoch(1), manyShards)).ok);
   const tooMany = { ...manyShards, [`s${METADATA_SHARDS_MAX}`]: {} };
-  const result = parseCausalMetadata(makeMetadata(1, tooMany));
+  const result = parseCausalMetadata(makeMetadata(asEpoch(1), tooMany));
   assert.equal(result.ok, false);
   assert.match((result as { reason: string }).reason, /too many shards/);
 });
@@ -80,7 +81,7 @@ test('non-objects and arrays are rejected', () => {
         fc.string(),
         fc.array(fc.anything()),
         fc.constant([]),
-        fc.constant([makeMetadata(1, {})]),
+        fc.constant([makeMetadata(asEpoch(1), {})]),
       ),
       (raw) => {
         const result = parseCausalMetadata(raw);
@@ -164,7 +165,7 @@ test('parsing copies the clocks: later changes to the raw input do not leak in',
 test('dependenciesAt: clocks of the same epoch stay current; older ones become old dependencies, within OLD_EPOCHS_MAX', () => {
   fc.assert(
     fc.property(epochArb, fc.integer({ min: 0, max: 12 }), shardClocksArb, (minted, ahead, clocks) => {
-      const current = minted + ahead;
+      const current = asEpoch(minted + ahead);
       const nonEmpty = Object.fromEntries(Object.entries(clocks).filter(([, clock]) => Object.keys(clock).length > 0));
       const deps = dependenciesAt(makeMetadata(minted, clocks), current);
       if (ahead === 0) {
@@ -182,14 +183,14 @@ test('dependenciesAt: clocks of the same epoch stay current; older ones become o
 
 test('old dependencies survive a JSON round trip, merge with the clocks of their epoch, and are bounded', () => {
   const old = { '3': { s0: { '10.0.0.2:8090': 4 } }, '5': { s1: { '10.0.0.3:8090': 1 } } };
-  const minted = makeMetadata(6, { s0: { '10.0.0.4:8090': 2 } }, old);
+  const minted = makeMetadata(asEpoch(6), { s0: { '10.0.0.4:8090': 2 } }, old);
   const parsed = parseCausalMetadata(JSON.parse(JSON.stringify(minted)));
   assert.ok(parsed.ok);
   assert.deepEqual(parsed.metadata, minted);
   // Seen from epoch 7, epoch 6's clocks join the old ones.
-  assert.deepEqual(dependenciesAt(parsed.metadata, 7).old, { ...old, '6': { s0: { '10.0.0.4:8090': 2 } } });
+  assert.deepEqual(dependenciesAt(parsed.metadata, asEpoch(7)).old, { ...old, '6': { s0: { '10.0.0.4:8090': 2 } } });
   // Epochs more than OLD_EPOCHS_MAX back are dropped when minted.
-  assert.deepEqual(makeMetadata(3 + OLD_EPOCHS_MAX + 1, {}, old).o, { '5': old['5'] });
+  assert.deepEqual(makeMetadata(asEpoch(3 + OLD_EPOCHS_MAX + 1), {}, old).o, { '5': old['5'] });
   // Forged: an old epoch not before `e`, a non-numeric epoch, too many epochs.
   assert.ok(rejected({ v: 1, e: 3, c: {}, o: { '3': {} } }));
   assert.ok(rejected({ v: 1, e: 3, c: {}, o: { x: {} } }));

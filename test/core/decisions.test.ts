@@ -8,9 +8,10 @@ import { MESSAGES } from '../../src/core/api-messages.ts';
 import { afterForwardAttempt, noMemberServed } from '../../src/core/forward-rules.ts';
 import { NodeCore, type KvDecision, type KvRequest, type PingInfo } from '../../src/core/node-core.ts';
 import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
-import { initialShardMap, shardIdFor } from '../../src/core/shard-map.ts';
+import { asEpoch, initialShardMap, nextEpoch, shardIdFor } from '../../src/core/shard-map.ts';
 import type { CausalMetadata, NodeAddress, ShardMap, Version } from '../../src/core/types.ts';
 import { nodeAddress } from '../../src/core/address.ts';
+import { drive } from '../helpers/core-driver.ts';
 
 const A = nodeAddress('10.10.0.2:8090');
 const B = nodeAddress('10.10.0.3:8090');
@@ -18,7 +19,7 @@ const C = nodeAddress('10.10.0.4:8090');
 
 function replicated(self: NodeAddress, view = [A, B]): NodeCore {
   const core = new NodeCore({ self, pendingMax: 100, failuresToRemove: 3, holdDownMs: 3000, causalWaitMs: 1000, reshardWaitMs: 4000 }, view, initialShardMap(view, null));
-  core.markReady();
+  drive(core).ready();
   return core;
 }
 
@@ -30,25 +31,31 @@ function request(core: NodeCore, method: 'GET' | 'PUT' | 'DELETE', key: string, 
 
 /** A write at `core`: its metadata and the version to replicate. */
 function write(core: NodeCore, key: string, value: unknown, metadata: unknown = null): { metadata: CausalMetadata; version: Version } {
-  const decision = core.kv('PUT', key, { value, 'causal-metadata': metadata });
+  const decision = drive(core).kv('PUT', key, { value, 'causal-metadata': metadata });
   assert.equal(decision.kind, 'reply');
   const reply = decision as Extract<KvDecision, { kind: 'reply' }>;
   assert.ok(reply.replicate);
   return { metadata: reply.reply.body['causal-metadata'] as CausalMetadata, version: JSON.parse(JSON.stringify(reply.replicate.version)) as Version };
 }
 
-test('a request lacking a write is parked, released by the apply that brings it, and its body is not parsed again', () => {
+test('a request lacking a write is parked, released in the step of the apply that brings it, and its body is not parsed again', () => {
   const a = replicated(A);
   const b = replicated(B);
   const { metadata, version } = write(a, 'k', 'v1');
-  const parked = b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 0);
-  assert.equal(parked.kind, 'parked');
+  const parked = b.step({ kind: 'kv', request: request(b, 'GET', 'k', { 'causal-metadata': metadata }) }, 0);
+  assert.equal(parked.out.kind, 'parked');
   assert.equal(b.parkedCount, 1);
-  // A state change that does not bring the write releases nothing.
-  assert.deepEqual(b.wake(10).released, []);
-  assert.deepEqual(b.wake(10).lacking, { [A]: 1 });
-  assert.equal(b.onReplicate(b.map.epoch, shardIdFor(0), [version]).ok, true);
-  const { released } = b.wake(20);
+  // A step that changes nothing a parked request waits on releases nothing, and says so.
+  assert.equal(b.step({ kind: 'link', event: { type: 'answered', peer: A } }, 10).wake, null);
+  // One that changes the view looks again, and tells what the parked request still lacks.
+  const viewChanged = b.step({ kind: 'view-put', node: C }, 10);
+  assert.deepEqual(viewChanged.wake?.released, []);
+  assert.deepEqual(viewChanged.wake?.lacking, { [A]: 1 });
+  const applied = b.step({ kind: 'replicate', epoch: b.map.epoch, shard: shardIdFor(0), versions: [version] }, 20);
+  assert.equal(applied.out.ok, true);
+  // The step that applied the write persists it and releases the request.
+  assert.equal(applied.persist?.replica?.changes.versions.length, 1);
+  const released = applied.wake?.released ?? [];
   assert.equal(released.length, 1);
   const decision = released[0]?.decision;
   assert.equal(decision?.kind, 'reply');
@@ -62,14 +69,16 @@ test('a parked request that still lacks another write is filed again under it, a
   const b = replicated(B, [A, B, C]);
   const first = write(a, 'x', 1);
   // c applies a's write, then writes after it.
-  assert.equal(c.onReplicate(0, shardIdFor(0), [first.version]).ok, true);
+  assert.equal(drive(c).onReplicate(asEpoch(0), shardIdFor(0), [first.version]).ok, true);
   const second = write(c, 'y', 2, first.metadata);
-  const parked = b.submitKv(request(b, 'GET', 'y', { 'causal-metadata': second.metadata }), 0);
-  assert.equal(parked.kind, 'parked');
-  assert.equal(b.onReplicate(0, shardIdFor(0), [second.version]).ok, true); // buffered: it depends on a's write
-  assert.deepEqual(b.wake(1).released, []);
-  assert.equal(b.onReplicate(0, shardIdFor(0), [first.version]).ok, true);
-  const { released } = b.wake(2);
+  const parked = b.step({ kind: 'kv', request: request(b, 'GET', 'y', { 'causal-metadata': second.metadata }) }, 0);
+  assert.equal(parked.out.kind, 'parked');
+  // Buffered: it depends on a's write, so the clock does not move and nothing is looked at again.
+  const buffered = b.step({ kind: 'replicate', epoch: asEpoch(0), shard: shardIdFor(0), versions: [second.version] }, 1);
+  assert.equal(buffered.out.ok, true);
+  assert.equal(buffered.wake, null);
+  const both = b.step({ kind: 'replicate', epoch: asEpoch(0), shard: shardIdFor(0), versions: [first.version] }, 2);
+  const released = both.wake?.released ?? [];
   assert.equal(released.length, 1);
   const decision = released[0]?.decision;
   assert.equal(decision?.kind === 'reply' ? decision.reply.body.value : undefined, 2);
@@ -79,52 +88,68 @@ test('a parked request gets its 503 at its deadline, not before; a released one 
   const a = replicated(A);
   const b = replicated(B);
   const { metadata } = write(a, 'k', 'v1');
-  const parked = b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 100);
+  const parked = b.step({ kind: 'kv', request: request(b, 'GET', 'k', { 'causal-metadata': metadata }) }, 100).out;
   assert.ok(parked.kind === 'parked');
   assert.equal(parked.deadlineMs, 1100);
-  assert.deepEqual(b.expire(parked.ticket, 1099), { kind: 'later', deadlineMs: 1100 });
-  const expired = b.expire(parked.ticket, 1100);
+  assert.deepEqual(b.step({ kind: 'expire', ticket: parked.ticket }, 1099).out, { kind: 'later', deadlineMs: 1100 });
+  const expired = b.step({ kind: 'expire', ticket: parked.ticket }, 1100).out;
   assert.equal(expired?.kind, 'expired');
   assert.deepEqual(expired?.kind === 'expired' ? expired.reply : null, { status: 503, body: { error: MESSAGES.causalUnavailable } });
-  assert.equal(b.expire(parked.ticket, 1200), null);
+  assert.equal(b.step({ kind: 'expire', ticket: parked.ticket }, 1200).out, null);
   assert.equal(b.parkedCount, 0);
 });
 
-test('a write parked behind a reshard gets the reshard budget, and is applied when the reshard is abandoned', () => {
+test('a write parked behind a reshard gets the reshard budget, and is applied in the step that abandons the reshard', () => {
   const a = replicated(A);
-  const plan: ShardMap = { ...a.map, epoch: a.map.epoch + 1 };
-  assert.deepEqual(a.prepareReshard(plan, A, 0), { ok: true });
-  const parked = a.submitKv(request(a, 'PUT', 'k', { value: 1 }), 0);
+  const plan: ShardMap = { ...a.map, epoch: nextEpoch(a.map.epoch) };
+  assert.deepEqual(drive(a).prepareReshard(plan, A, 0), { ok: true });
+  const parked = a.step({ kind: 'kv', request: request(a, 'PUT', 'k', { value: 1 }) }, 0).out;
   assert.ok(parked.kind === 'parked');
   assert.equal(parked.wait.reason, 'reshard');
   assert.equal(parked.deadlineMs, 4000);
-  a.abortReshard(plan.epoch);
-  const { released } = a.wake(5);
+  const aborted = a.step({ kind: 'reshard-abort', epoch: plan.epoch }, 5);
+  const released = aborted.wake?.released ?? [];
   assert.equal(released.length, 1);
   const decision = released[0]?.decision;
   assert.equal(decision?.kind === 'reply' ? decision.reply.status : 0, 201);
   assert.ok(decision?.kind === 'reply' && decision.replicate, 'the released write is to be replicated');
+  // ... and it is in what the same step asks the disk to hold, before the runtime acknowledges it.
+  assert.deepEqual(aborted.persist?.replica?.changes.versions.map((v) => v.key), ['k']);
 });
 
 test('closing the node answers every parked request 503', () => {
   const a = replicated(A);
   const b = replicated(B);
   const { metadata } = write(a, 'k', 1);
-  for (let i = 0; i < 3; i++) b.submitKv(request(b, 'GET', 'k', { 'causal-metadata': metadata }), 0);
-  const all = b.expireAll();
+  for (let i = 0; i < 3; i++) b.step({ kind: 'kv', request: request(b, 'GET', 'k', { 'causal-metadata': metadata }) }, 0);
+  const all = b.step({ kind: 'close' }, 0).out;
   assert.equal(all.length, 3);
   assert.ok(all.every((r) => r.reply.status === 503));
   assert.equal(b.parkedCount, 0);
 });
 
+test('a step persists only what changed: nothing for a read, the write and its clock for a write, the map once', () => {
+  const a = replicated(A);
+  const read = a.step({ kind: 'kv', request: request(a, 'GET', 'k', {}) }, 0);
+  assert.equal(read.persist, null);
+  const put = a.step({ kind: 'kv', request: request(a, 'PUT', 'k', { value: 1 }) }, 0);
+  assert.deepEqual(put.persist?.replica?.changes.versions.map((v) => v.key), ['k']);
+  assert.deepEqual(put.persist?.replica?.applied, { [A]: 1 });
+  assert.equal(put.persist?.map, undefined);
+  const added = a.step({ kind: 'view-put', node: C }, 0);
+  // Replicated mode: the new node joins the only shard, and the new map is persisted.
+  assert.deepEqual(added.persist?.map?.shards[shardIdFor(0)], [A, B, C]);
+  assert.equal(a.step({ kind: 'view-put', node: C }, 0).persist, null);
+});
+
 test('a forwarded write that arrives after its deadline is refused, and a read is not', () => {
   const a = replicated(A);
-  const late = a.decideKv(request(a, 'PUT', 'k', { value: 1 }, 1000), 1001);
+  const late = drive(a).decide(request(a, 'PUT', 'k', { value: 1 }, 1000), 1001);
   assert.equal(late.kind, 'reply');
   assert.equal(late.kind === 'reply' ? late.reply.status : 0, 503);
   assert.equal(late.kind === 'reply' ? late.lateMs : 0, 1);
-  assert.equal(a.kv('GET', 'k', {}).kind, 'reply');
-  const onTime = a.decideKv(request(a, 'PUT', 'k', { value: 1 }, 1000), 1000);
+  assert.equal(drive(a).kv('GET', 'k', {}).kind, 'reply');
+  const onTime = drive(a).decide(request(a, 'PUT', 'k', { value: 1 }, 1000), 1000);
   assert.equal(onTime.kind === 'reply' ? onTime.reply.status : 0, 201);
 });
 
@@ -148,7 +173,7 @@ test('forwarding: a write fails over only when it provably never left; any reque
 test('reshard coordinator: a refusal, a shard with no member taking part, or an incomplete transfer abandons', () => {
   const view = [A, B, C, nodeAddress('10.10.0.5:8090')];
   const current = initialShardMap(view, 2);
-  const next: ShardMap = { ...initialShardMap(view, 1), epoch: current.epoch + 1 };
+  const next: ShardMap = { ...initialShardMap(view, 1), epoch: nextEpoch(current.epoch) };
   const ok = { status: 200, body: { ok: true } };
   const away = { status: 200, body: { unreachable: true } };
   assert.deepEqual(afterPrepare(current, next, view, [ok, ok, ok, ok]), { kind: 'send', prepared: view });
@@ -181,15 +206,15 @@ test('a ping answer: pull only what the peer had one ping ago, never over a held
   write(a, 'k', 1);
   const info = (): PingInfo => ({ ...a.pingInfo(), incarnation: 'i1' });
   // First answer: nothing to compare with, so no pull yet.
-  assert.deepEqual(b.onPingAnswer(A, info(), 0, () => true), { learned: [], fetchMap: false, pull: null });
+  assert.deepEqual(drive(b).onPingAnswer(A, info(), 0, true), { learned: [], fetchMap: false, pull: null });
   // Second answer: the peer had the write one ping ago.
-  assert.equal(b.onPingAnswer(A, info(), 1, () => true).pull, 'behind peer');
+  assert.equal(drive(b).onPingAnswer(A, info(), 1, true).pull, 'behind peer');
   // Still pushing it to us: no pull.
-  assert.equal(b.onPingAnswer(A, { ...info(), replicating: 1 }, 2, () => true).pull, null);
+  assert.equal(drive(b).onPingAnswer(A, { ...info(), replicating: 1 }, 2, true).pull, null);
   // Over a link held down: no pull.
-  assert.equal(b.onPingAnswer(A, info(), 3, () => false).pull, null);
+  assert.equal(drive(b).onPingAnswer(A, info(), 3, false).pull, null);
   // A node named in the peer's view is learned (probed before it is admitted); a differing map is fetched.
-  const answer = b.onPingAnswer(A, { ...info(), view: [A, B, C], mapDigest: 'other' }, 4, () => true);
+  const answer = drive(b).onPingAnswer(A, { ...info(), view: [A, B, C], mapDigest: 'other' }, 4, true);
   assert.deepEqual(answer.learned, [C]);
   assert.equal(answer.fetchMap, true);
   // The peer that has what a waiting request lacks.
@@ -200,12 +225,12 @@ test('a ping answer: pull only what the peer had one ping ago, never over a held
 
 test('a prepared reshard without a commit times out after the timeout, counted from phase 2 once it came', () => {
   const a = replicated(A);
-  const plan: ShardMap = { ...a.map, epoch: a.map.epoch + 1 };
-  a.prepareReshard(plan, B, 1000);
+  const plan: ShardMap = { ...a.map, epoch: nextEpoch(a.map.epoch) };
+  drive(a).prepareReshard(plan, B, 1000);
   assert.equal(a.reshardTimedOut(31_000, 30_000), null);
   assert.equal(a.reshardTimedOut(31_001, 30_000), plan.epoch);
   // Phase 2 reaches it at 31 s: the freeze now runs until 61 s.
-  assert.ok(a.reshardTransfers(plan.epoch, new Set([B]), 31_000));
+  assert.ok(drive(a).reshardTransfers(plan.epoch, new Set([B]), 31_000));
   assert.equal(a.reshardTimedOut(61_000, 30_000), null);
   assert.equal(a.reshardTimedOut(61_001, 30_000), plan.epoch);
 });
@@ -215,18 +240,18 @@ test('a node that prepared but was not counted (it never got phase 2) does not c
   const cores = view.map((self) => replicated(self, view));
   const [a, b, c] = cores as [NodeCore, NodeCore, NodeCore];
   write(a, 'k', 1);
-  const plan: ShardMap = { ...initialShardMap(view, 1), epoch: a.map.epoch + 1 };
-  for (const core of cores) assert.deepEqual(core.prepareReshard(plan, A, 0), { ok: true });
+  const plan: ShardMap = { ...initialShardMap(view, 1), epoch: nextEpoch(a.map.epoch) };
+  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(plan, A, 0), { ok: true });
   // Phase 2 among a and b only (c's prepare answer came too late).
   for (const core of [a, b]) {
-    assert.ok(core.reshardTransfers(plan.epoch, new Set([A, B]), 0));
-    core.markSent(plan.epoch);
+    assert.ok(drive(core).reshardTransfers(plan.epoch, new Set([A, B]), 0));
+    drive(core).markSent(plan.epoch);
   }
-  assert.equal(a.commitReshard(plan.epoch).outcome, 'committed');
-  const late = c.commitReshard(plan.epoch);
+  assert.equal(drive(a).commitReshard(plan.epoch).outcome, 'committed');
+  const late = drive(c).commitReshard(plan.epoch);
   assert.equal(late.outcome, 'missed');
   assert.ok(late.outcome === 'missed' && late.change.changed && late.change.needsFullSync, 'it copies its shard from a peer');
   assert.equal(c.ready, false, 'and does not serve until it has');
   assert.equal(c.reshardInProgress, null);
-  assert.equal(c.commitReshard(plan.epoch).outcome, 'committed', 'a repeated commit finds it in the epoch');
+  assert.equal(drive(c).commitReshard(plan.epoch).outcome, 'committed', 'a repeated commit finds it in the epoch');
 });

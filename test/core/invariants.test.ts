@@ -10,7 +10,7 @@ import { LINKS_MAX, Links } from '../../src/core/links.ts';
 import { Membership } from '../../src/core/membership.ts';
 import { digestOfVersions, GRAVEYARD_MAX, Replica } from '../../src/core/replica.ts';
 import { planReshard } from '../../src/core/reshard-plan.ts';
-import { checkShardMap, initialShardMap, mergeShardMaps, shardIdFor, shardOfKey, withMember } from '../../src/core/shard-map.ts';
+import { asEpoch, checkShardMap, initialShardMap, mergeShardMaps, shardIdFor, shardOfKey, withMember } from '../../src/core/shard-map.ts';
 import type { Clock, EpochClocks, NodeAddress, ShardMap, Version } from '../../src/core/types.ts';
 import { nodeAddress } from '../../src/core/address.ts';
 
@@ -46,12 +46,12 @@ interface ReplicaInternals {
 const internals = (replica: Replica): ReplicaInternals => replica as unknown as ReplicaInternals;
 
 function replica(self: NodeAddress, epoch = 1, pendingMax = 100): Replica {
-  return new Replica({ self, shard: SHARD, epoch, pendingMax });
+  return new Replica({ self, shard: SHARD, epoch: asEpoch(epoch), pendingMax });
 }
 
 /** A write of `node` (its `counter`-th in this shard), as a peer would push it. */
 function pushed(node: NodeAddress, counter: number, key: string, lamport: number, extra: Partial<Version> = {}): Version {
-  return { key, deleted: false, value: `${node}#${counter}`, dot: { node, counter }, stamp: { epoch: 1, lamport, node }, deps: {}, ...extra };
+  return { key, deleted: false, value: `${node}#${counter}`, dot: { node, counter }, stamp: { epoch: asEpoch(1), lamport, node }, deps: {}, ...extra };
 }
 
 // ------------------------------------------------------------------ assert.ts
@@ -175,11 +175,11 @@ test('write: a write coordinated here wins over what its key holds (its Lamport 
 test('put: no version of a later epoch than the replica is stored', () => {
   const a = replica(A, 1);
   const later = /no replica stores a version of a later epoch than its own/;
-  fires(() => a.deliver([pushed(B, 1, 'k', 1, { stamp: { epoch: 2, lamport: 1, node: B } })]), later);
-  fires(() => a.mergeState([pushed(B, 1, 'k', 1, { stamp: { epoch: 3, lamport: 1, node: B } })], { [B]: 1 }), later);
-  fires(() => a.repair([pushed(B, 1, 'k', 1, { stamp: { epoch: 2, lamport: 1, node: B } })]), later);
+  fires(() => a.deliver([pushed(B, 1, 'k', 1, { stamp: { epoch: asEpoch(2), lamport: 1, node: B } })]), later);
+  fires(() => a.mergeState([pushed(B, 1, 'k', 1, { stamp: { epoch: asEpoch(3), lamport: 1, node: B } })], { [B]: 1 }), later);
+  fires(() => a.repair([pushed(B, 1, 'k', 1, { stamp: { epoch: asEpoch(2), lamport: 1, node: B } })]), later);
   // Earlier epochs (base versions from a reshard) are stored.
-  const base: Version = { key: 'old', deleted: false, value: 0, dot: null, stamp: { epoch: 0, lamport: 4, node: B }, deps: {} };
+  const base: Version = { key: 'old', deleted: false, value: 0, dot: null, stamp: { epoch: asEpoch(0), lamport: 4, node: B }, deps: {} };
   a.mergeBase([base], {});
   assert.equal(a.get('old')?.value, 0);
 });
@@ -417,11 +417,11 @@ test('shard maps in normal use are well formed, and merging never lowers the epo
 
 test('shard maps: a merge that would yield a map no node can route by fires', () => {
   const good = initialShardMap(VIEW, 2);
-  const short: ShardMap = { ...good, epoch: 5, partitions: good.partitions.slice(1) };
+  const short: ShardMap = { ...good, epoch: asEpoch(5), partitions: good.partitions.slice(1) };
   fires(() => mergeShardMaps(good, short), /has 1023 partitions, not 1024/);
-  const orphan: ShardMap = { ...good, epoch: 5, partitions: good.partitions.map((p, i) => (i === 7 ? shardIdFor(9) : p)) };
+  const orphan: ShardMap = { ...good, epoch: asEpoch(5), partitions: good.partitions.map((p, i) => (i === 7 ? shardIdFor(9) : p)) };
   fires(() => mergeShardMaps(orphan, good), /belongs to s9, which is no shard of the map/);
-  const unsorted: ShardMap = { ...good, epoch: 5, shards: { ...good.shards, s0: [C, A] } };
+  const unsorted: ShardMap = { ...good, epoch: asEpoch(5), shards: { ...good.shards, s0: [C, A] } };
   fires(() => mergeShardMaps(good, unsorted), /members of s0 are not sorted and distinct/);
 });
 

@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { NodeCore } from '../../src/core/node-core.ts';
 import type { KvDecision, KvMethod, Reply, Transfer } from '../../src/core/node-core.ts';
-import { initialShardMap, membersOf, shardIdFor, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
+import { asEpoch, initialShardMap, membersOf, nextEpoch, shardIdFor, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import { MESSAGES } from '../../src/core/api-messages.ts';
 import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
-import type { CausalMetadata, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
+import type { CausalMetadata, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
 import { nodeAddress } from '../../src/core/address.ts';
+import { drive } from '../helpers/core-driver.ts';
 
 const node = (i: number): NodeAddress => nodeAddress(`10.10.0.${i + 2}:8090`);
 const nodes = (count: number): NodeAddress[] => Array.from({ length: count }, (_, i) => node(i));
@@ -23,7 +24,7 @@ function wire<T>(value: T): T {
 
 function makeCore(self: NodeAddress, view: NodeAddress[], map: ShardMap): NodeCore {
   const core = new NodeCore({ self, pendingMax: 1000, failuresToRemove: 3, holdDownMs: 3000 }, view, wire(map));
-  core.markReady();
+  drive(core).ready();
   return core;
 }
 
@@ -59,13 +60,13 @@ function push(cores: NodeCore[], decision: KvDecision, only?: NodeAddress[]): vo
   for (const peer of peers) {
     if (only && !only.includes(peer)) continue;
     const core = byAddress(cores, peer);
-    const result = core.onReplicate(core.map.epoch, shard, wire([version]));
+    const result = drive(core).onReplicate(core.map.epoch, shard, wire([version]));
     assert.ok(result.ok, `push to ${peer}`);
   }
 }
 
 function kv(core: NodeCore, method: KvMethod, key: string, body: Record<string, unknown>): KvDecision {
-  return core.kv(method, key, wire(body));
+  return drive(core).kv(method, key, wire(body));
 }
 
 function metadataOf(reply: Reply): CausalMetadata {
@@ -100,7 +101,7 @@ test('PUT / GET / DELETE: exact statuses and bodies, and replication to the shar
     body: { result: 'found', value: { n: 1 }, 'causal-metadata': { v: 1, e: 0, c: { s0: { [a.self]: 1 } } }, 'shard-id': 's0' },
   });
   // A GET without body: missing body and missing metadata are {} and null.
-  assert.equal(replyOf(a.kv('GET', 'x', undefined)).status, 200);
+  assert.equal(replyOf(drive(a).kv('GET', 'x', undefined)).status, 200);
   assert.equal(replyOf(kv(a, 'GET', 'x', {})).status, 200);
 
   push(cores, put);
@@ -177,7 +178,7 @@ test('400s: no value, key too long (51 code points; 50 is fine, multi-byte too),
     assert.equal(typeof decision.body.error, 'string');
   }
   for (const body of [[], 'text', 7, null]) {
-    const decision = replyOf(a.kv('PUT', 'k', body));
+    const decision = replyOf(drive(a).kv('PUT', 'k', body));
     assert.equal(decision.status, 400);
     assert.equal(typeof decision.body.error, 'string');
   }
@@ -210,7 +211,7 @@ test('keys of another shard are forwarded to members of that shard; down members
   // A member found down goes to the end of the list (it may be back).
   const s1 = membersOf(a.map, shardIdFor(1)) as NodeAddress[];
   const down = a.forwardTargets(shardIdFor(1))[0] as NodeAddress;
-  a.deleteView(down, 'down');
+  drive(a).deleteView(down, 'down');
   const after = a.forwardTargets(shardIdFor(1));
   assert.equal(after[after.length - 1], down);
   assert.deepEqual([...after].sort(), [...s1].sort());
@@ -226,9 +227,9 @@ test("wait 'causal' until the peer has the write the metadata names, then reply"
     assert.deepEqual(kv(b, method, 'y', { value: 0, 'causal-metadata': m }), { kind: 'wait', reason: 'causal', detail: { [a.self]: 2 } });
   }
   // The second write alone is buffered: it depends on the first.
-  b.onReplicate(0, shardIdFor(0), wire([replicationOf(w2).version]));
+  drive(b).onReplicate(asEpoch(0), shardIdFor(0), wire([replicationOf(w2).version]));
   assert.equal(kv(b, 'GET', 'y', { 'causal-metadata': m }).kind, 'wait');
-  b.onReplicate(0, shardIdFor(0), wire([replicationOf(w1).version]));
+  drive(b).onReplicate(asEpoch(0), shardIdFor(0), wire([replicationOf(w1).version]));
   assert.deepEqual(replyOf(kv(b, 'GET', 'y', { 'causal-metadata': m })).body.value, 2);
   // Metadata of an older write is satisfied by a peer that has it; a fresh client never waits.
   push(cores, w1, [c.self]);
@@ -279,7 +280,7 @@ test("a core that is not ready (rebuilding its copy) answers 'wait syncing' for 
   const core = new NodeCore({ self: view[0]!, pendingMax: 10, failuresToRemove: 3, holdDownMs: 3000 }, view, initialShardMap(view, null));
   assert.equal(core.ready, false);
   assert.deepEqual(kv(core, 'GET', 'x', {}), { kind: 'wait', reason: 'syncing' });
-  core.markReady();
+  drive(core).ready();
   assert.equal(replyOf(kv(core, 'GET', 'x', {})).status, 404);
 });
 
@@ -289,22 +290,22 @@ test('view and shard replies: exact statuses and bodies', () => {
   const cores = cluster(4, 2);
   const a = cores[0] as NodeCore;
   const joiner = nodeAddress('10.10.0.50:8090');
-  assert.deepEqual(a.putView(joiner), { status: 201, body: { result: 'added' } });
-  assert.deepEqual(a.putView(joiner), { status: 200, body: { result: 'already present' } });
+  assert.deepEqual(drive(a).putView(joiner), { status: 201, body: { result: 'added' } });
+  assert.deepEqual(drive(a).putView(joiner), { status: 200, body: { result: 'already present' } });
   assert.equal(shardOfNode(a.map, joiner), null, 'a sharded store does not place a joiner by itself');
-  assert.deepEqual(a.addMember(shardIdFor(1), joiner), { status: 200, body: { result: 'node added to shard' } });
+  assert.deepEqual(drive(a).addMember(shardIdFor(1), joiner), { status: 200, body: { result: 'node added to shard' } });
   assert.equal(shardOfNode(a.map, joiner), shardIdFor(1));
-  assert.equal(a.addMember(shardIdFor(9), joiner).status, 404);
-  assert.equal(a.addMember(shardIdFor(0), nodeAddress('10.10.0.99:8090')).status, 404);
-  assert.deepEqual(a.deleteView(joiner, 'request'), { status: 200, body: { result: 'deleted' } });
-  assert.deepEqual(a.deleteView(joiner, 'request'), { status: 404, body: { error: 'View has no such replica' } });
+  assert.equal(drive(a).addMember(shardIdFor(9), joiner).status, 404);
+  assert.equal(drive(a).addMember(shardIdFor(0), nodeAddress('10.10.0.99:8090')).status, 404);
+  assert.deepEqual(drive(a).deleteView(joiner, 'request'), { status: 200, body: { result: 'deleted' } });
+  assert.deepEqual(drive(a).deleteView(joiner, 'request'), { status: 404, body: { error: 'View has no such replica' } });
   assert.deepEqual(a.checkReshard(3), { status: 400, body: { error: 'Not enough nodes to provide fault tolerance with requested shard count' } });
   assert.equal(a.checkReshard(2), null);
   assert.equal(a.checkReshard(0)?.status, 400);
 
   // A replicated store grows with its view.
   const [r] = cluster(2, null) as [NodeCore];
-  r.putView(joiner);
+  drive(r).putView(joiner);
   assert.deepEqual(membersOf(r.map, shardIdFor(0)), [...nodes(2), joiner]);
 });
 
@@ -356,26 +357,26 @@ function populate(cores: NodeCore[], keys: number, seed: number): Model {
   return model;
 }
 
-function transfersOf(core: NodeCore, epoch: number): Map<NodeAddress, Transfer> {
+function transfersOf(core: NodeCore, epoch: Epoch): Map<NodeAddress, Transfer> {
   const everyone = new Set([...core.view(), ...Object.values(core.reshardInProgress?.map.shards ?? {}).flat()]);
-  const transfers = core.reshardTransfers(epoch, everyone);
+  const transfers = drive(core).reshardTransfers(epoch, everyone);
   assert.ok(transfers, `transfers of ${core.self}`);
   return transfers;
 }
 
-function deliverTransfer(to: NodeCore, epoch: number, transfer: Transfer): boolean {
-  return to.acceptTransfer(epoch, wire(transfer.versions), wire(transfer.claim));
+function deliverTransfer(to: NodeCore, epoch: Epoch, transfer: Transfer): boolean {
+  return drive(to).acceptTransfer(epoch, wire(transfer.versions), wire(transfer.claim));
 }
 
 /** Prepare everywhere, then send every core's transfers to their targets. */
 function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress, sends: (core: NodeCore) => boolean = () => true): void {
-  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), coordinator, 0), { ok: true });
+  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), coordinator, 0), { ok: true });
   for (const core of cores) {
     for (const [to, transfer] of transfersOf(core, plan.epoch)) {
       assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${core.self} -> ${to}`);
     }
     // Every transfer delivered: phase 2 is done at this node (the runtime marks it so).
-    if (sends(core)) core.markSent(plan.epoch);
+    if (sends(core)) drive(core).markSent(plan.epoch);
   }
 }
 
@@ -390,7 +391,7 @@ function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore
   const plan = wire(coordinator.planReshard(count));
   // Phase 1: every node freezes.
   const prepares = cores.map((core) => {
-    const prepared = core.prepareReshard(wire(plan), coordinator.self, 1000);
+    const prepared = drive(core).prepareReshard(wire(plan), coordinator.self, 1000);
     assert.deepEqual(prepared, { ok: true }, `prepare at ${core.self}`);
     assert.ok(core.reshardInProgress);
     return { status: 200, body: { ok: true } };
@@ -407,13 +408,13 @@ function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore
       assert.notEqual(to, from);
       if (!deliverTransfer(byAddress(cores, to), plan.epoch, transfer)) failed.push(to);
     }
-    if (failed.length === 0) byAddress(cores, from).markSent(plan.epoch);
+    if (failed.length === 0) drive(byAddress(cores, from)).markSent(plan.epoch);
     return { status: 200, body: { ok: true, failed } };
   });
   assert.deepEqual(afterSend(prepared, sends), { kind: 'commit' });
   // Phase 3: every node switches epoch.
   const order = commitFirst ? [...cores.filter(commitFirst), ...cores.filter((c) => !commitFirst(c))] : cores;
-  for (const core of order) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
+  for (const core of order) assert.equal(drive(core).commitReshard(plan.epoch).outcome, 'committed');
   return plan;
 }
 
@@ -487,7 +488,7 @@ for (const [count, from, to] of [
 test('a node in no shard before the reshard gets one, with its data', () => {
   const cores = cluster(4, 2);
   const joiner = makeCore(nodeAddress('10.10.0.60:8090'), [...nodes(4), nodeAddress('10.10.0.60:8090')], cores[0]!.map);
-  for (const core of cores) core.putView(joiner.self);
+  for (const core of cores) drive(core).putView(joiner.self);
   assert.equal(joiner.shard, null);
   assert.equal(joiner.replica, null);
   const all = [...cores, joiner];
@@ -506,16 +507,16 @@ test("a write during prepare gets wait 'reshard'; reads are still served; abort 
   const put = kv(a, 'PUT', key, { value: 1, 'causal-metadata': null });
   const m = metadataOf(replyOf(put));
   const plan = a.planReshard(2);
-  assert.ok(a.prepareReshard(plan, a.self, 0).ok);
+  assert.ok(drive(a).prepareReshard(plan, a.self, 0).ok);
   assert.deepEqual(kv(a, 'PUT', key, { value: 2, 'causal-metadata': m }), { kind: 'wait', reason: 'reshard' });
   assert.deepEqual(kv(a, 'DELETE', key, { 'causal-metadata': m }), { kind: 'wait', reason: 'reshard' });
   assert.equal(replyOf(kv(a, 'GET', key, { 'causal-metadata': m })).body.value, 1);
   // A second coordinator with another plan is refused while this one is in progress.
-  const rival = a.prepareReshard({ ...plan, partitions: [...plan.partitions].reverse() }, cores[1]!.self, 0);
+  const rival = drive(a).prepareReshard({ ...plan, partitions: [...plan.partitions].reverse() }, cores[1]!.self, 0);
   assert.equal(rival.ok, false);
   // A plan that skips an epoch is refused.
-  assert.equal(cores[1]!.prepareReshard({ ...plan, epoch: plan.epoch + 1 }, a.self, 0).ok, false);
-  a.abortReshard(plan.epoch);
+  assert.equal(drive(cores[1]!).prepareReshard({ ...plan, epoch: nextEpoch(plan.epoch) }, a.self, 0).ok, false);
+  drive(a).abortReshard(plan.epoch);
   assert.equal(a.reshardInProgress, null);
   assert.equal(replyOf(kv(a, 'PUT', key, { value: 3, 'causal-metadata': m })).status, 200);
 });
@@ -528,7 +529,7 @@ test("metadata of the new epoch waits with 'epoch' at a node that has not commit
   prepareAndTransfer(cores, plan, coordinator.self);
   // Only the first node of each new shard commits for now.
   const early = shardIds(plan).map((s) => cores.find((c) => shardOfNode(plan, c.self) === s) as NodeCore);
-  for (const core of early) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
+  for (const core of early) assert.equal(drive(core).commitReshard(plan.epoch).outcome, 'committed');
   const late = cores.filter((c) => !early.includes(c));
   for (const e of early) {
     const key = Array.from({ length: 200 }, (_, i) => `n${i}`).find((k) => shardOfKey(plan, k) === e.shard) as string;
@@ -542,7 +543,7 @@ test("metadata of the new epoch waits with 'epoch' at a node that has not commit
       assert.deepEqual(decision, { kind: 'wait', reason: 'epoch' }, `${l.self} for ${key}`);
     }
   }
-  for (const core of late) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
+  for (const core of late) assert.equal(drive(core).commitReshard(plan.epoch).outcome, 'committed');
 });
 
 test('a write that reaches a peer only during the freeze is carried by that peer, even if its writer sends nothing', () => {
@@ -551,7 +552,7 @@ test('a write that reaches a peer only during the freeze is carried by that peer
   const put = kv(a, 'PUT', 'late', { value: 'in flight', 'causal-metadata': null });
   const m = metadataOf(replyOf(put));
   const plan = a.planReshard(2);
-  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), a.self, 0), { ok: true });
+  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), a.self, 0), { ok: true });
   // The push was in flight when the freeze began; it lands now.
   push(cores, put, [b.self]);
   // Every node but the writer sends its transfers (the writer's are lost, so it is not counted).
@@ -559,9 +560,9 @@ test('a write that reaches a peer only during the freeze is carried by that peer
     const transfers = transfersOf(core, plan.epoch);
     if (core === a) continue;
     for (const [to, transfer] of transfers) deliverTransfer(byAddress(cores, to), plan.epoch, transfer);
-    core.markSent(plan.epoch);
+    drive(core).markSent(plan.epoch);
   }
-  for (const core of cores) assert.equal(core.commitReshard(plan.epoch).outcome, core === a ? 'missed' : 'committed');
+  for (const core of cores) assert.equal(drive(core).commitReshard(plan.epoch).outcome, core === a ? 'missed' : 'committed');
   // The writer, not counted, copies its new shard before serving; every other member has the write.
   assert.equal(a.map.epoch, plan.epoch);
   assert.equal(a.ready, a.replica === null);
@@ -577,10 +578,10 @@ test('adoptMap: a peer that committed the prepared epoch commits this node too',
   const coordinator = cores[0] as NodeCore;
   const plan = coordinator.planReshard(2);
   prepareAndTransfer(cores, plan, coordinator.self);
-  assert.equal(coordinator.commitReshard(plan.epoch).outcome, 'committed');
+  assert.equal(drive(coordinator).commitReshard(plan.epoch).outcome, 'committed');
   for (const core of cores.slice(1)) {
-    core.markSent(plan.epoch);
-    assert.deepEqual(core.adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: null });
+    drive(core).markSent(plan.epoch);
+    assert.deepEqual(drive(core).adoptMap(wire(coordinator.map)), { changed: true, needsFullSync: false, orphaned: null });
   }
   assertAfterReshard(cores, model, plan);
 });
@@ -594,14 +595,14 @@ test('a node that missed a reshard hands what it held, writes made while cut off
   for (let i = 0; key === ''; i++) if (shardOfKey(late.map, `cut-${i}`) === late.shard) key = `cut-${i}`;
   assert.equal(replyOf(kv(late, 'PUT', key, { value: 'written while cut off' })).status, 201);
   // The others reshard without it (it is out of their view).
-  for (const core of others) core.deleteView(late.self, 'down');
+  for (const core of others) drive(core).deleteView(late.self, 'down');
   const coordinator = others[0] as NodeCore;
   const plan = coordinator.planReshard(2);
   assert.ok(!Object.values(plan.shards).flat().includes(late.self), 'the cut-off node is in no shard of the new map');
   prepareAndTransfer(others, plan, coordinator.self);
-  for (const core of others) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
+  for (const core of others) assert.equal(drive(core).commitReshard(plan.epoch).outcome, 'committed');
   // Back, it learns the new map: its old replica is dropped, and its versions come back to it.
-  const change = late.adoptMap(wire(coordinator.map));
+  const change = drive(late).adoptMap(wire(coordinator.map));
   assert.ok(change.changed);
   assert.equal(late.replica, null);
   const orphaned = change.changed ? change.orphaned : null;
@@ -631,7 +632,7 @@ test('a node that missed a reshard hands what it held, writes made while cut off
       [[key, null, {}, { [oldEpoch]: { [oldShard]: { [late.self]: 1 } } }]],
       'a base version keeps its old dot in its past',
     );
-    assert.equal(target.onRepair(plan.epoch, target.shard as ShardId, wire(versions), wire(orphaned.reflected)), 1);
+    assert.equal(drive(target).onRepair(plan.epoch, target.shard as ShardId, wire(versions), wire(orphaned.reflected)), 1);
     const read = replyOf(kv(target, 'GET', key, { 'causal-metadata': metadata }));
     assert.equal(read.body.value, 'written while cut off');
     assert.deepEqual((read.body['causal-metadata'] as { o?: unknown }).o, { [oldEpoch]: { [oldShard]: { [late.self]: 1 } } });
@@ -645,7 +646,7 @@ test('a transfer whose last part never arrived: clients that depend on its sende
   const put = kv(a, 'PUT', 'only-at-a', { value: 'v', 'causal-metadata': null });
   const m = metadataOf(replyOf(put));
   const plan = a.planReshard(2);
-  for (const core of cores) assert.deepEqual(core.prepareReshard(wire(plan), a.self, 0), { ok: true });
+  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), a.self, 0), { ok: true });
   const owners = cores.filter((c) => (membersOf(plan, shardOfKey(plan, 'only-at-a')) ?? []).includes(c.self));
   const [reached, missed] = owners as [NodeCore, NodeCore];
   for (const core of cores) {
@@ -655,21 +656,21 @@ test('a transfer whose last part never arrived: clients that depend on its sende
       assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer));
     }
     // (The coordinator counts every node here: the core must still make `missed` wait, not serve stale data.)
-    core.markSent(plan.epoch);
+    drive(core).markSent(plan.epoch);
   }
-  for (const core of cores) assert.equal(core.commitReshard(plan.epoch).outcome, 'committed');
+  for (const core of cores) assert.equal(drive(core).commitReshard(plan.epoch).outcome, 'committed');
   assert.equal(replyOf(kv(reached, 'GET', 'only-at-a', { 'causal-metadata': m })).body.value, 'v');
   assert.deepEqual(kv(missed, 'GET', 'only-at-a', { 'causal-metadata': m }), { kind: 'wait', reason: 'handover' });
   // A client without that dependency is served by `missed` (it has no reason to wait).
   assert.equal(replyOf(kv(missed, 'GET', 'only-at-a', {})).status, 404);
   // `missed` pulls from `reached`, naming what its base reflects: the answer carries the base.
   const shard = missed.shard as ShardId;
-  const answer = reached.onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
+  const answer = drive(reached).onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
   assert.ok(answer.ok && answer.base, 'the base comes along');
-  assert.ok(missed.onSyncResponse(plan.epoch, shard, wire(answer.versions), wire(answer.applied), wire(answer.base)));
+  assert.ok(drive(missed).onSyncResponse(plan.epoch, shard, wire(answer.versions), wire(answer.applied), wire(answer.base)));
   assert.equal(replyOf(kv(missed, 'GET', 'only-at-a', { 'causal-metadata': m })).body.value, 'v');
   // Once the bases agree, a pull carries no base versions.
-  const again = reached.onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
+  const again = drive(reached).onSyncRequest(plan.epoch, shard, wire(missed.replica?.applied ?? {}), false, wire(missed.replica?.base ?? {}));
   assert.ok(again.ok && again.base === undefined);
   assert.deepEqual(again.versions, []);
 });
@@ -703,10 +704,10 @@ test('a node that prepared but never sent its data does not commit through a pee
   const plan = coordinator.planReshard(2);
   const silent = cores[3] as NodeCore;
   prepareAndTransfer(cores, plan, coordinator.self, (core) => core !== silent);
-  assert.equal(coordinator.commitReshard(plan.epoch).outcome, 'committed');
+  assert.equal(drive(coordinator).commitReshard(plan.epoch).outcome, 'committed');
   // `silent` froze, but the coordinator never heard it sent: it did not count it.
   const held = silent.replica?.size ?? 0;
-  const change = silent.adoptMap(wire(coordinator.map));
+  const change = drive(silent).adoptMap(wire(coordinator.map));
   assert.ok(change.changed && change.needsFullSync, 'it copies its new shard from a peer');
   assert.equal(change.changed && change.orphaned?.versions.length, held, 'and hands over all it held');
   assert.equal(silent.reshardInProgress, null);
@@ -715,15 +716,15 @@ test('a node that prepared but never sent its data does not commit through a pee
 test('add-member sent to the node being added: it becomes a replica and copies the shard before serving', () => {
   const cores = cluster(4, 2);
   const joiner = makeCore(nodeAddress('10.10.0.60:8090'), [...nodes(4), nodeAddress('10.10.0.60:8090')], cores[0]!.map);
-  for (const core of cores) core.putView(joiner.self);
+  for (const core of cores) drive(core).putView(joiner.self);
   assert.equal(joiner.shard, null, 'in no shard yet');
-  const reply = joiner.addMember(shardIdFor(1), joiner.self);
+  const reply = drive(joiner).addMember(shardIdFor(1), joiner.self);
   assert.deepEqual({ status: reply.status, body: reply.body }, { status: 200, body: { result: MESSAGES.nodeAddedToShard } });
   assert.equal(reply.joined, true);
   assert.equal(joiner.replica?.shard, 's1');
   assert.equal(joiner.ready, false, 'it waits for its copy');
   // Any other node that records the membership has nothing to copy.
-  assert.equal(cores[0]!.addMember(shardIdFor(1), joiner.self).joined, undefined);
+  assert.equal(drive(cores[0]!).addMember(shardIdFor(1), joiner.self).joined, undefined);
 });
 
 test("tombstones are collected only once this replica has every member's own writes up to its ping", () => {
@@ -737,9 +738,9 @@ test("tombstones are collected only once this replica has every member's own wri
   const other = kv(c, 'PUT', 'j', { value: 2 });
   push(cores, other, [b.self]);
   const pings = () => new Map([b, c].map((core) => [core.self, wire(core.pingInfo().applied)]));
-  assert.equal(a.collectTombstones(pings()), 0, 'a lacks a write c had made: it waits');
+  assert.equal(drive(a).collectTombstones(pings()), 0, 'a lacks a write c had made: it waits');
   push(cores, other, [a.self]);
-  assert.equal(a.collectTombstones(pings()), 1);
+  assert.equal(drive(a).collectTombstones(pings()), 1);
 });
 
 test('a restart restores base versions and base clocks together', () => {
@@ -758,7 +759,7 @@ test('a restart restores base versions and base clocks together', () => {
     versions: [...replica.allVersions()],
   });
   const restarted = makeCore(core.self, nodes(4), plan);
-  assert.ok(restarted.restoreReplica(saved));
+  assert.ok(drive(restarted).restoreReplica(saved));
   assert.equal(restarted.replica?.size, replica.size, 'every base version is back');
   assert.deepEqual(restarted.replica?.base, replica.base);
 });

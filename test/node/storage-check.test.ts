@@ -17,11 +17,11 @@ import type { Timers } from '../../src/node/env.ts';
 import type { Logger } from '../../src/node/logger.ts';
 import { checkCommitted, SqliteStorage, type ReplicaMeta } from '../../src/node/storage.ts';
 import { nodeAddress } from '../../src/core/address.ts';
-import { shardIdFor } from '../../src/core/shard-map.ts';
+import { asEpoch, shardIdFor } from '../../src/core/shard-map.ts';
 
 const SELF = nodeAddress('10.10.0.2:8090');
 const PEER = nodeAddress('10.10.0.3:8090');
-const REPLICA = { epoch: 1, shard: shardIdFor(0) };
+const REPLICA = { epoch: asEpoch(1), shard: shardIdFor(0) };
 const ROOT = mkdtempSync(join(tmpdir(), 'kvs-storage-check-'));
 after(() => rmSync(ROOT, { recursive: true, force: true }));
 
@@ -61,7 +61,7 @@ async function committedDirectory(): Promise<{ dir: string; replica: Replica; fi
   const firstCommit: ReplicaMeta = { ...REPLICA, applied: { ...replica.applied }, lamport: replica.lamport, base: {}, digest: replica.storeDigest() };
   replica.write('b', { deleted: false, value: 'b2' }, {});
   replica.write('c', { deleted: true }, {});
-  replica.deliver([{ key: 'e', deleted: false, value: 'from a peer', dot: { node: PEER, counter: 1 }, stamp: { epoch: 1, lamport: 1, node: PEER }, deps: {} }]);
+  replica.deliver([{ key: 'e', deleted: false, value: 'from a peer', dot: { node: PEER, counter: 1 }, stamp: { epoch: asEpoch(1), lamport: 1, node: PEER }, deps: {} }]);
   await persist(storage, replica);
   assert.equal(replica.collectTombstones({ ...replica.applied }), 1);
   await persist(storage, replica);
@@ -126,14 +126,14 @@ test('a lost row is noticed: the directory is set aside', async () => {
 
 test('a row left behind (a collected tombstone back) is noticed', async () => {
   const { dir } = await committedDirectory();
-  const tombstone = { key: 'c', deleted: true, dot: { node: SELF, counter: 9 }, stamp: { epoch: 1, lamport: 6, node: SELF }, deps: {} };
+  const tombstone = { key: 'c', deleted: true, dot: { node: SELF, counter: 9 }, stamp: { epoch: asEpoch(1), lamport: 6, node: SELF }, deps: {} };
   tamper(dir, 'INSERT INTO versions (key, data) VALUES (?, ?)', 'c', JSON.stringify(tombstone));
   assertSetAside(dir, /5 versions .* loaded, 4 .* committed/);
 });
 
 test('a row replaced by another version of its key is noticed', async () => {
   const { dir } = await committedDirectory();
-  const older = { key: 'b', deleted: false, value: { key: 'b' }, dot: { node: SELF, counter: 2 }, stamp: { epoch: 1, lamport: 2, node: SELF }, deps: {} };
+  const older = { key: 'b', deleted: false, value: { key: 'b' }, dot: { node: SELF, counter: 2 }, stamp: { epoch: asEpoch(1), lamport: 2, node: SELF }, deps: {} };
   tamper(dir, 'UPDATE versions SET data = ? WHERE key = ?', JSON.stringify(older), 'b');
   assertSetAside(dir, /not what was committed/);
 });
