@@ -69,3 +69,19 @@ test('nothing that ships imports the harnesses, the benchmarks or the tests', ()
 test('the import scanner sees static, re-exported and dynamic imports', () => {
   assert.deepEqual(importsOf("import { a } from './a.ts';\nexport * from '../b.ts';\nconst c = await import('./c.ts');\nimport 'node:fs';"), ['./a.ts', '../b.ts', './c.ts']);
 });
+
+test('each file that ships reads in one sitting (at most 500 lines), and the composition root holds wiring only (under 350)', () => {
+  const lines = (file: string) => readFileSync(file, 'utf8').split('\n').length - 1;
+  const long = tsFiles(join(ROOT, 'src'))
+    .filter((file) => lines(file) > 500)
+    .map((file) => `${relative(ROOT, file)}: ${lines(file)} lines`);
+  assert.deepEqual(long, []);
+  assert.ok(lines(join(ROOT, 'src/node/node.ts')) < 350, `src/node/node.ts: ${lines(join(ROOT, 'src/node/node.ts'))} lines`);
+});
+
+test('only the core loop hands inputs to the core', () => {
+  const callers = tsFiles(join(ROOT, 'src'))
+    .filter((file) => /\bcore\.step\(/.test(readFileSync(file, 'utf8')))
+    .map((file) => relative(ROOT, file));
+  assert.deepEqual(callers, ['src/node/core-loop.ts']);
+});

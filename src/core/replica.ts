@@ -120,14 +120,6 @@ export class Replica {
     return this.buffer.size;
   }
 
-  get pendingMax(): number {
-    return this.buffer.max;
-  }
-
-  get pendingBytesMax(): number {
-    return this.buffer.bytesMax;
-  }
-
   get size(): number {
     return this.store.size;
   }
@@ -273,15 +265,12 @@ export class Replica {
     return this.store.values();
   }
 
-  /**
-   * What changed since the last call: versions to store, and keys no longer stored (collected
-   * tombstones). The runtime persists them with `applied` and `lamport`.
-   */
   /** Keys changed since the last takeDirty. */
   get dirtyCount(): number {
     return this.dirty.size;
   }
 
+  /** What changed since the last call: versions to store, keys no longer stored (collected tombstones). */
   takeDirty(): DirtyChanges {
     const versions: Version[] = [];
     const removed: string[] = [];

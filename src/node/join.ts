@@ -41,10 +41,14 @@ export async function discover(ctx: NodeContext, maps: Pick<Maps, 'adoptMap'>): 
   }
 }
 
-/** PUT /view to every node of VIEW, as the spec has a starting node do. */
+/**
+ * PUT /view to every node of VIEW, as the spec has a starting node do, and to every node discovery
+ * found in its peers' views: a node that joined after this node's VIEW was written, and that found
+ * it down, takes it back now instead of after a hold-down of probes.
+ */
 export async function announce(ctx: NodeContext, gate: { adminHeaders(): Record<string, string> }): Promise<void> {
   const { config } = ctx;
-  const others = config.view.filter((n) => n !== config.address);
+  const others = [...new Set([...config.view, ...ctx.core.view()])].filter((n) => n !== config.address);
   await Promise.allSettled(
     others.map((peer) =>
       ctx.peers.call(peer, 'PUT', '/view', { 'socket-address': config.address }, { timeoutMs: ANNOUNCE_TIMEOUT_MS, lane: 'control', headers: gate.adminHeaders() }),
