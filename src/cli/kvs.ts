@@ -13,6 +13,15 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { KvsClient, isKvsError } from '../client/client.ts';
 import type { CausalMetadata, JsonValue, NodeAddress } from '../client/client.ts';
 import { startLocalCluster } from './local-cluster.ts';
+import { allUp, planTable, progressLine, statusTable } from './operator.ts';
+
+/** What a command prints as it is, not as JSON (tables for people). */
+class Text {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
 
 /** Where `kvs cluster` keeps the secret it generated, in its data folder. */
 const SECRET_FILE = 'cluster-secret';
@@ -36,6 +45,10 @@ function generatedSecret(dataRoot: string | null): string {
 }
 
 const defaultNodes = '127.0.0.1:8090';
+/** How often `kvs reshard` asks for the reshard's progress. */
+const RESHARD_POLL_MS = 500;
+/** `kvs status`: the exit code when a node of the store is down, on probation or not ready. */
+const STATUS_NOT_ALL_UP = 2;
 const defaultMetaFile = join(homedir(), '.kvs-session.json');
 /** `kvs cluster` gives up when the nodes are not all ready by then. */
 const clusterReadyTimeoutMs = 30_000;
@@ -192,7 +205,8 @@ async function withClient(options: ClientOptions, run: (client: KvsClient) => Pr
   const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
   const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}), ...(ca !== undefined ? { tls: { ca } } : {}) });
   try {
-    console.log(JSON.stringify(await run(client), null, 2));
+    const out = await run(client);
+    console.log(out instanceof Text ? out.text : JSON.stringify(out, null, 2));
   } catch (err) {
     if (isKvsError(err, 'causal_unavailable') && options.metaFile !== false) {
       err.message += `\n(if the store was restarted since, ${options.metaFile} is stale: delete it or pass --no-meta-file)`;
@@ -224,26 +238,82 @@ clientCommand('view', 'list the nodes in the view').action((options: ClientOptio
   withClient(options, async (client) => ({ view: await client.view() })),
 );
 
-clientCommand('shards', 'list the shards with their members and key counts').action((options: ClientOptions) =>
-  withClient(options, async (client) => ({
-    shards: await Promise.all(
-      (await client.shardIds()).map(async (id) => ({
-        id,
-        members: await client.shardMembers(id),
-        keyCount: await client.shardKeyCount(id),
+clientCommand('shards', 'list the shards with their members, key counts and the members that are down').action((options: ClientOptions) =>
+  withClient(options, async (client) => {
+    const store = await client.storeStatus();
+    const down = new Set(store.nodes.filter((n) => n.state === 'down').map((n) => n.address));
+    return {
+      shards: store.shards.map((shard) => ({
+        id: shard.id,
+        members: shard.members,
+        keyCount: shard.keys,
+        down: shard.members.filter((member) => down.has(member)),
       })),
-    ),
-  })),
+    };
+  }),
 );
 
-adminCommand('reshard', 'reassign every node of the view to COUNT shards')
+adminCommand('reshard', 'reassign every node of the view to COUNT shards, showing its progress on stderr')
   .argument('<count>', 'number of shards', parsePositiveInteger)
-  .action((count: number, options: ClientOptions) =>
+  .option('--plan', 'print what would move (partitions and keys per shard, before and after) and move nothing')
+  .option('--json', 'with --plan: the plan as JSON')
+  .action((count: number, options: ClientOptions & { plan?: boolean; json?: boolean }) =>
     withClient(options, async (client) => {
-      await client.reshard(count);
+      if (options.plan) {
+        const plan = await client.reshardPlan(count);
+        return options.json ? plan : new Text(planTable(plan));
+      }
+      const watcher = watchReshard(options);
+      try {
+        await client.reshard(count);
+      } catch (err) {
+        if (isKvsError(err, 'timeout')) {
+          err.message +=
+            '\n(the reshard was asked for and may still be running: watch it with `kvs status`, which shows its progress, or GET /status/store; a second reshard is refused while it runs)';
+        }
+        throw err;
+      } finally {
+        await watcher.stop();
+      }
       return { result: 'resharded', shardIds: await client.shardIds() };
     }),
   );
+
+/**
+ * While a reshard runs: its progress from GET /status/store, on stderr (a bar redrawn in place on
+ * a terminal, a line per phase otherwise). A separate client, so the session's metadata is untouched.
+ */
+function watchReshard(options: ClientOptions): { stop(): Promise<void> } {
+  const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
+  const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
+  const watcher = new KvsClient({ nodes, timeoutMs: Math.min(options.timeoutMs, 2_000), metadata: null, ...(ca !== undefined ? { tls: { ca } } : {}) });
+  const tty = process.stderr.isTTY === true;
+  let lastPhase = '';
+  let drawn = false;
+  const poll = async () => {
+    const progress = await watcher.storeStatus().then((store) => store.reshard, () => null);
+    if (progress === null) return;
+    if (tty) {
+      process.stderr.write(`\r${progressLine(progress)}`);
+      drawn = true;
+    } else if (progress.phase !== lastPhase) {
+      process.stderr.write(`${progressLine(progress)}\n`);
+    }
+    lastPhase = progress.phase;
+  };
+  let polling = Promise.resolve();
+  const timer = setInterval(() => {
+    polling = polling.then(poll);
+  }, RESHARD_POLL_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await polling;
+      if (drawn) process.stderr.write('\n');
+      await watcher.close();
+    },
+  };
+}
 
 adminCommand('add-member', 'add node ADDR (already in the view) to shard SHARD')
   .argument('<shard>')
@@ -255,22 +325,15 @@ adminCommand('add-member', 'add node ADDR (already in the view) to shard SHARD')
     }),
   );
 
-clientCommand('status', 'GET /status of every node in the view and in --nodes').action((options: ClientOptions) =>
-  withClient(options, async (client) => {
-    const view = await client.view().catch(() => [] as NodeAddress[]);
-    const addresses = [...new Set([...client.nodes, ...view])];
-    const statuses = await Promise.all(
-      addresses.map((address) =>
-        client.status(address).then(
-          (status) => status,
-          (err: Error) => ({ address, error: err.message }),
-        ),
-      ),
-    );
-    if (statuses.every((status) => 'error' in status)) throw new Error(`no node answered: ${addresses.join(', ')}`);
-    return statuses;
-  }),
-);
+clientCommand('status', 'a table of every node of the store (found through the view and the shard map, so a dead node is listed); exits 0 only when every node is up and ready')
+  .option('--json', 'GET /status/store as JSON, for machines')
+  .action((options: ClientOptions & { json?: boolean }) =>
+    withClient(options, async (client) => {
+      const store = await client.storeStatus();
+      if (!allUp(store)) process.exitCode = STATUS_NOT_ALL_UP;
+      return options.json ? store : new Text(statusTable(store));
+    }),
+  );
 
 // ---- helpers -------------------------------------------------------------------------------
 

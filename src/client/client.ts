@@ -39,6 +39,54 @@ export type NodeStatus = {
   [field: string]: unknown;
 };
 
+/** One node's row of GET /status/store; what only the node itself can tell is null when it is down. */
+export type StoreNodeStatus = {
+  address: NodeAddress;
+  shard: ShardId | null;
+  state: 'up' | 'probation' | 'down' | 'not ready';
+  keys: number | null;
+  replicationBacklog: { versions: number; bytes: number } | null;
+  hintBacklog: { versions: number; bytes: number } | null;
+  secondsSinceInSync: number | null;
+  requests: { total: number; errors: number; latencyMsSum: number } | null;
+  uptimeSeconds: number | null;
+};
+
+/** A reshard running, as its coordinator reports it. */
+export type ReshardProgress = {
+  epoch: number;
+  shardCount: number;
+  phase: 'prepare' | 'send' | 'commit';
+  coordinator: NodeAddress;
+  partitionsMoved: number;
+  partitionsTotal: number;
+  keysMoved: number | null;
+  keysTotal: number | null;
+  seconds: number;
+};
+
+/** GET /status/store: the whole store as the answering node sees it. */
+export type StoreStatus = {
+  answeredBy: NodeAddress;
+  epoch: number;
+  mode: 'replicated' | 'sharded';
+  shards: { id: ShardId; members: NodeAddress[]; keys: number | null }[];
+  nodes: StoreNodeStatus[];
+  reshard: ReshardProgress | null;
+};
+
+/** GET /shard/reshard-plan/N: the shards before and after, and what would move. */
+export type ReshardPlan = {
+  epoch: number;
+  shardCount: number;
+  noop: boolean;
+  before: { id: ShardId; members: NodeAddress[]; keys: number | null }[];
+  after: { id: ShardId; members: NodeAddress[]; keys: number | null }[];
+  partitionsMoving: number;
+  keysMoving: number | null;
+  moving: { shard: ShardId; partitions: number; keys: number | null }[];
+};
+
 export type KvsClientOptions = {
   /** Nodes to talk to; the first is preferred until it fails. At least one. */
   nodes: NodeAddress[];
@@ -212,6 +260,25 @@ export class KvsClient {
     expectStatus(answer, [200]);
     if (typeof answer.body.ready !== 'boolean') throw badResponse(answer, 'ready');
     return answer.body as NodeStatus;
+  }
+
+  /**
+   * GET /status/store: every node of the store (the dead ones too) with its state, keys and
+   * backlogs, as one node sees it; the first node that answers (or the named one).
+   */
+  async storeStatus(node?: NodeAddress): Promise<StoreStatus> {
+    const answer = await this.#send({ method: 'GET', path: '/status/store', node });
+    expectStatus(answer, [200]);
+    if (!Array.isArray(answer.body.nodes) || !Array.isArray(answer.body.shards)) throw badResponse(answer, 'nodes');
+    return answer.body as unknown as StoreStatus;
+  }
+
+  /** GET /shard/reshard-plan/N: what a reshard to `shardCount` shards would move; nothing moves. */
+  async reshardPlan(shardCount: number): Promise<ReshardPlan> {
+    const answer = await this.#send({ method: 'GET', path: `/shard/reshard-plan/${shardCount}` });
+    expectStatus(answer, [200]);
+    if (!Array.isArray(answer.body.before) || !Array.isArray(answer.body.after)) throw badResponse(answer, 'before');
+    return answer.body as unknown as ReshardPlan;
   }
 
   /** Closes every connection; the client cannot be used afterwards. */

@@ -131,6 +131,11 @@ export class CoreState {
     return this.membership.view();
   }
 
+  /** Changes of the view since start (a node added, removed or admitted again). */
+  get viewChanges(): number {
+    return this.membership.changes;
+  }
+
   isMember(node: NodeAddress): boolean {
     return this.membership.has(node);
   }

@@ -4,9 +4,11 @@ import { asBase, Replica } from './replica.ts';
 
 import { checkReshard, planReshard } from './reshard-plan.ts';
 
+import { liveKeysByPartition } from './reshard-preview.ts';
+
 import { mapsEqual, mergeShardMaps, shardIds, shardOfKey, shardOfNode } from './shard-map.ts';
 
-import type { Epoch, NodeAddress, ShardMap, Version } from './types.ts';
+import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 
 import { supersedes } from './version-order.ts';
 
@@ -107,6 +109,13 @@ export class ReshardCore extends ReplicationCore {
   reshardIsNoop(shardCount: number): boolean {
     const map = this.currentMap;
     return shardIds(map).length === shardCount && this.membership.view().every((node) => shardOfNode(map, node) !== null);
+  }
+
+  /** This replica's live keys per partition, if it is a ready replica of `shard` (for a reshard's preview and progress). */
+  partitionKeys(shard: ShardId): number[] | null {
+    const replica = this.currentReplica;
+    if (replica === null || replica.shard !== shard || !this.isReady) return null;
+    return liveKeysByPartition(replica.allVersions());
   }
 
   planReshard(shardCount: number): ShardMap {

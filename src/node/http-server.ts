@@ -38,7 +38,12 @@ export interface HttpRequest {
 
 export interface HttpReply {
   status: number;
+  /** Sent as JSON; with `contentType`, a string or Buffer sent as it is. */
   body: unknown;
+  /** The body is not JSON but this type (`text/html; charset=utf-8`, ...). */
+  contentType?: string;
+  /** Extra response headers (content-type and content-length are set from the body). */
+  headers?: Record<string, string>;
 }
 
 export type Handler = (request: HttpRequest) => Promise<HttpReply>;
@@ -276,7 +281,8 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
     // With TLS: a client certificate the CA signed (`authorized` is false without one, undefined on plain HTTP).
     const peerCertified = (req.socket as TLSSocket).authorized === true;
     const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body, rawBody: text, remoteAddress, peerCertified });
-    send(res, reply.status, reply.body);
+    if (reply.contentType === undefined && reply.headers === undefined) send(res, reply.status, reply.body);
+    else sendAs(res, reply);
   } finally {
     counter.requests--;
     counter.bytes -= held;
@@ -398,6 +404,18 @@ function send(res: ServerResponse, status: number, body: unknown, close = false)
     'content-length': Buffer.byteLength(payload),
     ...(status === 503 ? { 'retry-after': String(RETRY_AFTER_S) } : {}),
     ...(close ? { connection: 'close' } : {}),
+  });
+  res.end(payload);
+}
+
+/** A reply with its own headers, and a body of its own type (else JSON). */
+function sendAs(res: ServerResponse, reply: HttpReply): void {
+  const raw = reply.contentType !== undefined && (typeof reply.body === 'string' || Buffer.isBuffer(reply.body));
+  const payload = raw ? (reply.body as string | Buffer) : JSON.stringify(reply.body);
+  res.writeHead(reply.status, {
+    ...reply.headers,
+    'content-type': raw ? (reply.contentType as string) : 'application/json',
+    'content-length': Buffer.byteLength(payload),
   });
   res.end(payload);
 }

@@ -49,6 +49,13 @@ export const PEER_KEEP_ALIVE_MS = 30_000;
  */
 export const CONTROL_TIMEOUT_MS = 2000;
 
+/**
+ * GET /status/store asks every node for its /status at once, answered from memory: a node that
+ * takes longer than 1 s is shown as down rather than holding up the operator's table or dashboard
+ * (which asks again every second).
+ */
+export const STORE_STATUS_TIMEOUT_MS = 1000;
+
 // ---------------------------------------------------------------- joining
 
 /**

@@ -18,6 +18,7 @@ import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
+import { Metrics } from './metrics.ts';
 import { PeerAuth } from './peer-auth.ts';
 import { PeerClient } from './peer-client.ts';
 import { hasPeerHeader, PeerGate, Unauthorized } from './peer-gate.ts';
@@ -26,6 +27,7 @@ import { keyOf, PublicRoutes } from './public-routes.ts';
 import { BadRequest, json } from './replies.ts';
 import { Replicator } from './replicator.ts';
 import { Resharding } from './reshard.ts';
+import { storeStatus } from './store-status.ts';
 import { ParkedRequests } from './parked-requests.ts';
 import { nodeStatus } from './status.ts';
 import { Sync } from './sync.ts';
@@ -84,6 +86,8 @@ export class KvsNode {
   private readonly publicRoutes: PublicRoutes;
   private readonly peerRoutes: PeerRoutes;
   private readonly parked: ParkedRequests;
+  private readonly metrics: Metrics;
+  private readonly resharding: Resharding;
 
   constructor(config: NodeConfig, log: Logger, env: NodeEnv = {}) {
     this.config = config;
@@ -184,7 +188,7 @@ export class KvsNode {
     );
     this.sync = new Sync(ctx, this.failures);
     this.maps = new Maps(ctx, { sendLate: (orphaned) => sendLate(ctx, orphaned), fullSync: (reason) => this.sync.fullSync(reason) });
-    const resharding = new Resharding(ctx, { carryOut: (change, before, options) => this.maps.carryOut(change, before, options) });
+    const resharding = (this.resharding = new Resharding(ctx, { carryOut: (change, before, options) => this.maps.carryOut(change, before, options) }));
     this.parked = new ParkedRequests(ctx, {
       syncFromAhead: (lacking) => this.sync.syncFromAhead(lacking),
       syncBase: () => this.sync.syncBase(),
@@ -198,8 +202,14 @@ export class KvsNode {
       maps: this.maps,
       resharding,
       status: () => this.status(),
+      metrics: () => this.metrics.reply(),
+      storeStatus: () => storeStatus(this.ctx, () => this.status()),
     });
     this.peerRoutes = new PeerRoutes(ctx, { failures: this.failures, maps: this.maps, sync: this.sync, resharding });
+    this.metrics = new Metrics(
+      { core: this.core, replicator, parked: this.parked, background, repairStatus: () => this.sync.repairStatus(), reshard: () => this.resharding.progress() },
+      { realProcess: env.timers === undefined, timers: this.timers },
+    );
   }
 
   // ---------------------------------------------------------------- life cycle
@@ -237,6 +247,7 @@ export class KvsNode {
       handler: (request) => this.handle(request),
       onError: (error) => this.log.error({ err: error }, 'request failed'),
       onRefused: ({ status, reason, remoteAddress }) => {
+        this.metrics.refused(status);
         const suppressed = this.refusals.take(`${status} ${reason}`);
         if (suppressed !== null) this.log.warn({ status, reason, remoteAddress, suppressed }, 'request refused before routing');
       },
@@ -280,8 +291,12 @@ export class KvsNode {
 
   // ---------------------------------------------------------------- routing
 
-  /** One request, from a client or a peer, as the HTTP server (or the simulator) delivers it. */
-  async handle(request: HttpRequest): Promise<HttpReply> {
+  /** One request, from a client or a peer, as the HTTP server (or the simulator) delivers it; counted and timed in /metrics. */
+  handle(request: HttpRequest): Promise<HttpReply> {
+    return this.metrics.timed(request.method, request.path, () => this.route(request));
+  }
+
+  private async route(request: HttpRequest): Promise<HttpReply> {
     const { method, path } = request;
     try {
       // Only a request that claims to be a node's is checked (a client's costs nothing here).
@@ -306,6 +321,8 @@ export class KvsNode {
       linkStatus: () => this.failures.linkStatus(),
       repairStatus: () => this.sync.repairStatus(),
       lateTransfers: () => this.maps.lateTransfers,
+      requests: () => this.metrics.kv.snapshot(),
+      reshard: () => this.resharding.progress(),
     });
   }
 }

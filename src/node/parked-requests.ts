@@ -4,6 +4,7 @@
 // still lack.
 
 import type { KvWait, ParkedDecision, Released, Reply, WakeResult } from '../core/node-core.ts';
+import type { WaitReason } from '../core/contract.ts';
 import type { NodeContext } from './context.ts';
 import type { TimerHandle } from './env.ts';
 
@@ -26,6 +27,8 @@ export class ParkedRequests {
   private readonly ctx: NodeContext;
   private readonly deps: ParkedRequestsDeps;
   private readonly waiting = new Map<number, Waiting>();
+  /** Requests parked since start, by what they waited for, and how their waits ended (GET /metrics). */
+  readonly counts = { parked: new Map<WaitReason, number>(), released: 0, expired: 0, closed: 0 };
 
   constructor(ctx: NodeContext, deps: ParkedRequestsDeps) {
     this.ctx = ctx;
@@ -42,6 +45,7 @@ export class ParkedRequests {
    * for what it lacks after each state change, until the core releases it or its deadline passes.
    */
   park(parked: ParkedDecision): Promise<Unparked> {
+    this.counts.parked.set(parked.wait.reason, (this.counts.parked.get(parked.wait.reason) ?? 0) + 1);
     this.askFor(parked.wait);
     return new Promise<Unparked>((resolve) => {
       this.waiting.set(parked.ticket, { resolve, timer: this.arm(parked.ticket, parked.deadlineMs) });
@@ -50,14 +54,14 @@ export class ParkedRequests {
 
   /** After a step that changed state (core-loop.ts): release what the core let go on; ask for what the rest still lack. */
   release({ released, lacking, handover }: WakeResult): void {
-    for (const { ticket, decision } of released) this.settle(ticket, decision);
+    for (const { ticket, decision } of released) this.settle(ticket, decision, 'released');
     if (Object.keys(lacking).length > 0) this.deps.syncFromAhead(lacking);
     if (handover) this.deps.syncBase();
   }
 
   /** The node is closing: every parked request gets its 503 now. */
   closeAll(): void {
-    for (const { ticket, reply } of this.ctx.step({ kind: 'close' })) this.settle(ticket, { kind: 'expired', reply, wait: null });
+    for (const { ticket, reply } of this.ctx.step({ kind: 'close' })) this.settle(ticket, { kind: 'expired', reply, wait: null }, 'closed');
   }
 
   private arm(ticket: number, deadlineMs: number): TimerHandle {
@@ -71,13 +75,14 @@ export class ParkedRequests {
     if (outcome === null || entry === undefined) return;
     // Its reason changed to one with a longer budget: wait on.
     if (outcome.kind === 'later') entry.timer = this.arm(ticket, outcome.deadlineMs);
-    else this.settle(ticket, outcome);
+    else this.settle(ticket, outcome, 'expired');
   }
 
-  private settle(ticket: number, outcome: Unparked): void {
+  private settle(ticket: number, outcome: Unparked, how: 'released' | 'expired' | 'closed'): void {
     const entry = this.waiting.get(ticket);
     if (entry === undefined) return;
     this.waiting.delete(ticket);
+    this.counts[how]++;
     this.ctx.timers.clearTimeout(entry.timer);
     entry.resolve(outcome);
   }

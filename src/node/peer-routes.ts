@@ -3,6 +3,7 @@
 // POST body is decoded by its message's decoder (wire.ts) before anything reads it.
 
 import type { PingInfo } from '../core/node-core.ts';
+import { isShardId } from '../core/shard-map.ts';
 import type { NodeAddress } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import type { FailureDetector } from './failure-detector.ts';
@@ -66,6 +67,13 @@ export class PeerRoutes {
       const replica = core.replica;
       if (replica === null || replica.shard !== shard) return json(409, { error: `not a replica of ${shard}` });
       return json(200, { 'shard-key-count': replica.liveKeyCount() });
+    }
+    if (method === 'GET' && path.startsWith('/internal/partition-keys/')) {
+      // Live keys per partition of this replica: what a reshard would move (reshard.ts).
+      const shard = decodeURIComponent(path.slice('/internal/partition-keys/'.length));
+      const counts = isShardId(shard) ? core.partitionKeys(shard) : null;
+      if (counts === null) return json(409, { error: `not a ready replica of ${shard}` });
+      return json(200, { shard, counts });
     }
     if (method !== 'POST') return json(404, { error: `No route for ${method} ${path}` });
     // Data between replicas does not cross a link this node holds down, in either direction: the

@@ -1,12 +1,14 @@
 // The routes of clients and operators: /kvs/<key> (served here, forwarded, or waited on within a
-// bound), /view, /shard/* and /status.
+// bound), /view, /shard/*, /status and /metrics.
 
+import type { StoreStatus } from './store-status.ts';
 import { isNodeAddress } from '../core/address.ts';
 import { MESSAGES } from '../core/api-messages.ts';
 import type { KvMethod } from '../core/node-core.ts';
 import { asShardId, membersOf, shardIds, shardOfKey } from '../core/shard-map.ts';
 import type { Clock, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
+import { dashboardRoute } from './dashboard.ts';
 import type { FailureDetector } from './failure-detector.ts';
 import type { Forwarding } from './forwarding.ts';
 import type { HttpReply, HttpRequest } from './http-server.ts';
@@ -25,9 +27,13 @@ export interface PublicRoutesDeps {
   parked: Pick<ParkedRequests, 'park'>;
   failures: Pick<FailureDetector, 'onLinkChange' | 'probe' | 'onRemoved'>;
   maps: Pick<Maps, 'pushMap'>;
-  resharding: Pick<Resharding, 'reshard'>;
+  resharding: Pick<Resharding, 'reshard' | 'plan'>;
   /** The /status document. */
   status(): Record<string, unknown>;
+  /** GET /metrics: this node's metrics in Prometheus text format (metrics.ts). */
+  metrics(): Promise<HttpReply>;
+  /** GET /status/store: every node of the store, as this one sees it (store-status.ts). */
+  storeStatus(): Promise<StoreStatus>;
 }
 
 function field(body: unknown, name: string): unknown {
@@ -77,6 +83,9 @@ export class PublicRoutes {
     if (path === '/view') return this.viewRoute(method, body, peer, request);
     if (path.startsWith('/shard/')) return this.shardRoute(method, path, body, request);
     if (path === '/status' && method === 'GET') return json(200, this.deps.status());
+    if (path === '/metrics' && method === 'GET') return this.deps.metrics();
+    if (path === '/status/store' && method === 'GET') return this.deps.storeStatus().then((store) => json(200, store));
+    if (path === '/ui' || path.startsWith('/ui/')) return dashboardRoute(method, path);
     return json(404, { error: `No route for ${method} ${path}` });
   }
 
@@ -152,6 +161,10 @@ export class PublicRoutes {
       return json(reply.status, reply.body);
     }
     if (method === 'PUT' && path === '/shard/reshard') return this.deps.resharding.reshard(field(body, 'shard-count'));
+    if (method === 'GET' && action === 'reshard-plan' && rawId !== undefined) {
+      // A preview: nothing moves, so no admin token is asked for.
+      return this.deps.resharding.plan(/^[1-9][0-9]{0,5}$/.test(rawId) ? Number(rawId) : rawId);
+    }
     return json(404, { error: `No route for ${method} ${path}` });
   }
 

@@ -207,6 +207,11 @@ export class Replicator {
     return out;
   }
 
+  /** Each peer's backlog: versions and bytes queued for it, held as hints while it is down (`hints`). */
+  backlogs(): Array<{ peer: NodeAddress; hints: boolean; versions: number; bytes: number }> {
+    return [...this.queues].map(([peer, queue]) => ({ peer, hints: queue.paused, versions: queue.items.length, bytes: queue.bytes }));
+  }
+
   private async pump(peer: NodeAddress, queue: PeerQueue): Promise<void> {
     queue.sending = true;
     try {

@@ -10,6 +10,24 @@ import { json } from './replies.ts';
 import { sendVersions } from './send-versions.ts';
 import type { Maps } from './maps.ts';
 import { afterPrepare, afterSend } from '../core/reshard-participant.ts';
+import { previewReshard, type ReshardPreview } from '../core/reshard-preview.ts';
+import { membersOf, PARTITION_COUNT, shardOfNode } from '../core/shard-map.ts';
+import type { ShardId } from '../core/types.ts';
+import { CONTROL_TIMEOUT_MS } from './limits.ts';
+
+/** A reshard this node coordinates, as /status shows it: partitions and keys handed over so far, of all that move. */
+export interface ReshardProgress {
+  epoch: number;
+  shardCount: number;
+  phase: 'prepare' | 'send' | 'commit';
+  coordinator: NodeAddress;
+  partitionsMoved: number;
+  partitionsTotal: number;
+  /** Null when a shard's key counts were unknown at the start. */
+  keysMoved: number | null;
+  keysTotal: number | null;
+  seconds: number;
+}
 
 /** What a reshard asks of the other concerns. */
 export interface ReshardDeps {
@@ -20,6 +38,8 @@ export interface ReshardDeps {
 export class Resharding {
   private readonly ctx: NodeContext;
   private readonly deps: ReshardDeps;
+  /** The reshard this node coordinates now, with what moves (see progress()). */
+  private running: { preview: ReshardPreview; phase: ReshardProgress['phase']; sent: Set<ShardId>; startedMs: number } | null = null;
 
   constructor(ctx: NodeContext, deps: ReshardDeps) {
     this.ctx = ctx;
@@ -40,7 +60,23 @@ export class Resharding {
     const map = core.planReshard(shardCount as number);
     const nodes = core.view();
     const started = timers.now();
-    log.info({ epoch: map.epoch, shardCount, nodes }, 'reshard: preparing');
+    const before = core.map;
+    const preview = previewReshard(before, map, await this.partitionCounts(before));
+    const running = { preview, phase: 'prepare' as ReshardProgress['phase'], sent: new Set<ShardId>(), startedMs: started };
+    this.running = running;
+    try {
+      return await this.coordinate(map, nodes, running, before);
+    } finally {
+      this.running = null;
+    }
+  }
+
+  /** The three phases of a reshard to `map`, coordinated from here. */
+  private async coordinate(map: ShardMap, nodes: NodeAddress[], running: NonNullable<Resharding['running']>, before: ShardMap): Promise<HttpReply> {
+    const { core, config, log, timers } = this.ctx;
+    const started = running.startedMs;
+    const { partitionsMoving, keysMoving } = running.preview;
+    log.info({ epoch: map.epoch, shardCount: running.preview.shardCount, nodes, partitionsMoving, keysMoving }, 'reshard: preparing');
 
     // Phase 1: every node freezes writes. Phase 2: every node sends its data to the new owners.
     // Phase 3: every node switches epoch. A phase starts only when the one before finished
@@ -56,9 +92,19 @@ export class Resharding {
     }
     const prepared = afterPhase1.prepared;
     // Phase 2 among the nodes that took part; the others copy their new shard from these when back.
+    running.phase = 'send';
     const sendStarted = timers.now();
-    const sends = await this.everyNode(prepared, '/internal/reshard/send', { epoch: map.epoch, targets: prepared }, () =>
-      this.sendReshardData(map.epoch, new Set(prepared)),
+    const sends = await this.everyNode(
+      prepared,
+      '/internal/reshard/send',
+      { epoch: map.epoch, targets: prepared },
+      () => this.sendReshardData(map.epoch, new Set(prepared)),
+      // A shard's data has moved once one of its members delivered all it holds.
+      (node, reply) => {
+        const shard = shardOfNode(before, node);
+        const failed = (reply.body as { failed?: unknown } | undefined)?.failed;
+        if (shard !== null && reply.status === 200 && Array.isArray(failed) && failed.length === 0) running.sent.add(shard);
+      },
     );
     const afterPhase2 = afterSend(prepared, sends, { phaseMs: timers.now() - sendStarted, freezeMs: config.reshardTimeoutMs });
     if (afterPhase2.kind === 'abandon') {
@@ -66,6 +112,7 @@ export class Resharding {
       await this.abandonReshard(nodes, map.epoch);
       return json(afterPhase2.reply.status, afterPhase2.reply.body);
     }
+    running.phase = 'commit';
     log.info({ epoch: map.epoch, ms: timers.now() - started }, 'reshard: data transferred; committing');
     await this.everyNode(nodes, '/internal/reshard/commit', { epoch: map.epoch }, () => this.commit(map.epoch));
     log.info({ epoch: map.epoch, ms: timers.now() - started }, 'reshard: committed');
@@ -81,12 +128,23 @@ export class Resharding {
    * One reshard phase on every node at once (this one through `local`). A node that cannot be
    * reached counts as done: it copies its new shard from a peer when it is back.
    */
-  private async everyNode(nodes: NodeAddress[], path: string, body: unknown, local: () => HttpReply | Promise<HttpReply>): Promise<HttpReply[]> {
+  private async everyNode(
+    nodes: NodeAddress[],
+    path: string,
+    body: unknown,
+    local: () => HttpReply | Promise<HttpReply>,
+    each: (node: NodeAddress, reply: { status: number; body: unknown }) => void = () => undefined,
+  ): Promise<HttpReply[]> {
     return Promise.all(
       nodes.map(async (node) => {
-        if (node === this.ctx.config.address) return local();
+        if (node === this.ctx.config.address) {
+          const reply = await local();
+          each(node, { status: reply.status, body: reply.body });
+          return reply;
+        }
         try {
           const reply = await this.ctx.peers.call(node, 'POST', path, body, { timeoutMs: this.ctx.config.reshardTimeoutMs });
+          each(node, reply);
           return json(reply.status, reply.body);
         } catch (error) {
           if (!(error instanceof PeerUnreachableError)) throw error;
@@ -95,6 +153,71 @@ export class Resharding {
         }
       }),
     );
+  }
+
+  /** The reshard this node coordinates, as /status shows it (null: none). */
+  progress(): ReshardProgress | null {
+    const running = this.running;
+    if (running === null) return null;
+    const { preview, phase, sent } = running;
+    const done = phase === 'commit';
+    let partitionsMoved = 0;
+    let keysMoved: number | null = 0;
+    for (const m of preview.moving) {
+      if (!done && !sent.has(m.shard)) continue;
+      partitionsMoved += m.partitions;
+      keysMoved = keysMoved === null || m.keys === null ? null : keysMoved + m.keys;
+    }
+    return {
+      epoch: preview.epoch,
+      shardCount: preview.shardCount,
+      phase,
+      coordinator: this.ctx.config.address,
+      partitionsMoved,
+      partitionsTotal: preview.partitionsMoving,
+      keysMoved: preview.keysMoving === null ? null : keysMoved,
+      keysTotal: preview.keysMoving,
+      seconds: (this.ctx.timers.now() - running.startedMs) / 1000,
+    };
+  }
+
+  /** GET /shard/reshard-plan/N: what a reshard to N shards would move, without moving anything. */
+  async plan(shardCount: unknown): Promise<HttpReply> {
+    const core = this.ctx.core;
+    const refusal = core.checkReshard(shardCount);
+    if (refusal) return json(refusal.status, refusal.body);
+    const current = core.map;
+    const next = core.planReshard(shardCount as number);
+    return json(200, { ...previewReshard(current, next, await this.partitionCounts(current)), noop: core.reshardIsNoop(shardCount as number) });
+  }
+
+  /** Each shard's live keys per partition, from this node or the first member of the shard that answers. */
+  private async partitionCounts(map: ShardMap): Promise<Map<ShardId, readonly number[]>> {
+    const out = new Map<ShardId, readonly number[]>();
+    await Promise.all(
+      Object.keys(map.shards).map(async (id) => {
+        const shard = id as ShardId;
+        for (const member of membersOf(map, shard) ?? []) {
+          const counts = await this.countsAt(member, shard);
+          if (counts !== null) {
+            out.set(shard, counts);
+            return;
+          }
+        }
+      }),
+    );
+    return out;
+  }
+
+  private async countsAt(member: NodeAddress, shard: ShardId): Promise<readonly number[] | null> {
+    if (member === this.ctx.config.address) return this.ctx.core.partitionKeys(shard);
+    try {
+      const reply = await this.ctx.peers.call(member, 'GET', `/internal/partition-keys/${shard}`, undefined, { timeoutMs: CONTROL_TIMEOUT_MS, lane: 'control' });
+      const counts = (reply.body as { counts?: unknown } | undefined)?.counts;
+      return reply.status === 200 && isCounts(counts) ? counts : null;
+    } catch {
+      return null;
+    }
   }
 
   // ---------------------------------------------------------------- participant
@@ -160,4 +283,8 @@ export class Resharding {
     this.ctx.step({ kind: 'reshard-abort', epoch });
     return json(200, { ok: true });
   }
+}
+
+function isCounts(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length === PARTITION_COUNT && value.every((n) => Number.isSafeInteger(n) && n >= 0);
 }

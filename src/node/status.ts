@@ -9,6 +9,10 @@ export interface StatusSources {
   repairStatus(): Record<string, unknown>;
   /** Late transfers (after a missed reshard) still trying to reach the new owners. */
   lateTransfers(): number;
+  /** Key-value requests answered since start. */
+  requests(): Record<string, unknown>;
+  /** The reshard this node coordinates, with its progress (null: none). */
+  reshard(): object | null;
 }
 
 /** The /status document: what this node is, holds and has done since it started. */
@@ -35,6 +39,9 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
     replication: ctx.replicator.snapshot(),
     repair: sources.repairStatus(),
     reshardInProgress: core.reshardInProgress?.map.epoch ?? null,
+    /** A reshard coordinated here: its phase, and the partitions and keys handed over of all that move. */
+    reshard: sources.reshard(),
+    requests: sources.requests(),
     lateTransfers: sources.lateTransfers(),
     uptimeMs: timers.now() - ctx.startedMs,
     backgroundFailures: ctx.background.snapshot(),

@@ -5,9 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { checkReshard, movedPartitions, planReshard } from '../../src/core/reshard-plan.ts';
-import { initialShardMap, PARTITION_COUNT, shardIds, shardIdFor, shardOfNode } from '../../src/core/shard-map.ts';
+import { asEpoch, initialShardMap, PARTITION_COUNT, partitionOfKey, shardIds, shardIdFor, shardOfNode } from '../../src/core/shard-map.ts';
+import { liveKeysByPartition, previewReshard } from '../../src/core/reshard-preview.ts';
 import { nodeAddress, sortAddresses } from '../../src/core/address.ts';
-import type { NodeAddress, ShardId, ShardMap } from '../../src/core/types.ts';
+import type { NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
 
 const node = (i: number): NodeAddress => nodeAddress(`10.10.${i >> 8}.${(i & 255) + 2}:8090`);
 const nodes = (count: number, from = 0): NodeAddress[] => Array.from({ length: count }, (_, i) => node(from + i));
@@ -189,4 +190,44 @@ test('checkReshard: a positive integer count, and at least 2 nodes of the view p
   for (const bad of [0, -1, 1.5, '2', null, undefined, Number.NaN, Infinity, 2 ** 60, {}, [2], true]) {
     assert.deepEqual(checkReshard(100, bad), { ok: false, reason: 'bad-count' }, `bad count ${String(bad)}`);
   }
+});
+
+test('previewReshard: what moves is what leaves its owners, the key counts add up, and an unknown shard makes the keys unknown', () => {
+  const view = Array.from({ length: 6 }, (_, i) => nodeAddress(`10.0.0.${i + 1}:8090`));
+  const current = initialShardMap(view, 2);
+  const next = planReshard(current, view, 3);
+  // One live key in every partition, held by the shard that owns the partition now.
+  const owned = (id: string) => current.partitions.map((owner) => (owner === id ? 1 : 0));
+  const counts = new Map(Object.keys(current.shards).map((id) => [id as ShardId, owned(id)]));
+  const preview = previewReshard(current, next, counts);
+  // A partition moves exactly when a member of its new shard does not own it now.
+  let expected = 0;
+  for (let p = 0; p < PARTITION_COUNT; p++) {
+    const owners = current.shards[current.partitions[p]!]!;
+    if (!next.shards[next.partitions[p]!]!.every((n) => owners.includes(n))) expected++;
+  }
+  assert.ok(expected > 0 && expected < PARTITION_COUNT);
+  assert.equal(preview.partitionsMoving, expected);
+  assert.equal(preview.keysMoving, expected, 'one key per partition');
+  assert.equal(preview.moving.reduce((sum, m) => sum + m.partitions, 0), expected);
+  assert.equal(preview.before.reduce((sum, s) => sum + (s.keys ?? 0), 0), PARTITION_COUNT);
+  assert.equal(preview.after.reduce((sum, s) => sum + (s.keys ?? 0), 0), PARTITION_COUNT);
+  assert.deepEqual(preview.after.map((s) => s.id).sort(), Object.keys(next.shards).sort());
+  // The same map: nothing moves.
+  assert.equal(previewReshard(current, current, counts).partitionsMoving, 0);
+  // A shard whose counts are unknown: its keys, and the total moving, are unknown.
+  const partial = previewReshard(current, next, new Map([[shardIdFor(0), owned(shardIdFor(0))]]));
+  assert.equal(partial.keysMoving, null);
+  assert.equal(partial.before.find((s) => s.id === shardIdFor(1))?.keys, null);
+  assert.equal(partial.partitionsMoving, expected, 'partitions are known from the maps alone');
+});
+
+test('liveKeysByPartition counts live keys only, each in its partition', () => {
+  const A = nodeAddress('10.0.0.1:8090');
+  const version = (key: string, deleted: boolean): Version => ({ key, deleted, ...(deleted ? {} : { value: 1 }), dot: { node: A, counter: 1 }, stamp: { epoch: asEpoch(1), lamport: 1, node: A }, deps: {} }) as Version;
+  const live = Array.from({ length: 50 }, (_, i) => `live-${i}`);
+  const counts = liveKeysByPartition([...live.map((k) => version(k, false)), version('gone-1', true), version('gone-2', true)]);
+  const expected = new Array<number>(PARTITION_COUNT).fill(0);
+  for (const key of live) expected[partitionOfKey(key)]! += 1;
+  assert.deepEqual(counts, expected);
 });

@@ -488,6 +488,10 @@ export function judge(c: FuzzCase, a: Answer): Problem | null {
   const what = describeCase(c);
   if (!a.ok) return { kind: `no HTTP answer (${a.error.split(':')[0]})`, detail: `${what}\n  -> no HTTP answer after ${Math.round(a.ms)} ms: ${a.error}` };
   const got = `${what}\n  -> ${a.status} ${JSON.stringify(a.text.slice(0, 300))}`;
+  // The operator's pages answer in their own formats: /ui redirects to /ui/ (HTML), /metrics is
+  // Prometheus text. Only their status is judged.
+  const path = c.path.split('?')[0];
+  if (path === '/ui' || path === '/ui/' || path === '/metrics') return a.status >= 500 ? { kind: `${a.status} on ${path}`, detail: got } : null;
   if (a.status >= 500) return { kind: `${a.status} ${errorOf(a)}`, detail: `${got}\n  (a 5xx: nothing a client sends may get a server error)` };
   if (a.status < 200 || (a.status >= 300 && a.status < 400)) return { kind: `status ${a.status}`, detail: `${got}\n  (expected 2xx or 4xx)` };
   if (c.method === 'HEAD') return null;

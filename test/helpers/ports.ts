@@ -26,10 +26,13 @@ const RANGES: Record<string, readonly [first: number, count: number]> = {
   'integration/admin.test.ts': [9920, 40],
   'integration/auth.test.ts': [9960, 30],
   'integration/deploy.test.ts': [9990, 10],
+  'integration/operator.test.ts': [10100, 20],
   // test/fuzz/fuzz.test.ts: two stores at 19100 and 19110.
   'fuzz/fuzz.test.ts': [19100, 100],
   'integration/hostile.test.ts': [19200, 100],
+  'integration/metrics.test.ts': [19450, 10],
   // 19300-19399: test/fuzz/run.ts (--base-port default).
+  'ui/dashboard.test.ts': [19400, 10],
 };
 
 /** Consecutive loopback ports a test file (or one store of it) may use. */

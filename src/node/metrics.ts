@@ -1,0 +1,262 @@
+// GET /metrics: this node's metrics in Prometheus text format, from a prom-client Registry of its
+// own (the simulator runs many nodes in one process, so never the global one). Requests are counted
+// and timed as they are answered; everything else is read from the state the node already keeps
+// (the replicator, sync's repair counters, the parked requests, the core) when a scrape asks.
+
+import { RequestStats } from './request-stats.ts';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WaitReason } from '../core/contract.ts';
+import type { Background } from './background.ts';
+import type { CoreReader } from './context.ts';
+import type { Timers } from './env.ts';
+import type { HttpReply } from './http-server.ts';
+import type { ParkedRequests } from './parked-requests.ts';
+import type { Replicator } from './replicator.ts';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** Every reason a request may wait for (a record, so that a new reason fails to compile until it is listed). */
+const WAIT_REASONS = Object.keys({ syncing: 0, epoch: 0, reshard: 0, causal: 0, handover: 0 } satisfies Record<WaitReason, 0>) as WaitReason[];
+const WAIT_OUTCOMES = ['released', 'expired', 'closed'] as const;
+
+/** Routes under /internal/ by name; any other internal path counts as `other`. */
+const INTERNAL_ROUTES: ReadonlySet<string> = new Set(
+  ['ping', 'state', 'map', 'replicate', 'digest', 'repair', 'sync', 'reshard/prepare', 'reshard/send', 'reshard/transfer', 'reshard/commit', 'reshard/abort'].map((name) => `/internal/${name}`),
+);
+const EXACT_ROUTES: ReadonlySet<string> = new Set(['/view', '/status', '/status/store', '/metrics', '/shard/ids', '/shard/node-shard-id', '/shard/reshard']);
+const METHODS: ReadonlySet<string> = new Set(['GET', 'PUT', 'DELETE', 'POST', 'HEAD', 'OPTIONS', 'PATCH']);
+
+/**
+ * The route label of a path: one of a fixed set, whatever a client sends, so that no client can
+ * make a series per key or per junk path (the key itself never appears in a label).
+ */
+export function routeOf(path: string): string {
+  if (path.startsWith('/kvs/')) return '/kvs/:key';
+  if (EXACT_ROUTES.has(path)) return path;
+  if (path.startsWith('/shard/members/')) return '/shard/members/:id';
+  if (path.startsWith('/shard/key-count/')) return '/shard/key-count/:id';
+  if (path.startsWith('/shard/add-member/')) return '/shard/add-member/:id';
+  if (path.startsWith('/shard/reshard-plan/')) return '/shard/reshard-plan/:count';
+  if (path === '/ui' || path.startsWith('/ui/')) return '/ui/';
+  if (path.startsWith('/internal/key-count/')) return '/internal/key-count';
+  if (INTERNAL_ROUTES.has(path)) return path;
+  return 'other';
+}
+
+/** What a scrape reads; each is asked only when /metrics is. */
+export interface MetricsSources {
+  core: Pick<CoreReader, 'ready' | 'map' | 'view' | 'viewChanges' | 'replica' | 'reshardInProgress'>;
+  replicator: Pick<Replicator, 'snapshot' | 'backlogs'>;
+  parked: Pick<ParkedRequests, 'size' | 'counts'>;
+  background: Pick<Background, 'snapshot'>;
+  /** Sync's repair counters (the `repair` object of /status). */
+  repairStatus(): Record<string, unknown>;
+  /** The `reshard` object of /status: `{ epoch, phase, partitionsMoved, ... }`, or null/undefined when there is none. */
+  reshard(): unknown;
+}
+
+export interface MetricsOptions {
+  /**
+   * A node that owns its process (not one of the simulator's): add the process's default metrics
+   * (CPU, memory, event loop, GC), and time requests by the wall clock rather than by `timers`.
+   */
+  realProcess: boolean;
+  timers: Timers;
+}
+
+/** The number at `name` of a status object, when it is one. */
+function numberAt(record: unknown, name: string): number | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  const value = (record as Record<string, unknown>)[name];
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+export class Metrics {
+  private readonly registry = new Registry();
+  private readonly now: () => number;
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
+  private readonly durations: Histogram<'route' | 'method' | 'status_class'>;
+  private readonly refusals: Counter<'status'>;
+  private readonly sources: MetricsSources;
+  /** The reshard object of /status, read once per scrape (status is a whole document). */
+  private reshard: unknown = null;
+  /** Key-value requests answered, for /status and the dashboard (which take differences). */
+  readonly kv = new RequestStats();
+
+  constructor(sources: MetricsSources, options: MetricsOptions) {
+    const registers = [this.registry];
+    const { core } = sources;
+    this.sources = sources;
+    this.now = options.realProcess ? () => performance.now() : () => options.timers.now();
+    if (options.realProcess) collectDefaultMetrics({ register: this.registry });
+
+    this.requests = new Counter({
+      name: 'kvs_http_requests_total',
+      help: 'Requests answered, by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.durations = new Histogram({
+      name: 'kvs_http_request_duration_seconds',
+      help: 'Time from routing a request to its answer (causal waits and forwarding included), by route, method and status class',
+      labelNames: ['route', 'method', 'status_class'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.refusals = new Counter({
+      name: 'kvs_http_requests_refused_total',
+      help: 'Requests refused before routing (shed for load, malformed HTTP; 0: a failed TLS handshake), by status',
+      labelNames: ['status'],
+      registers,
+    });
+
+    // Read at scrape time: cumulative counts the node keeps anyway, exposed as counters.
+    const cumulative = (name: string, help: string, read: () => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    };
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+
+    new Counter({
+      name: 'kvs_causal_waits_total',
+      help: 'Requests parked until the node has what they depend on, by what they waited for',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const reason of WAIT_REASONS) this.inc({ reason }, sources.parked.counts.parked.get(reason) ?? 0);
+      },
+    });
+    new Counter({
+      name: 'kvs_causal_wait_outcomes_total',
+      help: 'How parked requests stopped waiting: released by a state change, expired (503), or closed with the node',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const outcome of WAIT_OUTCOMES) this.inc({ outcome }, sources.parked.counts[outcome]);
+      },
+    });
+    gauge('kvs_parked_requests', 'Requests parked now', () => sources.parked.size);
+
+    const backlog = (name: string, help: string, hints: boolean, field: 'versions' | 'bytes'): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['peer'],
+        registers,
+        collect() {
+          this.reset();
+          for (const queue of sources.replicator.backlogs()) this.set({ peer: queue.peer }, queue.hints === hints ? queue[field] : 0);
+        },
+      });
+    };
+    backlog('kvs_replication_queue_versions', 'Versions queued for a shard peer that is up', false, 'versions');
+    backlog('kvs_replication_queue_bytes', 'Bytes (JSON) queued for a shard peer that is up', false, 'bytes');
+    backlog('kvs_replication_hint_versions', 'Versions held as hints for a shard peer that is down', true, 'versions');
+    backlog('kvs_replication_hint_bytes', 'Bytes (JSON) held as hints for a shard peer that is down', true, 'bytes');
+    cumulative('kvs_replication_sent_versions_total', 'Versions pushed to shard peers', () => sources.replicator.snapshot().sent);
+    cumulative('kvs_replication_dropped_versions_total', 'Versions dropped from a full replication queue (sync and anti-entropy repair them)', () => sources.replicator.snapshot().dropped);
+
+    const repair = (name: string, help: string, field: string): void => cumulative(name, help, () => numberAt(sources.repairStatus(), field) ?? 0);
+    repair('kvs_anti_entropy_rounds_total', 'Anti-entropy rounds completed', 'rounds');
+    repair('kvs_anti_entropy_keys_repaired_total', 'Keys changed here by anti-entropy (this node\'s rounds and its peers\' repairs)', 'keysRepaired');
+    repair('kvs_anti_entropy_bytes_total', 'Version bytes exchanged by anti-entropy', 'bytes');
+    repair('kvs_tombstones_collected_total', 'Tombstones collected once every member reflected them', 'tombstonesCollected');
+    repair('kvs_sync_received_bytes_total', 'Version bytes received by pull syncs and full copies', 'syncBytesReceived');
+
+    new Counter({
+      name: 'kvs_background_failures_total',
+      help: 'Background tasks that failed (the node carried on), by task',
+      labelNames: ['task'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [task, count] of Object.entries(sources.background.snapshot())) this.inc({ task }, count);
+      },
+    });
+
+    gauge('kvs_ready', '1 once the node serves requests (joined, shard copied), else 0', () => (core.ready ? 1 : 0));
+    gauge('kvs_epoch', 'Epoch of the shard map this node holds (one more per reshard)', () => core.map.epoch);
+    gauge('kvs_view_nodes', 'Nodes in this node\'s view, itself included', () => core.view().length);
+    cumulative('kvs_view_changes_total', 'Changes of the view (a node added, removed or admitted again)', () => core.viewChanges);
+    new Gauge({
+      name: 'kvs_shard_keys',
+      help: 'Live keys (not deleted) this node holds, by shard',
+      labelNames: ['shard'],
+      registers,
+      collect() {
+        this.reset();
+        const replica = core.replica;
+        if (replica !== null) this.set({ shard: replica.shard }, replica.liveKeyCount());
+      },
+    });
+
+    gauge('kvs_reshard_in_progress', '1 while a reshard is prepared at this node and not yet committed or abandoned', () => (core.reshardInProgress === null ? 0 : 1));
+    // From the reshard object of /status, labelled with its epoch; no sample while there is none
+    // (absent or null), or while the field is not a number (a count not known).
+    const reshardAt = (field: string): number | undefined => numberAt(this.reshard, field);
+    const progress = (name: string, help: string, field: string): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['epoch'],
+        registers,
+        collect() {
+          this.reset();
+          const value = reshardAt(field);
+          if (value !== undefined) this.set({ epoch: String(reshardAt('epoch') ?? '') }, value);
+        },
+      });
+    };
+    progress('kvs_reshard_partitions_moved', 'Partitions handed over so far by the reshard that /status shows (at its coordinator)', 'partitionsMoved');
+    progress('kvs_reshard_partitions_total', 'Partitions the reshard that /status shows hands over in all', 'partitionsTotal');
+    progress('kvs_reshard_keys_moved', 'Keys handed over so far by the reshard that /status shows', 'keysMoved');
+    progress('kvs_reshard_keys_total', 'Keys the reshard that /status shows hands over in all', 'keysTotal');
+  }
+
+  /** Answers `run` (a request to `path`), counting and timing it; a request that throws counts as a 500. */
+  async timed(method: string, path: string, run: () => Promise<HttpReply>): Promise<HttpReply> {
+    const started = this.now();
+    let status = 500;
+    try {
+      const reply = await run();
+      status = reply.status;
+      return reply;
+    } finally {
+      const route = routeOf(path);
+      const label = METHODS.has(method) ? method : 'other';
+      const ms = Math.max(0, this.now() - started);
+      this.requests.inc({ route, method: label, status: String(status) });
+      this.durations.observe({ route, method: label, status_class: `${Math.floor(status / 100)}xx` }, ms / 1000);
+      if (route === '/kvs/:key') this.kv.record(status, ms);
+    }
+  }
+
+  /** A request refused before routing (the HTTP server's `onRefused`). */
+  refused(status: number): void {
+    this.refusals.inc({ status: String(status) });
+  }
+
+  /** The GET /metrics answer. */
+  async reply(): Promise<HttpReply> {
+    this.reshard = this.sources.reshard();
+    return { status: 200, body: await this.registry.metrics(), contentType: METRICS_CONTENT_TYPE };
+  }
+}

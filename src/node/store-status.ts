@@ -1,0 +1,101 @@
+// GET /status/store: the whole store as this node sees it, for operators (`kvs status`, the
+// dashboard). Every node of the store is listed, found through this node's view, the nodes it has
+// on probation and the members of every shard of its map, so a dead node is listed too (as down).
+// Each is asked for its /status at once, with a short timeout; what only a node can tell is null
+// when it does not answer.
+
+import type { NodeAddress, ShardId } from '../core/types.ts';
+import type { CoreReader, NodeContext } from './context.ts';
+import { STORE_STATUS_TIMEOUT_MS } from './limits.ts';
+
+export type NodeState = 'up' | 'probation' | 'down' | 'not ready';
+
+export interface NodeRow {
+  address: NodeAddress;
+  shard: ShardId | null;
+  state: NodeState;
+  keys: number | null;
+  /** Writes queued for shard peers that are up. */
+  replicationBacklog: { versions: number; bytes: number } | null;
+  /** Writes held for shard peers that are down (hints). */
+  hintBacklog: { versions: number; bytes: number } | null;
+  /** Since anti-entropy last found this node's replica equal to a peer's (null: not yet). */
+  secondsSinceInSync: number | null;
+  /** Key-value requests since the node started (cumulative). */
+  requests: { total: number; errors: number; latencyMsSum: number } | null;
+  uptimeSeconds: number | null;
+}
+
+export interface StoreStatus {
+  answeredBy: NodeAddress;
+  epoch: number;
+  mode: 'replicated' | 'sharded';
+  shards: { id: ShardId; members: NodeAddress[]; keys: number | null }[];
+  nodes: NodeRow[];
+  /** A reshard this node coordinates, or one any node reports coordinating. */
+  reshard: Record<string, unknown> | null;
+}
+
+/** Every node of the store as `core` knows it: the view, nodes on probation, every shard's members. */
+export function storeNodes(core: CoreReader): NodeAddress[] {
+  const all = new Set<NodeAddress>([...core.view(), ...core.onProbation(), ...Object.values(core.map.shards).flat()]);
+  return [...all].sort();
+}
+
+export async function storeStatus(ctx: NodeContext, ownStatus: () => Record<string, unknown>): Promise<StoreStatus> {
+  const { core, config } = ctx;
+  const nodes = storeNodes(core);
+  const statuses = await Promise.all(
+    nodes.map(async (node): Promise<Record<string, unknown> | null> => {
+      if (node === config.address) return ownStatus();
+      try {
+        const reply = await ctx.peers.call(node, 'GET', '/status', undefined, { timeoutMs: STORE_STATUS_TIMEOUT_MS, lane: 'control' });
+        return reply.status === 200 && isRecord(reply.body) ? reply.body : null;
+      } catch {
+        return null;
+      }
+    }),
+  );
+  const probation = new Set(core.onProbation());
+  const rows = nodes.map((address, i) => row(core, address, statuses[i] ?? null, probation));
+  const shards = Object.entries(core.map.shards).map(([id, members]) => {
+    // A shard's key count as its members that answered report it (they agree once in sync).
+    const counts = rows.filter((r) => members.includes(r.address) && r.keys !== null).map((r) => r.keys as number);
+    return { id: id as ShardId, members: [...members], keys: counts.length === 0 ? null : Math.max(...counts) };
+  });
+  const reshard = statuses.map((s) => s?.reshard).find((r): r is Record<string, unknown> => isRecord(r)) ?? null;
+  return { answeredBy: config.address, epoch: core.map.epoch, mode: core.map.mode, shards, nodes: rows, reshard };
+}
+
+function row(core: CoreReader, address: NodeAddress, status: Record<string, unknown> | null, probation: ReadonlySet<NodeAddress>): NodeRow {
+  const shard = (Object.entries(core.map.shards).find(([, members]) => members.includes(address))?.[0] ?? null) as ShardId | null;
+  if (status === null) {
+    return { address, shard, state: 'down', keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null };
+  }
+  const replication = isRecord(status.replication) ? status.replication : {};
+  const repair = isRecord(status.repair) ? status.repair : {};
+  const requests = isRecord(status.requests) ? status.requests : null;
+  let state: NodeState = 'up';
+  if (status.ready !== true) state = 'not ready';
+  else if (probation.has(address) || !core.isMember(address)) state = 'probation';
+  return {
+    address,
+    shard,
+    state,
+    keys: count(status.keys),
+    replicationBacklog: { versions: count(replication.queued) ?? 0, bytes: count(replication.queuedBytes) ?? 0 },
+    hintBacklog: { versions: count(replication.hints) ?? 0, bytes: count(replication.hintBytes) ?? 0 },
+    secondsSinceInSync: typeof repair.msSinceFullSync === 'number' ? repair.msSinceFullSync / 1000 : null,
+    requests:
+      requests === null ? null : { total: count(requests.total) ?? 0, errors: count(requests.errors) ?? 0, latencyMsSum: typeof requests.latencyMsSum === 'number' ? requests.latencyMsSum : 0 },
+    uptimeSeconds: typeof status.uptimeMs === 'number' ? status.uptimeMs / 1000 : null,
+  };
+}
+
+function count(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : null;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
