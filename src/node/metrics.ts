@@ -226,9 +226,9 @@ export class Metrics {
       });
     };
     progress('kvs_reshard_partitions_moved', 'Partitions handed over so far by the reshard that /status shows (at its coordinator)', 'partitionsMoved');
-    progress('kvs_reshard_partitions_total', 'Partitions the reshard that /status shows hands over in all', 'partitionsTotal');
+    progress('kvs_reshard_partitions_to_move', 'Partitions the reshard that /status shows hands over in all', 'partitionsTotal');
     progress('kvs_reshard_keys_moved', 'Keys handed over so far by the reshard that /status shows', 'keysMoved');
-    progress('kvs_reshard_keys_total', 'Keys the reshard that /status shows hands over in all', 'keysTotal');
+    progress('kvs_reshard_keys_to_move', 'Keys the reshard that /status shows hands over in all', 'keysTotal');
   }
 
   /** Answers `run` (a request to `path`), counting and timing it; a request that throws counts as a 500. */

@@ -217,9 +217,9 @@ const REQUIRED: Record<string, Family['type']> = {
   kvs_shard_keys: 'gauge',
   kvs_reshard_in_progress: 'gauge',
   kvs_reshard_partitions_moved: 'gauge',
-  kvs_reshard_partitions_total: 'gauge',
+  kvs_reshard_partitions_to_move: 'gauge',
   kvs_reshard_keys_moved: 'gauge',
-  kvs_reshard_keys_total: 'gauge',
+  kvs_reshard_keys_to_move: 'gauge',
   // The process's default metrics (a few of them).
   process_cpu_user_seconds_total: 'counter',
   process_resident_memory_bytes: 'gauge',
@@ -300,11 +300,13 @@ describe('GET /metrics', () => {
         if (f.name.startsWith('kvs_')) assert.ok(f.help !== null && f.help.length > 0, `${addr}: ${f.name} has HELP`);
       }
       for (const [name, type] of Object.entries(REQUIRED)) assert.equal(family(s, name).type, type, `${addr}: TYPE of ${name}`);
+      // Prometheus keeps the _total suffix for counters.
+      for (const f of s.families.values()) if (f.name.startsWith('kvs_') && f.name.endsWith('_total')) assert.equal(f.type, 'counter', `${addr}: ${f.name} ends in _total`);
       assert.equal(valueOf(s, 'kvs_view_nodes', {}), 4, `${addr}: view size`);
       assert.equal(valueOf(s, 'kvs_ready', {}), 1, `${addr}: ready`);
       assert.equal(valueOf(s, 'kvs_reshard_in_progress', {}), 0, `${addr}: no reshard`);
       // No reshard: /status's reshard object is absent or null, and the progress gauges have no samples.
-      for (const name of ['kvs_reshard_partitions_moved', 'kvs_reshard_partitions_total', 'kvs_reshard_keys_moved', 'kvs_reshard_keys_total']) {
+      for (const name of ['kvs_reshard_partitions_moved', 'kvs_reshard_partitions_to_move', 'kvs_reshard_keys_moved', 'kvs_reshard_keys_to_move']) {
         assert.deepEqual(family(s, name).samples, [], `${addr}: ${name} without a reshard`);
       }
       const shards = family(s, 'kvs_shard_keys').samples;

@@ -67,8 +67,8 @@ test('reshard progress: gauges labelled with the epoch while /status has a resha
   const metrics = metricsWith(() => reshard);
   const lines = await samples(metrics);
   assert.ok(lines.includes('kvs_reshard_partitions_moved{epoch="4"} 300'), lines.join('\n'));
-  assert.ok(lines.includes('kvs_reshard_partitions_total{epoch="4"} 1024'));
-  assert.ok(lines.includes('kvs_reshard_keys_total{epoch="4"} 90'));
+  assert.ok(lines.includes('kvs_reshard_partitions_to_move{epoch="4"} 1024'));
+  assert.ok(lines.includes('kvs_reshard_keys_to_move{epoch="4"} 90'));
   assert.ok(!lines.some((l) => l.startsWith('kvs_reshard_keys_moved')), 'a count not known (null) has no sample');
   for (const none of [null, undefined, 'junk']) {
     reshard = none;
