@@ -281,14 +281,14 @@ adminCommand('reshard', 'reassign every node of the view to COUNT shards, showin
 
 /**
  * While a reshard runs: its progress from GET /status/store, on stderr (a bar redrawn in place on
- * a terminal, a line per phase otherwise). A separate client, so the session's metadata is untouched.
+ * a terminal, otherwise a line whenever the phase or a count changes). A separate client, so the session's metadata is untouched.
  */
 function watchReshard(options: ClientOptions): { stop(): Promise<void> } {
   const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
   const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
   const watcher = new KvsClient({ nodes, timeoutMs: Math.min(options.timeoutMs, 2_000), metadata: null, ...(ca !== undefined ? { tls: { ca } } : {}) });
   const tty = process.stderr.isTTY === true;
-  let lastPhase = '';
+  let last = '';
   let drawn = false;
   const poll = async () => {
     const progress = await watcher.storeStatus().then((store) => store.reshard, () => null);
@@ -296,10 +296,12 @@ function watchReshard(options: ClientOptions): { stop(): Promise<void> } {
     if (tty) {
       process.stderr.write(`\r${progressLine(progress)}`);
       drawn = true;
-    } else if (progress.phase !== lastPhase) {
-      process.stderr.write(`${progressLine(progress)}\n`);
+    } else {
+      // Off a terminal: a line when something but the clock moved.
+      const state = `${progress.phase} ${progress.partitionsMoved} ${progress.keysMoved} ${progress.keysTotal}`;
+      if (state !== last) process.stderr.write(`${progressLine(progress)}\n`);
+      last = state;
     }
-    lastPhase = progress.phase;
   };
   let polling = Promise.resolve();
   const timer = setInterval(() => {

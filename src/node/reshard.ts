@@ -38,6 +38,8 @@ export interface ReshardDeps {
 export class Resharding {
   private readonly ctx: NodeContext;
   private readonly deps: ReshardDeps;
+  /** True from a reshard's request to its end here, its preview included. */
+  private coordinating = false;
   /** The reshard this node coordinates now, with what moves (see progress()). */
   private running: { preview: ReshardPreview; phase: ReshardProgress['phase']; sent: Set<ShardId>; startedMs: number } | null = null;
 
@@ -56,23 +58,46 @@ export class Resharding {
       log.info({ shardCount, epoch: core.map.epoch }, 'reshard to the current shard count, every node in a shard: nothing to move');
       return json(200, { result: MESSAGES.resharded });
     }
-    if (core.reshardInProgress) return json(503, { error: 'A reshard is already in progress; try again later' });
-    const map = core.planReshard(shardCount as number);
+    // This node coordinates one reshard at a time, counted from here: its preview below waits for
+    // the shards' key counts before the prepare freezes anything.
+    if (core.reshardInProgress || this.coordinating) return json(503, { error: 'A reshard is already in progress; try again later' });
+    this.coordinating = true;
+    try {
+      return await this.planAndCoordinate(shardCount as number);
+    } finally {
+      this.coordinating = false;
+    }
+  }
+
+  private async planAndCoordinate(shardCount: number): Promise<HttpReply> {
+    const { core, timers } = this.ctx;
+    const map = core.planReshard(shardCount);
     const nodes = core.view();
     const started = timers.now();
     const before = core.map;
-    const preview = previewReshard(before, map, await this.partitionCounts(before));
-    const running = { preview, phase: 'prepare' as ReshardProgress['phase'], sent: new Set<ShardId>(), startedMs: started };
+    // What moves: the partitions are known from the maps now; the keys in them once a member of
+    // each shard has sent its counts, asked alongside phase 1 (which starts at once, so that no
+    // other reshard can slip in first).
+    const running = { preview: previewReshard(before, map, new Map()), phase: 'prepare' as ReshardProgress['phase'], sent: new Set<ShardId>(), startedMs: started };
     this.running = running;
+    const counted = this.partitionCounts(before).then((counts) => {
+      running.preview = previewReshard(before, map, counts);
+    });
     try {
-      return await this.coordinate(map, nodes, running, before);
+      return await this.coordinate(map, nodes, running, before, counted);
     } finally {
       this.running = null;
     }
   }
 
   /** The three phases of a reshard to `map`, coordinated from here. */
-  private async coordinate(map: ShardMap, nodes: NodeAddress[], running: NonNullable<Resharding['running']>, before: ShardMap): Promise<HttpReply> {
+  private async coordinate(
+    map: ShardMap,
+    nodes: NodeAddress[],
+    running: NonNullable<Resharding['running']>,
+    before: ShardMap,
+    counted: Promise<void>,
+  ): Promise<HttpReply> {
     const { core, config, log, timers } = this.ctx;
     const started = running.startedMs;
     const { partitionsMoving, keysMoving } = running.preview;
@@ -91,6 +116,7 @@ export class Resharding {
       return json(afterPhase1.reply.status, afterPhase1.reply.body);
     }
     const prepared = afterPhase1.prepared;
+    await counted;
     // Phase 2 among the nodes that took part; the others copy their new shard from these when back.
     running.phase = 'send';
     const sendStarted = timers.now();
@@ -191,22 +217,35 @@ export class Resharding {
     return json(200, { ...previewReshard(current, next, await this.partitionCounts(current)), noop: core.reshardIsNoop(shardCount as number) });
   }
 
-  /** Each shard's live keys per partition, from this node or the first member of the shard that answers. */
+  /**
+   * Each shard's live keys per partition, from whichever of its members answers first: every
+   * member is asked at once, so this takes one round trip, and at most CONTROL_TIMEOUT_MS.
+   */
   private async partitionCounts(map: ShardMap): Promise<Map<ShardId, readonly number[]>> {
     const out = new Map<ShardId, readonly number[]>();
     await Promise.all(
       Object.keys(map.shards).map(async (id) => {
         const shard = id as ShardId;
-        for (const member of membersOf(map, shard) ?? []) {
-          const counts = await this.countsAt(member, shard);
-          if (counts !== null) {
-            out.set(shard, counts);
-            return;
-          }
-        }
+        const counts = await this.firstCounts(membersOf(map, shard) ?? [], shard);
+        if (counts !== null) out.set(shard, counts);
       }),
     );
     return out;
+  }
+
+  /** The first counts any of `members` answers with (in-sync replicas agree); null when none does. */
+  private firstCounts(members: readonly NodeAddress[], shard: ShardId): Promise<readonly number[] | null> {
+    return new Promise((resolve) => {
+      let left = members.length;
+      if (left === 0) resolve(null);
+      for (const member of members) {
+        void this.countsAt(member, shard).then((counts) => {
+          left--;
+          if (counts !== null) resolve(counts);
+          else if (left === 0) resolve(null);
+        });
+      }
+    });
   }
 
   private async countsAt(member: NodeAddress, shard: ShardId): Promise<readonly number[] | null> {

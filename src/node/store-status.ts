@@ -4,6 +4,7 @@
 // Each is asked for its /status at once, with a short timeout; what only a node can tell is null
 // when it does not answer.
 
+import { sortAddresses } from '../core/address.ts';
 import type { NodeAddress, ShardId } from '../core/types.ts';
 import type { CoreReader, NodeContext } from './context.ts';
 import { STORE_STATUS_TIMEOUT_MS } from './limits.ts';
@@ -39,7 +40,7 @@ export interface StoreStatus {
 /** Every node of the store as `core` knows it: the view, nodes on probation, every shard's members. */
 export function storeNodes(core: CoreReader): NodeAddress[] {
   const all = new Set<NodeAddress>([...core.view(), ...core.onProbation(), ...Object.values(core.map.shards).flat()]);
-  return [...all].sort();
+  return sortAddresses([...all]);
 }
 
 export async function storeStatus(ctx: NodeContext, ownStatus: () => Record<string, unknown>): Promise<StoreStatus> {
@@ -75,6 +76,8 @@ function row(core: CoreReader, address: NodeAddress, status: Record<string, unkn
   const replication = isRecord(status.replication) ? status.replication : {};
   const repair = isRecord(status.repair) ? status.repair : {};
   const requests = isRecord(status.requests) ? status.requests : null;
+  // Answers, but is not in the view: on probation (found down, answering through the hold-down),
+  // or removed by request while still a shard member.
   let state: NodeState = 'up';
   if (status.ready !== true) state = 'not ready';
   else if (probation.has(address) || !core.isMember(address)) state = 'probation';

@@ -115,6 +115,8 @@ describe('operators: store status, shards, reshard plan and progress', () => {
         const r = await call('GET', nodes[2]!, '/status/store');
         const reshard = (r.body as { reshard: Record<string, unknown> | null }).reshard;
         if (reshard === null) throw new NotYet('no reshard yet');
+        // The keys to move are known once a member of each shard has sent its counts.
+        if (reshard.keysTotal === null) throw new NotYet(`keys not counted yet: ${JSON.stringify(reshard)}`);
         return reshard;
       }, { timeoutMs: 6_000, intervalMs: 50 });
       assert.equal(seen.value.phase, 'prepare');
@@ -122,7 +124,7 @@ describe('operators: store status, shards, reshard plan and progress', () => {
       assert.equal(seen.value.partitionsTotal, plan.partitionsMoving);
       assert.equal(seen.value.keysTotal, plan.keysMoving);
       assert.equal(seen.value.partitionsMoved, 0);
-      // The command shows the progress on stderr while it waits (a line per phase off a terminal).
+      // The command shows the progress on stderr while it waits (off a terminal, a line whenever the phase or a count changes).
       const line = new RegExp(`reshard to ${target} shards \\[\\.+\\] prepare: 0/${plan.partitionsMoving} partitions, 0/${plan.keysMoving} keys`);
       await pollUntil('kvs reshard prints its progress', async () => {
         if (!line.test(resharding.stderr())) throw new NotYet(resharding.stderr());
