@@ -234,18 +234,24 @@ export class Resharding {
   }
 
   /** The first counts any of `members` answers with (in-sync replicas agree); null when none does. */
-  private firstCounts(members: readonly NodeAddress[], shard: ShardId): Promise<readonly number[] | null> {
-    return new Promise((resolve) => {
-      let left = members.length;
-      if (left === 0) resolve(null);
-      for (const member of members) {
-        void this.countsAt(member, shard).then((counts) => {
-          left--;
-          if (counts !== null) resolve(counts);
-          else if (left === 0) resolve(null);
-        });
-      }
+  private async firstCounts(members: readonly NodeAddress[], shard: ShardId): Promise<readonly number[] | null> {
+    let first: readonly number[] | null = null;
+    let found = (): void => undefined;
+    const someone = new Promise<void>((resolve) => {
+      found = resolve;
     });
+    const everyone = Promise.all(
+      members.map(async (member) => {
+        const counts = await this.countsAt(member, shard);
+        if (counts !== null && first === null) {
+          first = counts;
+          found();
+        }
+      }),
+    );
+    // The others' answers (countsAt never throws) are not waited for once one has come.
+    await Promise.race([someone, everyone]);
+    return first;
   }
 
   private async countsAt(member: NodeAddress, shard: ShardId): Promise<readonly number[] | null> {

@@ -48,16 +48,26 @@ describe('operators: store status, shards, reshard plan and progress', () => {
   const store = useCluster({ ports, nodeCount: NODE_COUNT, shardCount: 2, extraEnv: { RESHARD_TIMEOUT_MS: '8000', ADMIN_TOKEN: 'operator-test-token-0123456789' } });
   const admin = { KVS_ADMIN_TOKEN: 'operator-test-token-0123456789' };
 
+  /**
+   * Writes the keys in one session. A node that another test stopped may still be catching up
+   * (its links held for the hold-down): a write there can get 503 while it lacks what the session
+   * depends on, and is tried again, as a client would, within a deadline.
+   */
   async function load(): Promise<void> {
     const client = new Client();
     for (let i = 0; i < KEY_COUNT; i++) {
-      const r = await client.put(store.nodes[i % NODE_COUNT]!, `op-${i}`, i);
-      assert.ok(r.status === 201 || r.status === 200, r.text);
+      await pollUntil(`PUT op-${i}`, async () => {
+        const r = await client.put(store.nodes[i % NODE_COUNT]!, `op-${i}`, i);
+        if (r.status === 503) throw new NotYet(r.text);
+        assert.ok(r.status === 201 || r.status === 200, r.text);
+      }, { timeoutMs: 15_000 });
     }
   }
 
   test('kvs status: one row per node, exit 0 when all are up; a killed node is listed as down and the exit is 2; kvs shards marks it', async () => {
     await store.cluster.ensureRunning();
+    // The whole store, every node in every view (a node stopped by another test is back only after the hold-down).
+    await store.cluster.waitForViews(store.nodes, { timeoutMs: 20_000 });
     const nodes = store.nodes;
     const all = await pollUntil('every node up in kvs status', async () => {
       const run = await kvs(['status', '--nodes', nodes[0]!]);
@@ -91,6 +101,8 @@ describe('operators: store status, shards, reshard plan and progress', () => {
 
   test('kvs reshard --plan moves nothing, and the reshard then moves what it said; progress shows in /status/store while it runs', async () => {
     await store.cluster.ensureRunning();
+    // The whole store, every node in every view (a node stopped by another test is back only after the hold-down).
+    await store.cluster.waitForViews(store.nodes, { timeoutMs: 20_000 });
     const nodes = store.nodes;
     await load();
     const before = await readShardLayout(nodes[0]!);
@@ -150,6 +162,8 @@ describe('operators: store status, shards, reshard plan and progress', () => {
 
   test('kvs reshard: a client-side timeout says the reshard may still be running and how to watch it', async () => {
     await store.cluster.ensureRunning();
+    // The whole store, every node in every view (a node stopped by another test is back only after the hold-down).
+    await store.cluster.waitForViews(store.nodes, { timeoutMs: 20_000 });
     const nodes = store.nodes;
     // A reshard that moves something, whichever test ran before.
     const target = (await readShardLayout(nodes[0]!)).ids.length === 2 ? 3 : 2;
