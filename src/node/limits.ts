@@ -55,6 +55,12 @@ export const CONTROL_TIMEOUT_MS = 2000;
  * (which asks again every second).
  */
 export const STORE_STATUS_TIMEOUT_MS = 1000;
+/**
+ * Requests for /status/store that arrive while one is being gathered, or within this long after,
+ * get the same answer: each costs a request to every node, and a flood of them must not become a
+ * flood between nodes. Half the dashboard's poll interval, so a page still sees every second.
+ */
+export const STORE_STATUS_FRESH_MS = 500;
 
 // ---------------------------------------------------------------- joining
 

@@ -14,7 +14,7 @@ import { Forwarding } from './forwarding.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import { announce, discover } from './join.ts';
 import { sendLate } from './late-transfer.ts';
-import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, RESHARD_WAIT_MS, TRANSFER_BYTES_MAX } from './limits.ts';
+import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
@@ -28,6 +28,7 @@ import { BadRequest, json } from './replies.ts';
 import { Replicator } from './replicator.ts';
 import { Resharding } from './reshard.ts';
 import { storeStatus } from './store-status.ts';
+import { coalesce } from './coalesce.ts';
 import { ParkedRequests } from './parked-requests.ts';
 import { nodeStatus } from './status.ts';
 import { Sync } from './sync.ts';
@@ -203,7 +204,7 @@ export class KvsNode {
       resharding,
       status: () => this.status(),
       metrics: () => this.metrics.reply(),
-      storeStatus: () => storeStatus(this.ctx, () => this.status()),
+      storeStatus: coalesce(() => storeStatus(this.ctx, () => this.status()), STORE_STATUS_FRESH_MS, () => this.timers.now()),
     });
     this.peerRoutes = new PeerRoutes(ctx, { failures: this.failures, maps: this.maps, sync: this.sync, resharding });
     this.metrics = new Metrics(
