@@ -196,13 +196,23 @@ function adminCommand(name: string, description: string): Command {
   );
 }
 
+/** The nodes of --nodes, in order. */
+function nodesOf(options: ClientOptions): string[] {
+  return options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
+}
+
+/** The CA certificate of --ca (KVS_CA), read. */
+function caOf(options: ClientOptions): Buffer | undefined {
+  return options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
+}
+
 // Runs one command in a session restored from the meta file, saves the session afterwards (even
 // after an error: an earlier request of the command may have moved it forward) and prints JSON.
 async function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
-  const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
+  const nodes = nodesOf(options);
   const metadata = options.metaFile === false ? null : await readMetadata(options.metaFile);
   const adminToken = options.adminToken?.trim() || undefined;
-  const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
+  const ca = caOf(options);
   const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}), ...(ca !== undefined ? { tls: { ca } } : {}) });
   try {
     const out = await run(client);
@@ -284,8 +294,8 @@ adminCommand('reshard', 'reassign every node of the view to COUNT shards, showin
  * a terminal, otherwise a line whenever the phase or a count changes). A separate client, so the session's metadata is untouched.
  */
 function watchReshard(options: ClientOptions): { stop(): Promise<void> } {
-  const nodes = options.nodes.split(',').map((node) => node.trim()).filter((node) => node !== '');
-  const ca = options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
+  const nodes = nodesOf(options);
+  const ca = caOf(options);
   const watcher = new KvsClient({ nodes, timeoutMs: Math.min(options.timeoutMs, 2_000), metadata: null, ...(ca !== undefined ? { tls: { ca } } : {}) });
   const tty = process.stderr.isTTY === true;
   let last = '';

@@ -8,6 +8,7 @@ import { sortAddresses } from '../core/address.ts';
 import type { NodeAddress, ShardId } from '../core/types.ts';
 import type { CoreReader, NodeContext } from './context.ts';
 import { STORE_STATUS_TIMEOUT_MS } from './limits.ts';
+import { isObject } from './wire.ts';
 
 export type NodeState = 'up' | 'probation' | 'down' | 'not ready';
 
@@ -51,7 +52,7 @@ export async function storeStatus(ctx: NodeContext, ownStatus: () => Record<stri
       if (node === config.address) return ownStatus();
       try {
         const reply = await ctx.peers.call(node, 'GET', '/status', undefined, { timeoutMs: STORE_STATUS_TIMEOUT_MS, lane: 'control' });
-        return reply.status === 200 && isRecord(reply.body) ? reply.body : null;
+        return reply.status === 200 && isObject(reply.body) ? reply.body : null;
       } catch {
         return null;
       }
@@ -64,7 +65,7 @@ export async function storeStatus(ctx: NodeContext, ownStatus: () => Record<stri
     const counts = rows.filter((r) => members.includes(r.address) && r.keys !== null).map((r) => r.keys as number);
     return { id: id as ShardId, members: [...members], keys: counts.length === 0 ? null : Math.max(...counts) };
   });
-  const reshard = statuses.map((s) => s?.reshard).find((r): r is Record<string, unknown> => isRecord(r)) ?? null;
+  const reshard = statuses.map((s) => s?.reshard).find((r): r is Record<string, unknown> => isObject(r)) ?? null;
   return { answeredBy: config.address, epoch: core.map.epoch, mode: core.map.mode, shards, nodes: rows, reshard };
 }
 
@@ -73,9 +74,9 @@ function row(core: CoreReader, address: NodeAddress, status: Record<string, unkn
   if (status === null) {
     return { address, shard, state: 'down', keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null };
   }
-  const replication = isRecord(status.replication) ? status.replication : {};
-  const repair = isRecord(status.repair) ? status.repair : {};
-  const requests = isRecord(status.requests) ? status.requests : null;
+  const replication = isObject(status.replication) ? status.replication : {};
+  const repair = isObject(status.repair) ? status.repair : {};
+  const requests = isObject(status.requests) ? status.requests : null;
   // Answers, but is not in the view: on probation (found down, answering through the hold-down),
   // or removed by request while still a shard member.
   let state: NodeState = 'up';
@@ -97,8 +98,4 @@ function row(core: CoreReader, address: NodeAddress, status: Record<string, unkn
 
 function count(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : null;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -8,7 +8,8 @@ import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from '../core/types.ts';
 import { BadRequest } from './replies.ts';
 
-function isObject(value: unknown): value is Record<string, unknown> {
+/** A JSON object (not an array, not null). */
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
