@@ -27,6 +27,10 @@ const RANGES: Record<string, readonly [first: number, count: number]> = {
   'integration/auth.test.ts': [9960, 30],
   'integration/deploy.test.ts': [9990, 10],
   'integration/operator.test.ts': [10100, 20],
+  'integration/openapi.test.ts': [10120, 10],
+  'package/pack.test.ts': [10130, 10],
+  'integration/cli.test.ts': [10140, 30],
+  'integration/dns-names.test.ts': [10170, 10],
   // test/fuzz/fuzz.test.ts: two stores at 19100 and 19110.
   'fuzz/fuzz.test.ts': [19100, 100],
   'integration/hostile.test.ts': [19200, 100],
