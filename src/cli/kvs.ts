@@ -3,16 +3,12 @@
 // view, shards, reshard, add-member, status). Client commands print JSON on stdout; errors go to
 // stderr with exit code 1.
 
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join, relative } from 'node:path';
-import { styleText } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KvsClient, isKvsError } from '../client/client.ts';
-import type { CausalMetadata, JsonValue, NodeAddress } from '../client/client.ts';
-import { startLocalCluster } from './local-cluster.ts';
+import type { JsonValue } from '../client/client.ts';
+import { registerClusterCommand } from './cluster-command.ts';
+import { defaultSessionFile, readMetadata, withFileLock, writeMetadata } from './session-file.ts';
 import { allUp, planTable, progressLine, statusTable } from './operator.ts';
 
 /** What a command prints as it is, not as JSON (tables for people). */
@@ -23,39 +19,20 @@ class Text {
   }
 }
 
-/** Where `kvs cluster` keeps the secret it generated, in its data folder. */
-const SECRET_FILE = 'cluster-secret';
-
-/** The secret a previous run generated in `dataRoot`, or a new one (written there, readable by the owner only). */
-function generatedSecret(dataRoot: string | null): string {
-  if (dataRoot !== null) {
-    const file = join(dataRoot, SECRET_FILE);
-    try {
-      const kept = readFileSync(file, 'utf8').trim();
-      if (kept.length >= 16) return kept;
-    } catch {
-      // None yet.
-    }
-    const secret = randomBytes(32).toString('hex');
-    mkdirSync(dataRoot, { recursive: true });
-    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-    return secret;
-  }
-  return randomBytes(32).toString('hex');
-}
-
 const defaultNodes = '127.0.0.1:8090';
 /** How often `kvs reshard` asks for the reshard's progress. */
 const RESHARD_POLL_MS = 500;
 /** `kvs status`: the exit code when a node of the store is down, on probation or not ready. */
 const STATUS_NOT_ALL_UP = 2;
-const defaultMetaFile = join(homedir(), '.kvs-session.json');
-/** `kvs cluster` gives up when the nodes are not all ready by then. */
-const clusterReadyTimeoutMs = 30_000;
+/** How long a command waits for another one using the same session file to finish. */
+const SESSION_LOCK_WAIT_MS = 60_000;
+/** The store's version, from package.json (two folders up, from the source and the compiled package alike). */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const program = new Command()
   .name('kvs')
   .description('A sharded, replicated, causally consistent key-value store')
+  .version(VERSION, '-V, --version', 'print the version and exit')
   .showHelpAfterError();
 
 // ---- kvs node ------------------------------------------------------------------------------
@@ -69,7 +46,8 @@ const nodeFlags = [
   { flag: '--listen-host <ip>', key: 'listenHost', env: 'LISTEN_HOST', help: 'interface to listen on (default 0.0.0.0)' },
   { flag: '--causal-wait-ms <n>', key: 'causalWaitMs', env: 'CAUSAL_WAIT_MS', help: 'wait for missing dependencies before 503', integer: true },
   { flag: '--hold-down-ms <n>', key: 'holdDownMs', env: 'HOLD_DOWN_MS', help: 'after a link fails, no data crosses it until it answers probes this long (a removed node is re-admitted after the same)', integer: true },
-  { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info, warn, error' },
+  { flag: '--log-level <level>', key: 'logLevel', env: 'LOG_LEVEL', help: 'trace, debug, info (default), warn, error, fatal or silent' },
+  { flag: '--log-format <format>', key: 'logFormat', env: 'LOG_FORMAT', help: 'json (default: one object per line, for machines) or pretty (for people)' },
   { flag: '--data-dir <dir>', key: 'dataDir', env: 'DATA_DIR', help: 'persist what this node acknowledges there (default: in memory)' },
   { flag: '--cluster-secret <list>', key: 'clusterSecret', env: 'CLUSTER_SECRET', help: 'secrets shared by the nodes, comma-separated, each at least 16 characters: requests between nodes are signed with the first and accepted with any (prefer the variable: flags show in ps)' },
   { flag: '--admin-token <token>', key: 'adminToken', env: 'ADMIN_TOKEN', help: "clients' topology changes (PUT and DELETE /view, add-member, reshard) then need Authorization: Bearer <token>; at least 16 characters (prefer the variable: flags show in ps)" },
@@ -94,99 +72,32 @@ nodeCommand.action(async (options: Record<string, string | number | undefined>) 
 
 // ---- kvs cluster ---------------------------------------------------------------------------
 
-program
-  .command('cluster')
-  .description('run a local store of several node processes until Ctrl-C')
-  .option('--nodes <n>', 'number of nodes', parsePositiveInteger, 6)
-  .option('--shards <n>', 'number of shards (0: one replicated shard, no SHARD_COUNT)', parseNonNegativeInteger, 2)
-  .option('--host <ip>', 'address the nodes listen on and announce', '127.0.0.1')
-  .option('--base-port <n>', 'port of the first node; the others follow', parsePositiveInteger, 8090)
-  .option('--data-dir <dir>', 'where the nodes keep their data (one folder each)', 'data')
-  .option('--no-data-dir', 'keep everything in memory')
-  .addOption(new Option('--cluster-secret <list>', "the nodes' CLUSTER_SECRET (default: a random one for this run)").env('CLUSTER_SECRET'))
-  .addOption(new Option('--admin-token <token>', "the nodes' ADMIN_TOKEN: clients' topology changes then need it (default: none)").env('ADMIN_TOKEN'))
-  .action(async (options: { nodes: number; shards: number; host: string; basePort: number; dataDir: string | false; clusterSecret?: string; adminToken?: string }) => {
-    // The nodes always share a secret: one given, or a random one (printed nowhere) kept in the
-    // data folder, so a restarted cluster takes the metadata its clients hold.
-    const givenSecret = options.clusterSecret?.trim() ?? '';
-    const clusterSecret = givenSecret !== '' ? givenSecret : generatedSecret(options.dataDir === false ? null : options.dataDir);
-    const adminToken = options.adminToken?.trim() ?? '';
-    const nodeEnv: Record<string, string> = { CLUSTER_SECRET: clusterSecret, ...(adminToken !== '' ? { ADMIN_TOKEN: adminToken } : {}) };
-    if (givenSecret === '') {
-      const where = options.dataDir === false ? 'for this run' : `kept in ${join(options.dataDir, SECRET_FILE)}`;
-      console.log(`kvs cluster: the nodes run with a generated cluster secret, ${where} (give --cluster-secret or CLUSTER_SECRET to choose one)`);
-    }
-    const colors = ['cyan', 'magenta', 'yellow', 'green', 'blue', 'red'] as const;
-    const colorOf = (address: NodeAddress) => colors[(Number(address.split(':').at(-1)) - options.basePort) % colors.length]!;
-    let exitedCount = 0;
-    const cluster = startLocalCluster({
-      nodeCount: options.nodes,
-      shardCount: options.shards,
-      host: options.host,
-      basePort: options.basePort,
-      env: nodeEnv,
-      ...(options.dataDir === false ? {} : { dataRoot: options.dataDir }),
-      onLogLine: (address, line) => console.log(`${styleText(colorOf(address), address)} | ${line}`),
-      onUnexpectedExit: (address, description) => {
-        console.error(styleText('red', `kvs cluster: node ${address} ${description}`));
-        // The children are what keeps this process alive; without any, say so rather than end quietly with 0.
-        exitedCount += 1;
-        if (exitedCount === options.nodes) {
-          console.error('kvs cluster: every node has exited');
-          process.exit(1);
-        }
-      },
-    });
-
-    let signals = 0;
-    const onSignal = () => {
-      signals += 1;
-      if (signals > 1) {
-        cluster.kill();
-        process.exit(1);
-      }
-      console.error('kvs cluster: stopping every node (Ctrl-C again to kill them)');
-      void cluster.stop().then(() => process.exit(0));
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-
-    try {
-      await cluster.waitReady(clusterReadyTimeoutMs);
-    } catch (err) {
-      await cluster.stop();
-      throw err;
-    }
-    const first = cluster.addresses[0]!;
-    console.log(
-      [
-        '',
-        `kvs cluster: ${options.nodes} nodes ready, ${options.shards === 0 ? 'replicated (one shard)' : `${options.shards} shard${options.shards === 1 ? '' : 's'}`}:`,
-        ...cluster.addresses.map((address) => `  ${address}`),
-        'try:',
-        `  curl -X PUT -H 'content-type: application/json' -d '{"value": "hello", "causal-metadata": null}' http://${first}/kvs/greeting`,
-        `  node ${relative(process.cwd(), import.meta.filename)} get greeting --nodes ${first}`,
-        ...(adminToken !== '' ? ['Topology changes (PUT and DELETE /view, add-member, reshard) need the admin token: kvs reshard and kvs add-member take --admin-token or KVS_ADMIN_TOKEN.'] : []),
-        'Ctrl-C stops the cluster.',
-        '',
-      ].join('\n'),
-    );
-    // The children keep this process alive; the signal handlers end it.
-  });
+registerClusterCommand(program, parsePositiveInteger, parseNonNegativeInteger);
 
 // ---- client commands -----------------------------------------------------------------------
 
-type ClientOptions = { nodes: string; metaFile: string | false; timeoutMs: number; adminToken?: string; ca?: string };
+type ClientOptions = { nodes: string; metaFile?: string | false; lockWaitMs?: number; timeoutMs: number; adminToken?: string; ca?: string };
 
-function clientCommand(name: string, description: string): Command {
-  return program
+/**
+ * A command that speaks to the store as a client. `session`: it reads and writes keys, so it
+ * carries the session's causal metadata from one command to the next (the session file).
+ */
+function clientCommand(name: string, description: string, { session = false } = {}): Command {
+  const command = program
     .command(name)
     .description(description)
-    .option('--nodes <a,b>', 'nodes to talk to, in order of preference', defaultNodes)
-    .option('--meta-file <file>', 'read and write the session causal metadata here, chaining successive commands', defaultMetaFile)
-    .option('--no-meta-file', 'start a fresh session and keep nothing')
+    .addOption(new Option('--nodes <a,b>', 'nodes to talk to, in order of preference').env('KVS_NODES').default(defaultNodes))
     .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000)
     .addOption(new Option('--ca <file>', "a store with TLS: speak HTTPS, trusting this CA certificate (PEM)").env('KVS_CA'));
+  if (!session) return command;
+  return command
+    .addOption(
+      new Option('--meta-file <file>', 'the session file: read and write the causal metadata here, chaining successive commands (default: one file per --nodes list under ~/.kvs/sessions)').env(
+        'KVS_META_FILE',
+      ),
+    )
+    .option('--no-meta-file', 'start a fresh session and keep nothing')
+    .option('--lock-wait-ms <n>', 'bound on waiting for other commands using the same session file', parsePositiveInteger, SESSION_LOCK_WAIT_MS);
 }
 
 /** A client command that changes the topology: it may need the store's admin token. */
@@ -206,11 +117,25 @@ function caOf(options: ClientOptions): Buffer | undefined {
   return options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
 }
 
-// Runs one command in a session restored from the meta file, saves the session afterwards (even
-// after an error: an earlier request of the command may have moved it forward) and prints JSON.
+/** The session file of a command (null: none, for --no-meta-file and commands without a session). */
+function sessionFileOf(options: ClientOptions): string | null {
+  if (options.metaFile === false) return null;
+  if (options.metaFile === undefined) return options.lockWaitMs === undefined ? null : defaultSessionFile(nodesOf(options));
+  return options.metaFile;
+}
+
+// Runs one command; with a session file, under its lock, in the session restored from it, and
+// saves the session afterwards (even after an error: an earlier request of the command may have
+// moved it forward). Prints JSON, or a Text as it is.
 async function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
+  const file = sessionFileOf(options);
+  if (file === null) return runClient(options, null, run);
+  await withFileLock(file, options.lockWaitMs ?? SESSION_LOCK_WAIT_MS, () => runClient(options, file, run));
+}
+
+async function runClient(options: ClientOptions, file: string | null, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
   const nodes = nodesOf(options);
-  const metadata = options.metaFile === false ? null : await readMetadata(options.metaFile);
+  const metadata = file === null ? null : await readMetadata(file);
   const adminToken = options.adminToken?.trim() || undefined;
   const ca = caOf(options);
   const client = new KvsClient({ nodes, timeoutMs: options.timeoutMs, metadata, ...(adminToken !== undefined ? { adminToken } : {}), ...(ca !== undefined ? { tls: { ca } } : {}) });
@@ -218,8 +143,8 @@ async function withClient(options: ClientOptions, run: (client: KvsClient) => Pr
     const out = await run(client);
     console.log(out instanceof Text ? out.text : JSON.stringify(out, null, 2));
   } catch (err) {
-    if (isKvsError(err, 'causal_unavailable') && options.metaFile !== false) {
-      err.message += `\n(if the store was restarted since, ${options.metaFile} is stale: delete it or pass --no-meta-file)`;
+    if (isKvsError(err, 'causal_unavailable') && file !== null) {
+      err.message += `\n(if the store was restarted since, ${file} is stale: delete it or pass --no-meta-file)`;
     }
     if (isKvsError(err, 'unauthorized')) {
       err.message += `\n(${adminToken === undefined ? 'the store has an admin token: give --admin-token or KVS_ADMIN_TOKEN' : 'the admin token given is not the store\'s'})`;
@@ -227,20 +152,20 @@ async function withClient(options: ClientOptions, run: (client: KvsClient) => Pr
     throw err;
   } finally {
     await client.close();
-    if (options.metaFile !== false && client.metadata !== metadata) await writeMetadata(options.metaFile, client.metadata);
+    if (file !== null && client.metadata !== metadata) await writeMetadata(file, client.metadata);
   }
 }
 
-clientCommand('get', 'read a key')
+clientCommand('get', 'read a key', { session: true })
   .argument('<key>')
   .action((key: string, options: ClientOptions) => withClient(options, (client) => client.get(key)));
 
-clientCommand('put', 'write a key (VALUE is parsed as JSON when it parses, else taken as a string)')
+clientCommand('put', 'write a key (VALUE is parsed as JSON when it parses, else taken as a string)', { session: true })
   .argument('<key>')
   .argument('<value>')
   .action((key: string, value: string, options: ClientOptions) => withClient(options, (client) => client.put(key, parseValue(value))));
 
-clientCommand('delete', 'delete a key')
+clientCommand('delete', 'delete a key', { session: true })
   .argument('<key>')
   .action((key: string, options: ClientOptions) => withClient(options, (client) => client.delete(key)));
 
@@ -367,28 +292,6 @@ function parsePositiveInteger(text: string): number {
   const value = parseNonNegativeInteger(text);
   if (value === 0) throw new InvalidArgumentError('must be at least 1');
   return value;
-}
-
-async function readMetadata(file: string): Promise<CausalMetadata> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  try {
-    return JSON.parse(text) as CausalMetadata;
-  } catch {
-    throw new Error(`${file} is not JSON session metadata: delete it or pass --no-meta-file`);
-  }
-}
-
-// Written beside and renamed over, so an interrupted command never leaves half a file.
-async function writeMetadata(file: string, metadata: CausalMetadata): Promise<void> {
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(metadata)}\n`);
-  await rename(temporary, file);
 }
 
 try {

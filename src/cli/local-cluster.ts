@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -39,16 +40,27 @@ export type LocalClusterOptions = {
 
 export type LocalCluster = {
   addresses: NodeAddress[];
-  /** Resolves once every node's GET /status says ready:true; rejects at the deadline or when a
-   * node exits first. */
+  /**
+   * Resolves once every running node's GET /status says ready:true and comes from that node's own
+   * process (its `pid`: another store answering on the port does not count); rejects at the
+   * deadline or when a node exits first.
+   */
   waitReady(timeoutMs: number): Promise<void>;
   /** SIGTERM to every node still running, SIGKILL to those that outlive the grace period. */
   stop(): Promise<void>;
   /** SIGKILL to every node still running, for a second Ctrl-C. */
   kill(): void;
+  /** The addresses whose process runs now, in order. */
+  running(): NodeAddress[];
+  /** Stops one node as `stop` does (no unexpected-exit report); resolves once it has exited. */
+  stopNode(address: NodeAddress): Promise<void>;
+  /** SIGKILL to one node, as a crash would (no unexpected-exit report). */
+  killNode(address: NodeAddress): Promise<void>;
+  /** Starts a node that is not running, with the environment it had; resolves once it is ready. */
+  startNode(address: NodeAddress, timeoutMs: number): Promise<void>;
 };
 
-type RunningNode = { address: NodeAddress; child: ChildProcess; exit: Promise<string>; exited: boolean };
+type RunningNode = { address: NodeAddress; child: ChildProcess; exit: Promise<string>; exited: boolean; stopping: boolean };
 
 export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
   if (!Number.isInteger(options.nodeCount) || options.nodeCount < 1) throw new TypeError('nodeCount must be at least 1');
@@ -58,14 +70,17 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
   }
   const addresses = Array.from({ length: options.nodeCount }, (_, i) => `${options.host}:${options.basePort + i}`);
   let stopping = false;
+  const nodes = new Map<NodeAddress, RunningNode>();
 
-  const nodes: RunningNode[] = addresses.map((address) => {
+  function spawnNode(address: NodeAddress): RunningNode {
     const env: Record<string, string | undefined> = { ...process.env, ...options.env, SOCKET_ADDRESS: address, VIEW: addresses.join(',') };
     // An inherited PORT would put every node on one port, and an inherited SHARD_COUNT would
     // shard a store meant to be replicated-only.
     delete env.PORT;
     delete env.SHARD_COUNT;
     delete env.DATA_DIR;
+    // The nodes listen where they are reached, not on every interface.
+    env.LISTEN_HOST = options.host;
     if (options.dataRoot !== undefined) env.DATA_DIR = join(options.dataRoot, address.replace(':', '-'));
     if (options.shardCount > 0) env.SHARD_COUNT = String(options.shardCount);
     const child = spawn(process.execPath, [nodeMainPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,6 +91,7 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
       address,
       child,
       exited: false,
+      stopping: false,
       exit: new Promise((resolve) => {
         child.once('error', (err) => {
           node.exited = true;
@@ -88,26 +104,47 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
       }),
     };
     void node.exit.then((description) => {
-      if (!stopping) options.onUnexpectedExit(address, description);
+      if (!stopping && !node.stopping) options.onUnexpectedExit(address, description);
     });
+    nodes.set(address, node);
     return node;
-  });
+  }
 
-  async function waitReady(timeoutMs: number): Promise<void> {
+  for (const address of addresses) spawnNode(address);
+
+  function nodeOf(address: NodeAddress): RunningNode {
+    const node = nodes.get(address);
+    if (node === undefined) throw new Error(`${address} is not a node of this cluster (${addresses.join(', ')})`);
+    return node;
+  }
+
+  async function waitReady(timeoutMs: number, only?: NodeAddress): Promise<void> {
     const deadlineMs = performance.now() + timeoutMs;
+    const waiting = only === undefined ? [...nodes.values()].filter((node) => !node.exited) : [nodeOf(only)];
     const client = new KvsClient({ nodes: addresses, timeoutMs: statusTimeoutMs });
-    const notReady = new Set(addresses);
+    const notReady = new Set(waiting);
     try {
       while (notReady.size > 0) {
-        const dead = nodes.find((node) => node.exited);
-        if (dead !== undefined) throw new Error(`node ${dead.address} exited before the cluster was ready`);
+        const dead = [...notReady].find((node) => node.exited);
+        if (dead !== undefined) throw new Error(`node ${dead.address} exited before it was ready`);
         if (performance.now() > deadlineMs) {
-          throw new Error(`not ready after ${timeoutMs} ms: ${[...notReady].join(', ')}`);
+          const foreign = [...notReady].filter((node) => foreignPids.has(node.address));
+          throw new Error(
+            `not ready after ${timeoutMs} ms: ${[...notReady].map((node) => node.address).join(', ')}` +
+              (foreign.length > 0 ? ` (${foreign.map((node) => `${node.address} is answered by process ${foreignPids.get(node.address)}, not by this cluster's node`).join('; ')})` : ''),
+          );
         }
         await Promise.all(
-          [...notReady].map(async (address) => {
-            const status = await client.status(address).catch(() => undefined);
-            if (status?.ready === true) notReady.delete(address);
+          [...notReady].map(async (node) => {
+            const status = await client.status(node.address).catch(() => undefined);
+            if (status === undefined) return;
+            // Another process answering at the address is not this node, however ready it is.
+            if (status.pid !== node.child.pid) {
+              foreignPids.set(node.address, status.pid);
+              return;
+            }
+            foreignPids.delete(node.address);
+            if (status.ready === true) notReady.delete(node);
           }),
         );
         if (notReady.size > 0) await sleep(readyPollIntervalMs);
@@ -116,26 +153,66 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
       await client.close();
     }
   }
+  const foreignPids = new Map<NodeAddress, unknown>();
+
+  async function stopOne(node: RunningNode): Promise<void> {
+    node.stopping = true;
+    if (node.exited) return;
+    node.child.kill('SIGTERM');
+    if (await settlesWithin(node.exit, stopGraceMs)) return;
+    node.child.kill('SIGKILL');
+    await settlesWithin(node.exit, killWaitMs);
+  }
 
   async function stop(): Promise<void> {
     stopping = true;
-    await Promise.all(
-      nodes.map(async (node) => {
-        if (node.exited) return;
-        node.child.kill('SIGTERM');
-        if (await settlesWithin(node.exit, stopGraceMs)) return;
-        node.child.kill('SIGKILL');
-        await settlesWithin(node.exit, killWaitMs);
-      }),
-    );
+    await Promise.all([...nodes.values()].map(stopOne));
   }
 
   function kill(): void {
     stopping = true;
-    for (const node of nodes) if (!node.exited) node.child.kill('SIGKILL');
+    for (const node of nodes.values()) if (!node.exited) node.child.kill('SIGKILL');
   }
 
-  return { addresses, waitReady, stop, kill };
+  return {
+    addresses,
+    waitReady: (timeoutMs) => waitReady(timeoutMs),
+    stop,
+    kill,
+    running: () => addresses.filter((address) => !nodeOf(address).exited),
+    stopNode: (address) => stopOne(nodeOf(address)),
+    async killNode(address) {
+      const node = nodeOf(address);
+      node.stopping = true;
+      if (node.exited) return;
+      node.child.kill('SIGKILL');
+      await settlesWithin(node.exit, killWaitMs);
+    },
+    async startNode(address, timeoutMs) {
+      if (!nodeOf(address).exited) throw new Error(`${address} is running`);
+      if (stopping) throw new Error('the cluster is stopping');
+      spawnNode(address);
+      await waitReady(timeoutMs, address);
+    },
+  };
+}
+
+/**
+ * The ports among `ports` that something on this machine already listens on at `host`: each is
+ * bound for a moment and released. A taken one would make its node exit at start, or worse, leave
+ * another store answering in its place.
+ */
+export async function portsInUse(host: string, ports: readonly number[]): Promise<number[]> {
+  const taken: number[] = [];
+  for (const port of ports) {
+    const free = await new Promise<boolean>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
+      server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
+    });
+    if (!free) taken.push(port);
+  }
+  return taken;
 }
 
 async function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {

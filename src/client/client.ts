@@ -34,6 +34,10 @@ export type DeleteResult = { deleted: true; shardId: ShardId } | { deleted: fals
 export type NodeStatus = {
   address: NodeAddress;
   ready: boolean;
+  /** The store's version the node runs. */
+  version: string;
+  /** The node's process id on its machine. */
+  pid: number;
   shard: ShardId | null;
   view: NodeAddress[];
   [field: string]: unknown;

@@ -58,8 +58,10 @@ export interface NodeConfig {
   reshardTimeoutMs: number;
   /** STARTUP_WAIT_MS: at start, how long to look for peers that already hold a shard map. */
   startupWaitMs: number;
-  /** LOG_LEVEL: pino level. */
-  logLevel: string;
+  /** LOG_LEVEL: one of LOG_LEVELS. */
+  logLevel: LogLevel;
+  /** LOG_FORMAT: `json` (one object per line, for machines; the default) or `pretty` (for people). */
+  logFormat: LogFormat;
   /** ANTI_ENTROPY_INTERVAL_MS: how often this node compares partition digests with one shard peer (0: never). */
   antiEntropyIntervalMs: number;
   /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
@@ -75,6 +77,12 @@ export interface NodeConfig {
   /** TLS_CERT, TLS_KEY, TLS_CA: PEM files; all three or none. With them, clients and peers speak HTTPS and peers verify each other against the CA. */
   tls: { certFile: string; keyFile: string; caFile: string } | null;
 }
+
+/** What LOG_LEVEL may be, most verbose first; `silent` logs nothing. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** A secret shorter than this is refused: it could be guessed. */
 export const SECRET_LENGTH_MIN = 16;
@@ -102,6 +110,7 @@ export const DEFAULTS = {
   startupWaitMs: 2000,
   antiEntropyIntervalMs: 5000,
   logLevel: 'info',
+  logFormat: 'json',
 } as const;
 
 export class ConfigError extends Error {}
@@ -179,7 +188,8 @@ export function loadConfig(env: Env): NodeConfig {
     pendingMax: int(env, 'PENDING_MAX', DEFAULTS.pendingMax),
     reshardTimeoutMs: int(env, 'RESHARD_TIMEOUT_MS', DEFAULTS.reshardTimeoutMs),
     startupWaitMs: int(env, 'STARTUP_WAIT_MS', DEFAULTS.startupWaitMs),
-    logLevel: env.LOG_LEVEL?.trim() || DEFAULTS.logLevel,
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, DEFAULTS.logLevel),
+    logFormat: oneOf(env, 'LOG_FORMAT', LOG_FORMATS, DEFAULTS.logFormat),
     antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
     dataDir: env.DATA_DIR?.trim() || null,
     clusterSecrets: secrets(env.CLUSTER_SECRET),
@@ -218,6 +228,14 @@ function tlsFiles(env: Env): NodeConfig['tls'] {
   if (given === 0) return null;
   if (given < 3) throw new ConfigError('TLS_CERT, TLS_KEY and TLS_CA go together: give all three PEM files, or none for plain HTTP');
   return { certFile, keyFile, caFile };
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const text = env[name]?.trim().toLowerCase();
+  if (!text) return fallback;
+  const found = allowed.find((value) => value === text);
+  if (found === undefined) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}; got ${JSON.stringify(env[name])}`);
+  return found;
 }
 
 function positive(env: Env, name: string, fallback: number): number {

@@ -18,7 +18,7 @@ export async function main(env: Record<string, string | undefined>): Promise<voi
     }
     throw error;
   }
-  const log = createLogger(config.logLevel, config.address);
+  const log = createLogger(config.logLevel, config.address, config.logFormat);
   const node = new KvsNode(config, log, tls === null ? {} : { tls });
   let stopping = false;
   const stop = (signal: string): void => {

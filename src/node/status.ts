@@ -1,5 +1,6 @@
 import type { NodeContext } from './context.ts';
 import { readLoopDelay } from './loop-delay.ts';
+import { VERSION } from './version.ts';
 
 /** The parts of /status that other concerns keep. */
 export interface StatusSources {
@@ -22,6 +23,9 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
   return {
     address: ctx.config.address,
     ready: core.ready,
+    version: VERSION,
+    /** The node's process on its machine (kvs cluster tells its own nodes from another store's by it). */
+    pid: process.pid,
     epoch: core.map.epoch,
     mode: core.map.mode,
     shard: core.shard,
