@@ -37,7 +37,7 @@ const program = new Command()
 
 // ---- kvs node ------------------------------------------------------------------------------
 
-// Flag -> environment variable of CONVENTIONS.tmp.md; a flag wins over the variable.
+// Flag -> environment variable of README's "Configuration"; a flag wins over the variable.
 const nodeFlags = [
   { flag: '--address <ip:port>', key: 'address', env: 'SOCKET_ADDRESS', help: "this node's own address" },
   { flag: '--view <a,b,c>', key: 'view', env: 'VIEW', help: 'every node the store starts with, this one included (default: this node alone)' },

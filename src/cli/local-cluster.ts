@@ -1,5 +1,5 @@
 // A store of N node processes on one machine, for `kvs cluster` and the benchmark: spawns
-// `node src/node/main.ts` per node with the environment of CONVENTIONS, relays their log lines,
+// `node src/node/main.ts` per node with the environment of README's "Configuration", relays their log lines,
 // waits until every node says ready, and stops them all.
 
 import { spawn } from 'node:child_process';

@@ -1,7 +1,7 @@
 // Starts real store nodes as child processes for the black-box integration tests.
 //
 // Each node is `node src/node/main.ts` with SOCKET_ADDRESS / VIEW / SHARD_COUNT (see
-// CONVENTIONS.tmp.md). Its stdout and stderr go to a per-node ring buffer, printed when a test
+// README's "Configuration"). Its stdout and stderr go to a per-node ring buffer, printed when a test
 // fails. Every wait is a poll with a deadline that fails with a message naming what it waited for.
 
 import { TEST_CLUSTER_SECRET } from './peer.ts';
