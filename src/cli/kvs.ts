@@ -76,28 +76,26 @@ registerClusterCommand(program, parsePositiveInteger, parseNonNegativeInteger);
 
 // ---- client commands -----------------------------------------------------------------------
 
-type ClientOptions = { nodes: string; metaFile?: string | false; lockWaitMs?: number; timeoutMs: number; adminToken?: string; ca?: string };
+type ClientOptions = { nodes: string; metaFile?: string | false; lockWaitMs: number; timeoutMs: number; adminToken?: string; ca?: string };
 
 /**
- * A command that speaks to the store as a client. `session`: it reads and writes keys, so it
- * carries the session's causal metadata from one command to the next (the session file).
+ * A command that speaks to the store as a client. Every one takes the session options, so a script
+ * may pass them to any; only get, put and delete read and write the session (`withSession`).
  */
-function clientCommand(name: string, description: string, { session = false } = {}): Command {
-  const command = program
+function clientCommand(name: string, description: string): Command {
+  return program
     .command(name)
     .description(description)
     .addOption(new Option('--nodes <a,b>', 'nodes to talk to, in order of preference').env('KVS_NODES').default(defaultNodes))
-    .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000)
-    .addOption(new Option('--ca <file>', "a store with TLS: speak HTTPS, trusting this CA certificate (PEM)").env('KVS_CA'));
-  if (!session) return command;
-  return command
     .addOption(
-      new Option('--meta-file <file>', 'the session file: read and write the causal metadata here, chaining successive commands (default: one file per --nodes list under ~/.kvs/sessions)').env(
+      new Option('--meta-file <file>', 'the session file: get, put and delete read and write the causal metadata here, chaining successive commands (default: one file per --nodes list under ~/.kvs/sessions)').env(
         'KVS_META_FILE',
       ),
     )
     .option('--no-meta-file', 'start a fresh session and keep nothing')
-    .option('--lock-wait-ms <n>', 'bound on waiting for other commands using the same session file', parsePositiveInteger, SESSION_LOCK_WAIT_MS);
+    .option('--lock-wait-ms <n>', 'bound on waiting for other commands using the same session file', parsePositiveInteger, SESSION_LOCK_WAIT_MS)
+    .option('--timeout-ms <n>', 'bound on each request to each node', parsePositiveInteger, 5_000)
+    .addOption(new Option('--ca <file>', "a store with TLS: speak HTTPS, trusting this CA certificate (PEM)").env('KVS_CA'));
 }
 
 /** A client command that changes the topology: it may need the store's admin token. */
@@ -117,20 +115,24 @@ function caOf(options: ClientOptions): Buffer | undefined {
   return options.ca?.trim() ? readFileSync(options.ca.trim()) : undefined;
 }
 
-/** The session file of a command (null: none, for --no-meta-file and commands without a session). */
+/** The session file of a command (null: --no-meta-file). */
 function sessionFileOf(options: ClientOptions): string | null {
   if (options.metaFile === false) return null;
-  if (options.metaFile === undefined) return options.lockWaitMs === undefined ? null : defaultSessionFile(nodesOf(options));
-  return options.metaFile;
+  return options.metaFile ?? defaultSessionFile(nodesOf(options));
 }
 
-// Runs one command; with a session file, under its lock, in the session restored from it, and
+/** Runs a command that needs no session (no causal metadata sent, none kept). Prints JSON, or a Text as it is. */
+function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
+  return runClient(options, null, run);
+}
+
+// Runs a key-value command under the session file's lock, in the session restored from it, and
 // saves the session afterwards (even after an error: an earlier request of the command may have
-// moved it forward). Prints JSON, or a Text as it is.
-async function withClient(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
+// moved it forward).
+async function withSession(options: ClientOptions, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
   const file = sessionFileOf(options);
   if (file === null) return runClient(options, null, run);
-  await withFileLock(file, options.lockWaitMs ?? SESSION_LOCK_WAIT_MS, () => runClient(options, file, run));
+  await withFileLock(file, options.lockWaitMs, () => runClient(options, file, run));
 }
 
 async function runClient(options: ClientOptions, file: string | null, run: (client: KvsClient) => Promise<unknown>): Promise<void> {
@@ -156,18 +158,18 @@ async function runClient(options: ClientOptions, file: string | null, run: (clie
   }
 }
 
-clientCommand('get', 'read a key', { session: true })
+clientCommand('get', 'read a key')
   .argument('<key>')
-  .action((key: string, options: ClientOptions) => withClient(options, (client) => client.get(key)));
+  .action((key: string, options: ClientOptions) => withSession(options, (client) => client.get(key)));
 
-clientCommand('put', 'write a key (VALUE is parsed as JSON when it parses, else taken as a string)', { session: true })
+clientCommand('put', 'write a key (VALUE is parsed as JSON when it parses, else taken as a string)')
   .argument('<key>')
   .argument('<value>')
-  .action((key: string, value: string, options: ClientOptions) => withClient(options, (client) => client.put(key, parseValue(value))));
+  .action((key: string, value: string, options: ClientOptions) => withSession(options, (client) => client.put(key, parseValue(value))));
 
-clientCommand('delete', 'delete a key', { session: true })
+clientCommand('delete', 'delete a key')
   .argument('<key>')
-  .action((key: string, options: ClientOptions) => withClient(options, (client) => client.delete(key)));
+  .action((key: string, options: ClientOptions) => withSession(options, (client) => client.delete(key)));
 
 clientCommand('view', 'list the nodes in the view').action((options: ClientOptions) =>
   withClient(options, async (client) => ({ view: await client.view() })),
