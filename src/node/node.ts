@@ -21,7 +21,8 @@ import { Maps } from './maps.ts';
 import { Metrics } from './metrics.ts';
 import { PeerAuth } from './peer-auth.ts';
 import { PeerClient } from './peer-client.ts';
-import { hasPeerHeader, PeerGate, Unauthorized } from './peer-gate.ts';
+import { hasPeerHeader, knownNodes, PeerGate, Unauthorized } from './peer-gate.ts';
+import { PeerNames } from './peer-names.ts';
 import { PeerRoutes } from './peer-routes.ts';
 import { keyOf, PublicRoutes } from './public-routes.ts';
 import { BadRequest, json } from './replies.ts';
@@ -31,6 +32,7 @@ import { storeStatus } from './store-status.ts';
 import { coalesce } from './coalesce.ts';
 import { ParkedRequests } from './parked-requests.ts';
 import { nodeStatus } from './status.ts';
+import { VERSION } from './version.ts';
 import { Sync } from './sync.ts';
 import type { TlsMaterial } from './tls.ts';
 import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
@@ -81,6 +83,8 @@ export class KvsNode {
   /** What the concerns share (built in the constructor). */
   private readonly ctx: NodeContext;
   private readonly gate: PeerGate;
+  /** Without a cluster secret: the IPs of known nodes' host names, for the address check. */
+  private readonly names: PeerNames | null;
   private readonly failures: FailureDetector;
   private readonly sync: Sync;
   private readonly maps: Maps;
@@ -177,7 +181,11 @@ export class KvsNode {
       startedMs: this.startedMs,
       isClosed: () => this.closed,
     });
-    this.gate = new PeerGate(ctx);
+    this.names =
+      this.auth === null
+        ? new PeerNames({ timers: this.timers, log, limiter: this.refusals, known: () => knownNodes(ctx), run: (task, work) => background.run(task, work) })
+        : null;
+    this.gate = new PeerGate(ctx, this.names);
     this.failures = new FailureDetector(
       ctx,
       {
@@ -254,7 +262,7 @@ export class KvsNode {
       },
     });
     this.log.info(
-      { port: this.config.port, view: this.config.view, shardCount: this.config.shardCount },
+      { version: VERSION, host: this.config.listenHost, port: this.config.port, view: this.config.view, shardCount: this.config.shardCount },
       'listening',
     );
     await this.run();
@@ -270,6 +278,7 @@ export class KvsNode {
         'no CLUSTER_SECRET: requests between nodes are not authenticated; routes under /internal/ answer only the addresses of known nodes, and causal metadata is checked by what it names, not by a MAC',
       );
     }
+    this.names?.start();
     await discover(this.ctx, this.maps);
     await announce(this.ctx, this.gate);
     this.failures.start();
@@ -282,6 +291,7 @@ export class KvsNode {
   async close(): Promise<void> {
     this.closed = true;
     this.failures.stop();
+    this.names?.stop();
     this.sync.stop();
     this.parked.closeAll();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -318,12 +328,14 @@ export class KvsNode {
   }
 
   status(): Record<string, unknown> {
-    return nodeStatus(this.ctx, {
+    const status = nodeStatus(this.ctx, {
       linkStatus: () => this.failures.linkStatus(),
       repairStatus: () => this.sync.repairStatus(),
       lateTransfers: () => this.maps.lateTransfers,
       requests: () => this.metrics.kv.snapshot(),
       reshard: () => this.resharding.progress(),
     });
+    // Without a cluster secret: the node names looked up for the address check.
+    return this.names === null ? status : { ...status, peerNames: this.names.snapshot() };
   }
 }

@@ -11,6 +11,7 @@ import type { HttpReply, HttpRequest } from './http-server.ts';
 import { FORWARD_HOPS_MAX } from './limits.ts';
 import { FROM_HEADER, INCARNATION_HEADER, isIncarnation } from './link-transport.ts';
 import { AUTH_HEADER, type PeerAuth, sealMetadata, unsealMetadata } from './peer-auth.ts';
+import { hostOf, normalizeIp, type PeerNames } from './peer-names.ts';
 import { BadRequest, json } from './replies.ts';
 
 /** A request that claims to come from a node (it carries x-kvs-auth) but whose authenticator does not verify. */
@@ -33,11 +34,24 @@ export function hasPeerHeader(headers: HttpRequest['headers']): boolean {
   return false;
 }
 
+/**
+ * The nodes whose addresses a request may come from without a cluster secret: those in VIEW, the
+ * view, the nodes probed and the shard map's members. Nodes only learned of from pings do not count
+ * (anyone can send a ping).
+ */
+export function knownNodes(ctx: Pick<NodeContext, 'config' | 'core'>): NodeAddress[] {
+  const core = ctx.core;
+  return [...ctx.config.view, ...core.probeTargets(), ...Object.values(core.map.shards).flat()];
+}
+
 export class PeerGate {
   private readonly ctx: NodeContext;
+  /** The IPs of known nodes' host names (without a cluster secret; null with one). */
+  private readonly names: PeerNames | null;
 
-  constructor(ctx: NodeContext) {
+  constructor(ctx: NodeContext, names: PeerNames | null = null) {
     this.ctx = ctx;
+    this.names = names;
   }
 
   /**
@@ -82,11 +96,11 @@ export class PeerGate {
       out.deadlineMs = Number(deadline);
     }
     if (downReport !== undefined) {
-      if (!isNodeAddress(downReport)) throw new BadRequest(`Header ${DOWN_REPORT_HEADER} must be a node address IP:PORT`);
+      if (!isNodeAddress(downReport)) throw new BadRequest(`Header ${DOWN_REPORT_HEADER} must be a node address host:port`);
       out.downReport = downReport;
     }
     if (from !== undefined) {
-      if (!isNodeAddress(from)) throw new BadRequest(`Header ${FROM_HEADER} must be a node address IP:PORT`);
+      if (!isNodeAddress(from)) throw new BadRequest(`Header ${FROM_HEADER} must be a node address host:port`);
       out.from = from;
     }
     if (incarnation !== undefined) {
@@ -105,15 +119,14 @@ export class PeerGate {
 
   /**
    * Whether a connection from `ip` may come from a node: the IP of a node in VIEW, the view or the
-   * shard map, or one of PEER_SOURCE_IPS. Nodes only learned of from pings do not count (anyone can
-   * send a ping). Nodes named by host name match nothing here: list their IPs in PEER_SOURCE_IPS.
+   * shard map (`knownNodes`), or one of PEER_SOURCE_IPS. A node named by host name matches the IPs
+   * its name resolved to (`PeerNames`, looked up in the background: never awaited here).
    */
   private isNodeSource(ip: string): boolean {
-    const source = ip.startsWith('::ffff:') ? ip.slice('::ffff:'.length) : ip;
-    if (this.ctx.config.peerSourceIps.includes(source)) return true;
-    const core = this.ctx.core;
-    const known = [...this.ctx.config.view, ...core.probeTargets(), ...Object.values(core.map.shards).flat()];
-    return known.some((node) => node.slice(0, node.lastIndexOf(':')) === source);
+    const source = normalizeIp(ip);
+    if (this.ctx.config.peerSourceIps.some((allowed) => normalizeIp(allowed) === source)) return true;
+    if (knownNodes(this.ctx).some((node) => hostOf(node) === source)) return true;
+    return this.names?.isNodeIp(source) ?? false;
   }
 
   /** A peer route asked by someone who is not a node of this store: nothing read, nothing changed. */
