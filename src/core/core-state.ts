@@ -77,6 +77,11 @@ export class CoreState {
   protected repairCursor = 0;
 
   protected pendingReshard: PendingReshard | null = null;
+  /**
+   * This node's map came from its environment alone (no map on disk: a new node, or one without
+   * DATA_DIR): the store's map, when discovery hears it at start, replaces it (ReshardCore.adoptMap).
+   */
+  protected mapFromEnvironment = false;
 
   protected readonly bugs: ReadonlySet<PlantedBug>;
 

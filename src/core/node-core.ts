@@ -84,7 +84,7 @@ export class NodeCore extends ReshardCore {
       case 'repair':
         return this.onRepair(input.epoch, input.shard, input.versions, input.reflected);
       case 'map':
-        return this.adoptMap(input.map);
+        return this.adoptMap(input.map, input.atStart === true);
       case 'reshard-prepare':
         return this.prepareReshard(input.map, input.coordinator, nowMs);
       case 'reshard-transfer':
@@ -113,6 +113,7 @@ export class NodeCore extends ReshardCore {
         this.markSent(input.epoch);
         return undefined;
       case 'restore':
+        this.mapFromEnvironment = input.map === null;
         if (input.map !== null) this.mapPersisted(input.map);
         return input.replica !== null && this.restoreReplica(input.replica);
       case 'full-sync-begin':

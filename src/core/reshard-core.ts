@@ -25,8 +25,15 @@ export class ReshardCore extends ReplicationCore {
    * Takes a map a peer holds. Returns whether this node must rebuild its shard copy from a peer
    * (it joined a shard, or missed a reshard it did not take part in).
    */
-  protected adoptMap(remote: ShardMap): MapChange {
-    const merged = mergeShardMaps(this.currentMap, remote);
+  protected adoptMap(remote: ShardMap, atStart = false): MapChange {
+    // A node that started without a map of its own built one from its environment (VIEW,
+    // SHARD_COUNT). The store's map, heard at start, replaces it instead of merging with it: within
+    // one epoch a merge unions members, and a VIEW unlike the store's (a new node's names it) deals
+    // the nodes otherwise, so the union would put nodes in two shards. Only the first map heard, and
+    // only before this node has served anything or announced itself; never back to an older epoch.
+    const replace = atStart && this.mapFromEnvironment && remote.epoch >= this.currentMap.epoch;
+    if (atStart) this.mapFromEnvironment = false;
+    const merged = replace ? remote : mergeShardMaps(this.currentMap, remote);
     if (mapsEqual(merged, this.currentMap)) return { changed: false };
     const pending = this.pendingReshard;
     if (

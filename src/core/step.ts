@@ -78,7 +78,8 @@ export type Input =
   | ({ kind: 'sync-request' } & SyncAsk)
   | { kind: 'digest-request'; epoch: Epoch; shard: ShardId; digests: readonly number[] }
   | { kind: 'repair'; epoch: Epoch; shard: ShardId; versions: Version[]; reflected?: EpochClocks }
-  | { kind: 'map'; map: ShardMap }
+  /** `atStart`: heard by discovery, before this node serves or announces itself. */
+  | { kind: 'map'; map: ShardMap; atStart?: boolean }
   | { kind: 'reshard-prepare'; map: ShardMap; coordinator: NodeAddress }
   | { kind: 'reshard-transfer'; epoch: Epoch; versions: Version[]; claim?: TransferClaim }
   | { kind: 'reshard-commit'; epoch: Epoch }

@@ -25,7 +25,7 @@ export async function discover(ctx: NodeContext, maps: Pick<Maps, 'adoptMap'>): 
       const { map, view } = answer.value.body as { map?: unknown; view?: unknown };
       if (!isShardMap(map)) continue;
       heard++;
-      maps.adoptMap(map, { source: 'discovery', syncNow: false });
+      maps.adoptMap(map, { source: 'discovery', syncNow: false, atStart: true });
       // Nodes that joined after this node's VIEW was written (it restarts with the VIEW it had).
       for (const node of Array.isArray(view) ? view : []) {
         if (!isNodeAddress(node) || node === config.address || core.isMember(node)) continue;

@@ -19,6 +19,8 @@ export interface MapsDeps {
 export interface AdoptOptions {
   source: string;
   syncNow: boolean;
+  /** Heard by discovery at start (see the `map` input). */
+  atStart?: boolean;
 }
 
 export class Maps {
@@ -54,7 +56,7 @@ export class Maps {
   adoptMap(map: ShardMap, options: AdoptOptions): void {
     const core = this.ctx.core;
     const before = core.map;
-    this.carryOut(this.ctx.step({ kind: 'map', map }), before, options);
+    this.carryOut(this.ctx.step({ kind: 'map', map, atStart: options.atStart === true }), before, options);
   }
 
   /** What a change of map asks of the runtime (the step staged it for the disk): log it, hand over what was orphaned, copy the new shard. */

@@ -33,6 +33,7 @@ const RANGES: Record<string, readonly [first: number, count: number]> = {
   'integration/dns-names.test.ts': [10170, 10],
   // 10180-10199: kept free for trying things by hand.
   'deploy/dockerfile.test.ts': [10200, 5],
+  'integration/scale-out.test.ts': [10210, 10],
   // test/fuzz/fuzz.test.ts: two stores at 19100 and 19110.
   'fuzz/fuzz.test.ts': [19100, 100],
   'integration/hostile.test.ts': [19200, 100],

@@ -1,0 +1,83 @@
+// Scaling out as a StatefulSet does it: a new node starts with the same SHARD_COUNT as the store's
+// nodes and a VIEW that names it too. Its address sorts before theirs (as kvs-10 sorts between
+// kvs-1 and kvs-2), so the map it builds from its environment deals the nodes otherwise than the
+// store's. It must take the store's map, not merge its own into it: it joins the view in no shard,
+// the store's shards and keys stay as they were, and add-member then puts it in one.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Cluster, NotYet, pollUntil, printLogsOnFailure, retryWhile503 } from '../helpers/cluster.ts';
+import { Client, call, getNodeShardId, readShardLayout, type NodeAddress, type ShardLayout } from '../helpers/http.ts';
+import { portsFor } from '../helpers/ports.ts';
+
+const ports = portsFor(import.meta.url);
+const KEY_COUNT = 40;
+const WAIT_MS = 20_000;
+
+let cluster: Cluster | undefined;
+let initial: NodeAddress[] = [];
+let layout: ShardLayout;
+const client = new Client();
+const values = new Map<string, string>();
+/** Port 0 of the range sorts before the store's nodes (ports 1-4). */
+const newcomer = ports.address(0);
+
+before(async () => {
+  ports.port(4);
+  cluster = await Cluster.start({ basePort: ports.port(1), nodeCount: 4, shardCount: 2 });
+  initial = cluster.addresses();
+  await cluster.waitForViews(initial, { timeoutMs: WAIT_MS });
+  layout = await readShardLayout(initial[0]!);
+  for (let i = 0; i < KEY_COUNT; i++) {
+    const reply = await client.put(initial[i % initial.length]!, `scale-${i}`, `v${i}`);
+    assert.ok(reply.status === 200 || reply.status === 201, `put scale-${i}: ${reply.status} ${reply.text}`);
+    values.set(`scale-${i}`, `v${i}`);
+  }
+});
+after(async () => {
+  await cluster?.stop();
+});
+printLogsOnFailure(() => cluster);
+
+test('a new node with SHARD_COUNT and a VIEW naming it joins the view in no shard, and the store keeps its map', async () => {
+  const c = cluster!;
+  await c.startJoiner(ports.port(0), { SHARD_COUNT: '2' });
+  await c.waitReady([newcomer]);
+  const everyone = [...initial, newcomer];
+  await c.waitForViews(everyone, { timeoutMs: WAIT_MS });
+  assert.equal(await getNodeShardId(newcomer), null, 'in no shard until add-member');
+  // Every node, the newcomer too, routes by the store's map as it was.
+  for (const node of everyone) assert.deepEqual(await readShardLayout(node), layout, `the shard map at ${node}`);
+  for (const node of everyone) {
+    for (const [key, value] of values) {
+      const reply = await client.get(node, key);
+      assert.equal(reply.status, 200, `GET ${key} at ${node}: ${reply.status} ${reply.text}`);
+      assert.equal(reply.body.value, value);
+    }
+  }
+});
+
+test('add-member then puts the new node in a shard, whose keys it copies', async () => {
+  const c = cluster!;
+  const shard = layout.ids[1]!;
+  const added = await call('PUT', initial[0]!, `/shard/add-member/${shard}`, { 'socket-address': newcomer });
+  assert.equal(added.status, 200, added.text);
+  const expected = [...layout.members[shard]!, newcomer].sort();
+  for (const node of c.addresses()) {
+    await pollUntil(
+      `${node} lists ${newcomer} in ${shard}`,
+      async () => {
+        const members = (await call('GET', node, `/shard/members/${shard}`)).body['shard-members'] as string[];
+        if ([...members].sort().join() !== expected.join()) throw new NotYet(members.join());
+      },
+      { timeoutMs: WAIT_MS },
+    );
+  }
+  assert.equal(await getNodeShardId(newcomer), shard);
+  for (const [key, value] of values) {
+    // While it copies its shard, the new member answers 503 for what it lacks.
+    const reply = await retryWhile503(`GET ${key} at the new member`, () => client.get(newcomer, key), WAIT_MS);
+    assert.equal(reply.status, 200, `GET ${key} at the new member: ${reply.status} ${reply.text}`);
+    assert.equal(reply.body.value, value);
+  }
+});
