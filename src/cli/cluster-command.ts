@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { styleText } from 'node:util';
 import { Option, type Command } from 'commander';
@@ -141,7 +141,7 @@ async function runCluster(options: ClusterOptions): Promise<void> {
       ...cluster.addresses.map((address) => `  ${address}`),
       'try:',
       `  curl -X PUT -H 'content-type: application/json' -d '{"value": "hello", "causal-metadata": null}' http://${first}/kvs/greeting`,
-      `  node ${relative(process.cwd(), join(import.meta.dirname, 'kvs.ts'))} get greeting --nodes ${first}`,
+      `  npx kvs get greeting --nodes ${first}`,
       ...(adminToken !== '' ? ['Topology changes (PUT and DELETE /view, add-member, reshard) need the admin token: kvs reshard and kvs add-member take --admin-token or KVS_ADMIN_TOKEN.'] : []),
       'Type `help` for the control commands (restart a node, ...). Ctrl-C stops the cluster.',
       '',

@@ -5,14 +5,15 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KvsClient } from '../client/client.ts';
 import type { NodeAddress } from '../client/client.ts';
 
-// Resolved from this file, not from the cwd, so the command works from any directory.
-const nodeMainPath = join(import.meta.dirname, '..', 'node', 'main.ts');
+// Resolved from this file, not from the cwd, so the command works from any directory; with this
+// file's own extension, so the compiled package (dist/, .js) starts its own compiled node.
+const nodeMainPath = join(import.meta.dirname, '..', 'node', `main${extname(import.meta.filename)}`);
 
 /** Between two rounds of GET /status while waiting for readiness. */
 const readyPollIntervalMs = 100;
