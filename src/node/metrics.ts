@@ -23,7 +23,7 @@ const WAIT_OUTCOMES = ['released', 'expired', 'closed'] as const;
 const INTERNAL_ROUTES: ReadonlySet<string> = new Set(
   ['ping', 'state', 'map', 'replicate', 'digest', 'repair', 'sync', 'reshard/prepare', 'reshard/send', 'reshard/transfer', 'reshard/commit', 'reshard/abort'].map((name) => `/internal/${name}`),
 );
-const EXACT_ROUTES: ReadonlySet<string> = new Set(['/view', '/status', '/status/store', '/metrics', '/shard/ids', '/shard/node-shard-id', '/shard/reshard']);
+const EXACT_ROUTES: ReadonlySet<string> = new Set(['/view', '/status', '/status/store', '/status/ready', '/openapi.json', '/metrics', '/shard/ids', '/shard/node-shard-id', '/shard/reshard']);
 const METHODS: ReadonlySet<string> = new Set(['GET', 'PUT', 'DELETE', 'POST', 'HEAD', 'OPTIONS', 'PATCH']);
 
 /**

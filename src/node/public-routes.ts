@@ -1,5 +1,6 @@
 // The routes of clients and operators: /kvs/<key> (served here, forwarded, or waited on within a
-// bound), /view, /shard/*, /status and /metrics.
+// bound), /view, /shard/*, /status, /status/ready, /status/store, /metrics, /ui/ and /openapi.json,
+// dispatched through one table (PUBLIC_ROUTES, at the end; route-table.ts).
 
 import type { StoreStatus } from './store-status.ts';
 import { isNodeAddress } from '../core/address.ts';
@@ -15,7 +16,9 @@ import type { HttpReply, HttpRequest } from './http-server.ts';
 import type { Maps } from './maps.ts';
 import type { ParkedRequests } from './parked-requests.ts';
 import type { PeerGate, PeerHeaders } from './peer-gate.ts';
+import { OPENAPI } from './openapi.ts';
 import { BadRequest, json } from './replies.ts';
+import { RouteTable } from './route-table.ts';
 import type { Resharding } from './reshard.ts';
 import type { Sync } from './sync.ts';
 
@@ -50,9 +53,23 @@ export function keyOf(path: string): string {
   }
 }
 
-function isKvMethod(method: string): method is KvMethod {
-  return method === 'GET' || method === 'PUT' || method === 'DELETE';
+/** A shard id from its path segment: any text (it is looked up in the map, and an unknown id is answered with 404). */
+function shardIdOf(rawId: string): ShardId {
+  try {
+    return asShardId(decodeURIComponent(rawId));
+  } catch {
+    throw new BadRequest('Shard id is not valid URL encoding');
+  }
 }
+
+/** What an entry of the table is given: the request, its node-to-node headers, its path parameters (percent-encoded). */
+export interface RouteCall {
+  request: HttpRequest;
+  peer: PeerHeaders;
+  params: Record<string, string>;
+}
+
+export type RouteHandler = (routes: PublicRoutes, call: RouteCall) => HttpReply | Promise<HttpReply>;
 
 export class PublicRoutes {
   private readonly ctx: NodeContext;
@@ -65,38 +82,74 @@ export class PublicRoutes {
 
   /**
    * A request to any route but /internal/ (`peer`: its node-to-node headers, when a node sent it):
-   * the answer, or the promise of it when the route waits for something.
+   * the answer, or the promise of it when the route waits for something. Only an entry of
+   * PUBLIC_ROUTES serves a request; any other gets the table's `unrouted` answer (404 or 405).
    */
   route(request: HttpRequest, peer: PeerHeaders): HttpReply | Promise<HttpReply> {
     const { method, path } = request;
-    const body = request.body;
-    if (path.startsWith('/kvs/')) {
-      if (!isKvMethod(method)) return json(405, { error: `Method ${method} is not allowed on /kvs` });
-      let key: string;
-      try {
-        key = decodeURIComponent(path.slice('/kvs/'.length));
-      } catch {
-        return json(400, { error: 'Key is not valid URL encoding' });
-      }
-      return this.kv(method, key, path, body, peer.hops, peer.deadlineMs);
-    }
-    if (path === '/view') return this.viewRoute(method, body, peer, request);
-    if (path.startsWith('/shard/')) return this.shardRoute(method, path, body, request);
-    if (path === '/status' && method === 'GET') return json(200, this.deps.status());
-    if (path === '/metrics' && method === 'GET') return this.deps.metrics();
-    if (path === '/status/store' && method === 'GET') return this.deps.storeStatus().then((store) => json(200, store));
-    if (path === '/ui' || path.startsWith('/ui/')) return dashboardRoute(method, path);
-    return json(404, { error: `No route for ${method} ${path}` });
+    const match = PUBLIC_ROUTES.match(method, path);
+    if (match === null) return PUBLIC_ROUTES.unrouted(method, path);
+    return match.route.handler(this, { request, peer, params: match.params });
   }
 
-  private async viewRoute(method: string, body: unknown, peer: PeerHeaders, request: HttpRequest): Promise<HttpReply> {
-    const { core, log, timers } = this.ctx;
+  /** GET, PUT and DELETE /kvs/{key}: the key is the rest of the path, percent-decoded (400 when it is not valid URL encoding). */
+  kvRoute(method: KvMethod, { request, peer, params }: RouteCall): HttpReply | Promise<HttpReply> {
+    let key: string;
+    try {
+      key = decodeURIComponent(params.key ?? '');
+    } catch {
+      return json(400, { error: 'Key is not valid URL encoding' });
+    }
+    return this.kv(method, key, request.path, request.body, peer.hops, peer.deadlineMs);
+  }
+
+  /** GET /view. */
+  view(): HttpReply {
+    return json(200, { view: this.ctx.core.view() });
+  }
+
+  /** GET /shard/ids. */
+  shardIds(): HttpReply {
+    return json(200, { 'shard-ids': shardIds(this.ctx.core.map) });
+  }
+
+  /** GET /shard/node-shard-id (null: this node is in no shard). */
+  nodeShardId(): HttpReply {
+    return json(200, { 'node-shard-id': this.ctx.core.shard });
+  }
+
+  /** GET /status: liveness (200 whenever the node answers), and what the node is, holds and has done. */
+  status(): HttpReply {
+    return json(200, this.deps.status());
+  }
+
+  /** GET /status/store. */
+  async storeStatus(): Promise<HttpReply> {
+    return json(200, await this.deps.storeStatus());
+  }
+
+  /** GET /metrics. */
+  metrics(): Promise<HttpReply> {
+    return this.deps.metrics();
+  }
+
+  /**
+   * GET /status/ready, for load balancers and readiness probes: the `ready` of /status (status.ts
+   * reads the same `core.ready`), as a status code. Not the whole /status document: building it
+   * resets the event-loop delay window that /status reports, and probes come every few seconds.
+   */
+  ready(): HttpReply {
+    if (this.ctx.core.ready) return json(200, { ready: true });
+    return json(503, { ready: false, error: 'This node is not ready: it is joining the store or copying its shard' });
+  }
+
+  /** PUT and DELETE /view: the admin token first (when the store has one), then the body. */
+  async viewChange(method: 'PUT' | 'DELETE', { request, peer }: RouteCall): Promise<HttpReply> {
+    const { core, log } = this.ctx;
     const downReport = peer.downReport;
-    if (method === 'GET') return json(200, { view: core.view() });
-    if (method !== 'PUT' && method !== 'DELETE') return json(405, { error: `Method ${method} is not allowed on /view` });
     const refusal = this.deps.gate.adminRefusal(request, `${method} /view`);
     if (refusal !== null) return refusal;
-    const address = field(body, 'socket-address');
+    const address = field(request.body, 'socket-address');
     if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
     if (method === 'PUT') {
       const reply = this.ctx.step({ kind: 'view-put', node: address });
@@ -126,46 +179,48 @@ export class PublicRoutes {
     return json(reply.status, reply.body);
   }
 
-  private async shardRoute(method: string, path: string, body: unknown, request: HttpRequest): Promise<HttpReply> {
+  /** GET /shard/members/{id}. */
+  members(rawId: string): HttpReply {
+    const id = shardIdOf(rawId);
+    const members = membersOf(this.ctx.core.map, id);
+    if (!members) return json(404, { error: `Shard ${id} does not exist` });
+    return json(200, { 'shard-members': members });
+  }
+
+  /** GET /shard/key-count/{id}. */
+  keyCount(rawId: string): Promise<HttpReply> {
+    return this.deps.forwarding.keyCount(shardIdOf(rawId));
+  }
+
+  /** PUT /shard/add-member/{id}: the admin token first (when the store has one), then the id and the body. */
+  async addMember(rawId: string, request: HttpRequest): Promise<HttpReply> {
+    const refusal = this.deps.gate.adminRefusal(request, 'PUT /shard/add-member');
+    if (refusal !== null) return refusal;
     const core = this.ctx.core;
-    const map = core.map;
-    if (method === 'GET' && path === '/shard/ids') return json(200, { 'shard-ids': shardIds(map) });
-    if (method === 'GET' && path === '/shard/node-shard-id') return json(200, { 'node-shard-id': core.shard });
-    const [, , action, rawId] = path.split('/');
-    if (method === 'PUT' && ((action === 'add-member' && rawId !== undefined) || path === '/shard/reshard')) {
-      const refusal = this.deps.gate.adminRefusal(request, action === 'add-member' ? 'PUT /shard/add-member' : 'PUT /shard/reshard');
-      if (refusal !== null) return refusal;
+    const id = shardIdOf(rawId);
+    const address = field(request.body, 'socket-address');
+    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
+    const reply = this.ctx.step({ kind: 'add-member', shard: id, node: address });
+    if (reply.status === 200) {
+      this.ctx.log.info({ shard: id, peer: address }, 'node added to shard');
+      await this.deps.maps.pushMap([...core.viewPeers(), address]);
+      if (reply.joined) this.ctx.background.run('full sync', () => this.deps.sync.fullSync('added to a shard'));
     }
-    let id: ShardId | undefined;
-    try {
-      // Any text: it is looked up in the map, and an unknown id is answered with 404.
-      id = rawId === undefined ? undefined : asShardId(decodeURIComponent(rawId));
-    } catch {
-      throw new BadRequest('Shard id is not valid URL encoding');
-    }
-    if (method === 'GET' && action === 'members' && id !== undefined) {
-      const members = membersOf(map, id);
-      if (!members) return json(404, { error: `Shard ${id} does not exist` });
-      return json(200, { 'shard-members': members });
-    }
-    if (method === 'GET' && action === 'key-count' && id !== undefined) return this.deps.forwarding.keyCount(id);
-    if (method === 'PUT' && action === 'add-member' && id !== undefined) {
-      const address = field(body, 'socket-address');
-      if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
-      const reply = this.ctx.step({ kind: 'add-member', shard: id, node: address });
-      if (reply.status === 200) {
-        this.ctx.log.info({ shard: id, peer: address }, 'node added to shard');
-        await this.deps.maps.pushMap([...core.viewPeers(), address]);
-        if (reply.joined) this.ctx.background.run('full sync', () => this.deps.sync.fullSync('added to a shard'));
-      }
-      return json(reply.status, reply.body);
-    }
-    if (method === 'PUT' && path === '/shard/reshard') return this.deps.resharding.reshard(field(body, 'shard-count'));
-    if (method === 'GET' && action === 'reshard-plan' && rawId !== undefined) {
-      // A preview: nothing moves, so no admin token is asked for.
-      return this.deps.resharding.plan(/^[1-9][0-9]{0,5}$/.test(rawId) ? Number(rawId) : rawId);
-    }
-    return json(404, { error: `No route for ${method} ${path}` });
+    return json(reply.status, reply.body);
+  }
+
+  /** PUT /shard/reshard: the admin token first (when the store has one), then the body. */
+  reshard(request: HttpRequest): HttpReply | Promise<HttpReply> {
+    const refusal = this.deps.gate.adminRefusal(request, 'PUT /shard/reshard');
+    if (refusal !== null) return refusal;
+    return this.deps.resharding.reshard(field(request.body, 'shard-count'));
+  }
+
+  /** GET /shard/reshard-plan/{count}: a preview, nothing moves, so no admin token is asked for. */
+  reshardPlan(rawCount: string): Promise<HttpReply> {
+    // Checked like a shard id's segment, as the /shard/<action>/<id> routes always have been.
+    shardIdOf(rawCount);
+    return this.deps.resharding.plan(/^[1-9][0-9]{0,5}$/.test(rawCount) ? Number(rawCount) : rawCount);
   }
 
   // ---------------------------------------------------------------- key-value
@@ -236,3 +291,52 @@ export class PublicRoutes {
     return backlogged;
   }
 }
+
+/**
+ * A request no entry serves. A method the table has no entry for on /kvs/{key} and /view: 405 (as
+ * the API has always answered there); under /ui, the dashboard's own answer (405 for a method other
+ * than GET and HEAD, else 404). Anything else: 404 "No route", except that under /shard/ a third
+ * segment that is not valid URL encoding is a 400 first, as it always has been.
+ */
+function unrouted(method: string, path: string): HttpReply {
+  if (path.startsWith('/kvs/')) return json(405, { error: `Method ${method} is not allowed on /kvs` });
+  if (path === '/view') return json(405, { error: `Method ${method} is not allowed on /view` });
+  if (path === '/ui' || path.startsWith('/ui/')) return dashboardRoute(method, path);
+  const rawId = path.startsWith('/shard/') ? path.split('/')[3] : undefined;
+  if (rawId !== undefined) shardIdOf(rawId);
+  return json(404, { error: `No route for ${method} ${path}` });
+}
+
+const dashboard: RouteHandler = (_routes, { request }) => dashboardRoute(request.method, request.path);
+
+/**
+ * Every public route: what the node answers, and what GET /openapi.json describes (openapi.ts
+ * has one operation per entry; test/integration/openapi.test.ts checks that both ways).
+ */
+export const PUBLIC_ROUTES = new RouteTable<RouteHandler>(
+  [
+    { method: 'GET', path: '/kvs/{key}', last: 'rest', handler: (r, call) => r.kvRoute('GET', call) },
+    { method: 'PUT', path: '/kvs/{key}', last: 'rest', handler: (r, call) => r.kvRoute('PUT', call) },
+    { method: 'DELETE', path: '/kvs/{key}', last: 'rest', handler: (r, call) => r.kvRoute('DELETE', call) },
+    { method: 'GET', path: '/view', handler: (r) => r.view() },
+    { method: 'PUT', path: '/view', handler: (r, call) => r.viewChange('PUT', call) },
+    { method: 'DELETE', path: '/view', handler: (r, call) => r.viewChange('DELETE', call) },
+    { method: 'GET', path: '/shard/ids', handler: (r) => r.shardIds() },
+    { method: 'GET', path: '/shard/node-shard-id', handler: (r) => r.nodeShardId() },
+    { method: 'GET', path: '/shard/members/{id}', last: 'segment, rest ignored', handler: (r, { params }) => r.members(params.id ?? '') },
+    { method: 'GET', path: '/shard/key-count/{id}', last: 'segment, rest ignored', handler: (r, { params }) => r.keyCount(params.id ?? '') },
+    { method: 'PUT', path: '/shard/add-member/{id}', last: 'segment, rest ignored', handler: (r, { params, request }) => r.addMember(params.id ?? '', request) },
+    { method: 'PUT', path: '/shard/reshard', handler: (r, { request }) => r.reshard(request) },
+    { method: 'GET', path: '/shard/reshard-plan/{count}', last: 'segment, rest ignored', handler: (r, { params }) => r.reshardPlan(params.count ?? '') },
+    { method: 'GET', path: '/status', handler: (r) => r.status() },
+    { method: 'GET', path: '/status/ready', handler: (r) => r.ready() },
+    { method: 'GET', path: '/status/store', handler: (r) => r.storeStatus() },
+    { method: 'GET', path: '/metrics', handler: (r) => r.metrics() },
+    { method: 'GET', path: '/ui', handler: dashboard },
+    { method: 'HEAD', path: '/ui', handler: dashboard },
+    { method: 'GET', path: '/ui/', handler: dashboard },
+    { method: 'HEAD', path: '/ui/', handler: dashboard },
+    { method: 'GET', path: '/openapi.json', handler: () => json(200, OPENAPI) },
+  ],
+  unrouted,
+);

@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metrics, routeOf, type MetricsSources } from '../../src/node/metrics.ts';
+import { PUBLIC_ROUTES } from '../../src/node/public-routes.ts';
 import type { Timers } from '../../src/node/env.ts';
 
 function metricsWith(reshard: () => unknown, clock = { ms: 0 }): Metrics {
@@ -49,6 +50,8 @@ test('route labels come from a fixed set, whatever the path', () => {
     '/shard/node-shard-id': '/shard/node-shard-id',
     '/shard/reshard': '/shard/reshard',
     '/status': '/status',
+    '/status/ready': '/status/ready',
+    '/openapi.json': '/openapi.json',
     '/metrics': '/metrics',
     '/ui': '/ui/',
     '/ui/app.js': '/ui/',
@@ -60,6 +63,12 @@ test('route labels come from a fixed set, whatever the path', () => {
     '/kvs': 'other',
   };
   for (const [path, route] of Object.entries(cases)) assert.equal(routeOf(path), route, path);
+  // Every public route has a label of its own: a route added to the table and not here would be
+  // counted as `other`.
+  for (const route of PUBLIC_ROUTES.routes) {
+    const path = route.path.replace(/\{[^}]+\}/g, 's0');
+    assert.notEqual(routeOf(path), 'other', `${route.method} ${route.path} has no route label`);
+  }
 });
 
 test('reshard progress: gauges labelled with the epoch while /status has a reshard object, none when it is null or absent', async () => {
