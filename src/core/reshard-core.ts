@@ -110,12 +110,17 @@ export class ReshardCore extends ReplicationCore {
   }
 
   /**
-   * A reshard to the shard count the store has, with every node of the view in a shard already:
-   * nothing would move, so nothing is done (no new epoch, no transfers).
+   * A reshard to the shard count the store has, with every node of the view in a shard already and
+   * every member of a shard in the view: nothing would move, so nothing is done (no new epoch, no
+   * transfers). A member that left the view (down, or removed) makes it a real reshard, which drops
+   * it from the map, so the operator's way to shrink is `reshard N` at the same N.
    */
   reshardIsNoop(shardCount: number): boolean {
     const map = this.currentMap;
-    return shardIds(map).length === shardCount && this.membership.view().every((node) => shardOfNode(map, node) !== null);
+    if (shardIds(map).length !== shardCount) return false;
+    const view = this.membership.view();
+    const inView = new Set(view);
+    return view.every((node) => shardOfNode(map, node) !== null) && [...allMembers(map)].every((node) => inView.has(node));
   }
 
   /** This replica's live keys per partition, if it is a ready replica of `shard` (for a reshard's preview and progress). */

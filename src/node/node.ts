@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { NodeCore } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
 import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
-import { initialShardMap, mergeShardMaps } from '../core/shard-map.ts';
+import { initialShardMap } from '../core/shard-map.ts';
 import type { NodeConfig } from './config.ts';
 import type { CoreReader, NodeContext } from './context.ts';
 import { coreLoop, type CoreStep } from './core-loop.ts';
@@ -108,9 +108,11 @@ export class KvsNode {
     if (env.storage) ({ storage: this.storage, saved } = env.storage);
     else if (config.dataDir === null) this.storage = new MemoryStorage();
     else ({ storage: this.storage, saved } = SqliteStorage.open(config.dataDir, config.address, log));
-    // What this node knew before it stopped is newer than what the environment says at start.
-    const envMap = initialShardMap(config.view, config.shardCount);
-    const map = saved.map ? mergeShardMaps(envMap, saved.map) : envMap;
+    // What this node knew before it stopped is newer than what the environment says at start, and
+    // replaces it: merged within one epoch, a VIEW or SHARD_COUNT edited since the first start would
+    // deal the nodes otherwise and the union put nodes in two shards. (Without a map on disk, the
+    // store's map, heard at discovery, replaces the environment's the same way.)
+    const map = saved.map ?? initialShardMap(config.view, config.shardCount);
     const core = new NodeCore(
       {
         self: config.address,

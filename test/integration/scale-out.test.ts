@@ -2,7 +2,8 @@
 // nodes and a VIEW that names it too. Its address sorts before theirs (as kvs-10 sorts between
 // kvs-1 and kvs-2), so the map it builds from its environment deals the nodes otherwise than the
 // store's. It must take the store's map, not merge its own into it: it joins the view in no shard,
-// the store's shards and keys stay as they were, and add-member then puts it in one.
+// the store's shards and keys stay as they were, and add-member then puts it in one. Scaling in: a
+// node gone for good is dropped by a reshard to the count the store has.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -80,4 +81,36 @@ test('add-member then puts the new node in a shard, whose keys it copies', async
     assert.equal(reply.status, 200, `GET ${key} at the new member: ${reply.status} ${reply.text}`);
     assert.equal(reply.body.value, value);
   }
+});
+
+test('scaling in: a node stopped for good is dropped from the map by a reshard to the same count', async () => {
+  const c = cluster!;
+  await c.kill(newcomer);
+  await c.waitForViews(initial, { timeoutMs: WAIT_MS });
+  // The map still lists the stopped node; a reshard at the same count is then no no-op.
+  const before = await readShardLayout(initial[0]!);
+  assert.ok(Object.values(before.members).flat().includes(newcomer), 'still in the map while only out of the view');
+  const resharded = await call('PUT', initial[0]!, '/shard/reshard', { 'shard-count': 2 }, { timeoutMs: WAIT_MS });
+  assert.equal(resharded.status, 200, resharded.text);
+  for (const node of initial) {
+    await pollUntil(
+      `${node} drops ${newcomer} from the map`,
+      async () => {
+        const layout = await readShardLayout(node);
+        if (Object.values(layout.members).flat().includes(newcomer)) throw new NotYet(JSON.stringify(layout.members));
+        assert.deepEqual(Object.values(layout.members).flat().sort(), [...initial].sort(), 'every running node keeps a shard');
+      },
+      { timeoutMs: WAIT_MS },
+    );
+  }
+  for (const [key, value] of values) {
+    const reply = await retryWhile503(`GET ${key} after the reshard`, () => client.get(initial[0]!, key), WAIT_MS);
+    assert.equal(reply.body.value, value);
+  }
+  // And now the same count again changes nothing: no new epoch.
+  const epochOf = async () => (await call('GET', initial[0]!, '/status')).body.epoch as number;
+  const epoch = await epochOf();
+  const again = await call('PUT', initial[0]!, '/shard/reshard', { 'shard-count': 2 }, { timeoutMs: WAIT_MS });
+  assert.equal(again.status, 200, again.text);
+  assert.equal(await epochOf(), epoch);
 });
