@@ -400,7 +400,7 @@ export class KvsClient {
 
 function assertAddress(node: NodeAddress): void {
   if (!/^[^\s/:]+:\d{1,5}$/.test(node) && !/^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(node)) {
-    throw new TypeError(`not a node address (IP:PORT): ${JSON.stringify(node)}`);
+    throw new TypeError(`not a node address (host:port): ${JSON.stringify(node)}`);
   }
 }
 

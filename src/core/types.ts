@@ -1,7 +1,7 @@
 // Types shared by the pure core. Nothing here does I/O.
 
 /**
- * A node's `IP:PORT`, as in SOCKET_ADDRESS and VIEW. Branded: values enter through `isNodeAddress`
+ * A node's `host:port` (an IPv4 address or a host name), as in SOCKET_ADDRESS and VIEW. Branded: values enter through `isNodeAddress`
  * or `nodeAddress` (src/core/address.ts), so a shard id cannot stand in for an address.
  */
 export type NodeAddress = string & { readonly __brand: 'NodeAddress' };

@@ -122,7 +122,7 @@ export function loadConfig(env: Env): NodeConfig {
   const address = env.SOCKET_ADDRESS?.trim();
   const fault = addressFault(address);
   if (!address || fault !== null) {
-    throw new ConfigError(`SOCKET_ADDRESS must be IP:PORT (such as 10.10.0.2:8090), got ${JSON.stringify(env.SOCKET_ADDRESS ?? null)}: ${fault ?? 'it is empty'}`);
+    throw new ConfigError(`SOCKET_ADDRESS must be host:port (such as 10.10.0.2:8090 or kvs-0.kvs:8090), got ${JSON.stringify(env.SOCKET_ADDRESS ?? null)}: ${fault ?? 'it is empty'}`);
   }
   const view = (env.VIEW ?? '')
     .split(',')
@@ -130,7 +130,7 @@ export function loadConfig(env: Env): NodeConfig {
     .filter((s) => s.length > 0);
   for (const node of view) {
     const entryFault = addressFault(node);
-    if (entryFault !== null) throw new ConfigError(`VIEW entry ${JSON.stringify(node)} is not IP:PORT (such as 10.10.0.3:8090): ${entryFault}`);
+    if (entryFault !== null) throw new ConfigError(`VIEW entry ${JSON.stringify(node)} is not host:port (such as 10.10.0.3:8090 or kvs-1.kvs:8090): ${entryFault}`);
   }
   if (!view.includes(address)) view.push(address);
   const shardCountText = env.SHARD_COUNT?.trim();

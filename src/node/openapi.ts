@@ -132,7 +132,7 @@ const SCHEMAS: Record<string, Schema> = {
       'Opaque: what the store needs to keep a client causally consistent. Send back whatever the last answer from any node held (null on a first request); never look inside it. Valid across shards and reshards.',
   },
   Value: { description: 'Any JSON value (string, number, boolean, null, array, object), nested at most 64 levels, stored and returned exactly.' },
-  SocketAddress: { type: 'string', description: "A node's IP:PORT, as in SOCKET_ADDRESS and VIEW." },
+  SocketAddress: { type: 'string', description: "A node's host:port (an IPv4 address or a host name), as in SOCKET_ADDRESS and VIEW." },
   ShardId: { type: 'string', description: 'A shard id: `s0`, `s1`, ...' },
   Clock: { type: 'object', additionalProperties: integer(), description: 'Writes applied, by the node that coordinated them.' },
   KvPutRequest: {

@@ -41,7 +41,7 @@ export class PeerUnreachableError extends Error {
 /**
  * TLS options of a connection to a peer: present our certificate, and trust the peer when the
  * cluster CA signed its certificate (chain verification, `rejectUnauthorized`). Nodes are addressed
- * by IP:PORT and their certificates need not name that IP: the CA is the cluster's own, so any
+ * by host:port and their certificates need not name that host: the CA is the cluster's own, so any
  * certificate it signed is a node of this cluster, whatever its names.
  */
 function peerTlsOptions(tls: NonNullable<PeerClientOptions['tls']>) {

@@ -150,7 +150,7 @@ export class PublicRoutes {
     const refusal = this.deps.gate.adminRefusal(request, `${method} /view`);
     if (refusal !== null) return refusal;
     const address = field(request.body, 'socket-address');
-    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
+    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string host:port (an IPv4 address or a host name, then a port)');
     if (method === 'PUT') {
       const reply = this.ctx.step({ kind: 'view-put', node: address });
       if (reply.status === 201) log.info({ peer: address }, 'node added to view');
@@ -199,7 +199,7 @@ export class PublicRoutes {
     const core = this.ctx.core;
     const id = shardIdOf(rawId);
     const address = field(request.body, 'socket-address');
-    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string IP:PORT');
+    if (!isNodeAddress(address)) throw new BadRequest('socket-address must be a string host:port (an IPv4 address or a host name, then a port)');
     const reply = this.ctx.step({ kind: 'add-member', shard: id, node: address });
     if (reply.status === 200) {
       this.ctx.log.info({ shard: id, peer: address }, 'node added to shard');
