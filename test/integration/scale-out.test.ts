@@ -40,7 +40,15 @@ after(async () => {
 });
 printLogsOnFailure(() => cluster);
 
-test('a new node with SHARD_COUNT and a VIEW naming it joins the view in no shard, and the store keeps its map', async () => {
+// One test in three phases, each building on the one before (so the file passes in any order).
+test('scaling out and in as a StatefulSet does', async () => {
+  await joinsInNoShard();
+  await addMemberPlacesIt();
+  await reshardDropsTheGone();
+});
+
+/** A new node with SHARD_COUNT and a VIEW naming it joins the view in no shard, and the store keeps its map. */
+async function joinsInNoShard(): Promise<void> {
   const c = cluster!;
   await c.startJoiner(ports.port(0), { SHARD_COUNT: '2' });
   await c.waitReady([newcomer]);
@@ -56,9 +64,10 @@ test('a new node with SHARD_COUNT and a VIEW naming it joins the view in no shar
       assert.equal(reply.body.value, value);
     }
   }
-});
+}
 
-test('add-member then puts the new node in a shard, whose keys it copies', async () => {
+/** add-member then puts the new node in a shard, whose keys it copies. */
+async function addMemberPlacesIt(): Promise<void> {
   const c = cluster!;
   const shard = layout.ids[1]!;
   const added = await call('PUT', initial[0]!, `/shard/add-member/${shard}`, { 'socket-address': newcomer });
@@ -81,9 +90,10 @@ test('add-member then puts the new node in a shard, whose keys it copies', async
     assert.equal(reply.status, 200, `GET ${key} at the new member: ${reply.status} ${reply.text}`);
     assert.equal(reply.body.value, value);
   }
-});
+}
 
-test('scaling in: a node stopped for good is dropped from the map by a reshard to the same count', async () => {
+/** Scaling in: a node stopped for good is dropped from the map by a reshard to the same count. */
+async function reshardDropsTheGone(): Promise<void> {
   const c = cluster!;
   await c.kill(newcomer);
   await c.waitForViews(initial, { timeoutMs: WAIT_MS });
@@ -113,4 +123,4 @@ test('scaling in: a node stopped for good is dropped from the map by a reshard t
   const again = await call('PUT', initial[0]!, '/shard/reshard', { 'shard-count': 2 }, { timeoutMs: WAIT_MS });
   assert.equal(again.status, 200, again.text);
   assert.equal(await epochOf(), epoch);
-});
+}
