@@ -98,16 +98,21 @@ try {
   const restartMs = performance.now() - started;
   const restartBytes = (await status(b)).repair.syncBytesReceived;
 
+  // The data itself (keys and values), against which the bytes moved are measured.
+  let rawBytes = 0;
+  for (let k = 0; k < keyCount; k++) rawBytes += `key-${k}`.length + value.length;
+  const ratio = (bytes: number) => Math.round((bytes / rawBytes) * 100) / 100;
   const result = {
     finishedAt: new Date().toISOString(),
     keys: keyCount,
     valueBytes: value.length,
-    antiEntropy: { convergeMs: Math.round(antiEntropyMs), bytes: antiEntropyBytes, intervalMs: 1000 },
-    restartCopy: { convergeMs: Math.round(restartMs), bytes: restartBytes },
+    rawBytes,
+    antiEntropy: { convergeMs: Math.round(antiEntropyMs), bytes: antiEntropyBytes, bytesPerRawByte: ratio(antiEntropyBytes), intervalMs: 1000 },
+    restartCopy: { convergeMs: Math.round(restartMs), bytes: restartBytes, bytesPerRawByte: ratio(restartBytes) },
   };
-  console.log(`repair: ${keyCount} keys missed by one replica`);
-  console.log(`  anti-entropy (digests, 1 s rounds): ${result.antiEntropy.convergeMs} ms, ${(antiEntropyBytes / 1e6).toFixed(1)} MB`);
-  console.log(`  restart copy (full sync):           ${result.restartCopy.convergeMs} ms, ${(restartBytes / 1e6).toFixed(1)} MB`);
+  console.log(`repair: ${keyCount} keys missed by one replica (raw keys + values: ${(rawBytes / 1e6).toFixed(1)} MB)`);
+  console.log(`  anti-entropy (digests, 1 s rounds): ${result.antiEntropy.convergeMs} ms, ${(antiEntropyBytes / 1e6).toFixed(1)} MB, ${result.antiEntropy.bytesPerRawByte}x raw`);
+  console.log(`  restart copy (full sync):           ${result.restartCopy.convergeMs} ms, ${(restartBytes / 1e6).toFixed(1)} MB, ${result.restartCopy.bytesPerRawByte}x raw`);
   await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
   await writeFile(join(import.meta.dirname, 'results', 'repair.json'), `${JSON.stringify(result, null, 2)}\n`);
 } finally {

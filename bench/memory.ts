@@ -1,0 +1,149 @@
+// Memory benchmark: a 3-node replicated store (one shard, in memory) loaded with many small keys.
+// Loads key-0 .. key-<n-1> with wrk (bench/load-keys.ts: every key acknowledged, 503s sent again),
+// checks every node's GET /shard/key-count/s0, and reports the load rate and each node's memory
+// (RSS from GET /status, V8 heap and external memory from GET /metrics) before the load, right
+// after it, and once the replicas have converged, with the bytes per key and the raw data size.
+// Target: under 500 MB RSS per node with 1,000,000 keys of 100 bytes.
+//
+//   npm run bench -- memory [--keys 1000000] [--value-bytes 100] [--base-port 11100] [--connections 64]
+//
+// Prints a table; writes bench/results/memory.json. Exit status 1 when a key is missing (or the
+// bench fails), 2 on bad flags; a missed memory target is reported, not an exit status.
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
+import { loadKeys } from './load-keys.ts';
+import { call, mb, metrics, rawBytes, status, until } from './probe.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    keys: { type: 'string', default: '1000000' },
+    'value-bytes': { type: 'string', default: '100' },
+    'base-port': { type: 'string', default: '11100' },
+    connections: { type: 'string', default: '64' },
+  },
+  strict: true,
+});
+function whole(name: keyof typeof flags, min: number): number {
+  const n = Number(flags[name]);
+  if (!Number.isSafeInteger(n) || n < min) {
+    console.error(`memory bench: --${name} takes a whole number of at least ${min}`);
+    process.exit(2);
+  }
+  return n;
+}
+const keyCount = whole('keys', 1);
+const valueBytes = whole('value-bytes', 1);
+const basePort = whole('base-port', 1);
+const connections = whole('connections', 1);
+const nodeCount = 3;
+const host = '127.0.0.1';
+const targetRssBytes = 500e6;
+const convergeTimeoutMs = 600_000;
+
+type Snapshot = { address: string; rssBytes: number; heapUsedBytes: number | null; heapTotalBytes: number | null; externalBytes: number | null; keys: number; versions: number; replicationQueued: number };
+
+async function snapshot(address: string): Promise<Snapshot> {
+  const [s, m] = await Promise.all([status(address), metrics(address).catch(() => new Map<string, number>())]);
+  return {
+    address,
+    rssBytes: s.memory.rssBytes,
+    heapUsedBytes: m.get('nodejs_heap_size_used_bytes') ?? null,
+    heapTotalBytes: m.get('nodejs_heap_size_total_bytes') ?? null,
+    externalBytes: m.get('nodejs_external_memory_bytes') ?? null,
+    keys: s.keys,
+    versions: s.versions,
+    replicationQueued: s.replication?.queued ?? 0,
+  };
+}
+
+const taken = await portsInUse(host, Array.from({ length: nodeCount }, (_, i) => basePort + i));
+if (taken.length > 0) {
+  console.error(`memory bench: ports in use: ${taken.join(', ')} (choose another --base-port)`);
+  process.exit(2);
+}
+const warnings: string[] = [];
+let logLineCount = 0;
+const cluster = startLocalCluster({
+  nodeCount,
+  shardCount: 0,
+  host,
+  basePort,
+  env: { LOG_LEVEL: 'warn', CLUSTER_SECRET: randomBytes(32).toString('hex') },
+  onLogLine: (address, line) => {
+    logLineCount++;
+    if (warnings.length < 20) warnings.push(`${address} ${line}`);
+  },
+  onUnexpectedExit: (address, description) => {
+    console.error(`memory bench: node ${address} ${description}`);
+    process.exitCode = 1;
+  },
+});
+const { addresses } = cluster;
+let failed = false;
+try {
+  await cluster.waitReady(30_000);
+  const before = await Promise.all(addresses.map(snapshot));
+  console.log(`memory: loading ${keyCount} keys of ${valueBytes} bytes into ${nodeCount} replicas (${connections} connections)...`);
+  const load = await loadKeys({ addresses, keys: keyCount, valueBytes, connections });
+  const afterLoad = await Promise.all(addresses.map(snapshot));
+  const convergeStarted = performance.now();
+  const counts = await until('every replica holds every key', convergeTimeoutMs, async () => {
+    const counts = await Promise.all(addresses.map(async (a) => (await call(a, 'GET', '/shard/key-count/s0', { timeoutMs: 10_000 })).body['shard-key-count'] as number));
+    return counts.every((c) => c === keyCount) ? counts : undefined;
+  }, 250);
+  const convergeMs = Math.round(performance.now() - convergeStarted);
+  const converged = await Promise.all(addresses.map(snapshot));
+
+  const raw = rawBytes(keyCount, valueBytes);
+  const perKey = (after: Snapshot, base: Snapshot, field: 'rssBytes' | 'heapUsedBytes') =>
+    after[field] === null || base[field] === null ? null : Math.round(((after[field] as number) - (base[field] as number)) / keyCount);
+  const maxRss = Math.max(...converged.map((s) => s.rssBytes), ...afterLoad.map((s) => s.rssBytes));
+  const result = {
+    finishedAt: new Date().toISOString(),
+    nodes: nodeCount,
+    keys: keyCount,
+    valueBytes,
+    rawBytes: raw,
+    load: { ...load, convergeMs, keyCounts: counts },
+    nodesBefore: before,
+    nodesAfterLoad: afterLoad,
+    nodesConverged: converged,
+    perKeyConverged: converged.map((s, i) => ({ address: s.address, rssBytes: perKey(s, before[i] as Snapshot, 'rssBytes'), heapUsedBytes: perKey(s, before[i] as Snapshot, 'heapUsedBytes') })),
+    targetRssBytes,
+    maxRssBytes: maxRss,
+    targetMet: maxRss < targetRssBytes,
+    nodeLogLineCount: logLineCount,
+    nodeLogLines: warnings,
+  };
+
+  console.log(`  load: ${keyCount} keys in ${(load.ms / 1000).toFixed(1)} s = ${load.keysPerSecond} keys/s; retries ${load.retries} ${JSON.stringify(load.retriesByStatus)}${load.socketErrors ? `; ${load.socketErrors}` : ''}`);
+  console.log(`  replicas converged ${(convergeMs / 1000).toFixed(1)} s after the last acknowledgement; key counts ${counts.join(', ')}`);
+  console.log(`  raw data (keys + values): ${mb(raw)} MB (${(raw / keyCount).toFixed(1)} bytes/key)`);
+  const header = ['node', 'when', 'RSS MB', 'heap used MB', 'heap total MB', 'external MB', 'keys', 'versions', 'RSS B/key', 'heap B/key'];
+  const rows: string[][] = [];
+  for (const [when, snaps] of [['before', before], ['after load', afterLoad], ['converged', converged]] as const) {
+    snaps.forEach((s, i) => {
+      const base = before[i] as Snapshot;
+      const fmt = (v: number | null) => (v === null ? '-' : mb(v));
+      const per = (v: number | null) => (when === 'before' || v === null ? '-' : String(v));
+      rows.push([s.address, when, mb(s.rssBytes), fmt(s.heapUsedBytes), fmt(s.heapTotalBytes), fmt(s.externalBytes), String(s.keys), String(s.versions), per(perKey(s, base, 'rssBytes')), per(perKey(s, base, 'heapUsedBytes'))]);
+    });
+  }
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] as string).length)));
+  const line = (cells: string[]) => `  ${cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c] as number) : cell.padStart(widths[c] as number))).join('  ')}`;
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+  console.log(`  target: under ${mb(targetRssBytes)} MB RSS per node: ${result.targetMet ? 'met' : 'NOT met'} (highest ${mb(maxRss)} MB)`);
+  if (logLineCount > 0) console.log(`  node log lines (warn and above): ${logLineCount}; the first:\n    ${warnings.slice(0, 5).join('\n    ')}`);
+  await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
+  await writeFile(join(import.meta.dirname, 'results', 'memory.json'), `${JSON.stringify(result, null, 2)}\n`);
+} catch (error) {
+  failed = true;
+  console.error(`memory bench: ${error instanceof Error ? error.message : String(error)}`);
+} finally {
+  await cluster.stop();
+}
+if (failed) process.exit(1);
