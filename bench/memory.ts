@@ -12,32 +12,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
 import { loadKeys } from './load-keys.ts';
-import { call, mb, metrics, rawBytes, status, until } from './probe.ts';
+import { call, mb, metrics, rawBytes, status, until, loadFlags } from './probe.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    keys: { type: 'string', default: '1000000' },
-    'value-bytes': { type: 'string', default: '100' },
-    'base-port': { type: 'string', default: '11100' },
-    connections: { type: 'string', default: '64' },
-  },
-  strict: true,
-});
-function whole(name: keyof typeof flags, min: number): number {
-  const n = Number(flags[name]);
-  if (!Number.isSafeInteger(n) || n < min) {
-    console.error(`memory bench: --${name} takes a whole number of at least ${min}`);
-    process.exit(2);
-  }
-  return n;
-}
-const keyCount = whole('keys', 1);
-const valueBytes = whole('value-bytes', 1);
-const basePort = whole('base-port', 1);
-const connections = whole('connections', 1);
+const { keyCount, valueBytes, basePort, connections } = loadFlags('memory', { keys: 1000000, basePort: 11100 });
 const nodeCount = 3;
 const host = '127.0.0.1';
 const targetRssBytes = 500e6;

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { parseArgs } from 'node:util';
 
 export async function call(address: string, method: 'GET' | 'PUT', path: string, options: { body?: unknown; token?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
@@ -73,3 +74,28 @@ export function rawBytes(keys: number, valueBytes: number): number {
 }
 
 export const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
+
+/**
+ * The load benches' flags (--keys, --value-bytes, --base-port, --connections) as whole numbers of
+ * at least 1; a bad one ends the process with a line naming the bench and the flag.
+ */
+export function loadFlags(bench: string, defaults: { keys: number; basePort: number }): { keyCount: number; valueBytes: number; basePort: number; connections: number } {
+  const { values } = parseArgs({
+    options: {
+      keys: { type: 'string', default: String(defaults.keys) },
+      'value-bytes': { type: 'string', default: '100' },
+      'base-port': { type: 'string', default: String(defaults.basePort) },
+      connections: { type: 'string', default: '64' },
+    },
+    strict: true,
+  });
+  const whole = (name: keyof typeof values): number => {
+    const n = Number(values[name]);
+    if (!Number.isSafeInteger(n) || n < 1) {
+      console.error(`${bench} bench: --${name} takes a whole number of at least 1`);
+      process.exit(2);
+    }
+    return n;
+  };
+  return { keyCount: whole('keys'), valueBytes: whole('value-bytes'), basePort: whole('base-port'), connections: whole('connections') };
+}

@@ -15,32 +15,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
 import { loadKeys } from './load-keys.ts';
-import { call, mb, metrics, processIo, rawBytes, status, until } from './probe.ts';
+import { call, mb, metrics, processIo, rawBytes, status, until, loadFlags } from './probe.ts';
 
-const { values: flags } = parseArgs({
-  options: {
-    keys: { type: 'string', default: '100000' },
-    'value-bytes': { type: 'string', default: '100' },
-    'base-port': { type: 'string', default: '11150' },
-    connections: { type: 'string', default: '64' },
-  },
-  strict: true,
-});
-function whole(name: keyof typeof flags, min: number): number {
-  const n = Number(flags[name]);
-  if (!Number.isSafeInteger(n) || n < min) {
-    console.error(`reshard bench: --${name} takes a whole number of at least ${min}`);
-    process.exit(2);
-  }
-  return n;
-}
-const keyCount = whole('keys', 1);
-const valueBytes = whole('value-bytes', 1);
-const basePort = whole('base-port', 1);
-const connections = whole('connections', 1);
+const { keyCount, valueBytes, basePort, connections } = loadFlags('reshard', { keys: 100000, basePort: 11150 });
 const nodeCount = 6;
 const shardsBefore = 2;
 const shardsAfter = 3;
@@ -131,6 +110,15 @@ try {
   const answeredMs = performance.now() - started;
   polling = false;
   await poller;
+  // What every result records, reshard done or abandoned.
+  const setting = {
+    nodes: nodeCount,
+    keys: keyCount,
+    valueBytes,
+    shards: { before: shardsBefore, after: shardsAfter },
+    load: { ...load, keysPerShard: loaded },
+    plan: { partitionsMoving: plan.partitionsMoving, keysMoving: plan.keysMoving, moving: plan.moving },
+  };
   if (reply.status !== 200) {
     // Abandoned: what the store said, and when, is the result.
     await sleep(500);
@@ -140,12 +128,7 @@ try {
       : null;
     const abandoned = {
       finishedAt: new Date().toISOString(),
-      nodes: nodeCount,
-      keys: keyCount,
-      valueBytes,
-      shards: { before: shardsBefore, after: shardsAfter },
-      load: { ...load, keysPerShard: loaded },
-      plan: { partitionsMoving: plan.partitionsMoving, keysMoving: plan.keysMoving, moving: plan.moving },
+      ...setting,
       reshard: { outcome: 'refused', status: reply.status, body: reply.body, answeredMs: Math.round(answeredMs), progress, nodeLogLines: reshardLines },
       bytes: { transferCounter: 'none: /metrics and /status count no reshard transfer bytes', processWritten: writtenRefused },
     };
@@ -168,12 +151,7 @@ try {
   const last = progress.at(-1)?.reshard as Record<string, unknown> | undefined;
   const result = {
     finishedAt: new Date().toISOString(),
-    nodes: nodeCount,
-    keys: keyCount,
-    valueBytes,
-    shards: { before: shardsBefore, after: shardsAfter },
-    load: { ...load, keysPerShard: loaded },
-    plan: { partitionsMoving: plan.partitionsMoving, keysMoving: plan.keysMoving, moving: plan.moving },
+    ...setting,
     reshard: {
       outcome: 'resharded',
       answeredMs: Math.round(answeredMs),
