@@ -13,7 +13,7 @@ const RULES: Record<string, { may: string[]; why: string }> = {
   'src/core': { may: ['src/core'], why: 'the core is pure and stands alone' },
   'src/client': { may: ['src/client', 'src/core/types.ts'], why: 'the client ships alone: only the types it shares with the store' },
   'src/node': { may: ['src/node', 'src/core', 'src/client/errors.ts'], why: 'the runtime runs the core; from the client only the transport failures that prove a request never left' },
-  'src/cli': { may: ['src/cli', 'src/client', 'src/node/main.ts'], why: 'the command runs nodes and speaks to them as a client' },
+  'src/cli': { may: ['src/cli', 'src/client', 'src/node/main.ts', 'src/node/version.ts'], why: 'the command runs nodes and speaks to them as a client; it prints the version the nodes report' },
   'harness/check': { may: ['harness/check', 'src/core/types.ts', 'src/client'], why: 'the checker judges histories; it knows the store only as a client does' },
   'harness/lab': { may: ['harness/lab', 'harness/check', 'src/core', 'src/client'], why: 'the lab starts real node processes and talks HTTP to them' },
   'harness/sim': { may: ['harness/sim', 'harness/check', 'harness/lab/prng.ts', 'src'], why: 'the simulator runs the runtime itself on a simulated world' },

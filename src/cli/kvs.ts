@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { KvsClient, isKvsError } from '../client/client.ts';
 import type { JsonValue } from '../client/client.ts';
+import { VERSION } from '../node/version.ts';
 import { registerClusterCommand } from './cluster-command.ts';
 import { defaultSessionFile, readMetadata, withFileLock, writeMetadata } from './session-file.ts';
 import { allUp, planTable, progressLine, statusTable } from './operator.ts';
@@ -26,8 +27,6 @@ const RESHARD_POLL_MS = 500;
 const STATUS_NOT_ALL_UP = 2;
 /** How long a command waits for another one using the same session file to finish. */
 const SESSION_LOCK_WAIT_MS = 60_000;
-/** The store's version, from package.json (two folders up, from the source and the compiled package alike). */
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const program = new Command()
   .name('kvs')

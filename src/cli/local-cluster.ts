@@ -124,6 +124,8 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
     const waiting = only === undefined ? [...nodes.values()].filter((node) => !node.exited) : [nodeOf(only)];
     const client = new KvsClient({ nodes: addresses, timeoutMs: statusTimeoutMs });
     const notReady = new Set(waiting);
+    // Addresses answered by another process than the node started there, for the error message.
+    const foreignPids = new Map<NodeAddress, unknown>();
     try {
       while (notReady.size > 0) {
         const dead = [...notReady].find((node) => node.exited);
@@ -154,7 +156,6 @@ export function startLocalCluster(options: LocalClusterOptions): LocalCluster {
       await client.close();
     }
   }
-  const foreignPids = new Map<NodeAddress, unknown>();
 
   async function stopOne(node: RunningNode): Promise<void> {
     node.stopping = true;
