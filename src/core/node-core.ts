@@ -16,7 +16,7 @@ import type { Input, InputKind, LinkEvent, Outputs, StepOf } from './step.ts';
 
 import { decideKv, parseKv } from './kv.ts';
 
-export type { PendingReshard, Transfer, TransferClaim } from './reshard-participant.ts';
+export type { Holdings, PendingReshard, Transfer, TransferClaim } from './reshard-participant.ts';
 export * from './contract.ts';
 export type * from './step.ts';
 export type { WakeResult, ExpireResult } from './waits.ts';
@@ -108,7 +108,7 @@ export class NodeCore extends ReshardCore {
         this.forgetPeer(input.peer);
         return undefined;
       case 'reshard-transfers':
-        return this.reshardTransfers(input.epoch, input.targets, nowMs);
+        return this.reshardTransfers(input.epoch, input.targets, nowMs, input.holdings);
       case 'reshard-sent':
         this.markSent(input.epoch);
         return undefined;

@@ -12,6 +12,11 @@ export const PLANTED_BUGS = [
   'forget-tombstones',
   /** A reshard leaves the first partition with data to move behind. */
   'reshard-skips-partition',
+  /**
+   * A reshard's senders leave out of their transfers what any other replica of their old shard
+   * reflects, as if every one of them were counted on to send it: no full sender.
+   */
+  'reshard-no-full-sender',
 ] as const;
 
 export type PlantedBug = (typeof PLANTED_BUGS)[number];

@@ -12,7 +12,20 @@ import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from './types.ts'
 
 import { supersedes } from './version-order.ts';
 
-import { allMembers, groupByOwners, reflectedByClaims, shardsWithout, skipFirstMovedPartition, type PendingReshard, type Transfer, type TransferClaim } from './reshard-participant.ts';
+import {
+  allMembers,
+  fullSender,
+  groupByOwners,
+  leftOut,
+  reflectedByClaims,
+  shardsWithout,
+  skipFirstMovedPartition,
+  type Holdings,
+  type PendingReshard,
+  type PrepareOutcome,
+  type Transfer,
+  type TransferClaim,
+} from './reshard-participant.ts';
 
 import { type CommitOutcome, type MapChange, type Orphaned, type Reply, type SavedReplica } from './contract.ts';
 
@@ -138,7 +151,7 @@ export class ReshardCore extends ReplicationCore {
    * Phase 1 at every node: freeze writes (they wait for the commit) so that what phase 2 sends is
    * all this node will ever acknowledge in the old epoch.
    */
-  protected prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): { ok: true } | { ok: false; reason: string } {
+  protected prepareReshard(map: ShardMap, coordinator: NodeAddress, nowMs: number): PrepareOutcome {
     if (map.epoch !== this.currentMap.epoch + 1) {
       return { ok: false, reason: `epoch ${map.epoch} does not follow ${this.currentMap.epoch}` };
     }
@@ -146,8 +159,11 @@ export class ReshardCore extends ReplicationCore {
     if (pending !== null && (pending.coordinator !== coordinator || !mapsEqual(pending.map, map))) {
       return { ok: false, reason: `another reshard (by ${pending.coordinator}) is in progress` };
     }
-    this.pendingReshard = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map(), claims: [], sent: false };
-    return { ok: true };
+    const replica = this.currentReplica;
+    const holding = replica === null ? null : { claim: claimOf(replica), generation: this.replicaGeneration };
+    const next = pending ?? { map, coordinator, startedMs: nowMs, incoming: new Map(), claims: [], sent: false, holding };
+    this.pendingReshard = next;
+    return { ok: true, holding: next.holding?.claim ?? null };
   }
 
   /**
@@ -155,10 +171,22 @@ export class ReshardCore extends ReplicationCore {
    * every member of its key's new shard that took part (`targets`; the others copy their shard from
    * these), so nothing any replica acknowledged is lost; each of them gets this node's claim, even
    * with no versions. A node in no shard sends nothing.
+   *
+   * But what some replica sends anyway is left out (`holdings`, the prepared nodes' prepare
+   * answers; see leftOut): what the receiver reflects already, and, unless this node is its old
+   * shard's full sender, what that sender reflects. Those promises hold because a node refuses
+   * phase 2 (null) if its replica is no longer the one it described at the prepare, and the
+   * coordinator commits only when every prepared node delivered all of its transfers.
    */
-  protected reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs?: number): Map<NodeAddress, Transfer> | null {
+  protected reshardTransfers(
+    epoch: Epoch,
+    targets: ReadonlySet<NodeAddress>,
+    nowMs?: number,
+    holdings: Holdings = new Map(),
+  ): Map<NodeAddress, Transfer> | null {
     const pending = this.pendingReshard;
     if (pending === null || pending.map.epoch !== epoch) return null;
+    if (pending.holding !== null && pending.holding.generation !== this.replicaGeneration) return null;
     // The coordinator is alive and in phase 2: the freeze's timeout counts from now, so a phase 1
     // that waited long for nodes that did not answer cannot make this node give up during phase 3.
     if (nowMs !== undefined) pending.startedMs = nowMs;
@@ -166,8 +194,15 @@ export class ReshardCore extends ReplicationCore {
     if (replica === null) return new Map();
     let versions: Iterable<Version> = [...replica.allVersions()].map((version) => asBase(version, replica.shard));
     if (this.bugs.has('reshard-skips-partition')) versions = skipFirstMovedPartition(this.currentMap, pending.map, versions);
-    const claim: TransferClaim = { shard: replica.shard, applied: { ...replica.applied }, base: { ...replica.base } };
-    const byOwner = groupByOwners(pending.map, versions, this.self, (version) => this.mergeIncoming(version));
+    const claim = claimOf(replica);
+    const sender = { self: this.self, epoch: this.currentMap.epoch, shard: replica.shard, full: fullSender(holdings, replica.shard) };
+    const byOwner = groupByOwners(
+      pending.map,
+      versions,
+      this.self,
+      (version) => this.mergeIncoming(version),
+      holdings.size === 0 ? undefined : (member, version) => leftOut(holdings, sender, member, version, this.bugs.has('reshard-no-full-sender')),
+    );
     if (shardOfNode(pending.map, this.self) !== null) pending.claims.push(claim);
     const out = new Map<NodeAddress, Transfer>();
     for (const node of allMembers(pending.map)) {
@@ -248,4 +283,9 @@ export class ReshardCore extends ReplicationCore {
     const incoming = (this.pendingReshard as PendingReshard).incoming;
     if (supersedes(version, incoming.get(version.key))) incoming.set(version.key, version);
   }
+}
+
+/** What a replica holds, as a reshard's prepare answers it and a transfer's claim states it. */
+function claimOf(replica: Replica): TransferClaim {
+  return { shard: replica.shard, applied: { ...replica.applied }, base: { ...replica.base } };
 }

@@ -1,5 +1,5 @@
 import { membersOf, partitionOfKey, shardIds, shardOfKey } from './shard-map.ts';
-import type { Clock, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
+import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 import { mergeClocks, mergeEpochClocks, minEpochClocks } from './vector-clock.ts';
 
 // The participant's side of a reshard (every node): what it holds between the prepare and the
@@ -16,6 +16,12 @@ export interface PendingReshard {
   claims: TransferClaim[];
   /** This node delivered all its transfers (phase 2 done here). */
   sent: boolean;
+  /**
+   * What this node's replica held when it froze (null: none), as its prepare answered: other
+   * senders leave out of their transfers what it reflects (see `leftOut`). `generation` names that
+   * replica: phase 2 here refuses if it was replaced since, as the promise would no longer hold.
+   */
+  holding: { claim: TransferClaim; generation: number } | null;
 }
 
 /**
@@ -28,6 +34,9 @@ export interface TransferClaim {
   applied: Clock;
   base: EpochClocks;
 }
+
+/** Phase 1's answer: frozen, with what this node's replica holds (null: none), or refused. */
+export type PrepareOutcome = { ok: true; holding: TransferClaim | null } | { ok: false; reason: string };
 
 /** A reshard transfer to one node: versions in base form, and the sender's claim. */
 export interface Transfer {
@@ -66,17 +75,78 @@ export function reflectedByClaims(oldMap: ShardMap, claims: readonly TransferCla
   return mergeEpochClocks(earlier ?? {}, { [String(oldMap.epoch)]: applied });
 }
 
+/**
+ * What the prepared nodes held when they froze (their prepare answers), by node: phase 2's senders
+ * leave out what a receiver, or their old shard's full sender, already reflects.
+ */
+export type Holdings = ReadonlyMap<NodeAddress, TransferClaim>;
+
+/**
+ * True when `holding`, a replica of `shard` in epoch `epoch` (the one ending), reflects the write of
+ * `version`, a version of that same shard in base form (see asBase): it stores that version or one
+ * that won over it (or a tombstone every member of the shard had applied, since collected). A
+ * write of `epoch` is judged by the holding's applied clock, one of an earlier epoch by its base
+ * clocks: the replica's invariants say both mean exactly that.
+ */
+export function holdingReflects(holding: TransferClaim | undefined, epoch: Epoch, shard: ShardId, version: Version): boolean {
+  const origin = version.origin;
+  if (holding === undefined || holding.shard !== shard || version.dot !== null || origin === undefined) return false;
+  if (origin.epoch === epoch) return origin.shard === shard && (holding.applied[origin.node] ?? 0) >= origin.counter;
+  return (holding.base[String(origin.epoch)]?.[origin.shard]?.[origin.node] ?? 0) >= origin.counter;
+}
+
+/**
+ * The member of old shard `shard` that sends, in phase 2, everything it holds (but what each
+ * receiver reflects already): the first in address order among the prepared nodes that hold a
+ * replica of it. Every sender computes it from the same holdings (the coordinator sends them all
+ * the same), so they agree on it. Null when no prepared node declared a replica of `shard`.
+ */
+export function fullSender(holdings: Holdings, shard: ShardId): NodeAddress | null {
+  let first: NodeAddress | null = null;
+  for (const [node, holding] of holdings) if (holding.shard === shard && (first === null || node < first)) first = node;
+  return first;
+}
+
+/**
+ * Whether a sender that holds old shard `shard`'s `version` leaves it out of its transfer to
+ * `receiver`. Only what some replica still sends is left out: the receiver reflects it already (its
+ * own replica goes into its new shard at its own phase 2), or the shard's full sender (not this
+ * node) reflects it and sends all it holds. So the receiver gets every write once from the full
+ * sender, plus only what that sender lacks from the others, where it used to get each version
+ * from every replica of the old shard, moving or not.
+ */
+export function leftOut(
+  holdings: Holdings,
+  sender: { self: NodeAddress; epoch: Epoch; shard: ShardId; full: NodeAddress | null },
+  receiver: NodeAddress,
+  version: Version,
+  noFullSender = false,
+): boolean {
+  const { self, epoch, shard, full } = sender;
+  if (holdingReflects(holdings.get(receiver), epoch, shard, version)) return true;
+  if (noFullSender) {
+    // Planted bug 'reshard-no-full-sender': every replica counts on some other one to send it.
+    for (const [node, holding] of holdings) if (node !== self && holdingReflects(holding, epoch, shard, version)) return true;
+    return false;
+  }
+  return full !== null && full !== self && holdingReflects(holdings.get(full), epoch, shard, version);
+}
+
 /** Every node that is a member of some shard of `map`. */
 export function allMembers(map: ShardMap): Set<NodeAddress> {
   return new Set(Object.values(map.shards).flat());
 }
 
-/** Versions grouped by the members of their key's shard in `map`; this node's share goes to `onSelf`. */
+/**
+ * Versions grouped by the members of their key's shard in `map`; this node's share goes to
+ * `onSelf`, and a version `skip` names for a member is not sent to it.
+ */
 export function groupByOwners(
   map: ShardMap,
   versions: Iterable<Version>,
   self: NodeAddress,
   onSelf: (version: Version) => void,
+  skip?: (member: NodeAddress, version: Version) => boolean,
 ): Map<NodeAddress, Version[]> {
   const out = new Map<NodeAddress, Version[]>();
   for (const version of versions) {
@@ -85,6 +155,7 @@ export function groupByOwners(
         onSelf(version);
         continue;
       }
+      if (skip?.(member, version) === true) continue;
       let list = out.get(member);
       if (!list) out.set(member, (list = []));
       list.push(version);

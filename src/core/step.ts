@@ -2,7 +2,7 @@ import type { ExpireResult, WakeResult } from './waits.ts';
 import type { CommitOutcome, KvDecision, KvRequest, KvWait, MapChange, ParkedDecision, Persist, PingInfo, Reply, SavedReplica } from './contract.ts';
 import type { LinkChange } from './links.ts';
 import type { ProbeOutcome } from './membership.ts';
-import type { Transfer, TransferClaim } from './reshard-participant.ts';
+import type { Holdings, PrepareOutcome, Transfer, TransferClaim } from './reshard-participant.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 
 // The core's one entry (NodeCore.step): every input that may change a node's protocol state goes
@@ -46,7 +46,7 @@ export interface Outputs {
   'digest-request': { ok: true; differing: number[]; versions: Version[]; more: boolean } | { ok: false; reason: string };
   repair: number | null;
   map: MapChange;
-  'reshard-prepare': { ok: true } | { ok: false; reason: string };
+  'reshard-prepare': PrepareOutcome;
   'reshard-transfer': boolean;
   'reshard-commit': CommitOutcome;
   'reshard-abort': undefined;
@@ -91,7 +91,8 @@ export type Input =
   | { kind: 'link'; event: LinkEvent }
   | { kind: 'learn'; node: NodeAddress }
   | { kind: 'forget-peer'; peer: NodeAddress }
-  | { kind: 'reshard-transfers'; epoch: Epoch; targets: ReadonlySet<NodeAddress> }
+  /** `holdings`: the prepared nodes' prepare answers, by node (see leftOut in reshard-participant.ts). */
+  | { kind: 'reshard-transfers'; epoch: Epoch; targets: ReadonlySet<NodeAddress>; holdings?: Holdings }
   | { kind: 'reshard-sent'; epoch: Epoch }
   /** At start: what the disk gave back (the map is already merged into the core's). */
   | { kind: 'restore'; map: ShardMap | null; replica: SavedReplica | null }

@@ -125,7 +125,7 @@ export class PeerRoutes {
       }
       case '/internal/reshard/send': {
         const send = decodeReshardSend(body);
-        return this.deps.resharding.sendReshardData(send.epoch, new Set(send.targets));
+        return this.deps.resharding.sendReshardData(send.epoch, new Set(send.targets), send.holdings);
       }
       case '/internal/reshard/transfer': {
         const transfer = decodeReshardTransfer(body);

@@ -9,7 +9,8 @@ import { PeerUnreachableError } from './peer-client.ts';
 import { json } from './replies.ts';
 import { sendVersions } from './send-versions.ts';
 import type { Maps } from './maps.ts';
-import { afterPrepare, afterSend } from '../core/reshard-participant.ts';
+import { afterPrepare, afterSend, type Holdings, type TransferClaim } from '../core/reshard-participant.ts';
+import { isTransferClaim } from './wire.ts';
 import { previewReshard, type ReshardPreview } from '../core/reshard-preview.ts';
 import { membersOf, PARTITION_COUNT, shardOfNode } from '../core/shard-map.ts';
 import type { ShardId } from '../core/types.ts';
@@ -116,6 +117,7 @@ export class Resharding {
       return json(afterPhase1.reply.status, afterPhase1.reply.body);
     }
     const prepared = afterPhase1.prepared;
+    const holdings = holdingsOf(nodes, frozen, new Set(prepared));
     await counted;
     // Phase 2 among the nodes that took part; the others copy their new shard from these when back.
     running.phase = 'send';
@@ -123,8 +125,8 @@ export class Resharding {
     const sends = await this.everyNode(
       prepared,
       '/internal/reshard/send',
-      { epoch: map.epoch, targets: prepared },
-      () => this.sendReshardData(map.epoch, new Set(prepared)),
+      { epoch: map.epoch, targets: prepared, holdings: Object.fromEntries(holdings) },
+      () => this.sendReshardData(map.epoch, new Set(prepared), holdings),
       // A shard's data has moved once one of its members delivered all it holds.
       (node, reply) => {
         const shard = shardOfNode(before, node);
@@ -267,21 +269,22 @@ export class Resharding {
 
   // ---------------------------------------------------------------- participant
 
-  /** Phase 1 here: freeze writes until the commit. */
+  /** Phase 1 here: freeze writes until the commit; answer what this node's replica holds. */
   prepare(map: ShardMap, coordinator: NodeAddress): HttpReply {
     const prepared = this.ctx.step({ kind: 'reshard-prepare', map, coordinator });
     if (!prepared.ok) return json(409, { error: prepared.reason });
-    return json(200, { ok: true });
+    return json(200, { ok: true, holding: prepared.holding });
   }
 
   /**
    * Phase 2 here: send every version this node holds to the members of its key's new shard among
-   * `targets`, with this node's claim; answer when all is delivered, naming the targets it was not.
+   * `targets`, but what `holdings` shows some replica sends anyway (see leftOut), with this node's
+   * claim; answer when all is delivered, naming the targets it was not.
    */
-  async sendReshardData(epoch: Epoch, targets: ReadonlySet<NodeAddress>): Promise<HttpReply> {
+  async sendReshardData(epoch: Epoch, targets: ReadonlySet<NodeAddress>, holdings: Holdings = new Map()): Promise<HttpReply> {
     const { config, log, peers } = this.ctx;
-    const transfers = this.ctx.step({ kind: 'reshard-transfers', epoch, targets });
-    if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}` });
+    const transfers = this.ctx.step({ kind: 'reshard-transfers', epoch, targets, holdings });
+    if (transfers === null) return json(409, { error: `no prepared reshard for epoch ${epoch}, or this node's replica changed since it prepared` });
     let sent = 0;
     const failed: NodeAddress[] = [];
     await Promise.all(
@@ -332,4 +335,18 @@ export class Resharding {
 
 function isCounts(value: unknown): value is number[] {
   return Array.isArray(value) && value.length === PARTITION_COUNT && value.every((n) => Number.isSafeInteger(n) && n >= 0);
+}
+
+/**
+ * The prepared nodes' holdings, from their prepare answers (`replies[i]` is `nodes[i]`'s). An answer
+ * without a well-formed holding (a node in no shard, or one running code that does not declare it)
+ * names none: nothing is left out on its account.
+ */
+function holdingsOf(nodes: readonly NodeAddress[], replies: readonly HttpReply[], prepared: ReadonlySet<NodeAddress>): Map<NodeAddress, TransferClaim> {
+  const holdings = new Map<NodeAddress, TransferClaim>();
+  for (const [i, node] of nodes.entries()) {
+    const holding = (replies[i]?.body as { holding?: unknown } | undefined)?.holding;
+    if (prepared.has(node) && isTransferClaim(holding)) holdings.set(node, holding);
+  }
+  return holdings;
 }

@@ -191,14 +191,23 @@ export function decodeReshardPrepare(body: unknown): ReshardPrepare {
 export interface ReshardSend {
   epoch: Epoch;
   targets: NodeAddress[];
+  /** The prepared nodes' prepare answers (absent: a coordinator that sends none; nothing is left out). */
+  holdings: Map<NodeAddress, TransferClaim>;
 }
 
 export function decodeReshardSend(body: unknown): ReshardSend {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || !Array.isArray(fields.targets) || !fields.targets.every(isNodeAddress)) {
+  const holdings = fields.holdings ?? {};
+  if (
+    !isEpochValue(fields.epoch) ||
+    !Array.isArray(fields.targets) ||
+    !fields.targets.every(isNodeAddress) ||
+    !isObject(holdings) ||
+    !Object.entries(holdings).every(([node, holding]) => isNodeAddress(node) && isTransferClaim(holding))
+  ) {
     throw new BadRequest('malformed send');
   }
-  return { epoch: fields.epoch, targets: fields.targets };
+  return { epoch: fields.epoch, targets: fields.targets, holdings: new Map(Object.entries(holdings) as [NodeAddress, TransferClaim][]) };
 }
 
 /** POST /internal/reshard/transfer: versions of a reshard for this node, the last part with the sender's claim. */

@@ -9,7 +9,7 @@ import { NodeCore } from '../../src/core/node-core.ts';
 import type { KvDecision, KvMethod, Reply, Transfer } from '../../src/core/node-core.ts';
 import { asEpoch, initialShardMap, membersOf, nextEpoch, shardIdFor, shardIds, shardOfKey, shardOfNode } from '../../src/core/shard-map.ts';
 import { MESSAGES } from '../../src/core/api-messages.ts';
-import { afterPrepare, afterSend } from '../../src/core/reshard-participant.ts';
+import { afterPrepare, afterSend, type Holdings, type TransferClaim } from '../../src/core/reshard-participant.ts';
 import type { CausalMetadata, Epoch, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
 import { nodeAddress } from '../../src/core/address.ts';
 import { drive } from '../helpers/core-driver.ts';
@@ -357,9 +357,9 @@ function populate(cores: NodeCore[], keys: number, seed: number): Model {
   return model;
 }
 
-function transfersOf(core: NodeCore, epoch: Epoch): Map<NodeAddress, Transfer> {
+function transfersOf(core: NodeCore, epoch: Epoch, holdings?: Holdings): Map<NodeAddress, Transfer> {
   const everyone = new Set([...core.view(), ...Object.values(core.reshardInProgress?.map.shards ?? {}).flat()]);
-  const transfers = drive(core).reshardTransfers(epoch, everyone);
+  const transfers = drive(core).reshardTransfers(epoch, everyone, undefined, holdings === undefined ? undefined : new Map(Object.entries(wire(Object.fromEntries(holdings))) as [NodeAddress, TransferClaim][]));
   assert.ok(transfers, `transfers of ${core.self}`);
   return transfers;
 }
@@ -370,7 +370,7 @@ function deliverTransfer(to: NodeCore, epoch: Epoch, transfer: Transfer): boolea
 
 /** Prepare everywhere, then send every core's transfers to their targets. */
 function prepareAndTransfer(cores: NodeCore[], plan: ShardMap, coordinator: NodeAddress, sends: (core: NodeCore) => boolean = () => true): void {
-  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), coordinator, 0), { ok: true });
+  for (const core of cores) assert.equal(drive(core).prepareReshard(wire(plan), coordinator, 0).ok, true);
   for (const core of cores) {
     for (const [to, transfer] of transfersOf(core, plan.epoch)) {
       assert.ok(deliverTransfer(byAddress(cores, to), plan.epoch, transfer), `transfer ${core.self} -> ${to}`);
@@ -390,18 +390,21 @@ function reshard(cores: NodeCore[], count: number, commitFirst?: (core: NodeCore
   assert.equal(coordinator.checkReshard(count), null);
   const plan = wire(coordinator.planReshard(count));
   // Phase 1: every node freezes.
+  const holdings = new Map<NodeAddress, TransferClaim>();
   const prepares = cores.map((core) => {
     const prepared = drive(core).prepareReshard(wire(plan), coordinator.self, 1000);
-    assert.deepEqual(prepared, { ok: true }, `prepare at ${core.self}`);
+    assert.ok(prepared.ok, `prepare at ${core.self}`);
     assert.ok(core.reshardInProgress);
+    if (prepared.holding !== null) holdings.set(core.self, wire(prepared.holding));
     return { status: 200, body: { ok: true } };
   });
   const afterPhase1 = afterPrepare(coordinator.map, plan, cores.map((c) => c.self), prepares);
   assert.equal(afterPhase1.kind, 'send');
   const prepared = afterPhase1.kind === 'send' ? afterPhase1.prepared : [];
-  // Phase 2: once all are frozen, each sends what it holds to the nodes that took part.
+  // Phase 2: once all are frozen, each sends what it holds to the nodes that took part, leaving
+  // out what the prepare answers show some replica sends anyway (as the runtime does).
   const transfers = new Map<NodeAddress, Map<NodeAddress, Transfer>>();
-  for (const core of cores) transfers.set(core.self, transfersOf(core, plan.epoch));
+  for (const core of cores) transfers.set(core.self, transfersOf(core, plan.epoch, holdings));
   const sends = prepared.map((from) => {
     const failed: NodeAddress[] = [];
     for (const [to, transfer] of transfers.get(from) ?? new Map<NodeAddress, Transfer>()) {
@@ -485,6 +488,53 @@ for (const [count, from, to] of [
   });
 }
 
+test("phase 2 sends a version a receiver lacks once, from its old shard's full sender, and nothing it holds already", () => {
+  const cores = cluster(6, 2);
+  const model = populate(cores, 0, 0);
+  // Every write reaches every replica of its shard: the old shards' replicas agree.
+  for (let i = 0; i < 60; i++) {
+    const key = `key${i}`;
+    const members = cores.filter((c) => c.shard === shardOfKey(cores[0]!.map, key));
+    const put = kv(members[0]!, 'PUT', key, { value: i, 'causal-metadata': null });
+    model.values.set(key, i);
+    model.metadata.set(key, metadataOf(replyOf(put)));
+    push(cores, put);
+  }
+  const plan = wire(cores[0]!.planReshard(3));
+  const holdings = new Map<NodeAddress, TransferClaim>();
+  for (const core of cores) {
+    const prepared = drive(core).prepareReshard(wire(plan), cores[0]!.self, 0);
+    assert.ok(prepared.ok && prepared.holding !== null);
+    assert.equal(prepared.holding.shard, core.shard);
+    holdings.set(core.self, prepared.holding);
+  }
+  const old = cores[0]!.map;
+  const fulls = new Set(shardIds(old).map((shard) => [...holdings].filter(([, h]) => h.shard === shard).map(([n]) => n).sort()[0]));
+  const received = new Map<NodeAddress, string[]>();
+  for (const core of cores) {
+    for (const [to, transfer] of transfersOf(core, plan.epoch, holdings)) {
+      if (transfer.versions.length > 0) assert.ok(fulls.has(core.self), `${core.self} sends versions though its shard's full sender has them all`);
+      received.set(to, [...(received.get(to) ?? []), ...transfer.versions.map((v) => v.key)]);
+    }
+  }
+  for (const core of cores) {
+    const next = shardOfNode(plan, core.self);
+    const wanted = [...model.values.keys()].filter((key) => shardOfKey(plan, key) === next && shardOfKey(old, key) !== core.shard).sort();
+    assert.deepEqual((received.get(core.self) ?? []).sort(), wanted, `${core.self} gets each key it lacks once, and none it holds`);
+  }
+});
+
+test("a node whose replica was replaced since it prepared refuses phase 2: the others counted on what it declared", () => {
+  const cores = cluster(4, 2);
+  populate(cores, 20, 4);
+  const [a] = cores as [NodeCore];
+  const plan = wire(a.planReshard(1));
+  assert.ok(drive(a).prepareReshard(plan, a.self, 0).ok);
+  // A copy from a peer begins: the replica that prepared is gone.
+  drive(a).step({ kind: 'full-sync-begin' });
+  assert.equal(drive(a).reshardTransfers(plan.epoch, new Set(nodes(4))), null);
+});
+
 test('a node in no shard before the reshard gets one, with its data', () => {
   const cores = cluster(4, 2);
   const joiner = makeCore(nodeAddress('10.10.0.60:8090'), [...nodes(4), nodeAddress('10.10.0.60:8090')], cores[0]!.map);
@@ -552,7 +602,7 @@ test('a write that reaches a peer only during the freeze is carried by that peer
   const put = kv(a, 'PUT', 'late', { value: 'in flight', 'causal-metadata': null });
   const m = metadataOf(replyOf(put));
   const plan = a.planReshard(2);
-  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), a.self, 0), { ok: true });
+  for (const core of cores) assert.equal(drive(core).prepareReshard(wire(plan), a.self, 0).ok, true);
   // The push was in flight when the freeze began; it lands now.
   push(cores, put, [b.self]);
   // Every node but the writer sends its transfers (the writer's are lost, so it is not counted).
@@ -646,7 +696,7 @@ test('a transfer whose last part never arrived: clients that depend on its sende
   const put = kv(a, 'PUT', 'only-at-a', { value: 'v', 'causal-metadata': null });
   const m = metadataOf(replyOf(put));
   const plan = a.planReshard(2);
-  for (const core of cores) assert.deepEqual(drive(core).prepareReshard(wire(plan), a.self, 0), { ok: true });
+  for (const core of cores) assert.equal(drive(core).prepareReshard(wire(plan), a.self, 0).ok, true);
   const owners = cores.filter((c) => (membersOf(plan, shardOfKey(plan, 'only-at-a')) ?? []).includes(c.self));
   const [reached, missed] = owners as [NodeCore, NodeCore];
   for (const core of cores) {

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import type { Input, KvDecision, KvMethod, KvRequest, NodeCore, Outputs, PingInfo, SavedReplica, Step } from '../../src/core/node-core.ts';
-import type { TransferClaim } from '../../src/core/reshard-participant.ts';
+import type { Holdings, TransferClaim } from '../../src/core/reshard-participant.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from '../../src/core/types.ts';
 
 export class CoreDriver {
@@ -92,8 +92,8 @@ export class CoreDriver {
     return this.step({ kind: 'reshard-prepare', map, coordinator }, nowMs);
   }
 
-  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs = this.nowMs): Outputs['reshard-transfers'] {
-    return this.step({ kind: 'reshard-transfers', epoch, targets }, nowMs);
+  reshardTransfers(epoch: Epoch, targets: ReadonlySet<NodeAddress>, nowMs = this.nowMs, holdings?: Holdings): Outputs['reshard-transfers'] {
+    return this.step({ kind: 'reshard-transfers', epoch, targets, ...(holdings ? { holdings } : {}) }, nowMs);
   }
 
   markSent(epoch: Epoch): void {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { nodeAddress } from '../../src/core/address.ts';
 import { PARTITION_COUNT } from '../../src/core/shard-map.ts';
 import { BadRequest } from '../../src/node/replies.ts';
-import { decodeDigestRequest, decodeRepair, decodeReplicate, decodeReshardCommit, decodeSyncRequest } from '../../src/node/wire.ts';
+import { decodeDigestRequest, decodeRepair, decodeReplicate, decodeReshardCommit, decodeReshardSend, decodeSyncRequest } from '../../src/node/wire.ts';
 
 const A = nodeAddress('10.10.0.2:8090');
 const version = { key: 'k', deleted: false, value: 1, dot: { node: A, counter: 1 }, stamp: { epoch: 0, lamport: 1, node: A }, deps: {} };
@@ -30,5 +30,25 @@ test('an epoch is a non-negative safe integer', () => {
   assert.equal(decodeReshardCommit({ epoch: 3 }).epoch, 3);
   for (const epoch of [-1, 1.5, '3', Number.MAX_SAFE_INTEGER + 1, null]) {
     assert.throws(() => decodeReshardCommit({ epoch }), BadRequest, JSON.stringify(epoch));
+  }
+});
+
+test("a reshard's phase 2 takes holdings keyed by node address, each a well-formed claim; none sent means none", () => {
+  const holding = { shard: 's0', applied: { [A]: 4 }, base: { '1': { s1: { [A]: 2 } } } };
+  const decoded = decodeReshardSend({ epoch: 2, targets: [A], holdings: { [A]: holding } });
+  assert.deepEqual([...decoded.holdings], [[A, holding]]);
+  assert.equal(decodeReshardSend({ epoch: 2, targets: [A] }).holdings.size, 0);
+  const bad: unknown[] = [
+    [],
+    { [A]: null },
+    { [A]: { ...holding, shard: '__proto__' } },
+    { [A]: { ...holding, applied: { [A]: -1 } } },
+    { [A]: { ...holding, applied: { constructor: 1 } } },
+    { [A]: { ...holding, base: { x: {} } } },
+    JSON.parse(`{"__proto__": ${JSON.stringify(holding)}}`),
+    { 'not an address': holding },
+  ];
+  for (const holdings of bad) {
+    assert.throws(() => decodeReshardSend({ epoch: 2, targets: [A], holdings }), BadRequest, JSON.stringify(holdings));
   }
 });

@@ -85,6 +85,7 @@ const GROUND: Record<PlantedBug, Partial<WorldSettings>> = {
   'read-skips-deps': { faults: ['partition', 'slow'] },
   'forget-tombstones': { faults: ['partition', 'slow'], keys: 4, nodeEnv: { ANTI_ENTROPY_INTERVAL_MS: '500' } },
   'reshard-skips-partition': { faults: ['reshard', 'partition'], keys: 12, shards: 2, nodes: 4 },
+  'reshard-no-full-sender': { faults: ['reshard', 'partition'], keys: 12, shards: 2, nodes: 4 },
 };
 
 for (const bug of PLANTED_BUGS) {
