@@ -1,8 +1,9 @@
 // `npm run bench [-- WHAT [flags]]`: which benchmark to run.
 //   (none)  the store against a bare node:http echo under wrk (bench/http.ts), then throughput and
-//           latency (bench/run.ts), then anti-entropy repair (bench/repair.ts)
-//   http | run | repair | flood | parked   one of them, with the flags that follow
-//   memory | reshard   RSS per node of 3 replicas holding 1M keys; a reshard 2 -> 3 of 100k keys
+//           latency (bench/run.ts), then anti-entropy repair (bench/repair.ts), then a reshard
+//           2 -> 3 of 100k keys (bench/reshard.ts)
+//   http | run | repair | reshard | flood | parked   one of them, with the flags that follow
+//   memory   RSS per node of 3 replicas holding 1M keys (a few minutes: not in the default run)
 // Without wrk, bench/http.ts exits with status 3 after saying so: the default run goes on without it.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ const benches: Record<string, string> = { http: 'http.ts', run: 'run.ts', repair
 /** bench/http.ts's exit status when wrk is not installed. */
 const wrkMissingStatus = 3;
 const [first, ...rest] = process.argv.slice(2);
-const chosen = first !== undefined && Object.hasOwn(benches, first) ? [first] : ['http', 'run', 'repair'];
+const chosen = first !== undefined && Object.hasOwn(benches, first) ? [first] : ['http', 'run', 'repair', 'reshard'];
 const args = first !== undefined && Object.hasOwn(benches, first) ? rest : process.argv.slice(2);
 for (const name of chosen) {
   const result = spawnSync(process.execPath, [join(import.meta.dirname, benches[name] as string), ...args], { stdio: 'inherit' });
