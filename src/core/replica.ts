@@ -5,7 +5,8 @@ import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId,
 import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks } from './vector-clock.ts';
 import { compareStamps, supersedes } from './version-order.ts';
 import { PendingBuffer } from './pending-buffer.ts';
-import { versionHash, type StoreDigest } from './versions.ts';
+import { newVersion, shareParts, versionHash, type StoreDigest } from './versions.ts';
+import { ADDRESSES_INTERNED_MAX, EMPTY_SHARD_CLOCKS, Interner, isEmptyRecord } from './intern.ts';
 
 export { asBase, digestOfVersions, type StoreDigest } from './versions.ts';
 
@@ -98,6 +99,8 @@ export class Replica {
    * this does not reflect waits: the write is still on its way from a node that was cut off.
    */
   private baseClocks: EpochClocks = {};
+  /** One copy of each node address the stored versions name (see shareParts). */
+  private readonly addresses = new Interner(ADDRESSES_INTERNED_MAX);
 
   constructor(options: ReplicaOptions) {
     this.self = options.self;
@@ -167,15 +170,14 @@ export class Replica {
     // no disk that found no peer to copy its shard from.)
     assert(replaced?.node !== this.self || replaced.counter < counter, () => `write of ${key} reuses dot ${this.self}#${counter}, which the key already holds`);
     this.lamportClock += 1;
-    const version: Version = {
+    const version = newVersion(
       key,
-      deleted: change.deleted,
-      dot: { node: this.self, counter },
-      stamp: { epoch: this.epoch, lamport: this.lamportClock, node: this.self },
-      deps,
-    };
-    if (Object.keys(past).length > 0) version.past = past;
-    if (!change.deleted) version.value = change.value;
+      change,
+      { node: this.self, counter },
+      { epoch: this.epoch, lamport: this.lamportClock, node: this.self },
+      isEmptyRecord(deps) ? EMPTY_SHARD_CLOCKS : deps,
+      past,
+    );
     // Its stamp is above every stamp this replica ever saw (put raises the Lamport clock for each),
     // in the replica's own epoch, which no stored version is later than: it wins.
     const stored = this.put(version);
@@ -445,6 +447,7 @@ export class Replica {
     // Version order: a stored version is only ever replaced by one that wins over it.
     assert(current === undefined || compareStamps(version.stamp, current.stamp) > 0, 'a stored version is replaced only by one that supersedes it');
     this.addToDigest(version.key, current === undefined ? versionHash(version) : versionHash(version) - versionHash(current));
+    shareParts(version, this.addresses);
     this.store.set(version.key, version);
     this.dirty.add(version.key);
     return true;
