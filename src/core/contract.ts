@@ -6,7 +6,7 @@ import type { CausalMetadata, Clock, Epoch, EpochClocks, NodeAddress, ShardId, S
 // the shapes of what it hands the runtime to persist or send. Everything the runtime and the
 // simulator see of the core's answers is typed here.
 
-/** Bytes of versions (approximate JSON) in one anti-entropy answer; the rest is left for the next round. */
+/** Bytes of versions (approximate JSON) one anti-entropy exchange pushes; the rest is left for the next exchange. */
 export const REPAIR_BYTES_MAX = 4 * 1024 * 1024;
 
 export interface NodeCoreOptions {

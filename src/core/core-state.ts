@@ -73,9 +73,6 @@ export class CoreState {
   /** False while this node rebuilds its shard copy from a peer: requests for its shard wait. */
   protected isReady: boolean;
 
-  /** Where the next anti-entropy answer starts, when the last one stopped at its bound. */
-  protected repairCursor = 0;
-
   protected pendingReshard: PendingReshard | null = null;
   /**
    * This node's map came from its environment alone (no map on disk: a new node, or one without

@@ -82,7 +82,10 @@ export class NodeCore extends ReshardCore {
       case 'digest-request':
         return this.onDigestRequest(input.epoch, input.shard, input.digests);
       case 'repair':
-        return this.onRepair(input.epoch, input.shard, input.versions, input.reflected);
+        return this.onRepair(input.epoch, input.shard, input.versions, input.reflected, input.from ?? null, nowMs);
+      case 'repair-pushed':
+        this.onRepairPushed(input.epoch, input.shard, input.peer, input.versions, nowMs);
+        return undefined;
       case 'map':
         return this.adoptMap(input.map, input.atStart === true);
       case 'reshard-prepare':

@@ -6,7 +6,7 @@ import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, Version } from '.
 
 import { clockLacks, epochClocksCover } from './vector-clock.ts';
 
-import { appliedEverywhere, digestAnswer } from './anti-entropy.ts';
+import { appliedEverywhere, digestAnswer, PeerHoldings, repairPlan, type RepairPlan } from './anti-entropy.ts';
 
 import { type PingInfo } from './contract.ts';
 
@@ -15,6 +15,9 @@ import { CoreState } from './core-state.ts';
 
 /** What replicas of a shard exchange: pushed writes, pulls, anti-entropy, tombstone collection, pings. */
 export class ReplicationCore extends CoreState {
+  /** What each shard peer is known to hold, from anti-entropy both ways (see PeerHoldings). */
+  private readonly peerHoldings = new PeerHoldings();
+
   /** Writes pushed by a shard peer. A push for another epoch or shard is refused (the peer's map differs). */
   protected onReplicate(epoch: Epoch, shard: ShardId, versions: Version[]): { ok: true; applied: Clock } | { ok: false; reason: string } {
     const replica = this.currentReplica;
@@ -62,9 +65,8 @@ export class ReplicationCore extends CoreState {
 
   /**
    * Anti-entropy, answering side: a peer of the same shard and epoch sends its partition digests;
-   * we name the partitions that differ and send our versions of them, at most about REPAIR_BYTES_MAX of versions (whole partitions, at least one); `more`
-   * when partitions were left for the next round. Each answer starts after the last partition the
-   * previous one covered, so a bound that is always hit still reaches every partition in turn.
+   * we name the partitions that differ (see digestAnswer). No versions: the asker pushes its own,
+   * and we push ours in our rounds (`versions` stays empty and `more` false, for askers that read them).
    */
   protected onDigestRequest(
     epoch: Epoch,
@@ -75,9 +77,7 @@ export class ReplicationCore extends CoreState {
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
-    const answer = digestAnswer(replica, digests, this.repairCursor);
-    this.repairCursor = answer.next;
-    return { ok: true, differing: answer.differing, versions: answer.versions, more: answer.more };
+    return { ok: true, differing: digestAnswer(replica, digests).differing, versions: [], more: false };
   }
 
   /** Anti-entropy, asking side: this replica's partition digests, if it is still the replica of `shard` at `epoch`. */
@@ -86,18 +86,36 @@ export class ReplicationCore extends CoreState {
     return epoch === this.currentMap.epoch && replica !== null && replica.shard === shard ? replica.digests() : null;
   }
 
-  /** Anti-entropy, asking side: our versions of the partitions a peer named as differing (null: the replica changed meanwhile). */
-  repairVersions(epoch: Epoch, shard: ShardId, partitions: readonly number[]): Version[] | null {
+  /**
+   * Anti-entropy, asking side: what to push `peer` of the partitions it named as differing, past
+   * what it is known to hold (see repairPlan); null when the replica changed meanwhile.
+   */
+  repairPlan(
+    epoch: Epoch,
+    shard: ShardId,
+    peer: NodeAddress,
+    differing: readonly number[],
+    { cursor, exchangesMax, nowMs }: { cursor: number; exchangesMax: number; nowMs: number },
+  ): RepairPlan | null {
     const replica = this.currentReplica;
-    return epoch === this.currentMap.epoch && replica !== null && replica.shard === shard ? replica.versionsInPartitions(partitions) : null;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
+    return repairPlan(replica, differing, this.peerHoldings.of(peer, epoch, this.links.incarnationOf(peer), nowMs), cursor, exchangesMax);
+  }
+
+  /** Anti-entropy, asking side: `peer` took these versions we pushed it (it holds them, or better). */
+  protected onRepairPushed(epoch: Epoch, shard: ShardId, peer: NodeAddress, versions: readonly Version[], nowMs: number): void {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return;
+    this.peerHoldings.learn(peer, epoch, this.links.incarnationOf(peer), versions, nowMs);
   }
 
   /**
    * Anti-entropy repair: versions a replica of the same shard and epoch holds. Returns how many
    * changed our state. A late transfer (see lateTransfers) comes this way too, and its last part says
-   * what of an earlier epoch the whole transfer reflects.
+   * what of an earlier epoch the whole transfer reflects. `from`: the peer that pushed them, which
+   * holds them (they are not pushed back to it, see PeerHoldings).
    */
-  protected onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected?: EpochClocks): number | null {
+  protected onRepair(epoch: Epoch, shard: ShardId, versions: Version[], reflected: EpochClocks | undefined, from: NodeAddress | null, nowMs: number): number | null {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
     // A late transfer into a replica frozen for a reshard could arrive after this node's transfers
@@ -105,6 +123,7 @@ export class ReplicationCore extends CoreState {
     if (reflected !== undefined && this.pendingReshard !== null) return null;
     const changed = replica.repair(versions);
     if (reflected !== undefined) replica.addBase(reflected);
+    else if (from !== null && from !== this.self) this.peerHoldings.learn(from, epoch, this.links.incarnationOf(from), versions, nowMs);
     return changed;
   }
 

@@ -45,6 +45,7 @@ export interface Outputs {
   'sync-request': { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks } | { ok: false; reason: string };
   'digest-request': { ok: true; differing: number[]; versions: Version[]; more: boolean } | { ok: false; reason: string };
   repair: number | null;
+  'repair-pushed': undefined;
   map: MapChange;
   'reshard-prepare': PrepareOutcome;
   'reshard-transfer': boolean;
@@ -77,7 +78,10 @@ export type Input =
   | { kind: 'replicate'; epoch: Epoch; shard: ShardId; versions: Version[] }
   | ({ kind: 'sync-request' } & SyncAsk)
   | { kind: 'digest-request'; epoch: Epoch; shard: ShardId; digests: readonly number[] }
-  | { kind: 'repair'; epoch: Epoch; shard: ShardId; versions: Version[]; reflected?: EpochClocks }
+  /** `from`: the peer that pushed them (anti-entropy), null or absent when not known. */
+  | { kind: 'repair'; epoch: Epoch; shard: ShardId; versions: Version[]; reflected?: EpochClocks; from?: NodeAddress | null }
+  /** Anti-entropy: `peer` acknowledged these versions we pushed it. */
+  | { kind: 'repair-pushed'; epoch: Epoch; shard: ShardId; peer: NodeAddress; versions: readonly Version[] }
   /** `atStart`: heard by discovery, before this node serves or announces itself. */
   | { kind: 'map'; map: ShardMap; atStart?: boolean }
   | { kind: 'reshard-prepare'; map: ShardMap; coordinator: NodeAddress }

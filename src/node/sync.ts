@@ -3,17 +3,19 @@
 // of what a waiting request or a peer ahead of us has, and the anti-entropy rounds (with the
 // collection of tombstones every member reflects).
 
+import { Buffer } from 'node:buffer';
 import { assert } from '../core/assert.ts';
 import type { PingInfo, ReplicaView } from '../core/node-core.ts';
 import { versionBytes } from '../core/json-value.ts';
 import { membersOf } from '../core/shard-map.ts';
 import { counterOf } from '../core/vector-clock.ts';
-import type { Clock, Epoch, NodeAddress, ShardId } from '../core/types.ts';
+import type { Clock, Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
-import type { TimerHandle } from './env.ts';
-import { REPAIR_EXCHANGES_MAX, SYNC_INTERVAL_MS_MIN } from './limits.ts';
+import { JsonText, type TimerHandle } from './env.ts';
+import { REPAIR_EXCHANGES_MAX, SYNC_INTERVAL_MS_MIN, TRANSFER_BYTES_MAX } from './limits.ts';
 import { PeerUnreachableError } from './peer-client.ts';
-import { PeerRefusedError, sendVersions } from './send-versions.ts';
+import { packedBodies } from './repair-wire.ts';
+import { PeerRefusedError } from './send-versions.ts';
 import { isClock, isEpochClocks, isPartitionList, isVersionList } from './wire.ts';
 
 /** What sync asks of the failure detector. */
@@ -30,6 +32,8 @@ export class Sync {
   private antiEntropyTimer: TimerHandle | null = null;
   private antiEntropyRunning = false;
   private antiEntropyNext = 0;
+  /** Where the next anti-entropy exchange starts pushing, when the last one stopped at its bound. */
+  private repairCursor = 0;
   /** Repair counters, shown in /status. */
   private readonly repairStats = { rounds: 0, keysRepaired: 0, bytes: 0, tombstonesCollected: 0, lastInSyncMs: 0, syncBytesReceived: 0 };
   private readonly lastSyncMs = new Map<NodeAddress, number>();
@@ -182,11 +186,13 @@ export class Sync {
 
   /**
    * One anti-entropy round with the next shard peer in the view (so a node on probation is left
-   * alone until its hold-down is over): send our partition digests, merge the peer's versions of the
-   * partitions that differ, send ours of them back; the peer answers with a bounded number of bytes,
-   * so while it says there is more, exchange again (at most REPAIR_EXCHANGES_MAX times). Then collect
-   * tombstones every member reflects. A peer we are still pushing writes to is left for the next
-   * round: its digests differ by what is in flight, and repairing that would send it all twice.
+   * alone until its hold-down is over), as src/core/anti-entropy.ts describes: send our partition
+   * digests; push the peer our versions of the partitions that differ that it is not known to hold,
+   * one exchange per batch of about REPAIR_BYTES_MAX (in requests of about TRANSFER_BYTES_MAX);
+   * while that pushed something, send the digests again at once; at most REPAIR_EXCHANGES_MAX
+   * exchanges a round. Then collect tombstones every member reflects. A peer we are still pushing
+   * writes to is left for the next round: its digests differ by what is in flight, and repairing
+   * that would send it all twice.
    */
   private async antiEntropyRound(): Promise<void> {
     const core = this.ctx.core;
@@ -195,13 +201,16 @@ export class Sync {
     const peers = core.replicationPeers();
     if (peers.length === 0) return;
     const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
-    if (this.ctx.replicator.liveQueued(peer) > 0 || !this.deps.linkUp(peer)) return;
     const epoch = core.map.epoch;
     const shard = replica.shard;
     this.antiEntropyRunning = true;
     try {
-      for (let exchange = 0; exchange < REPAIR_EXCHANGES_MAX && !this.ctx.isClosed(); exchange++) {
-        if (!(await this.repairExchange(peer, epoch, shard, replica))) break;
+      let exchanges = 0;
+      while (exchanges < REPAIR_EXCHANGES_MAX && !this.ctx.isClosed() && core.replica === replica) {
+        if (this.ctx.replicator.liveQueued(peer) > 0 || !this.deps.linkUp(peer)) break;
+        const pushed = await this.repairExchange(peer, epoch, shard, REPAIR_EXCHANGES_MAX - exchanges);
+        if (pushed === 0) break;
+        exchanges += pushed;
       }
       // Of the replica as it is now, by the members' pings of its epoch (see appliedEverywhere).
       this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
@@ -215,34 +224,64 @@ export class Sync {
     }
   }
 
-  /** One digest exchange of an anti-entropy round; true when the peer has more differing partitions. */
-  private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, replica: ReplicaView): Promise<boolean> {
+  /**
+   * Sends our digests, and pushes what the answer calls for, in at most `exchangesMax` batches.
+   * Returns how many batches it pushed (0: nothing to push, the round is over).
+   */
+  private async repairExchange(peer: NodeAddress, epoch: Epoch, shard: ShardId, exchangesMax: number): Promise<number> {
     const { core, config, peers } = this.ctx;
     const digests = core.repairDigests(epoch, shard);
-    if (digests === null) return false;
-    const reply = await peers.call(peer, 'POST', '/internal/digest', { epoch, shard, digests, from: config.address }, {
-      timeoutMs: config.requestTimeoutMs,
-    });
-    const answer = reply.body as { differing?: unknown; versions?: unknown; more?: unknown };
-    if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(answer.versions)) return false;
+    if (digests === null) return 0;
+    const request = JSON.stringify({ epoch, shard, digests, from: config.address });
+    const reply = await peers.call(peer, 'POST', '/internal/digest', new JsonText(request), { timeoutMs: config.requestTimeoutMs });
+    const answer = reply.body as { differing?: unknown; versions?: unknown };
+    const theirs = answer.versions ?? [];
+    if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(theirs)) return 0;
     this.repairStats.rounds++;
-    this.repairStats.bytes += versionBytes(answer.versions);
+    this.repairStats.bytes += Buffer.byteLength(request) + versionBytes(answer.differing) + versionBytes(theirs);
     if (answer.differing.length === 0) {
       this.repairStats.lastInSyncMs = this.ctx.timers.now();
-      return false;
+      return 0;
     }
-    const changedHere = this.ctx.step({ kind: 'repair', epoch, shard, versions: answer.versions }) ?? 0;
-    const ours = core.repairVersions(epoch, shard, answer.differing);
-    // The replica changed meanwhile (a new epoch, a copy): the round ends.
-    if (ours === null) return false;
-    const pushed = await sendVersions(peers, peer, ours, { path: '/internal/repair', fields: { epoch, shard }, timeoutMs: config.requestTimeoutMs });
-    this.repairStats.bytes += pushed.bytes;
-    const changedThere = pushed.answers.reduce<number>((sum, a) => sum + (Number((a as { changed?: unknown } | undefined)?.changed) || 0), 0);
-    // Keys repaired here; the peer counts those it took from us.
+    // A peer of an earlier release answers with its versions of those partitions: merged all the
+    // same (and, as it holds them, not pushed back).
+    const changedHere = theirs.length === 0 ? 0 : (this.ctx.step({ kind: 'repair', epoch, shard, versions: theirs, from: peer }) ?? 0);
     this.repairStats.keysRepaired += changedHere;
+    const plan = core.repairPlan(epoch, shard, peer, answer.differing, { cursor: this.repairCursor, exchangesMax, nowMs: this.ctx.timers.now() });
+    // The replica changed meanwhile (a new epoch, a copy): the round ends.
+    if (plan === null) return 0;
+    this.repairCursor = plan.next;
+    // The batches go out as one run of requests: a batch bounds an exchange, not a request.
+    const versions = plan.batches.flatMap((batch) => batch.versions);
+    const changedThere = await this.pushRepair(peer, epoch, shard, versions);
+    // Keys repaired here are counted above; the peer counts those it took from us.
     if (changedHere + changedThere > 0) {
-      this.ctx.log.info({ peer, partitions: answer.differing.length, changedHere, changedThere }, 'anti-entropy repaired keys');
+      this.ctx.log.info({ peer, partitions: answer.differing.length, pushed: versions.length, changedHere, changedThere }, 'anti-entropy repaired keys');
     }
-    return answer.more === true && core.replica === replica;
+    return plan.batches.length;
+  }
+
+  /**
+   * Pushes versions to the peer's /internal/repair, packed (repair-wire.ts), in requests of about
+   * TRANSFER_BYTES_MAX, in order, one at a time (the next one is packed while one is on its way),
+   * and tells the core what the peer took. Returns how many keys the peer changed; throws at the
+   * first request that fails or is refused.
+   */
+  private async pushRepair(peer: NodeAddress, epoch: Epoch, shard: ShardId, versions: readonly Version[]): Promise<number> {
+    const { config, peers } = this.ctx;
+    let changed = 0;
+    let inFlight: Promise<void> | null = null;
+    // The generator packs the next body while the last one is on its way.
+    for (const body of packedBodies(versions, { epoch, shard, from: config.address }, TRANSFER_BYTES_MAX)) {
+      if (inFlight !== null) await inFlight;
+      inFlight = peers.call(peer, 'POST', '/internal/repair', new JsonText(body.text), { timeoutMs: config.requestTimeoutMs }).then((reply) => {
+        if (reply.status !== 200) throw new PeerRefusedError(`/internal/repair refused by ${peer}: ${JSON.stringify(reply.body)}`);
+        this.ctx.step({ kind: 'repair-pushed', epoch, shard, peer, versions: body.versions });
+        this.repairStats.bytes += Buffer.byteLength(body.text);
+        changed += Number((reply.body as { changed?: unknown } | undefined)?.changed) || 0;
+      });
+    }
+    if (inFlight !== null) await inFlight;
+    return changed;
   }
 }

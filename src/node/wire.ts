@@ -7,6 +7,7 @@ import { isShardId, PARTITION_COUNT } from '../core/shard-map.ts';
 import type { TransferClaim } from '../core/node-core.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, ShardMap, Version } from '../core/types.ts';
 import { BadRequest } from './replies.ts';
+import { unpackVersions } from './repair-wire.ts';
 
 /** A JSON object (not an array, not null). */
 export function isObject(value: unknown): value is Record<string, unknown> {
@@ -140,21 +141,26 @@ export function decodeDigestRequest(body: unknown): DigestRequest {
   return { epoch: fields.epoch, shard: fields.shard, digests: fields.digests, from: isNodeAddress(fields.from) ? fields.from : null };
 }
 
-/** POST /internal/repair: versions to merge (anti-entropy, or a late transfer with what it reflects). */
+/**
+ * POST /internal/repair: versions to merge (anti-entropy, or a late transfer with what it reflects),
+ * as `versions` or, from an anti-entropy push, `packed` (repair-wire.ts) with the pusher (`from`).
+ */
 export interface RepairMessage {
   epoch: Epoch;
   shard: ShardId;
   versions: Version[];
   reflected: EpochClocks | undefined;
+  from: NodeAddress | null;
 }
 
 export function decodeRepair(body: unknown): RepairMessage {
   const fields = fieldsOf(body);
-  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isVersionList(fields.versions)) {
+  const versions = fields.packed !== undefined && fields.versions === undefined ? unpackVersions(fields.packed) : fields.versions;
+  if (!isEpochValue(fields.epoch) || !isShardId(fields.shard) || !isVersionList(versions)) {
     throw new BadRequest('malformed repair');
   }
   if (fields.reflected !== undefined && !isEpochClocks(fields.reflected)) throw new BadRequest('malformed repair');
-  return { epoch: fields.epoch, shard: fields.shard, versions: fields.versions, reflected: fields.reflected };
+  return { epoch: fields.epoch, shard: fields.shard, versions, reflected: fields.reflected, from: isNodeAddress(fields.from) ? fields.from : null };
 }
 
 /** POST /internal/sync: what a shard peer lacks (`since` its applied clock; everything with `full`). */
