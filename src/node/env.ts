@@ -47,6 +47,12 @@ export interface PeerCallOptions {
    * dead one. Default `data`.
    */
   lane?: 'control' | 'data';
+  /**
+   * Give the answer's text as received (`PeerReply.text`), parsing it only for a 503: for a caller
+   * that relays the answer as it is (forwarding). A transport without the bytes (the simulator's)
+   * may ignore it and give the parsed body alone.
+   */
+  rawReply?: boolean;
 }
 
 /**

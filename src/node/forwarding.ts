@@ -10,7 +10,7 @@ import { DEADLINE_HEADER, HOPS_HEADER } from './headers.ts';
 import type { HttpReply } from './http-server.ts';
 import { CONTROL_TIMEOUT_MS, FORWARD_HOPS_MAX } from './limits.ts';
 import { PeerUnreachableError } from './peer-client.ts';
-import { json } from './replies.ts';
+import { json, RawJson } from './replies.ts';
 
 export class Forwarding {
   private readonly ctx: NodeContext;
@@ -24,7 +24,9 @@ export class Forwarding {
 
   /**
    * Relay to a member of the key's shard in the core's order (`targets`); status and body come back
-   * unchanged. After each attempt the core's rule (afterForwardAttempt) says whether to try the
+   * unchanged (the answer's text is relayed as it came, parsed only for a 503, the one status the
+   * failover rule reads). `body` is the client's body, best as its text (JsonText) so that it goes
+   * on as it came. After each attempt the core's rule (afterForwardAttempt) says whether to try the
    * next member. The request carries a deadline past which a member refuses a write.
    */
   async forward(
@@ -50,8 +52,10 @@ export class Forwarding {
         const reply = await this.ctx.peers.call(target, method, path, body, {
           headers: { [HOPS_HEADER]: String(hops + 1), [DEADLINE_HEADER]: String(deadline) },
           timeoutMs,
+          rawReply: true,
         });
-        attempt = { kind: 'answered', reply: { status: reply.status, body: reply.body as Reply['body'] } };
+        const relayed = reply.text !== undefined && reply.status !== 503 ? new RawJson(reply.text) : reply.body;
+        attempt = { kind: 'answered', reply: { status: reply.status, body: relayed as Reply['body'] } };
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
         this.suspect(target);

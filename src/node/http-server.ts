@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { bodyFault } from '../core/json-value.ts';
+import { RawJson } from './replies.ts';
 import {
   CONNECTIONS_MAX,
   HANDSHAKE_MS_MAX,
@@ -398,7 +399,7 @@ function answerEarly(req: IncomingMessage, res: ServerResponse, status: number, 
 }
 
 function send(res: ServerResponse, status: number, body: unknown, close = false): void {
-  const payload = JSON.stringify(body);
+  const payload = body instanceof RawJson ? body.text : JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(payload),

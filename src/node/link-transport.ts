@@ -68,13 +68,17 @@ export class LinkTransport implements PeerTransport {
   async call(peer: NodeAddress, method: PeerMethod, path: string, body: unknown, options: PeerCallOptions = {}): Promise<PeerReply> {
     // A failure counts against the process the request was meant for, not one that replaced it since.
     const sentTo = this.links.incarnationOf(peer);
-    const headers: Record<string, string> = { ...options.headers, ...this.headers };
+    const headers: Record<string, string> = options.headers === undefined ? { ...this.headers } : { ...options.headers, ...this.headers };
     // Serialised here, once, so that what is signed is exactly what is sent.
-    const text = body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body);
-    if (this.auth !== null) headers[AUTH_HEADER] = this.auth.sign({ method, path, body: text ?? '', headers });
+    const sent = body === undefined ? undefined : body instanceof JsonText ? body : new JsonText(JSON.stringify(body));
+    if (this.auth !== null) headers[AUTH_HEADER] = this.auth.sign({ method, path, body: sent?.text ?? '', headers });
+    const innerOptions: PeerCallOptions = { headers };
+    if (options.timeoutMs !== undefined) innerOptions.timeoutMs = options.timeoutMs;
+    if (options.lane !== undefined) innerOptions.lane = options.lane;
+    if (options.rawReply !== undefined) innerOptions.rawReply = options.rawReply;
     let reply: PeerReply;
     try {
-      reply = await this.inner.call(peer, method, path, text === undefined ? undefined : new JsonText(text), { ...options, headers });
+      reply = await this.inner.call(peer, method, path, sent, innerOptions);
     } catch (error) {
       if (error instanceof PeerUnreachableError) this.onChange(peer, this.report({ type: 'failed', peer, sentTo }));
       throw error;

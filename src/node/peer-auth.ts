@@ -42,6 +42,9 @@ export class PeerAuth {
   private readonly nonces = new Map<string, number>();
   /** After forgetting nonces at the bound: nothing with a time at or below this is accepted. */
   private floorMs = -Infinity;
+  /** The body last signed and its SHA-256: a replicated batch goes to each shard peer with the same text. */
+  private lastSignedBody = '';
+  private lastSignedBodyHash = bodyHashOf('');
 
   constructor(secrets: readonly string[], now: () => number) {
     if (secrets.length === 0) throw new RangeError('PeerAuth needs at least one secret');
@@ -54,7 +57,12 @@ export class PeerAuth {
   sign(parts: SignedParts): string {
     const time = String(Math.floor(this.now()));
     const nonce = `${this.noncePrefix}${(this.nonceCounter++).toString(36).padStart(4, '0')}`;
-    return `v1.${time}.${nonce}.${mac(this.keys[0] as KeyObject, canonical(parts, time, nonce))}`;
+    if (parts.body !== this.lastSignedBody) {
+      this.lastSignedBodyHash = bodyHashOf(parts.body);
+      this.lastSignedBody = parts.body;
+    }
+    const text = canonical(parts, this.lastSignedBodyHash, time, nonce);
+    return `v1.${time}.${nonce}.${createHmac('sha256', this.keys[0] as KeyObject).update(text, 'utf8').digest('base64url')}`;
   }
 
   /** Checks a request's x-kvs-auth: format, time, MAC under any secret, then that it was not seen before. */
@@ -68,9 +76,9 @@ export class PeerAuth {
     if (Math.abs(now - timeMs) > SKEW_MS) return { ok: false, reason: `authenticator time is ${Math.round((now - timeMs) / 1000)} s off this node's clock` };
     // The cheap checks first: a replay or a stale time is refused before the body is hashed.
     if (timeMs <= this.floorMs || this.nonces.has(nonce)) return { ok: false, reason: 'authenticator already used' };
-    const text = canonical(parts, time, nonce);
+    const text = canonical(parts, bodyHashOf(parts.body), time, nonce);
     const givenBytes = Buffer.from(given, 'base64url');
-    if (!this.keys.some((key) => equal(Buffer.from(mac(key, text), 'base64url'), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
+    if (!this.keys.some((key) => equal(createHmac('sha256', key).update(text, 'utf8').digest(), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
     this.remember(nonce, timeMs, now);
     return { ok: true };
   }
@@ -106,20 +114,25 @@ export class PeerAuth {
   }
 }
 
-function canonical(parts: SignedParts, time: string, nonce: string): string {
-  const headers = Object.keys(parts.headers)
-    .filter((name) => name.startsWith('x-kvs-') && name !== AUTH_HEADER)
-    .sort()
-    .map((name) => {
-      const value = parts.headers[name];
-      return `${name}:${Array.isArray(value) ? value.join(',') : (value ?? '')}`;
-    });
-  const bodyHash = hash('sha256', parts.body, 'base64url');
-  return ['v1', parts.method, parts.path, bodyHash, ...headers, time, nonce].join('\n');
+/**
+ * What the MAC covers: `v1`, the method, the path, the body's SHA-256, every x-kvs-* header but
+ * x-kvs-auth (sorted by name, `name:value`), the time and the nonce, one per line.
+ */
+function canonical(parts: SignedParts, bodyHash: string, time: string, nonce: string): string {
+  const headers = parts.headers;
+  const names: string[] = [];
+  for (const name of Object.keys(headers)) if (name.startsWith('x-kvs-') && name !== AUTH_HEADER) names.push(name);
+  if (names.length > 1) names.sort();
+  let out = `v1\n${parts.method}\n${parts.path}\n${bodyHash}`;
+  for (const name of names) {
+    const value = headers[name];
+    out += `\n${name}:${Array.isArray(value) ? value.join(',') : (value ?? '')}`;
+  }
+  return `${out}\n${time}\n${nonce}`;
 }
 
-function mac(key: KeyObject, text: string): string {
-  return createHmac('sha256', key).update(text, 'utf8').digest('base64url');
+function bodyHashOf(body: string): string {
+  return hash('sha256', body, 'base64url');
 }
 
 function equal(a: Buffer, b: Buffer): boolean {

@@ -7,6 +7,106 @@ import { CONTROL_CONNECTIONS_PER_PEER, PEER_KEEP_ALIVE_MS } from './limits.ts';
 export interface PeerReply {
   status: number;
   body: unknown;
+  /**
+   * The body's text as received, when the caller asked for it (`rawReply`) and the transport has
+   * it. With it, `body` is parsed only for a 503 (what the link table and failover look at), and is
+   * undefined otherwise.
+   */
+  text?: string;
+}
+
+const JSON_CONTENT: Readonly<Record<string, string>> = Object.freeze({ 'content-type': 'application/json' });
+
+/** Code of the error a peer call ends with when its timeout runs out (a request that may have been delivered). */
+export const PEER_TIMEOUT_CODE = 'KVS_PEER_TIMEOUT';
+
+/**
+ * One request to a peer, as an undici dispatch handler: the answer's bytes are gathered as they
+ * come (no stream, no abort signal), and one timer bounds the whole exchange, queueing in the pool
+ * included. The timer is cleared when the exchange ends; when it fires, the call fails at once and
+ * the request is aborted (or never written, when it was still queued).
+ */
+export class Exchange {
+  private readonly peer: NodeAddress;
+  private readonly raw: boolean;
+  private readonly resolve: (reply: PeerReply) => void;
+  private readonly reject: (error: unknown) => void;
+  private readonly timer: NodeJS.Timeout;
+  private controller: { abort(reason: Error): void } | null = null;
+  private reason: Error | null = null;
+  private settled = false;
+  private status = 0;
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(peer: NodeAddress, timeoutMs: number, raw: boolean, resolve: (reply: PeerReply) => void, reject: (error: unknown) => void) {
+    this.peer = peer;
+    this.raw = raw;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.timer = setTimeout(() => this.timeout(timeoutMs), timeoutMs);
+  }
+
+  private timeout(timeoutMs: number): void {
+    if (this.settled) return;
+    const error = Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'TimeoutError', code: PEER_TIMEOUT_CODE });
+    this.reason = error;
+    this.fail(error);
+    this.controller?.abort(error);
+  }
+
+  private fail(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.chunks = [];
+    this.reject(new PeerUnreachableError(this.peer, error));
+  }
+
+  onRequestStart(controller: { abort(reason: Error): void }): void {
+    this.controller = controller;
+    if (this.reason !== null) controller.abort(this.reason);
+  }
+
+  onResponseStart(_controller: unknown, statusCode: number): void {
+    this.status = statusCode;
+  }
+
+  onResponseData(_controller: unknown, chunk: Buffer): void {
+    if (this.settled) return;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    const chunks = this.chunks;
+    this.chunks = [];
+    const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8');
+    if (this.raw && this.status !== 503) {
+      this.resolve({ status: this.status, body: undefined, text });
+      return;
+    }
+    const reply: PeerReply = { status: this.status, body: parseReply(text) };
+    if (this.raw) reply.text = text;
+    this.resolve(reply);
+  }
+
+  onResponseError(_controller: unknown, error: Error): void {
+    this.fail(error);
+  }
+}
+
+/** A peer's answer body: parsed JSON, undefined when empty, a stand-in error when not JSON. */
+export function parseReply(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: 'peer answered with a body that is not JSON' };
+  }
 }
 
 export interface PeerClientOptions {
@@ -67,41 +167,33 @@ export class PeerClient implements PeerTransport {
     this.options = options;
   }
 
-  async call(
-    peer: NodeAddress,
-    method: PeerMethod,
-    path: string,
-    body: unknown,
-    options: PeerCallOptions = {},
-  ): Promise<PeerReply> {
+  call(peer: NodeAddress, method: PeerMethod, path: string, body: unknown, options: PeerCallOptions = {}): Promise<PeerReply> {
     const timeoutMs = Math.min(options.timeoutMs ?? this.options.requestTimeoutMs, this.options.requestTimeoutMs);
-    const signal = AbortSignal.timeout(timeoutMs);
+    let pool: Pool;
     try {
-      const response = await this.pool(peer, options.lane ?? 'data').request({
-        method,
-        path,
-        headers: { 'content-type': 'application/json', ...options.headers },
-        body: body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body),
-        signal,
-        // undici closes the connection after a GET or DELETE with a body unless told not to;
-        // our GETs carry causal metadata, so keep the connection.
-        reset: false,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-      });
-      const text = await response.body.text();
-      let parsed: unknown = undefined;
-      if (text.length > 0) {
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          parsed = { error: 'peer answered with a body that is not JSON' };
-        }
-      }
-      return { status: response.statusCode, body: parsed };
+      pool = this.pool(peer, options.lane ?? 'data');
     } catch (error) {
-      throw new PeerUnreachableError(peer, error);
+      return Promise.reject(new PeerUnreachableError(peer, error));
     }
+    const headers = options.headers === undefined ? JSON_CONTENT : { 'content-type': 'application/json', ...options.headers };
+    const text = body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body);
+    return new Promise<PeerReply>((resolve, reject) => {
+      const exchange = new Exchange(peer, timeoutMs, options.rawReply === true, resolve, reject);
+      pool.dispatch(
+        {
+          method,
+          path,
+          headers,
+          body: text,
+          // undici closes the connection after a GET or DELETE with a body unless told not to;
+          // our GETs carry causal metadata, so keep the connection.
+          reset: false,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        },
+        exchange,
+      );
+    });
   }
 
   private pool(peer: NodeAddress, lane: 'control' | 'data'): Pool {

@@ -10,6 +10,7 @@ import { asShardId, membersOf, shardIds, shardOfKey } from '../core/shard-map.ts
 import type { Clock, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
 import { dashboardRoute } from './dashboard.ts';
+import { JsonText } from './env.ts';
 import type { FailureDetector } from './failure-detector.ts';
 import type { Forwarding } from './forwarding.ts';
 import type { HttpReply, HttpRequest } from './http-server.ts';
@@ -100,7 +101,7 @@ export class PublicRoutes {
     } catch {
       return json(400, { error: 'Key is not valid URL encoding' });
     }
-    return this.kv(method, key, request.path, request.body, peer.hops, peer.deadlineMs);
+    return this.kv(method, key, request.path, request.body, peer.hops, peer.deadlineMs, request.rawBody);
   }
 
   /** GET /view. */
@@ -232,6 +233,7 @@ export class PublicRoutes {
     body: unknown,
     hops: number,
     deadlineMs: number | null,
+    rawBody?: string,
   ): Promise<HttpReply> {
     const { core, timers, log } = this.ctx;
     if (method !== 'GET' && this.replicationBacklogged(key)) {
@@ -256,7 +258,9 @@ export class PublicRoutes {
       return json(decision.reply.status, decision.reply.body);
     }
     if (decision.kind === 'forward') {
-      return this.deps.forwarding.forward(method, path, body, decision.shard, decision.targets, hops, deadlineMs);
+      // The client's bytes go on as they came (the member parses and checks them again).
+      const relayed = body !== undefined && rawBody !== undefined ? new JsonText(rawBody) : body;
+      return this.deps.forwarding.forward(method, path, relayed, decision.shard, decision.targets, hops, deadlineMs);
     }
     if (decision.lateMs !== undefined) {
       log.warn({ key, method, lateMs: decision.lateMs }, 'forwarded write arrived after its sender gave up; not applied');
