@@ -4,7 +4,7 @@
 // (the replicator, sync's repair counters, the parked requests, the core) when a scrape asks.
 
 import { RequestStats } from './request-stats.ts';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { WaitReason } from '../core/contract.ts';
 import type { Background } from './background.ts';
 import type { CoreReader } from './context.ts';
@@ -71,11 +71,93 @@ function numberAt(record: unknown, name: string): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
+/** The buckets (seconds) of kvs_http_request_duration_seconds. */
+export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One series of the request metrics: its labels, and what was counted under them. */
+interface RequestSeries<L> {
+  labels: L;
+  count: number;
+  sum: number;
+  /** Observations per bucket (not cumulative); the last slot is above every bound. */
+  buckets: number[];
+}
+
+/**
+ * The request counter and duration histogram, kept as plain numbers per series (a request costs a
+ * map lookup and a few additions, not prom-client's label validation and hashing) and handed to
+ * the registry at scrape time in the very shape prom-client's Counter and Histogram give it, so
+ * the exposition is the same text. Series appear in the order they were first counted.
+ */
+class RequestMetrics {
+  private readonly counts = new Map<string, RequestSeries<{ route: string; method: string; status: string }>>();
+  private readonly durations = new Map<string, RequestSeries<{ route: string; method: string; status_class: string }>>();
+
+  constructor(registry: Registry) {
+    const counts = this.counts;
+    const durations = this.durations;
+    const counter = {
+      name: 'kvs_http_requests_total',
+      help: 'Requests answered, by route, method and status',
+      type: 'counter',
+      aggregator: 'sum',
+      get: async () => ({ name: counter.name, help: counter.help, type: counter.type, aggregator: counter.aggregator, values: [...counts.values()].map((series) => ({ value: series.count, labels: series.labels })) }),
+    };
+    const histogram = {
+      name: 'kvs_http_request_duration_seconds',
+      help: 'Time from routing a request to its answer (causal waits and forwarding included), by route, method and status class',
+      type: 'histogram',
+      aggregator: 'sum',
+      getForPromString: async () => ({ name: histogram.name, help: histogram.help, type: histogram.type, aggregator: histogram.aggregator, values: histogramValues(histogram.name, durations, false) }),
+      get: async () => ({ name: histogram.name, help: histogram.help, type: histogram.type, aggregator: histogram.aggregator, values: histogramValues(histogram.name, durations, true) }),
+    };
+    // The registry takes any object with prom-client's metric shape.
+    registry.registerMetric(counter as unknown as Counter);
+    registry.registerMetric(histogram as unknown as Counter);
+  }
+
+  record(route: string, method: string, status: number, seconds: number): void {
+    const key = `${route} ${method} ${status}`;
+    let counted = this.counts.get(key);
+    if (counted === undefined) this.counts.set(key, (counted = { labels: { route, method, status: String(status) }, count: 0, sum: 0, buckets: [] }));
+    counted.count++;
+    const statusClass = `${Math.floor(status / 100)}xx`;
+    const classKey = `${route} ${method} ${statusClass}`;
+    let timed = this.durations.get(classKey);
+    if (timed === undefined) {
+      this.durations.set(classKey, (timed = { labels: { route, method, status_class: statusClass }, count: 0, sum: 0, buckets: new Array<number>(DURATION_BUCKETS.length + 1).fill(0) }));
+    }
+    timed.count++;
+    timed.sum += seconds;
+    let bucket = 0;
+    while (bucket < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[bucket] as number)) bucket++;
+    (timed.buckets[bucket] as number)++;
+  }
+}
+
+/** A histogram's samples as prom-client's Histogram gives them (`splay`: labels merged, as its get()). */
+function histogramValues(name: string, series: Map<string, RequestSeries<Record<string, string>>>, splay: boolean): unknown[] {
+  const values: unknown[] = [];
+  const bucketName = `${name}_bucket`;
+  const sample = (labels: Record<string, string | number>, value: number, metricName: string, shared: Record<string, string>, exemplar?: null) =>
+    splay ? { value, metricName, ...(exemplar === undefined ? {} : { exemplar }), labels: { ...labels, ...shared } } : { labels, sharedLabels: shared, value, metricName, exemplar };
+  for (const one of series.values()) {
+    let cumulative = 0;
+    DURATION_BUCKETS.forEach((bound, i) => {
+      cumulative += one.buckets[i] as number;
+      values.push(sample({ le: bound }, cumulative, bucketName, one.labels, null));
+    });
+    values.push(sample({ le: '+Inf' }, one.count, bucketName, one.labels, null));
+    values.push(sample({}, one.sum, `${name}_sum`, one.labels));
+    values.push(sample({}, one.count, `${name}_count`, one.labels));
+  }
+  return values;
+}
+
 export class Metrics {
   private readonly registry = new Registry();
   private readonly now: () => number;
-  private readonly requests: Counter<'route' | 'method' | 'status'>;
-  private readonly durations: Histogram<'route' | 'method' | 'status_class'>;
+  private readonly requestMetrics: RequestMetrics;
   private readonly refusals: Counter<'status'>;
   private readonly sources: MetricsSources;
   /** The reshard object of /status, read once per scrape (status is a whole document). */
@@ -90,19 +172,7 @@ export class Metrics {
     this.now = options.realProcess ? () => performance.now() : () => options.timers.now();
     if (options.realProcess) collectDefaultMetrics({ register: this.registry });
 
-    this.requests = new Counter({
-      name: 'kvs_http_requests_total',
-      help: 'Requests answered, by route, method and status',
-      labelNames: ['route', 'method', 'status'],
-      registers,
-    });
-    this.durations = new Histogram({
-      name: 'kvs_http_request_duration_seconds',
-      help: 'Time from routing a request to its answer (causal waits and forwarding included), by route, method and status class',
-      labelNames: ['route', 'method', 'status_class'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
+    this.requestMetrics = new RequestMetrics(this.registry);
     this.refusals = new Counter({
       name: 'kvs_http_requests_refused_total',
       help: 'Requests refused before routing (shed for load, malformed HTTP; 0: a failed TLS handshake), by status',
@@ -177,7 +247,7 @@ export class Metrics {
     const repair = (name: string, help: string, field: string): void => cumulative(name, help, () => numberAt(sources.repairStatus(), field) ?? 0);
     repair('kvs_anti_entropy_rounds_total', 'Anti-entropy rounds completed', 'rounds');
     repair('kvs_anti_entropy_keys_repaired_total', 'Keys changed here by anti-entropy (this node\'s rounds and its peers\' repairs)', 'keysRepaired');
-    repair('kvs_anti_entropy_bytes_total', 'Version bytes exchanged by anti-entropy', 'bytes');
+    repair('kvs_anti_entropy_bytes_total', 'Bytes of anti-entropy digest exchanges and pushes', 'bytes');
     repair('kvs_tombstones_collected_total', 'Tombstones collected once every member reflected them', 'tombstonesCollected');
     repair('kvs_sync_received_bytes_total', 'Version bytes received by pull syncs and full copies', 'syncBytesReceived');
 
@@ -243,8 +313,7 @@ export class Metrics {
       const route = routeOf(path);
       const label = METHODS.has(method) ? method : 'other';
       const ms = Math.max(0, this.now() - started);
-      this.requests.inc({ route, method: label, status: String(status) });
-      this.durations.observe({ route, method: label, status_class: `${Math.floor(status / 100)}xx` }, ms / 1000);
+      this.requestMetrics.record(route, label, status, ms / 1000);
       if (route === '/kvs/:key') this.kv.record(status, ms);
     }
   }

@@ -123,3 +123,56 @@ test('requests are timed on the node\'s clock; one that throws counts as a 500',
   assert.ok(lines.includes('kvs_http_request_duration_seconds_bucket{le="0.05",route="/kvs/:key",method="GET",status_class="4xx"} 1'));
   assert.ok(lines.includes('kvs_http_request_duration_seconds_sum{route="/kvs/:key",method="GET",status_class="4xx"} 0.03'));
 });
+
+test('the request histogram: a bucket holds what is at or below its bound, cumulative, with +Inf, sum and count, series in order of first use', async () => {
+  const clock = { ms: 0 };
+  const metrics = metricsWith(() => null, clock);
+  // 0.5 ms is exactly the first bound; 1 ms the second; 20 s is beyond every bound.
+  for (const [method, path, status, ms] of [
+    ['GET', '/kvs/a', 200, 0.5],
+    ['GET', '/kvs/b', 200, 1],
+    ['GET', '/kvs/c', 200, 0.2],
+    ['PUT', '/kvs/a', 503, 20_000],
+    ['GET', '/kvs/d', 201, 3],
+  ] as const) {
+    await metrics.timed(method, path, async () => {
+      clock.ms += ms;
+      return { status, body: {} };
+    });
+  }
+  const lines = await samples(metrics);
+  const get = 'route="/kvs/:key",method="GET",status_class="2xx"';
+  const put = 'route="/kvs/:key",method="PUT",status_class="5xx"';
+  const histogram = lines.filter((line) => line.startsWith('kvs_http_request_duration_seconds'));
+  assert.deepEqual(histogram, [
+    ...[
+      ['0.0005', 2],
+      ['0.001', 3],
+      ['0.0025', 3],
+      ['0.005', 4],
+      ['0.01', 4],
+      ['0.025', 4],
+      ['0.05', 4],
+      ['0.1', 4],
+      ['0.25', 4],
+      ['0.5', 4],
+      ['1', 4],
+      ['2.5', 4],
+      ['5', 4],
+      ['10', 4],
+      ['+Inf', 4],
+    ].map(([le, n]) => `kvs_http_request_duration_seconds_bucket{le="${le}",${get}} ${n}`),
+    `kvs_http_request_duration_seconds_sum{${get}} ${(0.5 + 1 + 0.2 + 3) / 1000}`,
+    `kvs_http_request_duration_seconds_count{${get}} 4`,
+    ...['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10'].map((le) => `kvs_http_request_duration_seconds_bucket{le="${le}",${put}} 0`),
+    `kvs_http_request_duration_seconds_bucket{le="+Inf",${put}} 1`,
+    `kvs_http_request_duration_seconds_sum{${put}} 20`,
+    `kvs_http_request_duration_seconds_count{${put}} 1`,
+  ]);
+  const counters = lines.filter((line) => line.startsWith('kvs_http_requests_total'));
+  assert.deepEqual(counters, [
+    'kvs_http_requests_total{route="/kvs/:key",method="GET",status="200"} 3',
+    'kvs_http_requests_total{route="/kvs/:key",method="PUT",status="503"} 1',
+    'kvs_http_requests_total{route="/kvs/:key",method="GET",status="201"} 1',
+  ]);
+});
