@@ -34,6 +34,13 @@ export const PEER_BODY_DEPTH_MAX = VALUE_DEPTH_MAX + 8;
  * below CONNECTIONS_MAX.
  */
 export const DATA_CONNECTIONS_PER_PEER = 8;
+/**
+ * A replication request to a peer starts at least this long after the previous one to that peer:
+ * under load the writes of those milliseconds go in one batch (one request, one signature, one
+ * write to disk at the peer) instead of one request each. Replication lags by at most this much
+ * more; a write after a quiet spell is sent at once.
+ */
+export const REPLICATION_PACE_MS = 4;
 /** Keep-alive connections per peer for the control lane (pings, down reports, maps): small requests, rarely two at once. */
 export const CONTROL_CONNECTIONS_PER_PEER = 2;
 /**

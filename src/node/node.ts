@@ -14,7 +14,7 @@ import { Forwarding } from './forwarding.ts';
 import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
 import { announce, discover } from './join.ts';
 import { sendLate } from './late-transfer.ts';
-import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
+import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, REPLICATION_PACE_MS, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
@@ -154,10 +154,12 @@ export class KvsNode {
         queueMax: config.replicationQueueMax,
         queueBytesMax: config.replicationQueueBytesMax,
         timeoutMs: config.requestTimeoutMs,
+        paceMs: REPLICATION_PACE_MS,
       },
       this.peers,
       log,
       {
+        timers: this.timers,
         onUnreachable: (peer) => this.failures.suspect(peer),
         isUp: (peer) => this.core.isMember(peer) && this.failures.linkUp(peer),
         hintLog: this.storage.hints,

@@ -1,6 +1,6 @@
 import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
-import { JsonText, type PeerTransport } from './env.ts';
+import { JsonText, sleep, type PeerTransport, type Timers } from './env.ts';
 import { linkHeldRemaining } from './link-transport.ts';
 import { PeerUnreachableError } from './peer-client.ts';
 
@@ -14,6 +14,12 @@ export interface ReplicatorOptions {
   /** The same bound in bytes (JSON): one peer's backlog never holds more. */
   queueBytesMax: number;
   timeoutMs: number;
+  /**
+   * A replication request to a peer starts at least this long after the one before it to that
+   * peer (0: at once). Under load the versions written meanwhile go in one batch instead of one
+   * request each; a write after a quiet spell goes at once.
+   */
+  paceMs?: number;
 }
 
 /** One version on its way to one peer; `seq` orders everything this node queued. */
@@ -39,6 +45,8 @@ interface PeerQueue {
   paused: boolean;
   /** Highest seq written to the hint log for this peer (0: none). */
   loggedUpTo: number;
+  /** When the last batch to this peer was sent (on the replicator's timers; -Infinity: never). */
+  lastSentMs: number;
 }
 
 /**
@@ -63,7 +71,7 @@ export interface ReplicatorStats {
 
 /**
  * Pushes acknowledged writes to shard peers: one queue and at most one request in flight per peer,
- * so batches form by themselves under load. When a peer does not answer, its queue stops and what
+ * started at most once per `paceMs`, so batches form by themselves under load. When a peer does not answer, its queue stops and what
  * it holds becomes hints, delivered in the order they were accepted once the peer is back (hinted
  * handoff). A full queue drops its oldest versions; nothing is lost by that, because replicas
  * compare clocks in pings and pull what they lack, and anti-entropy compares digests.
@@ -78,6 +86,7 @@ export class Replicator {
   private readonly stats = { sent: 0, dropped: 0 };
   private readonly hintLog: HintLog;
   private readonly run: (task: string, work: () => Promise<unknown>) => void;
+  private readonly timers: Timers | null;
   private nextSeq = 1;
 
   constructor(
@@ -90,6 +99,8 @@ export class Replicator {
       hintLog: HintLog;
       /** Runs a send in the background (failures logged, never thrown). */
       run: (task: string, work: () => Promise<unknown>) => void;
+      /** The clock and timers that pace requests (`paceMs`); without them, no pacing. */
+      timers?: Timers;
     },
   ) {
     this.options = options;
@@ -99,6 +110,7 @@ export class Replicator {
     this.isUp = callbacks.isUp;
     this.hintLog = callbacks.hintLog;
     this.run = callbacks.run;
+    this.timers = callbacks.timers ?? null;
   }
 
   /** Hints found on disk at start: held (paused) until their peers answer. */
@@ -110,7 +122,7 @@ export class Replicator {
       });
       if (items.length === 0) continue;
       const last = (items.at(-1) as Item).seq;
-      const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last };
+      const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last, lastSentMs: -Infinity };
       this.queues.set(peer, queue);
       for (const item of items) this.push(peer, queue, item);
       this.nextSeq = Math.max(this.nextSeq, last + 1);
@@ -123,7 +135,7 @@ export class Replicator {
     for (const peer of targets) {
       let queue = this.queues.get(peer);
       // A peer outside the view gets its writes as hints, sent once it is back.
-      if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0 }));
+      if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0, lastSentMs: -Infinity }));
       const item: Item = { seq: this.nextSeq++, epoch, shard, version, json, bytes };
       this.push(peer, queue, item);
       if (queue.paused) this.logHints(peer, queue, [item]);
@@ -216,10 +228,16 @@ export class Replicator {
     queue.sending = true;
     try {
       while (queue.items.length > 0 && !queue.paused) {
+        const waitMs = this.paceWait(queue);
+        // What is written meanwhile joins the batch. Paused meanwhile: the finally below keeps
+        // the queue as hints.
+        if (waitMs > 0) await sleep(this.timers as Timers, waitMs);
+        if (queue.items.length === 0 || queue.paused) break;
         if (!this.isUp(peer)) {
           queue.paused = true;
           break;
         }
+        if (this.timers !== null) queue.lastSentMs = this.timers.now();
         const batch = this.takeBatch(queue);
         const first = batch[0] as Item;
         let delivered = false;
@@ -267,6 +285,13 @@ export class Replicator {
       queue.sending = false;
       if (queue.paused) this.logHints(peer, queue, queue.items);
     }
+  }
+
+  /** How long the next batch to a peer waits for its pace (0: it goes now). */
+  private paceWait(queue: PeerQueue): number {
+    const paceMs = this.options.paceMs ?? 0;
+    if (this.timers === null || paceMs <= 0) return 0;
+    return Math.max(0, queue.lastSentMs + paceMs - this.timers.now());
   }
 
   /** The longest prefix of one epoch and shard within the batch bounds. */
