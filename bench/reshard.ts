@@ -186,6 +186,8 @@ try {
   );
   console.log(`  target: under ${targetMs / 1000} s to converge: ${result.reshard.targetMet ? 'met' : 'NOT met'}`);
   if (logLineCount > 0) console.log(`  node log lines (warn and above): ${logLineCount}; the first:\n    ${logLines.slice(0, 5).join('\n    ')}`);
+  // What the reshard itself cost the nodes (a probe late, a node removed), apart from the load's.
+  console.log(`  node log lines since the reshard's request (warn and above): ${reshardLines.length}${reshardLines.length > 0 ? `; the first:\n    ${reshardLines.slice(0, 5).join('\n    ')}` : ''}`);
   await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
   await writeFile(join(import.meta.dirname, 'results', 'reshard.json'), `${JSON.stringify(result, null, 2)}\n`);
 } catch (error) {

@@ -192,7 +192,8 @@ export class ReshardCore extends ReplicationCore {
     if (nowMs !== undefined) pending.startedMs = nowMs;
     const replica = this.currentReplica;
     if (replica === null) return new Map();
-    let versions: Iterable<Version> = [...replica.allVersions()].map((version) => asBase(version, replica.shard));
+    // Versions as stored (judged by leftOut as they are), in base form only those that go somewhere.
+    let versions: Iterable<Version> = replica.allVersions();
     if (this.bugs.has('reshard-skips-partition')) versions = skipFirstMovedPartition(this.currentMap, pending.map, versions);
     const claim = claimOf(replica);
     const sender = { self: this.self, epoch: this.currentMap.epoch, shard: replica.shard, full: fullSender(holdings, replica.shard) };
@@ -202,6 +203,7 @@ export class ReshardCore extends ReplicationCore {
       this.self,
       (version) => this.mergeIncoming(version),
       holdings.size === 0 ? undefined : (member, version) => leftOut(holdings, sender, member, version, this.bugs.has('reshard-no-full-sender')),
+      (version) => asBase(version, replica.shard),
     );
     if (shardOfNode(pending.map, this.self) !== null) pending.claims.push(claim);
     const out = new Map<NodeAddress, Transfer>();

@@ -1,4 +1,4 @@
-import { membersOf, partitionOfKey, shardIds, shardOfKey } from './shard-map.ts';
+import { FIRST_EPOCH, membersOf, partitionOfKey, shardIds, shardOfKey } from './shard-map.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 import { mergeClocks, mergeEpochClocks, minEpochClocks } from './vector-clock.ts';
 
@@ -83,15 +83,17 @@ export type Holdings = ReadonlyMap<NodeAddress, TransferClaim>;
 
 /**
  * True when `holding`, a replica of `shard` in epoch `epoch` (the one ending), reflects the write of
- * `version`, a version of that same shard in base form (see asBase): it stores that version or one
- * that won over it (or a tombstone every member of the shard had applied, since collected). A
- * write of `epoch` is judged by the holding's applied clock, one of an earlier epoch by its base
- * clocks: the replica's invariants say both mean exactly that.
+ * `version`, a version of that same replica group: it stores that version or one that won over it
+ * (or a tombstone every member of the shard had applied, since collected). A write of `epoch` (a
+ * dot) is judged by the holding's applied clock, a base version (an origin) by its base clocks:
+ * the replica's invariants say both mean exactly that.
  */
 export function holdingReflects(holding: TransferClaim | undefined, epoch: Epoch, shard: ShardId, version: Version): boolean {
+  if (holding === undefined || holding.shard !== shard) return false;
+  const dot = version.dot;
+  if (dot !== null) return (version.stamp.epoch ?? FIRST_EPOCH) === epoch && (holding.applied[dot.node] ?? 0) >= dot.counter;
   const origin = version.origin;
-  if (holding === undefined || holding.shard !== shard || version.dot !== null || origin === undefined) return false;
-  if (origin.epoch === epoch) return origin.shard === shard && (holding.applied[origin.node] ?? 0) >= origin.counter;
+  if (origin === undefined || origin.epoch >= epoch) return false;
   return (holding.base[String(origin.epoch)]?.[origin.shard]?.[origin.node] ?? 0) >= origin.counter;
 }
 
@@ -138,8 +140,9 @@ export function allMembers(map: ShardMap): Set<NodeAddress> {
 }
 
 /**
- * Versions grouped by the members of their key's shard in `map`; this node's share goes to
- * `onSelf`, and a version `skip` names for a member is not sent to it.
+ * Versions grouped by the members of their key's shard in `map`, each as `convert` makes it (once
+ * a version, and only for a version that goes somewhere); this node's share goes to `onSelf`, and
+ * a version `skip` names for a member (judged as it was given) is not sent to it.
  */
 export function groupByOwners(
   map: ShardMap,
@@ -147,18 +150,21 @@ export function groupByOwners(
   self: NodeAddress,
   onSelf: (version: Version) => void,
   skip?: (member: NodeAddress, version: Version) => boolean,
+  convert: (version: Version) => Version = (version) => version,
 ): Map<NodeAddress, Version[]> {
   const out = new Map<NodeAddress, Version[]>();
   for (const version of versions) {
+    let converted: Version | null = null;
     for (const member of map.shards[shardOfKey(map, version.key)] ?? []) {
+      if (member !== self && skip?.(member, version) === true) continue;
+      converted ??= convert(version);
       if (member === self) {
-        onSelf(version);
+        onSelf(converted);
         continue;
       }
-      if (skip?.(member, version) === true) continue;
       let list = out.get(member);
       if (!list) out.set(member, (list = []));
-      list.push(version);
+      list.push(converted);
     }
   }
   return out;

@@ -29,7 +29,8 @@ export function asBase(version: Version, shard: ShardId): Version {
     ...version,
     dot: null,
     deps: EMPTY_SHARD_CLOCKS,
-    past: mergeEpochClocks(version.past ?? {}, { [epoch]: own }),
+    // Most versions have no past of their own: their past is just this epoch's (a copy of it).
+    past: version.past === undefined ? { [epoch]: own === version.deps ? { ...own } : own } : mergeEpochClocks(version.past, { [epoch]: own }),
     origin: { epoch: version.stamp.epoch ?? FIRST_EPOCH, shard, node: version.dot.node, counter: version.dot.counter },
   };
 }

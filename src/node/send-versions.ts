@@ -1,6 +1,5 @@
-import { versionBytes } from '../core/json-value.ts';
 import type { NodeAddress, Version } from '../core/types.ts';
-import type { PeerTransport } from './env.ts';
+import { JsonText, type PeerTransport } from './env.ts';
 import { TRANSFER_BYTES_MAX } from './limits.ts';
 
 /** A peer answered, but not with 200 (another epoch or shard, a malformed request). */
@@ -31,33 +30,45 @@ export async function sendVersions(
 ): Promise<{ sent: number; bytes: number; answers: unknown[] }> {
   const result = { sent: 0, bytes: 0, answers: [] as unknown[] };
   const chunks = chunkByBytes(versions, TRANSFER_BYTES_MAX);
-  if (lastFields !== undefined && chunks.length === 0) chunks.push({ versions: [], bytes: 0 });
+  if (lastFields !== undefined && chunks.length === 0) chunks.push({ texts: [], bytes: 0 });
   for (const [i, chunk] of chunks.entries()) {
-    const body = { ...fields, ...(lastFields !== undefined && i === chunks.length - 1 ? lastFields : {}), versions: chunk.versions };
+    const body = bodyText({ ...fields, ...(lastFields !== undefined && i === chunks.length - 1 ? lastFields : {}) }, chunk.texts);
     const reply = await peers.call(peer, 'POST', path, body, { timeoutMs });
     if (reply.status !== 200) throw new PeerRefusedError(`${path} refused by ${peer}: ${JSON.stringify(reply.body)}`);
-    result.sent += chunk.versions.length;
+    result.sent += chunk.texts.length;
     result.bytes += chunk.bytes;
     result.answers.push(reply.body);
   }
   return result;
 }
 
-/** Versions in runs of about `bytesMax` JSON bytes (at least one version each), with their size. */
-function chunkByBytes(versions: Version[], bytesMax: number): { versions: Version[]; bytes: number }[] {
-  const chunks: { versions: Version[]; bytes: number }[] = [];
-  let current: Version[] = [];
+/**
+ * Versions as JSON texts in runs of about `bytesMax` (at least one version each), with their
+ * size: each version is serialised once, and its text goes into the request as it is.
+ */
+function chunkByBytes(versions: Version[], bytesMax: number): { texts: string[]; bytes: number }[] {
+  const chunks: { texts: string[]; bytes: number }[] = [];
+  let current: string[] = [];
   let bytes = 0;
   for (const version of versions) {
-    const size = versionBytes(version);
+    const text = JSON.stringify(version);
+    // UTF-16 units: below the UTF-8 bytes for non-ASCII text, at most 3 times; the body limit
+    // (INTERNAL_BODY_BYTES_MAX) is 64 times the chunk's.
+    const size = text.length;
     if (current.length > 0 && bytes + size > bytesMax) {
-      chunks.push({ versions: current, bytes });
+      chunks.push({ texts: current, bytes });
       current = [];
       bytes = 0;
     }
-    current.push(version);
+    current.push(text);
     bytes += size;
   }
-  if (current.length > 0) chunks.push({ versions: current, bytes });
+  if (current.length > 0) chunks.push({ texts: current, bytes });
   return chunks;
+}
+
+/** The request body `{...fields, "versions": [...]}`, from the versions' texts. */
+function bodyText(fields: Record<string, unknown>, texts: string[]): JsonText {
+  const head = JSON.stringify(fields);
+  return new JsonText(`${head === '{}' ? '{' : `${head.slice(0, -1)},`}"versions":[${texts.join(',')}]}`);
 }
