@@ -48,6 +48,11 @@ export const CONTROL_CONNECTIONS_PER_PEER = 2;
  * side closes first and never sends a request on a connection the peer is closing.
  */
 export const PEER_KEEP_ALIVE_MS = 30_000;
+/**
+ * Bytes of one peer's answer at most (a full copy of a large shard comes in one answer): past it the
+ * call fails as the peer unreachable. Just below V8's longest string, which the answer becomes.
+ */
+export const PEER_ANSWER_BYTES_MAX = 500 * 1024 * 1024;
 
 /**
  * Small requests answered from memory (on the control lane: a down report, fetching or pushing the

@@ -2,7 +2,7 @@ import { Pool } from 'undici';
 import { wasNeverSent } from '../client/errors.ts';
 import type { NodeAddress } from '../core/types.ts';
 import { JsonText, type PeerCallOptions, type PeerMethod, type PeerTransport } from './env.ts';
-import { CONTROL_CONNECTIONS_PER_PEER, PEER_KEEP_ALIVE_MS } from './limits.ts';
+import { CONTROL_CONNECTIONS_PER_PEER, PEER_ANSWER_BYTES_MAX, PEER_KEEP_ALIVE_MS } from './limits.ts';
 
 export interface PeerReply {
   status: number;
@@ -39,9 +39,19 @@ export class Exchange {
   private chunks: Buffer[] = [];
   private size = 0;
 
-  constructor(peer: NodeAddress, timeoutMs: number, raw: boolean, resolve: (reply: PeerReply) => void, reject: (error: unknown) => void) {
+  private readonly bytesMax: number;
+
+  constructor(
+    peer: NodeAddress,
+    timeoutMs: number,
+    raw: boolean,
+    resolve: (reply: PeerReply) => void,
+    reject: (error: unknown) => void,
+    bytesMax = PEER_ANSWER_BYTES_MAX,
+  ) {
     this.peer = peer;
     this.raw = raw;
+    this.bytesMax = bytesMax;
     this.resolve = resolve;
     this.reject = reject;
     this.timer = setTimeout(() => this.timeout(timeoutMs), timeoutMs);
@@ -74,8 +84,15 @@ export class Exchange {
 
   onResponseData(_controller: unknown, chunk: Buffer): void {
     if (this.settled) return;
-    this.chunks.push(chunk);
     this.size += chunk.length;
+    if (this.size > this.bytesMax) {
+      // Gathered no further: memory is what is at stake.
+      const error = new Error(`answer over ${this.bytesMax} bytes`);
+      this.fail(error);
+      this.controller?.abort(error);
+      return;
+    }
+    this.chunks.push(chunk);
   }
 
   onResponseEnd(): void {
@@ -120,6 +137,8 @@ export interface PeerClientOptions {
    * TLS) and accept a peer only when the CA signed its certificate. Absent: plain HTTP.
    */
   tls?: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer };
+  /** Bytes of one answer at most (default PEER_ANSWER_BYTES_MAX). */
+  answerBytesMax?: number;
 }
 
 /** The peer could not be reached or did not answer in time: evidence that it may be down. */
@@ -178,7 +197,7 @@ export class PeerClient implements PeerTransport {
     const headers = options.headers === undefined ? JSON_CONTENT : { 'content-type': 'application/json', ...options.headers };
     const text = body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body);
     return new Promise<PeerReply>((resolve, reject) => {
-      const exchange = new Exchange(peer, timeoutMs, options.rawReply === true, resolve, reject);
+      const exchange = new Exchange(peer, timeoutMs, options.rawReply === true, resolve, reject, this.options.answerBytesMax);
       pool.dispatch(
         {
           method,

@@ -90,6 +90,24 @@ test('no answer within the timeout: the call fails as maybe delivered; a refused
   }
 });
 
+test('an answer over the bound fails the call as unreachable, and is not gathered further', async () => {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(`"${'x'.repeat(5000)}"`);
+  });
+  const peer = await listen(server);
+  const small = new PeerClient({ connectTimeoutMs: 2_000, requestTimeoutMs: 10_000, connectionsPerPeer: 2, answerBytesMax: 1000 });
+  const roomy = new PeerClient({ connectTimeoutMs: 2_000, requestTimeoutMs: 10_000, connectionsPerPeer: 2, answerBytesMax: 10_000 });
+  try {
+    await assert.rejects(small.call(peer, 'GET', '/big', undefined), (error: unknown) => error instanceof PeerUnreachableError && /answer over 1000 bytes/.test(error.message));
+    assert.equal(((await roomy.call(peer, 'GET', '/big', undefined)).body as string).length, 5000);
+  } finally {
+    await small.close();
+    await roomy.close();
+    server.close();
+  }
+});
+
 test('a closed client refuses calls as unreachable', async () => {
   const peers = client();
   await peers.close();
