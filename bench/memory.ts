@@ -14,11 +14,9 @@
 // Prints a table; writes bench/results/memory.json. Exit status 1 when a key is missing (or the
 // bench fails), 2 on bad flags; a missed memory target is reported, not an exit status.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
 import { loadKeys } from './load-keys.ts';
-import { call, mb, metrics, rawBytes, status, until, loadFlags } from './probe.ts';
+import { call, mb, metrics, rawBytes, status, until, loadFlags, writeResult } from './probe.ts';
 
 const { keyCount, valueBytes, basePort, connections } = loadFlags('memory', { keys: 1000000, basePort: 11100 });
 const nodeCount = 3;
@@ -150,8 +148,7 @@ try {
   if (nodeOptions !== '') console.log(`  nodes ran with NODE_OPTIONS=${nodeOptions}`);
   console.log(`  target: under ${mb(targetRssBytes)} MB RSS per node: ${result.targetMet ? 'met' : 'NOT met'} (highest ${mb(maxRss)} MB)`);
   if (logLineCount > 0) console.log(`  node log lines (warn and above): ${logLineCount}; the first:\n    ${warnings.slice(0, 5).join('\n    ')}`);
-  await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-  await writeFile(join(import.meta.dirname, 'results', 'memory.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeResult('memory', result);
 } catch (error) {
   failed = true;
   console.error(`memory bench: ${error instanceof Error ? error.message : String(error)}`);

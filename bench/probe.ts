@@ -1,6 +1,8 @@
 // What bench/memory.ts and bench/reshard.ts ask a node: JSON routes, /metrics samples, and the
-// bytes its process has written and read (/proc/<pid>/io, Linux).
-import { readFile } from 'node:fs/promises';
+// bytes its process has written and read (/proc/<pid>/io, Linux); and where a bench's result goes
+// (bench/repair.ts too).
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { parseArgs } from 'node:util';
@@ -98,4 +100,11 @@ export function loadFlags(bench: string, defaults: { keys: number; basePort: num
     return n;
   };
   return { keyCount: whole('keys'), valueBytes: whole('value-bytes'), basePort: whole('base-port'), connections: whole('connections') };
+}
+
+/** Writes a bench's result as bench/results/<name>.json (pretty JSON). */
+export async function writeResult(name: string, result: unknown): Promise<void> {
+  const dir = join(import.meta.dirname, 'results');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
 }

@@ -5,11 +5,11 @@
 //   restart: a replica that missed them (killed meanwhile) starts in memory and copies its shard.
 // Usage: node bench/repair.ts [--keys 100000] [--base-port 9900]. Writes bench/results/repair.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
+import { writeResult } from './probe.ts';
 
 const { values: flags } = parseArgs({
   options: { keys: { type: 'string', default: '100000' }, 'base-port': { type: 'string', default: '9900' } },
@@ -122,8 +122,7 @@ try {
       `injecting took ${result.antiEntropy.injectMs} ms), ${(antiEntropyBytes / 1e6).toFixed(1)} MB, ${result.antiEntropy.bytesPerRawByte}x raw`,
   );
   console.log(`  restart copy (full sync):           ${result.restartCopy.convergeMs} ms, ${(restartBytes / 1e6).toFixed(1)} MB, ${result.restartCopy.bytesPerRawByte}x raw`);
-  await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-  await writeFile(join(import.meta.dirname, 'results', 'repair.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeResult('repair', result);
 } finally {
   for (const child of children.values()) child.kill('SIGKILL');
 }

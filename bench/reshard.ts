@@ -12,12 +12,10 @@
 //
 // Prints a summary; writes bench/results/reshard.json. Exit status 1 when the bench fails, 2 on bad flags.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
 import { loadKeys } from './load-keys.ts';
-import { call, mb, metrics, processIo, rawBytes, status, until, loadFlags } from './probe.ts';
+import { call, mb, metrics, processIo, rawBytes, status, until, loadFlags, writeResult } from './probe.ts';
 
 const { keyCount, valueBytes, basePort, connections } = loadFlags('reshard', { keys: 100000, basePort: 11150 });
 const nodeCount = 6;
@@ -132,8 +130,7 @@ try {
       reshard: { outcome: 'refused', status: reply.status, body: reply.body, answeredMs: Math.round(answeredMs), progress, nodeLogLines: reshardLines },
       bytes: { transferCounter: 'none: /metrics and /status count no reshard transfer bytes', processWritten: writtenRefused },
     };
-    await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-    await writeFile(join(import.meta.dirname, 'results', 'reshard.json'), `${JSON.stringify(abandoned, null, 2)}\n`);
+    await writeResult('reshard', abandoned);
     console.log(`  plan ${shardsBefore} -> ${shardsAfter}: ${plan.partitionsMoving} of 1024 partitions move, ${plan.keysMoving} keys`);
     console.log(`  PUT /shard/reshard answered ${reply.status} after ${Math.round(answeredMs)} ms: ${JSON.stringify(reply.body)}`);
     if (writtenRefused !== null) console.log(`  the node processes wrote ${mb(writtenRefused)} MB meanwhile (all sockets)`);
@@ -188,8 +185,7 @@ try {
   if (logLineCount > 0) console.log(`  node log lines (warn and above): ${logLineCount}; the first:\n    ${logLines.slice(0, 5).join('\n    ')}`);
   // What the reshard itself cost the nodes (a probe late, a node removed), apart from the load's.
   console.log(`  node log lines since the reshard's request (warn and above): ${reshardLines.length}${reshardLines.length > 0 ? `; the first:\n    ${reshardLines.slice(0, 5).join('\n    ')}` : ''}`);
-  await mkdir(join(import.meta.dirname, 'results'), { recursive: true });
-  await writeFile(join(import.meta.dirname, 'results', 'reshard.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await writeResult('reshard', result);
 } catch (error) {
   failed = true;
   console.error(`reshard bench: ${error instanceof Error ? error.message : String(error)}`);
