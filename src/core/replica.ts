@@ -3,9 +3,10 @@ import { FIRST_EPOCH, PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
 import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
 import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks } from './vector-clock.ts';
-import { compareStamps, supersedes } from './version-order.ts';
+import { compareStamps } from './version-order.ts';
 import { PendingBuffer } from './pending-buffer.ts';
-import { newVersion, shareParts, versionHash, type StoreDigest } from './versions.ts';
+import { newVersion, versionHash, type StoreDigest } from './versions.ts';
+import { compareToStored, pack, storedHash, unpack, type StoredVersion } from './stored-version.ts';
 import { ADDRESSES_INTERNED_MAX, EMPTY_SHARD_CLOCKS, Interner, isEmptyRecord } from './intern.ts';
 
 export { asBase, digestOfVersions, type StoreDigest } from './versions.ts';
@@ -73,7 +74,8 @@ export class Replica {
   readonly self: NodeAddress;
   readonly shard: ShardId;
   readonly epoch: Epoch;
-  private readonly store = new Map<string, Version>();
+  /** Key -> its version, in the flat stored form (see stored-version.ts); made whole where it leaves. */
+  private readonly store = new Map<string, StoredVersion>();
   private appliedClock: Clock = {};
   private lamportClock = 0;
   /** Writes that arrived before their causal past (see PendingBuffer). */
@@ -99,7 +101,7 @@ export class Replica {
    * this does not reflect waits: the write is still on its way from a node that was cut off.
    */
   private baseClocks: EpochClocks = {};
-  /** One copy of each node address the stored versions name (see shareParts). */
+  /** One copy of each node address the stored versions name (see pack). */
   private readonly addresses = new Interner(ADDRESSES_INTERNED_MAX);
 
   constructor(options: ReplicaOptions) {
@@ -130,12 +132,13 @@ export class Replica {
   /** Live keys, tombstones excluded. */
   liveKeyCount(): number {
     let live = 0;
-    for (const version of this.store.values()) if (!version.deleted) live++;
+    for (const stored of this.store.values()) if (!stored.deleted) live++;
     return live;
   }
 
   get(key: string): Version | undefined {
-    return this.store.get(key);
+    const stored = this.store.get(key);
+    return stored === undefined ? undefined : unpack(key, stored);
   }
 
   /** True when this replica reflects every write of this shard that `need` names. */
@@ -164,11 +167,11 @@ export class Replica {
    */
   write(key: string, change: { deleted: false; value: unknown } | { deleted: true }, deps: ShardClocks, past: EpochClocks = {}): Version {
     const counter = (this.appliedClock[this.self] ?? 0) + 1;
-    const replaced = this.store.get(key)?.dot;
+    const replaced = this.store.get(key);
     // Own dots are never reused: a peer that has the old write would take the new one for a
     // duplicate and drop it. (Can only break if this node lost writes it had sent: a restart with
     // no disk that found no peer to copy its shard from.)
-    assert(replaced?.node !== this.self || replaced.counter < counter, () => `write of ${key} reuses dot ${this.self}#${counter}, which the key already holds`);
+    assert(replaced?.dotNode !== this.self || (replaced.counter as number) < counter, () => `write of ${key} reuses dot ${this.self}#${counter}, which the key already holds`);
     this.lamportClock += 1;
     const version = newVersion(
       key,
@@ -221,8 +224,9 @@ export class Replica {
    */
   versionsSince(since: Clock, { base, collected = false }: { base: boolean; collected?: boolean }): Version[] {
     const out: Version[] = [];
-    for (const version of this.store.values()) {
-      if (version.dot === null ? base : version.dot.counter > (since[version.dot.node] ?? 0)) out.push(version);
+    for (const [key, stored] of this.store) {
+      const dotNode = stored.dotNode;
+      if (dotNode === null ? base : (stored.counter as number) > (since[dotNode] ?? 0)) out.push(unpack(key, stored));
     }
     if (collected) {
       for (const [key, tombstone] of this.graveyard) {
@@ -263,8 +267,8 @@ export class Replica {
     this.addBase(reflected);
   }
 
-  allVersions(): IterableIterator<Version> {
-    return this.store.values();
+  *allVersions(): IterableIterator<Version> {
+    for (const [key, stored] of this.store) yield unpack(key, stored);
   }
 
   /** Keys changed since the last takeDirty. */
@@ -277,8 +281,8 @@ export class Replica {
     const versions: Version[] = [];
     const removed: string[] = [];
     for (const key of this.dirty) {
-      const version = this.store.get(key);
-      if (version) versions.push(version);
+      const stored = this.store.get(key);
+      if (stored) versions.push(unpack(key, stored));
       else removed.push(key);
     }
     this.dirty.clear();
@@ -303,11 +307,10 @@ export class Replica {
     // Lamport time; and the partition digests are the sums of what is stored.
     const sums = new Uint32Array(PARTITION_COUNT);
     let total = 0;
-    for (const [key, version] of this.store) {
-      assert(version.key === key, () => `the version stored under ${key} is one of ${version.key}`);
-      assert((version.stamp.epoch ?? 0) <= this.epoch, () => `stored ${key} is of epoch ${version.stamp.epoch}, the replica of ${this.epoch}`);
-      assert(version.stamp.lamport <= this.lamportClock, () => `stored ${key} is stamped ${version.stamp.lamport}, above the Lamport time ${this.lamportClock}`);
-      const hash = versionHash(version);
+    for (const [key, stored] of this.store) {
+      assert(stored.epoch <= this.epoch, () => `stored ${key} is of epoch ${stored.epoch}, the replica of ${this.epoch}`);
+      assert(stored.lamport <= this.lamportClock, () => `stored ${key} is stamped ${stored.lamport}, above the Lamport time ${this.lamportClock}`);
+      const hash = storedHash(key, stored);
       const partition = partitionOfKey(key);
       sums[partition] = ((sums[partition] ?? 0) + hash) >>> 0;
       total = (total + hash) >>> 0;
@@ -345,7 +348,7 @@ export class Replica {
   /** Every stored version (tombstones included) of the given partitions, by partition. */
   versionsByPartition(partitions: readonly number[]): Map<number, Version[]> {
     const out = new Map<number, Version[]>(partitions.map((p) => [p, []]));
-    for (const version of this.store.values()) out.get(partitionOfKey(version.key))?.push(version);
+    for (const [key, stored] of this.store) out.get(partitionOfKey(key))?.push(unpack(key, stored));
     return out;
   }
 
@@ -418,18 +421,19 @@ export class Replica {
     const horizon: Clock = { ...this.collectedUpTo };
     for (const [node, counter] of Object.entries(everywhere)) if (counter > counterOf(horizon, node)) horizon[node] = counter;
     if (remember) this.collectedUpTo = horizon;
-    for (const [key, version] of this.store) {
-      if (!version.deleted || version.dot === null) continue;
-      if (version.dot.counter > (everywhere[version.dot.node] ?? 0)) continue;
+    for (const [key, stored] of this.store) {
+      const dotNode = stored.dotNode;
+      if (!stored.deleted || dotNode === null) continue;
+      if ((stored.counter as number) > (everywhere[dotNode] ?? 0)) continue;
       this.store.delete(key);
       this.graveyard.delete(key);
-      if (remember) this.graveyard.set(key, version);
+      if (remember) this.graveyard.set(key, unpack(key, stored));
       if (this.graveyard.size > GRAVEYARD_MAX) {
         const oldest = this.graveyard.keys().next();
         assert(oldest.done !== true, 'a graveyard over its bound is not empty');
         this.graveyard.delete(oldest.value);
       }
-      this.addToDigest(key, -versionHash(version));
+      this.addToDigest(key, -storedHash(key, stored));
       this.dirty.add(key);
       collected++;
     }
@@ -443,12 +447,10 @@ export class Replica {
     assert((version.stamp.epoch ?? 0) <= this.epoch, 'no replica stores a version of a later epoch than its own');
     if (version.stamp.lamport > this.lamportClock) this.lamportClock = version.stamp.lamport;
     const current = this.store.get(version.key);
-    if (!supersedes(version, current) || this.isBuried(version) || this.reflectsOrigin(version)) return false;
     // Version order: a stored version is only ever replaced by one that wins over it.
-    assert(current === undefined || compareStamps(version.stamp, current.stamp) > 0, 'a stored version is replaced only by one that supersedes it');
-    this.addToDigest(version.key, current === undefined ? versionHash(version) : versionHash(version) - versionHash(current));
-    shareParts(version, this.addresses);
-    this.store.set(version.key, version);
+    if ((current !== undefined && compareToStored(version.stamp, current) <= 0) || this.isBuried(version) || this.reflectsOrigin(version)) return false;
+    this.addToDigest(version.key, current === undefined ? versionHash(version) : versionHash(version) - storedHash(version.key, current));
+    this.store.set(version.key, pack(version, this.addresses));
     this.dirty.add(version.key);
     return true;
   }

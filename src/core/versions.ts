@@ -1,6 +1,6 @@
-import { hash32 } from './hash.ts';
+import { hashOfParts } from './stored-version.ts';
 import { FIRST_EPOCH } from './shard-map.ts';
-import { EMPTY_SHARD_CLOCKS, isEmptyRecord, type Interner } from './intern.ts';
+import { EMPTY_SHARD_CLOCKS, isEmptyRecord } from './intern.ts';
 import type { Dot, EpochClocks, ShardClocks, ShardId, Stamp, Version } from './types.ts';
 import { mergeEpochClocks, withDot } from './vector-clock.ts';
 
@@ -51,7 +51,7 @@ export function digestOfVersions(versions: Iterable<Version>): StoreDigest {
 
 /** What a version contributes to its partition's digest: the same for a version wherever it is stored. */
 export function versionHash(version: Version): number {
-  return hash32(`${version.key}\u0000${version.stamp.lamport}\u0000${version.stamp.node}\u0000${version.deleted ? 1 : 0}`);
+  return hashOfParts(version.key, version.stamp.lamport, version.stamp.node, version.deleted);
 }
 
 
@@ -74,20 +74,3 @@ export function newVersion(
   return change.deleted ? { key, deleted, dot, stamp, deps, past } : { key, deleted, dot, stamp, deps, past, value: change.value };
 }
 
-/**
- * Points a version about to be stored at parts it can share with every other stored version: the
- * node addresses of its dot, stamp and origin at the replica's one copy of each (`addresses`), and an
- * empty `deps` at EMPTY_SHARD_CLOCKS. No value changes and no field moves (its JSON stays byte for
- * byte the same): only which equal string or empty object a field points to. In place, because the
- * stored version is the one the caller already holds (a write's version goes on to be replicated);
- * nothing compares these fields by identity.
- */
-export function shareParts(version: Version, addresses: Interner): void {
-  const dot = version.dot;
-  if (dot !== null) dot.node = addresses.intern(dot.node);
-  const stamp = version.stamp;
-  stamp.node = addresses.intern(stamp.node);
-  const origin = version.origin;
-  if (origin !== undefined) origin.node = addresses.intern(origin.node);
-  if (version.deps !== EMPTY_SHARD_CLOCKS && isEmptyRecord(version.deps)) version.deps = EMPTY_SHARD_CLOCKS;
-}

@@ -1,4 +1,4 @@
-// What stored versions share (src/core/intern.ts, shareParts and newVersion in versions.ts): the
+// What stored versions share (src/core/intern.ts, the stored form in stored-version.ts, newVersion in versions.ts): the
 // bounded address table, the one frozen empty deps that nothing mutates, and versions whose JSON
 // is byte for byte what it was before they shared anything.
 
@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ADDRESSES_INTERNED_MAX, EMPTY_SHARD_CLOCKS, Interner, isEmptyRecord } from '../../src/core/intern.ts';
 import { asBase, Replica } from '../../src/core/replica.ts';
-import { newVersion, shareParts } from '../../src/core/versions.ts';
+import { newVersion, versionHash } from '../../src/core/versions.ts';
+import { pack, storedHash, unpack } from '../../src/core/stored-version.ts';
 import { nodeAddress } from '../../src/core/address.ts';
 import { shardIdFor } from '../../src/core/shard-map.ts';
 import type { Epoch, ShardClocks, Version } from '../../src/core/types.ts';
@@ -93,18 +94,28 @@ test('newVersion keeps the field order of a write: key, deleted, dot, stamp, dep
   assert.ok(Object.hasOwn(newVersion('k', { deleted: false, value: undefined }, dot, stamp, {}, {}), 'value'));
 });
 
-test('shareParts changes no value of a version and keeps its fields in order, base versions included', () => {
+test('the stored form gives back every version whole: writes, tombstones, base versions, stamps without an epoch, a dot of another node', () => {
   const table = new Interner(8);
   const a = new Replica({ self: A, shard: SHARD, pendingMax: 10 });
-  const base = asBase(a.write('k', { deleted: false, value: 'v' }, { [SHARD]: { [B]: 1 } }), SHARD);
-  assert.equal(base.deps, EMPTY_SHARD_CLOCKS);
-  for (const version of [base, JSON.parse(JSON.stringify(base)) as Version]) {
-    const before = JSON.stringify(version);
-    shareParts(version, table);
-    assert.equal(JSON.stringify(version), before);
-    assert.equal(version.deps, EMPTY_SHARD_CLOCKS);
+  const write = a.write('k', { deleted: false, value: { v: [1, null] } }, { [SHARD]: { [B]: 1 } });
+  const tombstone = a.write('t', { deleted: true }, {}, { '0': { [SHARD]: { [B]: 3 } } });
+  const base = asBase(write, SHARD);
+  const baseTombstone = asBase(tombstone, SHARD);
+  const noEpoch: Version = { key: 'n', deleted: false, dot: { node: B, counter: 4 }, stamp: { lamport: 9, node: B }, deps: {}, value: null };
+  const otherDot: Version = { key: 'o', deleted: false, dot: { node: A, counter: 2 }, stamp: { epoch: 0 as Epoch, lamport: 3, node: B }, deps: {}, value: 'x' };
+  for (const version of [write, tombstone, base, baseTombstone, noEpoch, otherDot]) {
+    for (const copy of [version, JSON.parse(JSON.stringify(version)) as Version]) {
+      const stored = pack(copy, table);
+      const back = unpack(copy.key, stored);
+      assert.deepEqual(back, version);
+      assert.equal(stored.deleted, version.deleted);
+      assert.equal(storedHash(copy.key, stored), versionHash(version));
+      // A write comes back with its fields in the order it was made with, so its JSON is the same.
+      if (version.dot !== null) assert.equal(JSON.stringify(back), JSON.stringify(version));
+    }
   }
-  assert.equal(table.size, 1);
+  assert.equal(pack(base, table).deps, EMPTY_SHARD_CLOCKS);
+  assert.equal(table.size, 2);
 });
 
 test('a replica holds one copy of each address its versions name', () => {
