@@ -31,5 +31,6 @@ EXPOSE 8090
 # Alive: GET /status on the node's own port answers 200 (src/node/healthcheck.ts). Not readiness: a
 # node copying its shard is healthy, only not ready (GET /status/ready says so, for load balancers).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 CMD ["node_modules/.bin/node", "src/node/healthcheck.ts"]
-# The same command starts a node from the repository root of a checkout after `npm ci`.
-CMD ["node_modules/.bin/node", "src/node/main.ts"]
+# The same command starts a node from the repository root of a checkout after `npm ci`. The flag caps
+# V8's young generation (about 100 MB of RSS less per busy node; see README, "Memory").
+CMD ["node_modules/.bin/node", "--max-semi-space-size=16", "src/node/main.ts"]
