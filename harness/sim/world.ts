@@ -99,7 +99,7 @@ export function settingsFor(seed: number): WorldSettings {
   const nodes = prng.between(3, 6);
   const shards = prng.next() < 0.25 ? 0 : prng.between(1, Math.floor(nodes / 2));
   const faults = FAULTS.filter(() => prng.next() < 0.6);
-  return {
+  const settings: WorldSettings = {
     nodes,
     shards,
     clients: prng.between(2, 5),
@@ -127,6 +127,13 @@ export function settingsFor(seed: number): WorldSettings {
     },
     fsyncMs: prng.next() < 0.5 ? [0.05, 0.5] : [1, 8],
   };
+  // Drawn last, so the draws above (and every older seed's world but for this) stay as they were.
+  // A grace shorter than the faults' 0.5-6 s holds collects tombstones without a crashed or cut off
+  // member, which must then copy its shard afresh when it is back.
+  settings.nodeEnv.TOMBSTONE_GRACE_MS = String(prng.pick([1_500, 4_000, 10_800_000]));
+  // Sometimes no graveyard: safety must not rest on it (it is bounded, and lost in a restart).
+  settings.nodeEnv.GRAVEYARD_MAX = String(prng.pick([0, 100_000]));
+  return settings;
 }
 
 /** An answer to a scripted request. */

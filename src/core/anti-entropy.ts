@@ -188,31 +188,3 @@ export class PeerHoldings {
     return held.epoch === epoch && held.incarnation === incarnation ? held : null;
   }
 }
-
-/**
- * The clock every member of the shard reflects (tombstones at or below it may be collected), or
- * null when it cannot be known. `peerApplied` must hold the applied clock of every other member
- * (from their pings, this epoch); with any missing, null: a member we cannot hear from may hold an
- * older version the tombstone must still beat. Null too until this replica has applied every
- * member's own writes up to its ping: a write made concurrently with a delete, before its
- * coordinator applied the delete, is among those, and arriving after the collection it would bring
- * the key back here. (The graveyard also refuses it, but does not survive a restart.)
- */
-export function appliedEverywhere(
-  replica: Replica,
-  members: readonly NodeAddress[],
-  self: NodeAddress,
-  peerApplied: ReadonlyMap<NodeAddress, Clock>,
-): Clock | null {
-  let everywhere: Clock = { ...replica.applied };
-  for (const member of members) {
-    if (member === self) continue;
-    const clock = peerApplied.get(member);
-    if (clock === undefined) return null;
-    if (counterOf(replica.applied, member) < counterOf(clock, member)) return null;
-    const min: Clock = {};
-    for (const [node, counter] of Object.entries(everywhere)) min[node] = Math.min(counter, counterOf(clock, node));
-    everywhere = min;
-  }
-  return everywhere;
-}

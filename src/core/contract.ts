@@ -30,6 +30,10 @@ export interface NodeCoreOptions {
   causalWaitMs?: number;
   /** How long a write waits for a reshard to commit (default RESHARD_WAIT_MS). */
   reshardWaitMs?: number;
+  /** How long a member may be unheard of before tombstones are collected without it (default TOMBSTONE_GRACE_MS_DEFAULT). */
+  tombstoneGraceMs?: number;
+  /** Collected tombstones each replica remembers (default GRAVEYARD_MAX). */
+  graveyardMax?: number;
 }
 
 export type KvMethod = 'GET' | 'PUT' | 'DELETE';
@@ -126,6 +130,8 @@ export interface SavedReplica {
   versions: Version[];
   /** What the replica's base reflects of earlier epochs (absent in directories of older releases). */
   base?: EpochClocks;
+  /** The replica's collection horizon (see Replica.collected; absent in directories of older releases). */
+  collected?: Clock;
 }
 
 /**
@@ -148,7 +154,7 @@ export interface Persist {
   /** The replica was replaced: the disk's copy starts over (null: this node is in no shard now). */
   reset?: { replica: { epoch: Epoch; shard: ShardId } | null };
   /** The replica's changes since the last call, with its clocks. */
-  replica?: { changes: ReturnType<Replica['takeDirty']>; applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks> };
+  replica?: { changes: ReturnType<Replica['takeDirty']>; applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks>; collected: Readonly<Clock> };
   /** The shard map changed. */
   map?: ShardMap;
 }

@@ -49,6 +49,7 @@ export type ReplicaView = Pick<
   | 'allVersions'
   | 'digests'
   | 'storeDigest'
+  | 'collected'
   | 'checkInvariants'
 >;
 
@@ -97,7 +98,7 @@ export class CoreState {
   protected persistedMapDigest = '';
 
   /** The replica's clocks as last handed to the disk (null: not since the replica was replaced). */
-  private persistedClocks: { applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks> } | null = null;
+  private persistedClocks: { applied: Readonly<Clock>; lamport: number; base: Readonly<EpochClocks>; collected: Readonly<Clock> } | null = null;
 
   /** The generation of the replica restored from disk at start (-1: none). */
   protected restoredGeneration = -1;
@@ -209,9 +210,16 @@ export class CoreState {
     if (replica !== null) {
       const clocks = this.persistedClocks;
       // Clocks are replaced, never changed in place: the same objects mean the same clocks.
-      if (replica.dirtyCount > 0 || clocks === null || clocks.applied !== replica.applied || clocks.lamport !== replica.lamport || clocks.base !== replica.base) {
-        out.replica = { changes: replica.takeDirty(), applied: replica.applied, lamport: replica.lamport, base: replica.base };
-        this.persistedClocks = { applied: replica.applied, lamport: replica.lamport, base: replica.base };
+      if (
+        replica.dirtyCount > 0 ||
+        clocks === null ||
+        clocks.applied !== replica.applied ||
+        clocks.lamport !== replica.lamport ||
+        clocks.base !== replica.base ||
+        clocks.collected !== replica.collected
+      ) {
+        out.replica = { changes: replica.takeDirty(), applied: replica.applied, lamport: replica.lamport, base: replica.base, collected: replica.collected };
+        this.persistedClocks = { applied: replica.applied, lamport: replica.lamport, base: replica.base, collected: replica.collected };
         any = true;
       }
     }
@@ -323,9 +331,13 @@ export class CoreState {
     return new Replica({ self: this.self, shard, epoch: map.epoch, ...this.pendingLimits(), lamport });
   }
 
-  /** The bounds on early arrivals every replica of this node gets. */
-  protected pendingLimits(): { pendingMax: number; pendingBytesMax?: number } {
-    const { pendingMax, pendingBytesMax } = this.options;
-    return pendingBytesMax === undefined ? { pendingMax } : { pendingMax, pendingBytesMax };
+  /** The bounds every replica of this node gets: early arrivals, and collected tombstones remembered. */
+  protected pendingLimits(): { pendingMax: number; pendingBytesMax?: number; graveyardMax?: number } {
+    const { pendingMax, pendingBytesMax, graveyardMax } = this.options;
+    return {
+      pendingMax,
+      ...(pendingBytesMax === undefined ? {} : { pendingBytesMax }),
+      ...(graveyardMax === undefined ? {} : { graveyardMax }),
+    };
   }
 }

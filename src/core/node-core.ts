@@ -98,7 +98,16 @@ export class NodeCore extends ReshardCore {
         this.abortReshard(input.epoch);
         return undefined;
       case 'sync-response':
-        return this.onSyncResponse(input.epoch, input.shard, input.versions, input.applied, input.base, input.lamport);
+        return this.onSyncResponse(input.epoch, input.shard, input.versions, input.applied, {
+          ...(input.base === undefined ? {} : { base: input.base }),
+          lamport: input.lamport,
+          ...(input.collected === undefined ? {} : { collected: input.collected }),
+          full: input.full === true,
+          ...(input.peer === undefined ? {} : { peer: input.peer }),
+          nowMs,
+        });
+      case 'peer-horizon':
+        return this.onPeerHorizon(input.peer, input.epoch, input.shard, input.collected, nowMs);
       case 'ping-answer':
         return this.onPingAnswer(input.peer, input.info, nowMs, input.linkUp);
       case 'probe':
@@ -126,7 +135,7 @@ export class NodeCore extends ReshardCore {
         this.markReady();
         return undefined;
       case 'collect-tombstones':
-        return this.collectTombstones(input.peerApplied);
+        return this.collectTombstones(nowMs, input.peerApplied);
       default:
         return assertNever(input, 'input');
     }

@@ -17,6 +17,11 @@ export const PLANTED_BUGS = [
    * reflects, as if every one of them were counted on to send it: no full sender.
    */
   'reshard-no-full-sender',
+  /**
+   * A member that missed tombstones collected without it (away longer than the tombstone grace)
+   * merges its old replica back as if it had not: its peers' horizons are not checked.
+   */
+  'stale-replica-merge',
 ] as const;
 
 export type PlantedBug = (typeof PLANTED_BUGS)[number];

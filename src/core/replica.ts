@@ -12,8 +12,9 @@ import { ADDRESSES_INTERNED_MAX, EMPTY_SHARD_CLOCKS, Interner, isEmptyRecord } f
 export { asBase, digestOfVersions, type StoreDigest } from './versions.ts';
 
 /**
- * Collected tombstones remembered per replica, so an old version arriving late cannot bring a deleted
- * key back. Beyond this many, the oldest are forgotten (about 100 bytes each).
+ * Collected tombstones remembered per replica by default (GRAVEYARD_MAX), so an old version arriving
+ * late cannot bring a deleted key back. Beyond this many, the oldest are forgotten (about 100 bytes
+ * each). The graveyard is a help, not what safety rests on: it is bounded and kept in memory only.
  */
 export const GRAVEYARD_MAX = 100_000;
 
@@ -31,6 +32,10 @@ export interface ReplicaOptions {
   pendingBytesMax?: number;
   /** Lamport clock to start from, so timestamps never go back when a node rebuilds its replica. */
   lamport?: number;
+  /** The collection horizon it had (a restart from disk): what its collected tombstones reflect. */
+  collected?: Clock;
+  /** Collected tombstones remembered at most (default GRAVEYARD_MAX). */
+  graveyardMax?: number;
 }
 
 
@@ -92,7 +97,7 @@ export class Replica {
   private digestTotal = 0;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
-  /** The tombstones collected last (at most GRAVEYARD_MAX, oldest dropped first), by key. */
+  /** The tombstones collected last (at most graveyardMax, oldest dropped first), by key. */
   private readonly graveyard = new Map<string, Version>();
   /**
    * Which writes of earlier epochs the store reflects, for this shard's keys: epoch -> old shard ->
@@ -101,6 +106,7 @@ export class Replica {
    * this does not reflect waits: the write is still on its way from a node that was cut off.
    */
   private baseClocks: EpochClocks = {};
+  private readonly graveyardMax: number;
   /** One copy of each node address the stored versions name (see pack). */
   private readonly addresses = new Interner(ADDRESSES_INTERNED_MAX);
 
@@ -110,6 +116,9 @@ export class Replica {
     this.epoch = options.epoch ?? FIRST_EPOCH;
     this.buffer = new PendingBuffer(options.pendingMax, options.pendingBytesMax ?? PENDING_BYTES_MAX);
     this.lamportClock = options.lamport ?? 0;
+    this.collectedUpTo = { ...(options.collected ?? {}) };
+    this.graveyardMax = options.graveyardMax ?? GRAVEYARD_MAX;
+    assert(Number.isSafeInteger(this.graveyardMax) && this.graveyardMax >= 0, 'the graveyard bound is a natural number');
     assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'a replica starts from a Lamport time that is a natural number');
   }
 
@@ -119,6 +128,28 @@ export class Replica {
 
   get lamport(): number {
     return this.lamportClock;
+  }
+
+  /**
+   * The collection horizon: the highest clock tombstones were collected under. A replica whose
+   * applied clock does not cover a peer's horizon may hold versions that tombstones collected there
+   * deleted, and must not merge the peer's state into its own (see ReplicationCore.onSyncResponse).
+   */
+  get collected(): Readonly<Clock> {
+    return this.collectedUpTo;
+  }
+
+  /** Stored tombstones, and the dot of each that has one (base tombstones have none). */
+  tombstones(): { held: number; dots: { node: NodeAddress; counter: number }[] } {
+    let held = 0;
+    const dots: { node: NodeAddress; counter: number }[] = [];
+    for (const stored of this.store.values()) {
+      if (!stored.deleted) continue;
+      held++;
+      const node = stored.dotNode;
+      if (node !== null) dots.push({ node, counter: stored.counter as number });
+    }
+    return { held, dots };
   }
 
   get pendingCount(): number {
@@ -244,7 +275,7 @@ export class Replica {
    * Lamport clock comes along: the writes we now reflect include tombstones it collected, whose
    * stamps we never see, and our next write must still be stamped above them.
    */
-  mergeState(versions: readonly Version[], peerApplied: Clock, peerBase?: EpochClocks, peerLamport = 0): void {
+  mergeState(versions: readonly Version[], peerApplied: Clock, peerBase?: EpochClocks, peerLamport = 0, peerCollected?: Clock): void {
     if (peerLamport > this.lamportClock) this.lamportClock = peerLamport;
     // What this replica collected stays collected: the peer has not collected it yet.
     for (const version of versions) if (!this.isCollected(version)) this.put(version);
@@ -254,6 +285,14 @@ export class Replica {
       if (counter > counterOf(merged, node)) merged[node] = counter;
     }
     this.appliedClock = merged;
+    // What the peer collected, this replica now reflects too (it took the peer's clock): a stale
+    // replica must learn it from here as well. The caller checked that it applied all of it
+    // (ReplicationCore.onSyncResponse), or the replica was empty.
+    if (peerCollected !== undefined) {
+      const horizon: Clock = { ...this.collectedUpTo };
+      for (const [node, counter] of Object.entries(peerCollected)) if (counter > counterOf(horizon, node)) horizon[node] = counter;
+      this.collectedUpTo = horizon;
+    }
     this.prunePending();
     this.drainPending();
   }
@@ -319,7 +358,7 @@ export class Replica {
     assert(total === this.digestTotal, 'the store digest is the sum of the partition digests');
     // The graveyard: collected tombstones, bounded, none stamped above the Lamport time (a write
     // after a collection must still win over the tombstone at the replicas that keep it).
-    assert(this.graveyard.size <= GRAVEYARD_MAX, 'the graveyard stays within GRAVEYARD_MAX');
+    assert(this.graveyard.size <= this.graveyardMax, 'the graveyard stays within its bound');
     for (const [key, tombstone] of this.graveyard) {
       assert(tombstone.key === key && tombstone.deleted && tombstone.dot !== null, () => `the graveyard entry of ${key} is a collected tombstone`);
       assert(tombstone.stamp.lamport <= this.lamportClock, () => `the tombstone of ${key} is stamped above the Lamport time`);
@@ -428,7 +467,7 @@ export class Replica {
       this.store.delete(key);
       this.graveyard.delete(key);
       if (remember) this.graveyard.set(key, unpack(key, stored));
-      if (this.graveyard.size > GRAVEYARD_MAX) {
+      if (this.graveyard.size > this.graveyardMax) {
         const oldest = this.graveyard.keys().next();
         assert(oldest.done !== true, 'a graveyard over its bound is not empty');
         this.graveyard.delete(oldest.value);

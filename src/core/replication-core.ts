@@ -4,9 +4,13 @@ import { membersOf } from './shard-map.ts';
 
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, Version } from './types.ts';
 
-import { clockLacks, epochClocksCover } from './vector-clock.ts';
+import { clockCovers, clockLacks, epochClocksCover } from './vector-clock.ts';
 
-import { appliedEverywhere, digestAnswer, PeerHoldings, repairPlan, type RepairPlan } from './anti-entropy.ts';
+import { digestAnswer, PeerHoldings, repairPlan, type RepairPlan } from './anti-entropy.ts';
+
+import { AppliedHistory, appliedByKnownMembers, clockMin, TOMBSTONE_GRACE_MS_DEFAULT } from './tombstone-grace.ts';
+
+import type { Replica } from './replica.ts';
 
 import { type PingInfo } from './contract.ts';
 
@@ -17,6 +21,88 @@ import { CoreState } from './core-state.ts';
 export class ReplicationCore extends CoreState {
   /** What each shard peer is known to hold, from anti-entropy both ways (see PeerHoldings). */
   private readonly peerHoldings = new PeerHoldings();
+  /** When the current replica had applied what, for the tombstone grace (a new replica starts a new one). */
+  private history: { replica: Replica; applied: AppliedHistory } | null = null;
+  /** What the last collection could not count: members whose applied clock this node does not know, and whether it went on without them. */
+  private lastCollection: { notCounted: NodeAddress[]; withoutThem: boolean } = { notCounted: [], withoutThem: false };
+  /**
+   * Set when a peer's collection horizon showed the current replica stale (see onSyncResponse): it is
+   * not merged with peers' states any more, pushes nothing in anti-entropy, and is replaced by a
+   * fresh copy once the live members hold its writes (staleHandedOff). Tied to the replica: a new
+   * replica is not stale.
+   */
+  private staleReplica: { replica: Replica; sinceMs: number; peer: NodeAddress } | null = null;
+
+  /** How long a member may be unknown before tombstones are collected without it (TOMBSTONE_GRACE_MS). */
+  get tombstoneGraceMs(): number {
+    return this.options.tombstoneGraceMs ?? TOMBSTONE_GRACE_MS_DEFAULT;
+  }
+
+  /** The current replica is stale: since when, and which peer's horizon showed it. */
+  get stale(): { sinceMs: number; peer: NodeAddress } | null {
+    const stale = this.staleReplica;
+    return stale !== null && stale.replica === this.currentReplica ? { sinceMs: stale.sinceMs, peer: stale.peer } : null;
+  }
+
+  /**
+   * A peer of this replica's shard and epoch collected tombstones up to `collected`: if this replica
+   * has not applied all of them, it may still hold versions they deleted, and becomes stale (unless
+   * the planted bug stale-replica-merge). Returns whether the replica is stale now.
+   */
+  protected onPeerHorizon(peer: NodeAddress, epoch: Epoch, shard: ShardId, collected: Clock, nowMs: number): boolean {
+    const replica = this.currentReplica;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
+    if (this.stale !== null) return true;
+    if (clockCovers(replica.applied, collected) || this.bugs.has('stale-replica-merge')) return false;
+    this.staleReplica = { replica, sinceMs: nowMs, peer };
+    return true;
+  }
+
+  /**
+   * A stale replica's writes are with the live members: every member of its shard this node knows
+   * the applied clock of (from pings of this epoch, so in the view) covers this replica's, and there
+   * is one. Until then the members pull what they lack from it, as from any member that is ahead.
+   */
+  staleHandedOff(): boolean {
+    const replica = this.currentReplica;
+    if (replica === null || this.stale === null) return false;
+    const members = new Set(membersOf(this.currentMap, replica.shard) ?? []);
+    let live = 0;
+    for (const [member, clock] of this.peers.appliedAt(this.currentMap.epoch, replica.shard)) {
+      if (!members.has(member) || member === this.self) continue;
+      if (!clockCovers(clock, replica.applied)) return false;
+      live++;
+    }
+    return live > 0;
+  }
+
+  /** Members the last collection could not count and still waited for (the grace had not passed), or went on without. */
+  get collectionStatus(): { notCounted: NodeAddress[]; withoutThem: boolean } {
+    return { notCounted: [...this.lastCollection.notCounted], withoutThem: this.lastCollection.withoutThem };
+  }
+
+  /**
+   * Tombstones the replica holds, and how long ago this node applied the oldest of them: by the
+   * grace's checkpoints, so to within TOMBSTONE_GRACE_MS / 32; one applied before the first
+   * checkpoint (or a base tombstone) counts from the first checkpoint, and `atLeast` says so.
+   */
+  tombstoneStatus(nowMs: number): { held: number; oldestAgeMs: number | null; atLeast: boolean } {
+    const replica = this.currentReplica;
+    if (replica === null) return { held: 0, oldestAgeMs: null, atLeast: false };
+    const { held, dots } = replica.tombstones();
+    if (held === 0) return { held, oldestAgeMs: null, atLeast: false };
+    const history = this.history?.replica === replica ? this.history.applied : null;
+    const since = history?.sinceMs ?? nowMs;
+    let oldest = nowMs;
+    let atLeast = dots.length < held;
+    for (const dot of dots) {
+      const at = history?.appliedAt(dot.node, dot.counter) ?? nowMs;
+      if (at <= since) atLeast = true;
+      if (at < oldest) oldest = at;
+    }
+    if (atLeast) oldest = Math.min(oldest, since);
+    return { held, oldestAgeMs: nowMs - oldest, atLeast };
+  }
 
   /** Writes pushed by a shard peer. A push for another epoch or shard is refused (the peer's map differs). */
   protected onReplicate(epoch: Epoch, shard: ShardId, versions: Version[]): { ok: true; applied: Clock } | { ok: false; reason: string } {
@@ -39,7 +125,7 @@ export class ReplicationCore extends CoreState {
     since: Clock,
     full: boolean,
     base?: EpochClocks,
-  ): { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks } | { ok: false; reason: string } {
+  ): { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks; collected: Clock } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
@@ -51,16 +137,31 @@ export class ReplicationCore extends CoreState {
     const includeBase = withBase;
     const includeCollected = !full;
     const versions = replica.versionsSince(from, { base: includeBase, collected: includeCollected });
-    const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport };
+    const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport, collected: { ...replica.collected } };
     return withBase ? { ...answer, base: { ...replica.base } } : answer;
   }
 
-  /** A peer's answer to our sync request; `base` is present when it sent its whole base. */
-  protected onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks, lamport = 0): boolean {
+  /**
+   * A peer's answer to our sync request; `base` is present when it sent its whole base. A pull
+   * (not `full`) is merged only into a replica that has applied every tombstone the peer collected
+   * (`collected`, its horizon): otherwise this replica missed deletes that are gone there for good
+   * (it was away longer than the tombstone grace), and merging would keep the versions they deleted
+   * while taking a clock that claims them. It is stale instead (see onPeerHorizon). A full copy goes
+   * into a new, empty replica, which holds nothing to bring back.
+   */
+  protected onSyncResponse(
+    epoch: Epoch,
+    shard: ShardId,
+    versions: Version[],
+    applied: Clock,
+    { base, lamport = 0, collected, full = false, peer, nowMs }: { base?: EpochClocks; lamport?: number; collected?: Clock; full?: boolean; peer?: NodeAddress; nowMs: number },
+  ): 'merged' | 'refused' | 'stale' {
     const replica = this.currentReplica;
-    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return false;
-    replica.mergeState(versions, applied, base, lamport);
-    return true;
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return 'refused';
+    if (!full && collected !== undefined && peer !== undefined && this.onPeerHorizon(peer, epoch, shard, collected, nowMs)) return 'stale';
+    if (!full && this.stale !== null) return 'stale';
+    replica.mergeState(versions, applied, base, lamport, collected);
+    return 'merged';
   }
 
   /**
@@ -72,12 +173,12 @@ export class ReplicationCore extends CoreState {
     epoch: Epoch,
     shard: ShardId,
     digests: readonly number[],
-  ): { ok: true; differing: number[]; versions: Version[]; more: boolean } | { ok: false; reason: string } {
+  ): { ok: true; differing: number[]; versions: Version[]; more: boolean; collected: Clock } | { ok: false; reason: string } {
     const replica = this.currentReplica;
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
-    return { ok: true, differing: digestAnswer(replica, digests).differing, versions: [], more: false };
+    return { ok: true, differing: digestAnswer(replica, digests).differing, versions: [], more: false, collected: { ...replica.collected } };
   }
 
   /** Anti-entropy, asking side: this replica's partition digests, if it is still the replica of `shard` at `epoch`. */
@@ -98,7 +199,8 @@ export class ReplicationCore extends CoreState {
     { cursor, exchangesMax, nowMs }: { cursor: number; exchangesMax: number; nowMs: number },
   ): RepairPlan | null {
     const replica = this.currentReplica;
-    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard) return null;
+    // A stale replica pushes nothing: its versions may be ones tombstones collected elsewhere deleted.
+    if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || this.stale !== null) return null;
     return repairPlan(replica, differing, this.peerHoldings.of(peer, epoch, this.links.incarnationOf(peer), nowMs), cursor, exchangesMax);
   }
 
@@ -131,13 +233,30 @@ export class ReplicationCore extends CoreState {
    * Collects the tombstones every member of the shard reflects (see appliedEverywhere), as the
    * members' pings of this epoch tell (`peerApplied` replaces them: tests).
    */
-  protected collectTombstones(peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
+  protected collectTombstones(nowMs: number, peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;
     if (replica === null || !this.isReady) return 0;
+    if (this.history?.replica !== replica) this.history = { replica, applied: new AppliedHistory(this.tombstoneGraceMs) };
+    this.history.applied.record(nowMs, replica.applied);
     if (this.bugs.has('forget-tombstones')) return replica.collectTombstones({ ...replica.applied }, { remember: false });
+    // A stale replica collects nothing: what it would collect may be what it must not keep.
+    if (this.stale !== null) return 0;
     const clocks = peerApplied ?? this.peers.appliedAt(this.currentMap.epoch, replica.shard);
-    const everywhere = appliedEverywhere(replica, membersOf(this.currentMap, replica.shard) ?? [], this.self, clocks);
-    return everywhere === null ? 0 : replica.collectTombstones(everywhere);
+    const known = appliedByKnownMembers(replica.applied, membersOf(this.currentMap, replica.shard) ?? [], this.self, clocks);
+    if (known === null) {
+      this.lastCollection = { notCounted: [], withoutThem: false };
+      return 0;
+    }
+    const { everywhere, missing } = known;
+    if (missing.length === 0) {
+      this.lastCollection = { notCounted: [], withoutThem: false };
+      return replica.collectTombstones(everywhere);
+    }
+    // Members this node does not hear from: after the grace, collect what every member it hears from
+    // applied and this node applied at least the grace ago; until then, nothing.
+    const old = this.history.applied.asOf(nowMs - this.tombstoneGraceMs);
+    this.lastCollection = { notCounted: missing, withoutThem: old !== null };
+    return old === null ? 0 : replica.collectTombstones(clockMin(everywhere, old));
   }
 
   pingInfo(): PingInfo {
@@ -171,6 +290,8 @@ export class ReplicationCore extends CoreState {
     if (!linkUp) return { learned, fetchMap, pull: null };
     const pushing = typeof info.replicating === 'number' && info.replicating > 0;
     let pull: string | null = null;
+    // A stale replica takes nothing from its peers: it waits to be copied afresh.
+    if (this.stale !== null) return { learned, fetchMap, pull: null };
     if (previous && !pushing && this.peerIsAhead({ ...info, applied: previous.applied })) pull = 'behind peer';
     else if (this.currentReplica && this.currentReplica.pendingCount > 0 && previous && this.peerIsAhead(info)) pull = 'gap in replication';
     return { learned, fetchMap, pull };

@@ -94,7 +94,7 @@ export class ReshardCore extends ReplicationCore {
       lamport: saved.lamport,
     });
     // The versions first: with the base clocks in place, base versions would count as old news.
-    replica.mergeState(saved.versions, saved.applied, saved.base ?? {});
+    replica.mergeState(saved.versions, saved.applied, saved.base ?? {}, 0, saved.collected ?? {});
     replica.takeDirty();
     this.setReplica(replica);
     // The disk holds this very replica.

@@ -42,8 +42,8 @@ export interface Outputs {
   'add-member': Reply & { joined?: boolean };
   // Peer messages.
   replicate: { ok: true; applied: Clock } | { ok: false; reason: string };
-  'sync-request': { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks } | { ok: false; reason: string };
-  'digest-request': { ok: true; differing: number[]; versions: Version[]; more: boolean } | { ok: false; reason: string };
+  'sync-request': { ok: true; versions: Version[]; applied: Clock; lamport: number; base?: EpochClocks; collected: Clock } | { ok: false; reason: string };
+  'digest-request': { ok: true; differing: number[]; versions: Version[]; more: boolean; collected: Clock } | { ok: false; reason: string };
   repair: number | null;
   'repair-pushed': undefined;
   map: MapChange;
@@ -52,7 +52,8 @@ export interface Outputs {
   'reshard-commit': CommitOutcome;
   'reshard-abort': undefined;
   // Outcomes of this node's own I/O.
-  'sync-response': boolean;
+  'sync-response': 'merged' | 'refused' | 'stale';
+  'peer-horizon': boolean;
   'ping-answer': { learned: NodeAddress[]; fetchMap: boolean; pull: string | null };
   probe: ProbeOutcome;
   link: LinkChange;
@@ -88,7 +89,21 @@ export type Input =
   | { kind: 'reshard-transfer'; epoch: Epoch; versions: Version[]; claim?: TransferClaim }
   | { kind: 'reshard-commit'; epoch: Epoch }
   | { kind: 'reshard-abort'; epoch: Epoch }
-  | { kind: 'sync-response'; epoch: Epoch; shard: ShardId; versions: Version[]; applied: Clock; base?: EpochClocks; lamport: number }
+  /** `collected`: the peer's collection horizon; `full`: the answer to a full copy into a new replica. */
+  | {
+      kind: 'sync-response';
+      epoch: Epoch;
+      shard: ShardId;
+      versions: Version[];
+      applied: Clock;
+      base?: EpochClocks;
+      lamport: number;
+      collected?: Clock;
+      full?: boolean;
+      peer?: NodeAddress;
+    }
+  /** A shard peer's collection horizon, from its answer to our anti-entropy digests (see onPeerHorizon). */
+  | { kind: 'peer-horizon'; peer: NodeAddress; epoch: Epoch; shard: ShardId; collected: Clock }
   /** `linkUp`: whether data may cross the link to the peer now (the runtime asked just before). */
   | { kind: 'ping-answer'; peer: NodeAddress; info: PingInfo; linkUp: boolean }
   | { kind: 'probe'; peer: NodeAddress; answered: boolean }

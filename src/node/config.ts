@@ -1,3 +1,5 @@
+import { GRAVEYARD_MAX } from '../core/replica.ts';
+import { TOMBSTONE_GRACE_MS_DEFAULT } from '../core/tombstone-grace.ts';
 import { isIP } from 'node:net';
 import { addressFault, asNodeAddress } from '../core/address.ts';
 import type { NodeAddress } from '../core/types.ts';
@@ -64,6 +66,13 @@ export interface NodeConfig {
   logFormat: LogFormat;
   /** ANTI_ENTROPY_INTERVAL_MS: how often this node compares partition digests with one shard peer (0: never). */
   antiEntropyIntervalMs: number;
+  /**
+   * TOMBSTONE_GRACE_MS: how long a member of this node's shard may go unheard of before tombstones
+   * are collected without it; a member left out copies its shard afresh when it is back.
+   */
+  tombstoneGraceMs: number;
+  /** GRAVEYARD_MAX: collected tombstones a replica remembers, to refuse late versions of deleted keys. */
+  graveyardMax: number;
   /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
   dataDir: string | null;
   /**
@@ -109,6 +118,8 @@ export const DEFAULTS = {
   reshardTimeoutMs: 30_000,
   startupWaitMs: 2000,
   antiEntropyIntervalMs: 5000,
+  tombstoneGraceMs: TOMBSTONE_GRACE_MS_DEFAULT,
+  graveyardMax: GRAVEYARD_MAX,
   logLevel: 'info',
   logFormat: 'json',
 } as const;
@@ -191,6 +202,8 @@ export function loadConfig(env: Env): NodeConfig {
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, DEFAULTS.logLevel),
     logFormat: oneOf(env, 'LOG_FORMAT', LOG_FORMATS, DEFAULTS.logFormat),
     antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
+    tombstoneGraceMs: positive(env, 'TOMBSTONE_GRACE_MS', DEFAULTS.tombstoneGraceMs),
+    graveyardMax: int(env, 'GRAVEYARD_MAX', DEFAULTS.graveyardMax),
     dataDir: env.DATA_DIR?.trim() || null,
     clusterSecrets: secrets(env.CLUSTER_SECRET),
     adminToken: token(env.ADMIN_TOKEN),

@@ -23,8 +23,8 @@ export function coreLoop(core: NodeCore, timers: Timers, storage: Storage, relea
 function stage(storage: Storage, persist: Persist): void {
   if (persist.reset !== undefined) storage.resetReplica(persist.reset.replica);
   if (persist.replica !== undefined) {
-    const { changes, applied, lamport, base } = persist.replica;
-    storage.stage(changes, applied, lamport, base);
+    const { changes, applied, lamport, base, collected } = persist.replica;
+    storage.stage(changes, applied, lamport, base, collected);
   }
   if (persist.map !== undefined) storage.saveMap(persist.map);
 }

@@ -125,6 +125,8 @@ export class KvsNode {
         plantedBugs: env.plantedBugs,
         causalWaitMs: config.causalWaitMs,
         reshardWaitMs: RESHARD_WAIT_MS,
+        tombstoneGraceMs: config.tombstoneGraceMs,
+        graveyardMax: config.graveyardMax,
       },
       config.view,
       map,

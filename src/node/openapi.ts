@@ -191,6 +191,24 @@ const SCHEMAS: Record<string, Schema> = {
       pendingEarlyWrites: integer(),
       replication: object({ queued: integer(), queuedBytes: integer(), hints: integer(), hintBytes: integer() }, { open: true }),
       repair: { type: 'object', description: 'Anti-entropy and sync counters.' },
+      tombstones: object(
+        {
+          held: integer('Tombstones the replica holds.'),
+          oldestAgeMs: orNull({ type: 'number', minimum: 0, description: 'How long ago this node applied the oldest tombstone (to within TOMBSTONE_GRACE_MS / 32).' }),
+          oldestAgeAtLeast: { type: 'boolean', description: 'The oldest was applied before this node started keeping time for it (or came with a reshard): it may be older.' },
+          graceMs: integer('TOMBSTONE_GRACE_MS.'),
+          blockedBy: arrayOf(ref('SocketAddress'), 'Members not heard from, within the grace: no tombstone is collected until they are back or the grace has passed.'),
+          collectingWithout: arrayOf(ref('SocketAddress'), 'Members not heard from for longer than the grace: tombstones are collected without them, and they copy their shard afresh when back.'),
+          collectedUpTo: ref('Clock'),
+          stale: orNull(
+            object(
+              { forMs: { type: 'number', minimum: 0 }, peer: ref('SocketAddress'), handedOff: { type: 'boolean' } },
+              { description: 'This replica missed tombstones collected without it: it merges nothing, and is copied afresh once the live members hold its writes (handedOff).' },
+            ),
+          ),
+        },
+        { description: 'Tombstones and their collection (see README, "Deletes and the tombstone grace").' },
+      ),
       reshardInProgress: orNull(integer('The epoch of a reshard this node takes part in.')),
       reshard: orNull(ref('ReshardProgress')),
       requests: ref('RequestCounts'),

@@ -103,7 +103,7 @@ export class PeerRoutes {
         }
         const result = this.ctx.step({ kind: 'digest-request', epoch: request.epoch, shard: request.shard, digests: request.digests });
         if (!result.ok) return json(409, { error: result.reason });
-        return json(200, { differing: result.differing, versions: result.versions, more: result.more });
+        return json(200, { differing: result.differing, versions: result.versions, more: result.more, collected: result.collected });
       }
       case '/internal/repair': {
         const repair = decodeRepair(body);
@@ -117,7 +117,7 @@ export class PeerRoutes {
         const request = decodeSyncRequest(body);
         const result = this.ctx.step({ kind: 'sync-request', ...request });
         if (!result.ok) return json(409, { error: result.reason });
-        return json(200, { versions: result.versions, applied: result.applied, lamport: result.lamport, base: result.base });
+        return json(200, { versions: result.versions, applied: result.applied, lamport: result.lamport, base: result.base, collected: result.collected });
       }
       case '/internal/reshard/prepare': {
         const prepare = decodeReshardPrepare(body);

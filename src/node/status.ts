@@ -16,6 +16,31 @@ export interface StatusSources {
   reshard(): object | null;
 }
 
+/**
+ * Tombstones and their collection: how many the replica holds and how long ago this node applied
+ * the oldest (`oldestAgeAtLeast`: it was applied before this node's oldest checkpoint, or came with
+ * a reshard, so it may be older), the grace, the members collection waits for (`blockedBy`: not
+ * heard from, within the grace) or goes on without (`collectingWithout`: past the grace), the
+ * horizon collected up to, and whether this replica is stale (away longer than the grace).
+ */
+export function tombstoneStatus(ctx: NodeContext): Record<string, unknown> {
+  const { core, timers } = ctx;
+  const now = timers.now();
+  const { held, oldestAgeMs, atLeast } = core.tombstoneStatus(now);
+  const { notCounted, withoutThem } = core.collectionStatus;
+  const stale = core.stale;
+  return {
+    held,
+    oldestAgeMs,
+    oldestAgeAtLeast: atLeast,
+    graceMs: core.tombstoneGraceMs,
+    blockedBy: withoutThem ? [] : notCounted,
+    collectingWithout: withoutThem ? notCounted : [],
+    collectedUpTo: { ...(core.replica?.collected ?? {}) },
+    stale: stale === null ? null : { forMs: now - stale.sinceMs, peer: stale.peer, handedOff: core.staleHandedOff() },
+  };
+}
+
 /** The /status document: what this node is, holds and has done since it started. */
 export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<string, unknown> {
   const { core, timers } = ctx;
@@ -42,6 +67,7 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
     pendingEarlyWrites: replica?.pendingCount ?? 0,
     replication: ctx.replicator.snapshot(),
     repair: sources.repairStatus(),
+    tombstones: tombstoneStatus(ctx),
     reshardInProgress: core.reshardInProgress?.map.epoch ?? null,
     /** A reshard coordinated here: its phase, and the partitions and keys handed over of all that move. */
     reshard: sources.reshard(),

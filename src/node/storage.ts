@@ -39,7 +39,7 @@ export interface Storage {
    * store's digest after them, is committed with them where the disk is known to hold exactly that
    * replica, and checked when the replica is loaded again.
    */
-  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks): void;
+  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks, collected: Clock): void;
   /** Resolves once everything staged before the call is on disk. */
   flush(): Promise<void>;
   /** The applied clock of the replica as last committed to disk; null when nothing is durable. */
@@ -84,6 +84,8 @@ export interface ReplicaMeta {
   lamport: number;
   /** What the replica's base reflects of earlier epochs. */
   base?: EpochClocks;
+  /** The replica's collection horizon (see Replica.collected; absent in directories of older releases). */
+  collected?: Clock;
   /**
    * The digest of the versions committed with this row (see checkCommitted); absent when the disk
    * may hold more than the replica counted, and in directories of older releases.
@@ -204,13 +206,13 @@ export abstract class GroupCommitStorage {
     this.replicaRows = false;
   }
 
-  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks): void {
+  stage(change: StagedChange, applied: Clock, lamport: number, base: EpochClocks, collected: Clock): void {
     if (this.replicaMeta === null) return;
     for (const version of change.versions) this.stagedVersions.set(version.key, version);
     for (const key of change.removed) this.stagedVersions.set(key, null);
     if (change.versions.length > 0 || change.removed.length > 0) this.replicaRows = true;
     const digest = this.digestHolds && change.digest !== undefined ? { digest: { count: change.digest.count, sum: change.digest.sum } } : {};
-    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base, ...digest };
+    this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base, collected: { ...collected }, ...digest };
     this.schedule();
   }
 
@@ -367,7 +369,8 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     this.loaded(meta, versions);
     this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
     const base = isEpochClocks(meta.base) ? meta.base : {};
-    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, versions } };
+    const collected = isClock(meta.collected) ? meta.collected : {};
+    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, collected, versions } };
   }
 
   saveMap(map: ShardMap): void {

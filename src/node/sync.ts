@@ -18,6 +18,9 @@ import { packedBodies } from './repair-wire.ts';
 import { PeerRefusedError } from './send-versions.ts';
 import { isClock, isEpochClocks, isPartitionList, isVersionList } from './wire.ts';
 
+/** How often a stale replica's wait for its hand-off is logged. */
+const STALE_LOG_EVERY_MS = 10_000;
+
 /** What sync asks of the failure detector. */
 export interface SyncDeps {
   /** Whether data may cross the link to `peer` now. */
@@ -38,6 +41,8 @@ export class Sync {
   private readonly repairStats = { rounds: 0, keysRepaired: 0, bytes: 0, tombstonesCollected: 0, lastInSyncMs: 0, syncBytesReceived: 0 };
   private readonly lastSyncMs = new Map<NodeAddress, number>();
   private syncing = false;
+  /** A stale replica's hand-off and copy is under way (see recopyWhenHandedOff). */
+  private recopying = false;
   private fullSyncRunning: Promise<void> | null = null;
 
   constructor(ctx: NodeContext, deps: SyncDeps) {
@@ -93,6 +98,43 @@ export class Sync {
       this.fullSyncRunning = null;
     });
     return this.fullSyncRunning;
+  }
+
+  /**
+   * This node's replica is stale (a peer collected tombstones it has not applied: it was away longer
+   * than TOMBSTONE_GRACE_MS): once every live member of its shard holds its writes (they pull them,
+   * as from any member that is ahead), it is dropped and the shard copied afresh. Checked every
+   * ping interval for as long as the replica is stale; /status shows the wait.
+   */
+  private recopyWhenHandedOff(peer: NodeAddress): void {
+    if (this.recopying) return;
+    const { core, timers, log, config } = this.ctx;
+    const replica = core.replica;
+    if (replica === null) return;
+    this.recopying = true;
+    log.warn(
+      { peer, applied: replica.applied, graceMs: core.tombstoneGraceMs },
+      'replica is stale: a peer collected tombstones it has not applied; handing its writes to the live members, then copying the shard afresh',
+    );
+    const started = timers.now();
+    let loggedAt = started;
+    const check = (): void => {
+      if (this.ctx.isClosed() || core.replica !== replica || core.stale === null) {
+        this.recopying = false;
+        return;
+      }
+      if (core.staleHandedOff()) {
+        log.info({ waitedMs: timers.now() - started }, 'stale replica: the live members hold its writes; copying the shard afresh');
+        this.ctx.background.run('full sync', () => this.fullSync('stale replica').finally(() => (this.recopying = false)));
+        return;
+      }
+      if (timers.now() - loggedAt >= STALE_LOG_EVERY_MS) {
+        loggedAt = timers.now();
+        log.warn({ waitedMs: loggedAt - started }, 'stale replica: still waiting for the live members to hold its writes');
+      }
+      timers.setTimeout(check, config.pingIntervalMs);
+    };
+    check();
   }
 
   private async runFullSync(reason: string): Promise<void> {
@@ -169,11 +211,15 @@ export class Sync {
         { epoch, shard, since: full ? {} : replica.applied, full, base: replica.base },
         { timeoutMs: this.ctx.config.requestTimeoutMs },
       );
-      const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown; lamport?: unknown };
+      const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown; lamport?: unknown; collected?: unknown };
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
       const base = isEpochClocks(answer.base) ? answer.base : undefined;
       const lamport = Number.isSafeInteger(answer.lamport) ? (answer.lamport as number) : 0;
-      if (!this.ctx.step({ kind: 'sync-response', epoch, shard, versions: answer.versions, applied: answer.applied, base, lamport })) return false;
+      // A peer of an earlier release sends no horizon: it collects only what every member applied.
+      const collected = isClock(answer.collected) ? answer.collected : undefined;
+      const outcome = this.ctx.step({ kind: 'sync-response', epoch, shard, versions: answer.versions, applied: answer.applied, base, lamport, collected, full, peer });
+      if (outcome === 'stale') this.recopyWhenHandedOff(peer);
+      if (outcome !== 'merged') return false;
       this.repairStats.syncBytesReceived += versionBytes(answer.versions);
       this.ctx.log.debug({ peer, reason, versions: answer.versions.length }, 'pulled missing writes');
       return true;
@@ -234,9 +280,14 @@ export class Sync {
     if (digests === null) return 0;
     const request = JSON.stringify({ epoch, shard, digests, from: config.address });
     const reply = await peers.call(peer, 'POST', '/internal/digest', new JsonText(request), { timeoutMs: config.requestTimeoutMs });
-    const answer = reply.body as { differing?: unknown; versions?: unknown };
+    const answer = reply.body as { differing?: unknown; versions?: unknown; collected?: unknown };
     const theirs = answer.versions ?? [];
     if (reply.status !== 200 || !isPartitionList(answer.differing) || !isVersionList(theirs)) return 0;
+    // The peer collected tombstones this replica has not applied: it pushes nothing (see onPeerHorizon).
+    if (isClock(answer.collected) && this.ctx.step({ kind: 'peer-horizon', peer, epoch, shard, collected: answer.collected })) {
+      this.recopyWhenHandedOff(peer);
+      return 0;
+    }
     this.repairStats.rounds++;
     this.repairStats.bytes += Buffer.byteLength(request) + versionBytes(answer.differing) + versionBytes(theirs);
     if (answer.differing.length === 0) {

@@ -67,8 +67,10 @@ export class CoreDriver {
   }
 
   onSyncResponse(epoch: Epoch, shard: ShardId, versions: Version[], applied: Clock, base?: EpochClocks, lamport = 0): boolean {
-    return this.step(
-      base === undefined ? { kind: 'sync-response', epoch, shard, versions, applied, lamport } : { kind: 'sync-response', epoch, shard, versions, applied, base, lamport },
+    return (
+      this.step(
+        base === undefined ? { kind: 'sync-response', epoch, shard, versions, applied, lamport } : { kind: 'sync-response', epoch, shard, versions, applied, base, lamport },
+      ) === 'merged'
     );
   }
 

@@ -46,7 +46,7 @@ function newReplica(lamport = 0): Replica {
 
 /** Stages what changed in `replica`, as the runtime does after each change, and commits it. */
 async function persist(storage: SqliteStorage | SimStorage, replica: Replica): Promise<void> {
-  storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base);
+  storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base, replica.collected);
   await storage.flush();
 }
 
@@ -244,7 +244,7 @@ test('the simulated disk keeps the contract: what was committed loads; a tampere
   const replica = newReplica();
   replica.write('a', { deleted: false, value: 1 }, {});
   replica.write('b', { deleted: false, value: 2 }, {});
-  storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base);
+  storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base, replica.collected);
   const flushed = storage.flush();
   timers.run();
   await flushed;
