@@ -63,7 +63,9 @@
 //   shards [via=M]                 every shard's members and key count, through the HTTP API
 //   node-shard N...                GET /shard/node-shard-id at each node
 //   status [N...] [fields=a,b]     fields of each node's /status: ready epoch shard view held
-//                                  mirrored keys tombstones collected pending queued reshard holds releases
+//                                  mirrored keys tombstones collected pending queued reshard holds releases,
+//                                  and of its tombstones: blocked (members collection waits for),
+//                                  without (members it goes on without, past the grace), stale
 //   replicas [N...]                what each replica stores: live keys and tombstones
 //   placement                      for every key live anywhere, the shards (with the epoch of the
 //                                  holders' map) and the nodes holding it
@@ -249,7 +251,25 @@ interface AsyncRequest {
 
 const CLIENT_TIMEOUT_MS = 10_000;
 const WAIT_MAX_MS = 30_000;
-const STATUS_FIELDS = ['ready', 'epoch', 'shard', 'view', 'held', 'mirrored', 'keys', 'tombstones', 'collected', 'pending', 'queued', 'reshard', 'holds', 'releases'] as const;
+const STATUS_FIELDS = [
+  'ready',
+  'epoch',
+  'shard',
+  'view',
+  'held',
+  'mirrored',
+  'keys',
+  'tombstones',
+  'collected',
+  'blocked',
+  'without',
+  'stale',
+  'pending',
+  'queued',
+  'reshard',
+  'holds',
+  'releases',
+] as const;
 const STATUS_DEFAULT = ['shard', 'view', 'held', 'keys', 'tombstones'];
 
 class Interpreter {
@@ -421,6 +441,7 @@ class Interpreter {
         links: { held: { peer: string; mirrored?: boolean }[]; holds: number; releases: number };
         replication: { queued: number; hints: number };
         repair: { tombstonesCollected: number };
+        tombstones: { blockedBy: string[]; collectingWithout: string[]; stale: { handedOff: boolean } | null };
         keys: number;
         versions: number;
       };
@@ -434,6 +455,9 @@ class Interpreter {
         keys: s.keys,
         tombstones: s.versions - s.keys,
         collected: s.repair.tombstonesCollected,
+        blocked: [...s.tombstones.blockedBy].sort(),
+        without: [...s.tombstones.collectingWithout].sort(),
+        stale: s.tombstones.stale === null ? 'no' : s.tombstones.stale.handedOff ? 'handed-off' : 'yes',
         pending: s.pendingEarlyWrites,
         queued: s.replication.queued + s.replication.hints,
         reshard: s.reshardInProgress,

@@ -406,6 +406,7 @@ export class World {
       if (!core.ready) return `${node} is not ready`;
       if ([...status.view].sort().join(',') !== all.join(',')) return `${node} has view [${status.view.join(' ')}]`;
       if (core.reshardInProgress) return `${node} is resharding`;
+      if (core.stale !== null) return `${node} holds a stale replica`;
       if (status.pendingEarlyWrites !== 0) return `${node} buffers ${String(status.pendingEarlyWrites)} early writes`;
       if (status.replication.queued > 0 || status.replication.hints > 0) return `${node} has ${status.replication.queued + status.replication.hints} versions to replicate`;
       if (status.lateTransfers !== 0) return `${node} still hands what it held before a missed reshard to the new owners`;

@@ -212,6 +212,8 @@ export class Sync {
         { timeoutMs: this.ctx.config.requestTimeoutMs },
       );
       const answer = reply.body as { versions?: unknown; applied?: unknown; base?: unknown; lamport?: unknown; collected?: unknown };
+      // The answer is to what the replica of then lacked: a replica started since (a copy) takes nothing of it.
+      if (core.replica !== replica) return false;
       if (reply.status !== 200 || !isVersionList(answer.versions) || !isClock(answer.applied)) return false;
       const base = isEpochClocks(answer.base) ? answer.base : undefined;
       const lamport = Number.isSafeInteger(answer.lamport) ? (answer.lamport as number) : 0;
