@@ -45,7 +45,7 @@ export function routeOf(path: string): string {
 
 /** What a scrape reads; each is asked only when /metrics is. */
 export interface MetricsSources {
-  core: Pick<CoreReader, 'ready' | 'map' | 'view' | 'viewChanges' | 'replica' | 'reshardInProgress'>;
+  core: Pick<CoreReader, 'ready' | 'map' | 'view' | 'viewChanges' | 'replica' | 'reshardInProgress' | 'tombstoneStatus' | 'collectionStatus' | 'stale'>;
   replicator: Pick<Replicator, 'snapshot' | 'backlogs'>;
   parked: Pick<ParkedRequests, 'size' | 'counts'>;
   background: Pick<Background, 'snapshot'>;
@@ -162,6 +162,9 @@ export class Metrics {
   private readonly sources: MetricsSources;
   /** The reshard object of /status, read once per scrape (status is a whole document). */
   private reshard: unknown = null;
+  /** The replica's tombstones, read once per scrape (counting them walks every tombstone). */
+  private tombstones: { held: number; oldestAgeMs: number | null } = { held: 0, oldestAgeMs: null };
+  private readonly timers: Timers;
   /** Key-value requests answered, for /status and the dashboard (which take differences). */
   readonly kv = new RequestStats();
 
@@ -169,6 +172,7 @@ export class Metrics {
     const registers = [this.registry];
     const { core } = sources;
     this.sources = sources;
+    this.timers = options.timers;
     this.now = options.realProcess ? () => performance.now() : () => options.timers.now();
     if (options.realProcess) collectDefaultMetrics({ register: this.registry });
 
@@ -278,6 +282,29 @@ export class Metrics {
       },
     });
 
+    // Tombstones and their collection, as /status's `tombstones` shows them (the core's clock, as there).
+    gauge('kvs_tombstones', 'Tombstones the replica holds (deleted keys not yet collected)', () => this.tombstones.held);
+    const tombstones = (): { held: number; oldestAgeMs: number | null } => this.tombstones;
+    new Gauge({
+      name: 'kvs_tombstone_oldest_age_seconds',
+      help: 'How long ago this node applied the oldest tombstone it holds (to within TOMBSTONE_GRACE_MS / 32); no sample when it holds none',
+      registers,
+      collect() {
+        const age = tombstones().oldestAgeMs;
+        if (age === null) this.remove({});
+        else this.set(age / 1000);
+      },
+    });
+    gauge('kvs_tombstone_collection_blocked_members', 'Members of the shard tombstone collection waits for (not heard from, within the grace)', () => {
+      const { notCounted, withoutThem } = core.collectionStatus;
+      return withoutThem ? 0 : notCounted.length;
+    });
+    gauge('kvs_tombstone_collecting_without_members', 'Members of the shard tombstones are collected without (not heard from for longer than the grace)', () => {
+      const { notCounted, withoutThem } = core.collectionStatus;
+      return withoutThem ? notCounted.length : 0;
+    });
+    gauge('kvs_replica_stale', '1 while this node\'s replica is stale (it missed tombstones collected without it, and is copied afresh), else 0', () => (core.stale === null ? 0 : 1));
+
     gauge('kvs_reshard_in_progress', '1 while a reshard is prepared at this node and not yet committed or abandoned', () => (core.reshardInProgress === null ? 0 : 1));
     // From the reshard object of /status, labelled with its epoch; no sample while there is none
     // (absent or null), or while the field is not a number (a count not known).
@@ -326,6 +353,7 @@ export class Metrics {
   /** The GET /metrics answer. */
   async reply(): Promise<HttpReply> {
     this.reshard = this.sources.reshard();
+    this.tombstones = this.sources.core.tombstoneStatus(this.timers.now());
     return { status: 200, body: await this.registry.metrics(), contentType: METRICS_CONTENT_TYPE };
   }
 }

@@ -234,6 +234,24 @@ const SCHEMAS: Record<string, Schema> = {
     secondsSinceInSync: orNull({ type: 'number', minimum: 0 }),
     requests: orNull(ref('RequestCounts')),
     uptimeSeconds: orNull({ type: 'number', minimum: 0 }),
+    tombstones: orNull(
+      object(
+        {
+          held: integer('Tombstones the replica holds.'),
+          oldestAgeSeconds: orNull({ type: 'number', minimum: 0, description: 'How long ago the node applied the oldest (null: it holds none).' }),
+          oldestAgeAtLeast: { type: 'boolean', description: 'The oldest may be older (applied before the node kept time for it).' },
+          blockedBy: arrayOf(ref('SocketAddress'), 'Members collection waits for (within the grace): collection is blocked while this is not empty.'),
+          collectingWithout: arrayOf(ref('SocketAddress'), 'Members collection goes on without (past the grace).'),
+          stale: orNull(
+            object(
+              { forSeconds: { type: 'number', minimum: 0 }, peer: orNull(ref('SocketAddress')), handedOff: { type: 'boolean' } },
+              { description: 'The replica is stale: it missed tombstones collected without it, and is copied afresh.' },
+            ),
+          ),
+        },
+        { description: "From the `tombstones` of the node's /status; null when it does not answer (or its /status has none)." },
+      ),
+    ),
   }),
   StoreStatus: object({
     answeredBy: ref('SocketAddress'),

@@ -4,13 +4,29 @@
 // Each is asked for its /status at once, with a short timeout; what only a node can tell is null
 // when it does not answer.
 
-import { sortAddresses } from '../core/address.ts';
+import { isNodeAddress, sortAddresses } from '../core/address.ts';
 import type { NodeAddress, ShardId } from '../core/types.ts';
 import type { CoreReader, NodeContext } from './context.ts';
 import { STORE_STATUS_TIMEOUT_MS } from './limits.ts';
 import { isObject } from './wire.ts';
 
 export type NodeState = 'up' | 'probation' | 'down' | 'not ready';
+
+/** A node's tombstones and their collection (from the `tombstones` of its /status). */
+export interface TombstoneRow {
+  /** Tombstones its replica holds. */
+  held: number;
+  /** How long ago it applied the oldest (null: it holds none). */
+  oldestAgeSeconds: number | null;
+  /** The oldest may be older than that (applied before the node kept time for it). */
+  oldestAgeAtLeast: boolean;
+  /** Members collection waits for (not heard from, within the grace): blocked while not empty. */
+  blockedBy: NodeAddress[];
+  /** Members collection goes on without (not heard from for longer than the grace). */
+  collectingWithout: NodeAddress[];
+  /** Its replica is stale (missed tombstones collected without it): for how long, which peer showed it, whether its writes are handed off. */
+  stale: { forSeconds: number; peer: NodeAddress | null; handedOff: boolean } | null;
+}
 
 export interface NodeRow {
   address: NodeAddress;
@@ -26,6 +42,8 @@ export interface NodeRow {
   /** Key-value requests since the node started (cumulative). */
   requests: { total: number; errors: number; latencyMsSum: number } | null;
   uptimeSeconds: number | null;
+  /** Null when the node does not answer, or its /status has no `tombstones`. */
+  tombstones: TombstoneRow | null;
 }
 
 export interface StoreStatus {
@@ -72,7 +90,7 @@ export async function storeStatus(ctx: NodeContext, ownStatus: () => Record<stri
 function row(core: CoreReader, address: NodeAddress, status: Record<string, unknown> | null, probation: ReadonlySet<NodeAddress>): NodeRow {
   const shard = (Object.entries(core.map.shards).find(([, members]) => members.includes(address))?.[0] ?? null) as ShardId | null;
   if (status === null) {
-    return { address, shard, state: 'down', keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null };
+    return { address, shard, state: 'down', keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null, tombstones: null };
   }
   const replication = isObject(status.replication) ? status.replication : {};
   const repair = isObject(status.repair) ? status.repair : {};
@@ -93,7 +111,29 @@ function row(core: CoreReader, address: NodeAddress, status: Record<string, unkn
     requests:
       requests === null ? null : { total: count(requests.total) ?? 0, errors: count(requests.errors) ?? 0, latencyMsSum: typeof requests.latencyMsSum === 'number' ? requests.latencyMsSum : 0 },
     uptimeSeconds: typeof status.uptimeMs === 'number' ? status.uptimeMs / 1000 : null,
+    tombstones: tombstoneRow(status.tombstones),
   };
+}
+
+/** The row's tombstones from the `tombstones` object of a node's /status; null when it has none. */
+function tombstoneRow(value: unknown): TombstoneRow | null {
+  if (!isObject(value)) return null;
+  const held = count(value.held);
+  if (held === null) return null;
+  const age = count(value.oldestAgeMs);
+  const stale = isObject(value.stale) ? value.stale : null;
+  return {
+    held,
+    oldestAgeSeconds: age === null ? null : age / 1000,
+    oldestAgeAtLeast: value.oldestAgeAtLeast === true,
+    blockedBy: addresses(value.blockedBy),
+    collectingWithout: addresses(value.collectingWithout),
+    stale: stale === null ? null : { forSeconds: (count(stale.forMs) ?? 0) / 1000, peer: isNodeAddress(stale.peer) ? stale.peer : null, handedOff: stale.handedOff === true },
+  };
+}
+
+function addresses(value: unknown): NodeAddress[] {
+  return Array.isArray(value) ? value.filter(isNodeAddress) : [];
 }
 
 function count(value: unknown): number | null {

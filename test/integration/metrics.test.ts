@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { NotYet, pollUntil } from '../helpers/cluster.ts';
-import { call, get, kvsPath, put, readShardLayout, shardOf, type HttpMethod, type NodeAddress, type Reply, type ShardLayout } from '../helpers/http.ts';
+import { call, del, get, kvsPath, put, readShardLayout, shardOf, type HttpMethod, type NodeAddress, type Reply, type ShardLayout } from '../helpers/http.ts';
 import { portsFor } from '../helpers/ports.ts';
 import { useCluster } from '../helpers/store.ts';
 
@@ -208,6 +208,11 @@ const REQUIRED: Record<string, Family['type']> = {
   kvs_anti_entropy_keys_repaired_total: 'counter',
   kvs_anti_entropy_bytes_total: 'counter',
   kvs_tombstones_collected_total: 'counter',
+  kvs_tombstones: 'gauge',
+  kvs_tombstone_oldest_age_seconds: 'gauge',
+  kvs_tombstone_collection_blocked_members: 'gauge',
+  kvs_tombstone_collecting_without_members: 'gauge',
+  kvs_replica_stale: 'gauge',
   kvs_sync_received_bytes_total: 'counter',
   kvs_background_failures_total: 'counter',
   kvs_ready: 'gauge',
@@ -388,6 +393,54 @@ describe('GET /metrics', () => {
       },
       { timeoutMs: 10_000 },
     );
+  });
+
+  test('the tombstone gauges say what /status says under tombstones', async () => {
+    // A key written and deleted: a tombstone at its shard's members until every member reflects it.
+    const key = freshKey();
+    const written = await put(A, key, 'gone soon', null);
+    assert.equal(written.status, 201, written.text);
+    const deleted = await del(A, key, written.body['causal-metadata']);
+    assert.equal(deleted.status, 200, deleted.text);
+    interface Tombstones {
+      held: number;
+      oldestAgeMs: number | null;
+      blockedBy: string[];
+      collectingWithout: string[];
+      stale: unknown;
+    }
+    const tombstonesAt = async (addr: NodeAddress): Promise<Tombstones> => {
+      const r = await call('GET', addr, '/status');
+      assert.equal(r.status, 200, r.text);
+      return r.body.tombstones as Tombstones;
+    };
+    for (const addr of store.nodes) {
+      await pollUntil(
+        `${addr}: the tombstone gauges equal /status's tombstones, read before and after the scrape`,
+        async () => {
+          const before = await tombstonesAt(addr);
+          const s = await scrape(addr);
+          const after = await tombstonesAt(addr);
+          const fixed = (t: Tombstones) => JSON.stringify([t.held, t.oldestAgeMs === null, t.blockedBy, t.collectingWithout, t.stale === null]);
+          // Collection ran in between: read again.
+          if (fixed(before) !== fixed(after)) throw new NotYet(`/status changed: ${fixed(before)} then ${fixed(after)}`);
+          assert.equal(valueOf(s, 'kvs_tombstones', {}), after.held, `${addr}: kvs_tombstones`);
+          assert.equal(valueOf(s, 'kvs_tombstone_collection_blocked_members', {}), after.blockedBy.length, `${addr}: blocked members`);
+          assert.equal(valueOf(s, 'kvs_tombstone_collecting_without_members', {}), after.collectingWithout.length, `${addr}: members collected without`);
+          assert.equal(valueOf(s, 'kvs_replica_stale', {}), after.stale === null ? 0 : 1, `${addr}: stale`);
+          const ages = family(s, 'kvs_tombstone_oldest_age_seconds').samples;
+          if (before.oldestAgeMs === null || after.oldestAgeMs === null) {
+            assert.deepEqual(ages, [], `${addr}: no age without a tombstone`);
+          } else {
+            assert.equal(ages.length, 1, `${addr}: one age sample`);
+            const [low, high] = [Math.min(before.oldestAgeMs, after.oldestAgeMs), Math.max(before.oldestAgeMs, after.oldestAgeMs)];
+            const age = ages[0]!.value * 1000;
+            if (age < low || age > high) throw new NotYet(`${addr}: age ${age} ms, /status said ${before.oldestAgeMs} then ${after.oldestAgeMs} ms`);
+          }
+        },
+        { timeoutMs: 15_000 },
+      );
+    }
   });
 
   test('labels stay in a bounded set, and carry no key, whatever clients send', async () => {

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { NotYet, forEachLimited, pollUntil, retryWhile503 } from '../helpers/cluster.ts';
-import { Client, get, getKeyCount, getShardIds, put, type NodeAddress } from '../helpers/http.ts';
+import { Client, get, getKeyCount, getMembers, getShardIds, put, type NodeAddress } from '../helpers/http.ts';
 import { portsFor } from '../helpers/ports.ts';
 import { step, useCluster } from '../helpers/store.ts';
 import { loadDashboard } from '../../src/node/dashboard.ts';
@@ -26,15 +26,29 @@ const DOCS = fileURLToPath(new URL('../../docs/', import.meta.url));
 const KEY_COUNT = 40;
 /** The promise: a killed node is shown down within this long. */
 const DOWN_WITHIN_MS = 10_000;
+/** Keys the tombstone test deletes (of the KEY_COUNT written). */
+const DELETED = 8;
+/** How far the oldest tombstone's age on the page may be from /status's (the page shows an answer up to a poll old). */
+const AGE_SLACK_S = 5;
 
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium): the dashboard's browser test cannot run`;
 if (skip !== false) console.log(`# SKIPPED test/ui/dashboard.test.ts: ${skip}`);
+
+/** A node's tombstone cell: its text, and the figures it was drawn from (null: not there). */
+interface ShownTombstones {
+  text: string;
+  held: string | null;
+  ageSeconds: string | null;
+  blocked: string | null;
+  stale: string | null;
+  flags: string[];
+}
 
 /** What the page shows, read from its DOM. */
 interface Shown {
   connection: string;
   answeredBy: string;
-  nodes: { address: string; state: string; keys: string }[];
+  nodes: { address: string; state: string; keys: string; tombstones: ShownTombstones }[];
   shards: { id: string; keys: string; members: { address: string; state: string }[] }[];
 }
 
@@ -46,6 +60,14 @@ function readPage(page: Page): Promise<Shown> {
       address: tr.querySelector('td')?.textContent ?? '',
       state: tr.querySelector('.badge')?.textContent ?? '',
       keys: tr.querySelector('.node-keys')?.textContent ?? '',
+      tombstones: ((td) => ({
+        text: td?.textContent ?? '',
+        held: td?.getAttribute('data-held') ?? null,
+        ageSeconds: td?.getAttribute('data-oldest-age-seconds') ?? null,
+        blocked: td?.getAttribute('data-blocked') ?? null,
+        stale: td?.getAttribute('data-stale') ?? null,
+        flags: [...(td?.querySelectorAll('.flag') ?? [])].map((f) => `${f.textContent}: ${f.getAttribute('title')}`),
+      }))(tr.querySelector('.node-tombstones')),
     })),
     shards: [...document.querySelectorAll('#shards [data-shard]')].map((card) => ({
       id: card.querySelector('.shard-id')?.textContent ?? '',
@@ -232,6 +254,72 @@ describe('the dashboard at GET /ui/', { skip }, () => {
     if (UPDATE_SCREENSHOTS) await screenshot('dashboard-node-down.png');
   });
 
+  test("shows the tombstones each node holds and the oldest one's age, as its /status says", async () => {
+    await pageOpen();
+    // The victim stays down (killed by the test above, or here when that one did not run): its shard
+    // peer cannot collect that shard's tombstones, so they stay there while the page is read.
+    const killed = victim();
+    if (store.cluster.node(killed).alive) await store.cluster.kill(killed);
+    const shardIds = await getShardIds(served());
+    const members = new Map(await Promise.all(shardIds.map(async (id) => [id, await getMembers(served(), id)] as const)));
+    const killedShard = shardIds.find((id) => members.get(id)!.includes(killed))!;
+    const survivors = members.get(killedShard)!.filter((n) => n !== killed);
+    const client = new Client();
+    const deletedIn = new Map<string, number>();
+    for (let i = 0; i < DELETED; i++) {
+      const r = await retryWhile503(`DELETE dash-${i} at ${served()}`, () => client.del(served(), `dash-${i}`));
+      assert.equal(r.status, 200, `DELETE dash-${i} at ${served()}: ${r.text}`);
+      const shard = String(r.body['shard-id']);
+      deletedIn.set(shard, (deletedIn.get(shard) ?? 0) + 1);
+    }
+    const inKilledShard = deletedIn.get(killedShard) ?? 0;
+    assert.ok(inKilledShard > 0, `none of the ${DELETED} keys deleted is of ${killedShard}: ${[...deletedIn].join('; ')}`);
+
+    interface Tombstones {
+      held: number;
+      oldestAgeMs: number | null;
+      blockedBy: string[];
+      stale: unknown;
+    }
+    const statusOf = async (node: NodeAddress): Promise<Tombstones> => {
+      const response = await fetch(`http://${node}/status`);
+      assert.equal(response.status, 200, `GET /status at ${node}`);
+      return ((await response.json()) as { tombstones: Tombstones }).tombstones;
+    };
+    const live = nodes.filter((n) => n !== killed);
+    const { value: shownHeld, elapsedMs } = await pollUntil(
+      `the page to show every node's tombstones as its /status says, ${survivors.join(', ')} holding the ${inKilledShard} of ${killedShard}`,
+      async () => {
+        const shown = await readPage(page);
+        if (shown.connection !== 'live') throw new NotYet(`connection: ${shown.connection}`);
+        const down = shown.nodes.find((n) => n.address === killed)?.tombstones;
+        if (down?.text !== '-' || down.held !== null) throw new NotYet(`${killed} (down): ${JSON.stringify(down)}`);
+        const held = new Map<NodeAddress, number>();
+        for (const node of live) {
+          const t = await statusOf(node);
+          const cell = shown.nodes.find((n) => n.address === node)?.tombstones;
+          if (cell === undefined) throw new NotYet(`${node}: no row`);
+          if (cell.held !== String(t.held)) throw new NotYet(`${node}: the page shows ${cell.held} held, /status ${t.held}`);
+          if (!cell.text.startsWith(t.held.toLocaleString('en-US'))) throw new NotYet(`${node}: the cell reads ${JSON.stringify(cell.text)}, /status holds ${t.held}`);
+          if ((cell.ageSeconds === '') !== (t.oldestAgeMs === null)) throw new NotYet(`${node}: oldest ${cell.ageSeconds} s on the page, ${t.oldestAgeMs} ms at /status`);
+          if (t.oldestAgeMs !== null && Math.abs(Number(cell.ageSeconds) - t.oldestAgeMs / 1000) > AGE_SLACK_S) {
+            throw new NotYet(`${node}: oldest ${cell.ageSeconds} s on the page, ${t.oldestAgeMs} ms at /status`);
+          }
+          if (t.held > 0 && t.oldestAgeMs !== null && !cell.text.includes('oldest')) throw new NotYet(`${node}: no age in ${JSON.stringify(cell.text)}`);
+          if (cell.blocked !== String(t.blockedBy.length)) throw new NotYet(`${node}: blocked by ${cell.blocked} on the page, ${t.blockedBy.join(', ')} at /status`);
+          if (cell.stale !== String(t.stale !== null)) throw new NotYet(`${node}: stale ${cell.stale} on the page, ${JSON.stringify(t.stale)} at /status`);
+          held.set(node, t.held);
+        }
+        for (const node of survivors) {
+          if ((held.get(node) ?? 0) < inKilledShard) throw new NotYet(`${node}: ${held.get(node)} tombstones held, ${inKilledShard} deleted in ${killedShard}`);
+        }
+        return held;
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
+    console.log(`# the page showed the tombstones held (${[...shownHeld].map(([n, h]) => `${n}: ${h}`).join(', ')}) ${Math.round(elapsedMs)} ms after the check began`);
+  });
+
   test('the page asked only its own origin, and broke no rule of its policy', async () => {
     await pageOpen();
     const origin = `http://${served()}`;
@@ -284,8 +372,9 @@ describe('the dashboard page against answers of our own', { skip }, () => {
     mode: 'sharded',
     shards: [{ id: `s0${HOSTILE}`, members: [HOSTILE, '127.0.0.1:1'], keys: 5 }],
     nodes: [
-      { address: HOSTILE, shard: `s0${HOSTILE}`, state: 'up', keys: 5, replicationBacklog: { versions: 1, bytes: 2048 }, hintBacklog: { versions: 0, bytes: 0 }, secondsSinceInSync: 2, requests: { total: requests, errors: 0, latencyMsSum: requests * 2 }, uptimeSeconds: requests },
-      { address: '127.0.0.1:1', shard: `s0${HOSTILE}`, state: `<b>${HOSTILE}</b>`, keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null },
+      { address: HOSTILE, shard: `s0${HOSTILE}`, state: 'up', keys: 5, replicationBacklog: { versions: 1, bytes: 2048 }, hintBacklog: { versions: 0, bytes: 0 }, secondsSinceInSync: 2, requests: { total: requests, errors: 0, latencyMsSum: requests * 2 }, uptimeSeconds: requests,
+        tombstones: { held: 1234, oldestAgeSeconds: 90, oldestAgeAtLeast: true, blockedBy: [HOSTILE], collectingWithout: [], stale: { forSeconds: 5, peer: HOSTILE, handedOff: false } } },
+      { address: '127.0.0.1:1', shard: `s0${HOSTILE}`, state: `<b>${HOSTILE}</b>`, keys: null, replicationBacklog: null, hintBacklog: null, secondsSinceInSync: null, requests: null, uptimeSeconds: null, tombstones: null },
     ],
     reshard: { epoch: 4, phase: HOSTILE, coordinator: HOSTILE, partitionsMoved: 128, partitionsTotal: 512, keysMoved: 3, keysTotal: 4, seconds: 1.5 },
   });
@@ -304,6 +393,16 @@ describe('the dashboard page against answers of our own', { skip }, () => {
         assert.deepEqual(shown.nodes.map((n) => n.address), [HOSTILE, '127.0.0.1:1']);
         assert.equal(shown.shards[0]?.id, `s0${HOSTILE}`);
         assert.equal(shown.nodes[1]?.state, `<b>${HOSTILE}</b>`);
+        // Tombstones: held and the oldest's age ("at least"), the stale replica and the blocked
+        // collection flagged, the members named as text; none for a node that did not answer.
+        const tombstones = shown.nodes[0]!.tombstones;
+        assert.deepEqual([tombstones.held, tombstones.ageSeconds, tombstones.blocked, tombstones.stale], ['1234', '90', '1', 'true']);
+        assert.ok(tombstones.text.startsWith('1,234oldest \u2265 1 min 30 s'), tombstones.text);
+        assert.equal(tombstones.flags.length, 2, tombstones.flags.join('; '));
+        assert.match(tombstones.flags[0]!, /^replica stale: stale for 5\.0 s, shown by /);
+        assert.ok(tombstones.flags[0]!.includes(HOSTILE), tombstones.flags[0]);
+        assert.equal(tombstones.flags[1], `collection blocked (1): waiting for members not heard from, within the grace: ${HOSTILE}`);
+        assert.deepEqual([shown.nodes[1]!.tombstones.text, shown.nodes[1]!.tombstones.held], ['-', null]);
         const reshard = await page.locator('#reshard-section').innerText();
         if (!reshard.includes('25%')) throw new NotYet(`reshard section: ${reshard}`);
         assert.ok(reshard.includes(HOSTILE) && reshard.includes('3 of 4 (75%)'), reshard);
