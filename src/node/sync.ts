@@ -247,7 +247,11 @@ export class Sync {
     const replica = core.replica;
     if (this.antiEntropyRunning || this.ctx.isClosed() || replica === null || !core.ready || core.reshardInProgress) return;
     const peers = core.replicationPeers();
-    if (peers.length === 0) return;
+    if (peers.length === 0) {
+      // No peer to compare with (the others are down): collection still runs, by the grace.
+      this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
+      return;
+    }
     const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
     const epoch = core.map.epoch;
     const shard = replica.shard;
