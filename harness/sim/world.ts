@@ -133,6 +133,8 @@ export function settingsFor(seed: number): WorldSettings {
   settings.nodeEnv.TOMBSTONE_GRACE_MS = String(prng.pick([1_500, 4_000, 10_800_000]));
   // Sometimes no graveyard: safety must not rest on it (it is bounded, and lost in a restart).
   settings.nodeEnv.GRAVEYARD_MAX = String(prng.pick([0, 100_000]));
+  // Sometimes a short join grace: a member down since it was added is dropped, and joins again when back.
+  settings.nodeEnv.MEMBER_JOIN_GRACE_MS = String(prng.pick([2_000, 600_000]));
   return settings;
 }
 

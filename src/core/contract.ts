@@ -34,6 +34,8 @@ export interface NodeCoreOptions {
   tombstoneGraceMs?: number;
   /** Collected tombstones each replica remembers (default GRAVEYARD_MAX). */
   graveyardMax?: number;
+  /** How long a member never heard from may be out of the view before it is dropped from its shard (default MEMBER_JOIN_GRACE_MS_DEFAULT). */
+  memberJoinGraceMs?: number;
 }
 
 export type KvMethod = 'GET' | 'PUT' | 'DELETE';
@@ -87,6 +89,9 @@ export interface Released {
   decision: Exclude<KvDecision, KvWait>;
 }
 
+/** Default MEMBER_JOIN_GRACE_MS: how long a member never heard from may stay out of the view before it is dropped (10 minutes). */
+export const MEMBER_JOIN_GRACE_MS_DEFAULT = 10 * 60 * 1000;
+
 /** How long a request waits for its causal dependencies in all, by default (CAUSAL_WAIT_MS). */
 export const CAUSAL_WAIT_MS = 1000;
 /** How long a write waits for a reshard in progress to commit, by default (see src/node/limits.ts for why). */
@@ -110,6 +115,8 @@ export interface PingInfo {
   replicating?: number;
   /** The pinged process's incarnation: a new one means it restarted (see Links). */
   incarnation?: string;
+  /** The pinged node's replica is stale (absent: it is not): it hands its writes over and is copied afresh. */
+  stale?: boolean;
 }
 
 /**

@@ -2,9 +2,11 @@ import { isNodeAddress } from './address.ts';
 
 import { MESSAGES } from './api-messages.ts';
 
-import { membersOf, shardIds, shardOfNode, withMember } from './shard-map.ts';
+import { membersOf, shardIds, shardOfNode, withMember, withoutMember } from './shard-map.ts';
 
 import type { NodeAddress, ShardId, ShardMap } from './types.ts';
+
+import { counterOf } from './vector-clock.ts';
 
 import { KvWaits, type WakeResult } from './waits.ts';
 
@@ -21,7 +23,7 @@ export * from './contract.ts';
 export type * from './step.ts';
 export type { WakeResult, ExpireResult } from './waits.ts';
 export type { LinkView, ReplicaView } from './core-state.ts';
-import { CAUSAL_WAIT_MS, RESHARD_WAIT_MS, type KvDecision, type KvMethod, type KvRequest, type NodeCoreOptions, type Reply } from './contract.ts';
+import { CAUSAL_WAIT_MS, MEMBER_JOIN_GRACE_MS_DEFAULT, RESHARD_WAIT_MS, type KvDecision, type KvMethod, type KvRequest, type NodeCoreOptions, type Reply } from './contract.ts';
 
 import { ReshardCore } from './reshard-core.ts';
 
@@ -136,6 +138,8 @@ export class NodeCore extends ReshardCore {
         return undefined;
       case 'collect-tombstones':
         return this.collectTombstones(nowMs, input.peerApplied);
+      case 'drop-never-joined':
+        return this.dropNeverJoined(nowMs);
       default:
         return assertNever(input, 'input');
     }
@@ -228,6 +232,48 @@ export class NodeCore extends ReshardCore {
     if (outcome === 'deleted') this.peers.forget(node);
     return outcome === 'deleted' ? { status: 200, body: { result: MESSAGES.deleted } } : { status: 404, body: { error: MESSAGES.noSuchReplica } };
   }
+
+  /**
+   * Members that never joined: an address that is a member of a shard but has never been heard from
+   * here (no probe answered, no announcement), is out of the view, and that no peer's ping names (in
+   * its view, or with a write of its in its applied clock), for MEMBER_JOIN_GRACE_MS since this node
+   * first saw it a member, is dropped from its shard: an address where nothing ever listened would
+   * otherwise hold its shard's tombstones and hints for ever. If it does come up, it finds itself
+   * dropped and joins again (see rejoinIfDropped); a member wrongly taken for one (cut off from
+   * everyone since it was added) does the same, keeping its replica. Returns what was dropped.
+   */
+  protected dropNeverJoined(nowMs: number): { shard: ShardId; node: NodeAddress }[] {
+    const graceMs = this.options.memberJoinGraceMs ?? MEMBER_JOIN_GRACE_MS_DEFAULT;
+    const dropped: { shard: ShardId; node: NodeAddress }[] = [];
+    const members = new Set<NodeAddress>();
+    let map = this.currentMap;
+    for (const shard of shardIds(map)) {
+      for (const node of membersOf(map, shard) ?? []) {
+        if (node === this.self) continue;
+        members.add(node);
+        const heardOf = this.links.incarnationOf(node) !== null || this.membership.has(node) || this.peers.mentions(node) || counterOf(this.currentReplica?.applied ?? {}, node) > 0;
+        if (heardOf) {
+          this.neverJoinedSince.delete(node);
+          continue;
+        }
+        const since = this.neverJoinedSince.get(node);
+        if (since === undefined) this.neverJoinedSince.set(node, nowMs);
+        else if (nowMs - since >= graceMs) {
+          map = withoutMember(map, shard, node);
+          dropped.push({ shard, node });
+        }
+      }
+    }
+    for (const node of this.neverJoinedSince.keys()) if (!members.has(node)) this.neverJoinedSince.delete(node);
+    if (dropped.length > 0) {
+      for (const { node } of dropped) this.neverJoinedSince.delete(node);
+      this.setMap(map);
+    }
+    return dropped;
+  }
+
+  /** Since when each member this node never heard from has been one (see dropNeverJoined); at most one entry per member. */
+  private readonly neverJoinedSince = new Map<NodeAddress, number>();
 
   /** `joined`: this node is the one added, and must copy its new shard from a peer. */
   protected addMember(shard: ShardId, node: NodeAddress): Reply & { joined?: boolean } {

@@ -33,6 +33,20 @@ export class PeerKnowledge {
     return out;
   }
 
+  /** Whether `peer`'s last ping said its replica is stale. */
+  saidStale(peer: NodeAddress): boolean {
+    return this.last.get(peer)?.stale === true;
+  }
+
+  /** Whether some peer's last ping names `node`: in its view, or with writes of its in its applied clock. */
+  mentions(node: NodeAddress): boolean {
+    for (const info of this.last.values()) {
+      if (Array.isArray(info.view) && info.view.includes(node)) return true;
+      if (counterOf(info.applied, node) > 0) return true;
+    }
+    return false;
+  }
+
   /** The first peer (in the order first heard) that `usable` accepts and that has some write of `lacking`. */
   aheadFor(lacking: Clock, usable: (peer: NodeAddress) => boolean): NodeAddress | null {
     const needed = Object.entries(lacking);

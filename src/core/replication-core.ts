@@ -1,4 +1,4 @@
-import { isNodeAddress } from './address.ts';
+import { isNodeAddress, sortAddresses } from './address.ts';
 
 import { membersOf } from './shard-map.ts';
 
@@ -25,6 +25,8 @@ export class ReplicationCore extends CoreState {
   private history: { replica: Replica; applied: AppliedHistory } | null = null;
   /** What the last collection could not count: members whose applied clock this node does not know, and whether it went on without them. */
   private lastCollection: { notCounted: NodeAddress[]; withoutThem: boolean } = { notCounted: [], withoutThem: false };
+  /** Since when each member has been unheard of (no ping of this epoch and shard), by the collections that found it so. */
+  private readonly missingSince = new Map<NodeAddress, number>();
   /**
    * Set when a peer's collection horizon showed the current replica stale (see onSyncResponse): it is
    * not merged with peers' states any more, pushes nothing in anti-entropy, and is replaced by a
@@ -69,7 +71,8 @@ export class ReplicationCore extends CoreState {
     const members = new Set(membersOf(this.currentMap, replica.shard) ?? []);
     let live = 0;
     for (const [member, clock] of this.peers.appliedAt(this.currentMap.epoch, replica.shard)) {
-      if (!members.has(member) || member === this.self) continue;
+      // A member that is stale too drops its replica as well: not the one to hold our writes.
+      if (!members.has(member) || member === this.self || this.peers.saidStale(member)) continue;
       if (!clockCovers(clock, replica.applied)) return false;
       live++;
     }
@@ -130,6 +133,8 @@ export class ReplicationCore extends CoreState {
     if (epoch !== this.currentMap.epoch || replica === null || replica.shard !== shard || !this.isReady) {
       return { ok: false, reason: `not a ready replica of ${shard} at epoch ${epoch}` };
     }
+    // A stale replica hands its writes over (a pull), but is no one's copy: it may hold what was deleted.
+    if (full && this.stale !== null) return { ok: false, reason: `a stale replica of ${shard}: copy from another member` };
     const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
     // A full copy starts from nothing; a pull also carries the tombstones collected here with dots
     // the puller lacks (it takes our clock, and must not keep what they deleted).
@@ -248,15 +253,21 @@ export class ReplicationCore extends CoreState {
       return 0;
     }
     const { everywhere, missing } = known;
+    for (const node of this.missingSince.keys()) if (!missing.includes(node)) this.missingSince.delete(node);
+    for (const node of missing) if (!this.missingSince.has(node)) this.missingSince.set(node, nowMs);
     if (missing.length === 0) {
       this.lastCollection = { notCounted: [], withoutThem: false };
       return replica.collectTombstones(everywhere);
     }
-    // Members this node does not hear from: after the grace, collect what every member it hears from
+    // Members this node does not hear from: once every one of them has been unheard of for the grace,
+    // and this node hears from a majority of the shard, collect what every member it hears from
     // applied and this node applied at least the grace ago; until then, nothing.
-    const old = this.history.applied.asOf(nowMs - this.tombstoneGraceMs);
-    this.lastCollection = { notCounted: missing, withoutThem: old !== null };
-    return old === null ? 0 : replica.collectTombstones(clockMin(everywhere, old));
+    const graceMs = this.tombstoneGraceMs;
+    const old = this.history.applied.asOf(nowMs - graceMs);
+    const members = membersOf(this.currentMap, replica.shard) ?? [];
+    const goOn = old !== null && missing.every((node) => nowMs - (this.missingSince.get(node) ?? nowMs) >= graceMs) && mayCollectWithout(members, missing);
+    this.lastCollection = { notCounted: missing, withoutThem: goOn };
+    return goOn && old !== null ? replica.collectTombstones(clockMin(everywhere, old)) : 0;
   }
 
   pingInfo(): PingInfo {
@@ -268,6 +279,7 @@ export class ReplicationCore extends CoreState {
       ready: this.isReady,
       applied: { ...(this.currentReplica?.applied ?? {}) },
       view: this.membership.view(),
+      ...(this.stale === null ? {} : { stale: true }),
     };
   }
 
@@ -325,4 +337,18 @@ export class ReplicationCore extends CoreState {
     if (!peer.ready || replica === null || peer.epoch !== this.currentMap.epoch || peer.shard !== replica.shard) return false;
     return Object.keys(clockLacks(replica.applied, peer.applied)).length > 0;
   }
+}
+
+/**
+ * Whether the members this node hears from may collect tombstones without the `missing` ones: they
+ * are more than half of the shard, or exactly half with its first member by address. Two groups cut
+ * off from each other can then never both collect without the other, which would leave each stale
+ * to the other, both waiting for the other to take its writes. (A shard of two members: only the
+ * first collects without the second.)
+ */
+export function mayCollectWithout(members: readonly NodeAddress[], missing: readonly NodeAddress[]): boolean {
+  const heard = members.filter((node) => !missing.includes(node));
+  if (heard.length * 2 > members.length) return true;
+  const first = sortAddresses([...members])[0];
+  return heard.length * 2 === members.length && first !== undefined && heard.includes(first);
 }

@@ -6,7 +6,7 @@ import { checkReshard, planReshard } from './reshard-plan.ts';
 
 import { liveKeysByPartition } from './reshard-preview.ts';
 
-import { mapsEqual, mergeShardMaps, shardIds, shardOfKey, shardOfNode } from './shard-map.ts';
+import { mapsEqual, membershipCount, mergeShardMaps, shardIds, shardOfKey, shardOfNode, withMember } from './shard-map.ts';
 
 import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from './types.ts';
 
@@ -46,7 +46,7 @@ export class ReshardCore extends ReplicationCore {
     // only before this node has served anything or announced itself; never back to an older epoch.
     const replace = atStart && this.mapFromEnvironment && remote.epoch >= this.currentMap.epoch;
     if (atStart) this.mapFromEnvironment = false;
-    const merged = replace ? remote : mergeShardMaps(this.currentMap, remote);
+    const merged = this.rejoinIfDropped(replace ? remote : mergeShardMaps(this.currentMap, remote));
     if (mapsEqual(merged, this.currentMap)) return { changed: false };
     const pending = this.pendingReshard;
     if (
@@ -77,6 +77,19 @@ export class ReshardCore extends ReplicationCore {
         : null;
     this.startCopy();
     return { changed: true, needsFullSync: this.currentReplica !== null, orphaned };
+  }
+
+  /**
+   * A map of this node's epoch that dropped it from its shard (peers took it for a member that never
+   * joined: it was down, or cut off from all of them, since it was added) and names it in no other:
+   * it joins again at once, keeping its replica, so what it holds (writes of its own included) goes
+   * on replicating. A node that starts and finds itself dropped joins the same way, and copies the
+   * shard. The join counts one more change of its membership, so it wins over the drop everywhere.
+   */
+  private rejoinIfDropped(map: ShardMap): ShardMap {
+    const shard = this.shard;
+    if (shard === null || map.epoch !== this.currentMap.epoch || shardOfNode(map, this.self) !== null) return map;
+    return membershipCount(map, shard, this.self) % 2 === 0 && membershipCount(map, shard, this.self) > 0 ? withMember(map, shard, this.self) : map;
   }
 
   /**

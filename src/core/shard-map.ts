@@ -113,8 +113,10 @@ export function clampShardCount(requested: number, nodeCount: number): number {
 }
 
 /**
- * Combine two maps that replicas hold: the higher epoch wins; within one epoch members only grow, so
- * the union is the merge (commutative, associative, idempotent). The epoch never goes back, and
+ * Combine two maps that replicas hold: the higher epoch wins; within one epoch each address's
+ * membership count of each shard only grows (see ShardMap.membershipCounts), so the higher count is
+ * the merge (commutative, associative, idempotent): a member added anywhere is a member everywhere,
+ * and so is a drop, and a join after the drop. The epoch never goes back, and
  * the result is a well-formed map (checkShardMap) when both are: O(PARTITION_COUNT + members),
  * what comparing the layouts costs anyway.
  */
@@ -141,6 +143,39 @@ export function checkShardMap(map: ShardMap): void {
       previous = member;
     }
   }
+  for (const [id, counts] of Object.entries(map.membershipCounts ?? {})) {
+    const members = Object.hasOwn(map.shards, id) ? (map.shards[id] as NodeAddress[]) : undefined;
+    assert(members !== undefined, () => `membership counts name ${id}, which is no shard of the map`);
+    for (const [node, count] of Object.entries(counts)) {
+      assert(Number.isSafeInteger(count) && count >= 2, () => `the membership count of ${node} in ${id} is ${count}, not 2 or more`);
+      assert(members.includes(node as NodeAddress) === (count % 2 === 1), () => `${node} is ${count % 2 === 1 ? 'not ' : ''}listed in ${id} though its membership count is ${count}`);
+    }
+  }
+}
+
+/** How many times `node`'s membership of `shard` changed in this epoch, plus one (odd: a member; 0: never one). */
+export function membershipCount(map: ShardMap, shard: ShardId, node: NodeAddress): number {
+  const counted = map.membershipCounts?.[shard];
+  if (counted !== undefined && Object.hasOwn(counted, node)) return counted[node] as number;
+  return membersOf(map, shard)?.includes(node) === true ? 1 : 0;
+}
+
+/** Addresses dropped from a shard in this epoch and not members again, by shard. */
+export function droppedMembers(map: ShardMap): { shard: ShardId; node: NodeAddress }[] {
+  const out: { shard: ShardId; node: NodeAddress }[] = [];
+  for (const [shard, counts] of Object.entries(map.membershipCounts ?? {})) {
+    for (const [node, count] of Object.entries(counts)) if (count % 2 === 0) out.push({ shard: asShardId(shard), node: node as NodeAddress });
+  }
+  return out;
+}
+
+/** `map` with `node`'s membership of `shard` at `count`, and the members listed accordingly. */
+function withCount(map: ShardMap, shard: ShardId, node: NodeAddress, count: number): ShardMap {
+  const members = (membersOf(map, shard) ?? []).filter((n) => n !== node);
+  if (count % 2 === 1) members.push(node);
+  const counts = { ...(map.membershipCounts ?? {}) };
+  counts[shard] = { ...(counts[shard] ?? {}), [node]: count };
+  return { ...map, shards: { ...map.shards, [shard]: sortAddresses(members) }, membershipCounts: counts };
 }
 
 function mergeWithin(a: ShardMap, b: ShardMap): ShardMap {
@@ -150,17 +185,42 @@ function mergeWithin(a: ShardMap, b: ShardMap): ShardMap {
   const layoutB = b.partitions.join(',');
   const base = layoutA === layoutB ? a : layoutA > layoutB ? a : b;
   const shards: Record<string, NodeAddress[]> = {};
+  const counts: Record<string, Record<string, number>> = {};
   for (const id of Object.keys(base.shards) as ShardId[]) {
-    shards[id] = sortAddresses([...(membersOf(a, id) ?? []), ...(membersOf(b, id) ?? [])]);
+    const candidates = new Set<NodeAddress>([
+      ...(membersOf(a, id) ?? []),
+      ...(membersOf(b, id) ?? []),
+      ...(Object.keys(a.membershipCounts?.[id] ?? {}) as NodeAddress[]),
+      ...(Object.keys(b.membershipCounts?.[id] ?? {}) as NodeAddress[]),
+    ]);
+    const members: NodeAddress[] = [];
+    for (const node of candidates) {
+      const count = Math.max(membershipCount(a, id, node), membershipCount(b, id, node));
+      if (count % 2 === 1) members.push(node);
+      if (count >= 2) counts[id] = { ...(counts[id] ?? {}), [node]: count };
+    }
+    shards[id] = sortAddresses(members);
   }
   const mode = a.mode === 'sharded' || b.mode === 'sharded' ? 'sharded' : 'replicated';
-  return { epoch: base.epoch, mode, partitions: base.partitions, shards };
+  const merged: ShardMap = { epoch: base.epoch, mode, partitions: base.partitions, shards };
+  if (Object.keys(counts).length > 0) merged.membershipCounts = counts;
+  return merged;
 }
 
+/** `node` a member of `shard` (a join; again, if it was dropped). The same map when it is one, or there is no such shard. */
 export function withMember(map: ShardMap, shard: ShardId, node: NodeAddress): ShardMap {
   const members = membersOf(map, shard);
   if (!members || members.includes(node)) return map;
-  return { ...map, shards: { ...map.shards, [shard]: sortAddresses([...members, node]) } };
+  const count = membershipCount(map, shard, node) + 1;
+  if (count === 1) return { ...map, shards: { ...map.shards, [shard]: sortAddresses([...members, node]) } };
+  return withCount(map, shard, node, count);
+}
+
+/** `node` dropped from `shard` (a member that never joined). The same map when it is no member. */
+export function withoutMember(map: ShardMap, shard: ShardId, node: NodeAddress): ShardMap {
+  const members = membersOf(map, shard);
+  if (!members || !members.includes(node)) return map;
+  return withCount(map, shard, node, membershipCount(map, shard, node) + 1);
 }
 
 export function mapsEqual(a: ShardMap, b: ShardMap): boolean {
@@ -172,7 +232,13 @@ export function mapDigest(map: ShardMap): string {
   const members = shardIds(map)
     .map((id) => `${id}=${(membersOf(map, id) ?? []).join('+')}`)
     .join(';');
-  return `${map.epoch}:${map.mode}:${hash32(map.partitions.join(',')).toString(16)}:${hash32(members).toString(16)}`;
+  const digest = `${map.epoch}:${map.mode}:${hash32(map.partitions.join(',')).toString(16)}:${hash32(members).toString(16)}`;
+  if (map.membershipCounts === undefined) return digest;
+  const counts = Object.entries(map.membershipCounts)
+    .sort(([x], [y]) => compareShardIds(asShardId(x), asShardId(y)))
+    .map(([id, byNode]) => `${id}=${Object.entries(byNode).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([node, count]) => `${node}*${count}`).join('+')}`)
+    .join(';');
+  return `${digest}:${hash32(counts).toString(16)}`;
 }
 
 /** Sorted members, with a stable order for comparison in tests and answers. */

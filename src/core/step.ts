@@ -66,6 +66,7 @@ export interface Outputs {
   'full-sync-begin': undefined;
   ready: undefined;
   'collect-tombstones': number;
+  'drop-never-joined': { shard: ShardId; node: NodeAddress }[];
 }
 
 /** Everything that goes into the core. */
@@ -117,7 +118,9 @@ export type Input =
   | { kind: 'restore'; map: ShardMap | null; replica: SavedReplica | null }
   | { kind: 'full-sync-begin' }
   | { kind: 'ready' }
-  | { kind: 'collect-tombstones'; peerApplied?: ReadonlyMap<NodeAddress, Clock> };
+  | { kind: 'collect-tombstones'; peerApplied?: ReadonlyMap<NodeAddress, Clock> }
+  /** Drops members that never joined (see NodeCore.dropNeverJoined); the runtime asks every ping interval. */
+  | { kind: 'drop-never-joined' };
 
 export type InputKind = Input['kind'];
 

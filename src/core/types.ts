@@ -96,4 +96,12 @@ export interface ShardMap {
   partitions: ShardId[];
   /** Shard id -> members, sorted by address (keys typed `string`, as in `Clock`). */
   shards: Record<string, NodeAddress[]>;
+  /**
+   * Shard id -> address -> how many times its membership of the shard changed in this epoch, plus
+   * one: odd while it is a member (listed in `shards`), even once dropped (a member that never
+   * joined, see dropNeverJoined). Only addresses dropped at least once appear (count 2 or more); an
+   * address listed without a count has count 1. Absent: none was ever dropped. Maps merge by the
+   * higher count, so a drop and a later re-join both reach every node whatever the order.
+   */
+  membershipCounts?: Record<string, Record<string, number>>;
 }

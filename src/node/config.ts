@@ -1,4 +1,5 @@
 import { GRAVEYARD_MAX } from '../core/replica.ts';
+import { MEMBER_JOIN_GRACE_MS_DEFAULT } from '../core/contract.ts';
 import { TOMBSTONE_GRACE_MS_DEFAULT } from '../core/tombstone-grace.ts';
 import { isIP } from 'node:net';
 import { addressFault, asNodeAddress } from '../core/address.ts';
@@ -71,6 +72,11 @@ export interface NodeConfig {
    * are collected without it; a member left out copies its shard afresh when it is back.
    */
   tombstoneGraceMs: number;
+  /**
+   * MEMBER_JOIN_GRACE_MS: how long a shard member this node has never heard from (and no peer names)
+   * may be out of the view before it is dropped from its shard. It joins again if it comes up.
+   */
+  memberJoinGraceMs: number;
   /** GRAVEYARD_MAX: collected tombstones a replica remembers, to refuse late versions of deleted keys. */
   graveyardMax: number;
   /** DATA_DIR: where the node persists what it acknowledges; null keeps everything in memory. */
@@ -120,6 +126,7 @@ export const DEFAULTS = {
   antiEntropyIntervalMs: 5000,
   tombstoneGraceMs: TOMBSTONE_GRACE_MS_DEFAULT,
   graveyardMax: GRAVEYARD_MAX,
+  memberJoinGraceMs: MEMBER_JOIN_GRACE_MS_DEFAULT,
   logLevel: 'info',
   logFormat: 'json',
 } as const;
@@ -204,6 +211,7 @@ export function loadConfig(env: Env): NodeConfig {
     antiEntropyIntervalMs: int(env, 'ANTI_ENTROPY_INTERVAL_MS', DEFAULTS.antiEntropyIntervalMs),
     tombstoneGraceMs: positive(env, 'TOMBSTONE_GRACE_MS', DEFAULTS.tombstoneGraceMs),
     graveyardMax: int(env, 'GRAVEYARD_MAX', DEFAULTS.graveyardMax),
+    memberJoinGraceMs: positive(env, 'MEMBER_JOIN_GRACE_MS', DEFAULTS.memberJoinGraceMs),
     dataDir: env.DATA_DIR?.trim() || null,
     clusterSecrets: secrets(env.CLUSTER_SECRET),
     adminToken: token(env.ADMIN_TOKEN),

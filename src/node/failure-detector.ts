@@ -80,6 +80,10 @@ export class FailureDetector {
       this.ctx.log.warn({ epoch: timedOut, coordinator: core.reshardInProgress?.coordinator }, 'reshard not committed in time; abandoned');
       this.ctx.step({ kind: 'reshard-abort', epoch: timedOut });
     }
+    for (const { shard, node } of this.ctx.step({ kind: 'drop-never-joined' })) {
+      this.ctx.log.warn({ shard, peer: node, graceMs: config.memberJoinGraceMs }, 'dropped a member that never joined: never heard from since it was added');
+      this.ctx.replicator.forget(node);
+    }
     for (const peer of core.probeTargets()) {
       // A probe still unanswered after PROBE_LATE_MS holds its link down now, not at its timeout.
       this.checkLate(peer);

@@ -127,6 +127,7 @@ export class KvsNode {
         reshardWaitMs: RESHARD_WAIT_MS,
         tombstoneGraceMs: config.tombstoneGraceMs,
         graveyardMax: config.graveyardMax,
+        memberJoinGraceMs: config.memberJoinGraceMs,
       },
       config.view,
       map,

@@ -197,7 +197,7 @@ const SCHEMAS: Record<string, Schema> = {
           oldestAgeMs: orNull({ type: 'number', minimum: 0, description: 'How long ago this node applied the oldest tombstone (to within TOMBSTONE_GRACE_MS / 32).' }),
           oldestAgeAtLeast: { type: 'boolean', description: 'The oldest was applied before this node started keeping time for it (or came with a reshard): it may be older.' },
           graceMs: integer('TOMBSTONE_GRACE_MS.'),
-          blockedBy: arrayOf(ref('SocketAddress'), 'Members not heard from, within the grace: no tombstone is collected until they are back or the grace has passed.'),
+          blockedBy: arrayOf(ref('SocketAddress'), 'Members not heard from that collection waits for: unheard of for less than the grace, or this node does not hear from a majority of the shard.'),
           collectingWithout: arrayOf(ref('SocketAddress'), 'Members not heard from for longer than the grace: tombstones are collected without them, and they copy their shard afresh when back.'),
           collectedUpTo: ref('Clock'),
           stale: orNull(
@@ -208,6 +208,10 @@ const SCHEMAS: Record<string, Schema> = {
           ),
         },
         { description: 'Tombstones and their collection (see README, "Deletes and the tombstone grace").' },
+      ),
+      droppedMembers: arrayOf(
+        object({ shard: ref('ShardId'), node: ref('SocketAddress') }),
+        'Addresses dropped from a shard of this epoch as members that never joined (MEMBER_JOIN_GRACE_MS); one that comes up joins again.',
       ),
       reshardInProgress: orNull(integer('The epoch of a reshard this node takes part in.')),
       reshard: orNull(ref('ReshardProgress')),

@@ -184,6 +184,21 @@ export class Replicator {
     queue.loggedUpTo = (fresh.at(-1) as Item).seq;
   }
 
+  /**
+   * The peer is no member any more (dropped, never having joined): its queue and its hints go, and
+   * count as dropped. A batch out to it when this is called may still come back as hints (bounded).
+   */
+  forget(peer: NodeAddress): void {
+    const queue = this.queues.get(peer);
+    if (!queue) return;
+    for (const item of queue.items) if (item.seq <= queue.loggedUpTo) this.hintLog.drop(peer, item.seq);
+    this.stats.dropped += queue.items.length;
+    queue.items.length = 0;
+    queue.bytes = 0;
+    queue.paused = true;
+    if (!queue.sending) this.queues.delete(peer);
+  }
+
   /** A peer is back in the view: deliver its hints. */
   resume(peer: NodeAddress): void {
     const queue = this.queues.get(peer);

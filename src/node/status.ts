@@ -1,4 +1,5 @@
 import type { NodeContext } from './context.ts';
+import { droppedMembers } from '../core/shard-map.ts';
 import { readLoopDelay } from './loop-delay.ts';
 import { VERSION } from './version.ts';
 
@@ -19,8 +20,8 @@ export interface StatusSources {
 /**
  * Tombstones and their collection: how many the replica holds and how long ago this node applied
  * the oldest (`oldestAgeAtLeast`: it was applied before this node's oldest checkpoint, or came with
- * a reshard, so it may be older), the grace, the members collection waits for (`blockedBy`: not
- * heard from, within the grace) or goes on without (`collectingWithout`: past the grace), the
+ * a reshard, so it may be older), the grace, the members not heard from that collection waits for
+ * (`blockedBy`: within the grace, or without a majority) or goes on without (`collectingWithout`), the
  * horizon collected up to, and whether this replica is stale (away longer than the grace).
  */
 export function tombstoneStatus(ctx: NodeContext): Record<string, unknown> {
@@ -68,6 +69,8 @@ export function nodeStatus(ctx: NodeContext, sources: StatusSources): Record<str
     replication: ctx.replicator.snapshot(),
     repair: sources.repairStatus(),
     tombstones: tombstoneStatus(ctx),
+    /** Addresses dropped from a shard of this epoch as members that never joined (see MEMBER_JOIN_GRACE_MS). */
+    droppedMembers: droppedMembers(core.map),
     reshardInProgress: core.reshardInProgress?.map.epoch ?? null,
     /** A reshard coordinated here: its phase, and the partitions and keys handed over of all that move. */
     reshard: sources.reshard(),

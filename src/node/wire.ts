@@ -36,7 +36,7 @@ export function isTransferClaim(value: unknown): value is TransferClaim {
 
 export function isShardMap(value: unknown): value is ShardMap {
   if (!isObject(value)) return false;
-  const { epoch, mode, partitions, shards } = value;
+  const { epoch, mode, partitions, shards, membershipCounts } = value;
   return (
     Number.isSafeInteger(epoch) &&
     (mode === 'replicated' || mode === 'sharded') &&
@@ -44,7 +44,25 @@ export function isShardMap(value: unknown): value is ShardMap {
     partitions.length === PARTITION_COUNT &&
     isObject(shards) &&
     Object.entries(shards).every(([id, members]) => isShardId(id) && Array.isArray(members) && members.every(isNodeAddress)) &&
-    partitions.every((p) => isShardId(p) && Object.hasOwn(shards, p))
+    partitions.every((p) => isShardId(p) && Object.hasOwn(shards, p)) &&
+    (membershipCounts === undefined || areMembershipCounts(membershipCounts, shards as Record<string, unknown[]>))
+  );
+}
+
+/**
+ * A map's membership counts (see ShardMap.membershipCounts): for shards of the map, addresses with a
+ * count of 2 or more that is odd exactly when the address is listed as a member.
+ */
+function areMembershipCounts(value: unknown, shards: Record<string, unknown[]>): boolean {
+  if (!isObject(value)) return false;
+  return Object.entries(value).every(
+    ([id, counts]) =>
+      Object.hasOwn(shards, id) &&
+      isObject(counts) &&
+      Object.entries(counts).every(
+        ([node, count]) =>
+          isNodeAddress(node) && Number.isSafeInteger(count) && (count as number) >= 2 && (shards[id] as unknown[]).includes(node) === ((count as number) % 2 === 1),
+      ),
   );
 }
 

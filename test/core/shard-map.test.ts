@@ -15,8 +15,14 @@ import {
   shardIds,
   shardOfKey,
   shardOfNode,
+  checkShardMap,
+  droppedMembers,
+  membershipCount,
   withMember,
+  withoutMember,
 } from '../../src/core/shard-map.ts';
+import { isShardMap } from '../../src/node/wire.ts';
+import type { NodeAddress, ShardId } from '../../src/core/types.ts';
 import { asNodeAddress, compareAddresses, nodeAddress, nodeAddresses, sortAddresses } from '../../src/core/address.ts';
 import { hash32 } from '../../src/core/hash.ts';
 import { planReshard } from '../../src/core/reshard-plan.ts';
@@ -183,6 +189,82 @@ test('mergeShardMaps within one epoch is commutative, associative and idempotent
     }),
     { numRuns: 200 },
   );
+});
+
+// Members that never joined are dropped within an epoch (see NodeCore.dropNeverJoined), and may
+// join again: each address's membership count per shard only grows, odd while it is a member.
+test('drops and joins within one epoch: maps merge by the higher membership count, in any order and grouping', () => {
+  const base = initialShardMap(nodeAddresses(['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1']), null);
+  const s0 = 's0' as ShardId;
+  const pool = nodeAddresses(['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1', '10.0.0.4:1', '10.0.0.5:1']);
+  const opArb = fc.record({ join: fc.boolean(), node: fc.constantFrom(...pool) });
+  // Three replicas, each applying its own operations to what it last merged, and merging now and then.
+  const historiesArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 2 }), opArb, fc.boolean()), { maxLength: 40 });
+  fc.assert(
+    fc.property(historiesArb, (steps) => {
+      const maps: ShardMap[] = [base, base, base];
+      for (const [at, op, sync] of steps) {
+        const mine = maps[at] as ShardMap;
+        const changed = op.join ? withMember(mine, s0, op.node) : withoutMember(mine, s0, op.node);
+        maps[at] = sync ? mergeShardMaps(changed, maps[(at + 1) % 3] as ShardMap) : changed;
+        checkShardMap(maps[at] as ShardMap);
+      }
+      const [a, b, c] = maps as [ShardMap, ShardMap, ShardMap];
+      assert.deepEqual(mergeShardMaps(a, b), mergeShardMaps(b, a));
+      assert.deepEqual(mergeShardMaps(mergeShardMaps(a, b), c), mergeShardMaps(a, mergeShardMaps(b, c)));
+      assert.equal(mapDigest(mergeShardMaps(a, b)), mapDigest(mergeShardMaps(b, a)));
+      assert.ok(mapsEqual(mergeShardMaps(a, a), a));
+      const all = mergeShardMaps(mergeShardMaps(a, b), c);
+      checkShardMap(all);
+      for (const node of pool) {
+        const count = Math.max(...maps.map((m) => membershipCount(m, s0, node)));
+        assert.equal(membershipCount(all, s0, node), count, `${node}: the merge keeps the highest count`);
+        assert.equal(all.shards.s0?.includes(node), count % 2 === 1, `${node} is a member exactly when its count is odd`);
+        assert.equal(droppedMembers(all).some((d) => d.node === node), count > 0 && count % 2 === 0);
+      }
+      // Every map a node could hold passes the wire check a peer applies to it.
+      for (const m of [a, b, c, all]) assert.ok(isShardMap(JSON.parse(JSON.stringify(m))));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('a drop reaches a replica that still lists the member, and a later join wins over the drop everywhere', () => {
+  const base = initialShardMap(nodeAddresses(['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1']), null);
+  const s0 = 's0' as ShardId;
+  const phantom = '10.0.0.9:1' as NodeAddress;
+  const added = withMember(base, s0, phantom);
+  assert.equal(added.membershipCounts, undefined, 'a first join needs no count');
+  const dropped = withoutMember(added, s0, phantom);
+  assert.deepEqual(dropped.shards.s0, base.shards.s0);
+  assert.deepEqual(droppedMembers(dropped), [{ shard: s0, node: phantom }]);
+  // A replica that still has the member listed (count 1) takes the drop (count 2).
+  assert.deepEqual(mergeShardMaps(added, dropped).shards.s0, base.shards.s0);
+  const rejoined = withMember(dropped, s0, phantom);
+  assert.equal(membershipCount(rejoined, s0, phantom), 3);
+  for (const stale of [base, added, dropped]) assert.ok(mergeShardMaps(stale, rejoined).shards.s0?.includes(phantom));
+  assert.notEqual(mapDigest(dropped), mapDigest(base), 'a drop changes the digest peers compare');
+  assert.equal(withoutMember(dropped, s0, phantom), dropped, 'dropping a non-member changes nothing');
+});
+
+test('the wire check refuses membership counts that do not fit the members', () => {
+  const base = withoutMember(withMember(initialShardMap(nodeAddresses(['10.0.0.1:1', '10.0.0.2:1']), null), 's0' as ShardId, '10.0.0.9:1' as NodeAddress), 's0' as ShardId, '10.0.0.9:1' as NodeAddress);
+  assert.ok(isShardMap(base));
+  const bad: unknown[] = [
+    { ...base, membershipCounts: { s0: { '10.0.0.9:1': 3 } } }, // odd count, not listed
+    { ...base, membershipCounts: { s0: { '10.0.0.1:1': 2 } } }, // even count, listed
+    { ...base, membershipCounts: { s0: { '10.0.0.9:1': 1 } } }, // below 2
+    { ...base, membershipCounts: { s0: { '10.0.0.9:1': 2.5 } } },
+    { ...base, membershipCounts: { s9: { '10.0.0.9:1': 2 } } }, // no such shard
+    { ...base, membershipCounts: { s0: { 'not an address': 2 } } },
+    { ...base, membershipCounts: { s0: [] } },
+    { ...base, membershipCounts: 'x' },
+  ];
+  for (const map of bad) assert.equal(isShardMap(JSON.parse(JSON.stringify(map))), false, JSON.stringify((map as ShardMap).membershipCounts));
+  // A prototype name as a shard id, as JSON.parse makes it (an own property).
+  const proto = JSON.parse(JSON.stringify(base).replace(/"membershipCounts":\{"s0"/, '"membershipCounts":{"__proto__"')) as unknown;
+  assert.ok(Object.hasOwn((proto as ShardMap).membershipCounts ?? {}, '__proto__'));
+  assert.equal(isShardMap(proto), false);
 });
 
 test('mergeShardMaps across epochs: the higher epoch wins whole, in any order and grouping', () => {
