@@ -2,21 +2,17 @@ import { assert } from './assert.ts';
 import { FIRST_EPOCH, PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import { OLD_EPOCHS_MAX } from './causal-metadata.ts';
 import type { Clock, Dot, Epoch, EpochClocks, NodeAddress, ShardClocks, ShardId, Version } from './types.ts';
-import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeEpochClocks } from './vector-clock.ts';
+import { clockCovers, counterOf, epochClocksCover, epochClocksWithin, mergeClocks, mergeEpochClocks, withoutNode } from './vector-clock.ts';
 import { compareStamps } from './version-order.ts';
 import { PendingBuffer } from './pending-buffer.ts';
+import { Graveyard } from './graveyard.ts';
 import { newVersion, versionHash, type StoreDigest } from './versions.ts';
 import { compareToStored, pack, storedHash, unpack, type StoredVersion } from './stored-version.ts';
 import { ADDRESSES_INTERNED_MAX, EMPTY_SHARD_CLOCKS, Interner, isEmptyRecord } from './intern.ts';
 
 export { asBase, digestOfVersions, type StoreDigest } from './versions.ts';
 
-/**
- * Collected tombstones remembered per replica by default (GRAVEYARD_MAX), so an old version arriving
- * late cannot bring a deleted key back. Beyond this many, the oldest are forgotten (about 100 bytes
- * each). The graveyard is a help, not what safety rests on: it is bounded and kept in memory only.
- */
-export const GRAVEYARD_MAX = 100_000;
+export { GRAVEYARD_MAX } from './graveyard.ts';
 
 /** Bytes of early replicated writes buffered per replica by default; beyond, dropped (pull sync repairs). */
 export const PENDING_BYTES_MAX = 64 * 1024 * 1024;
@@ -97,8 +93,8 @@ export class Replica {
   private digestTotal = 0;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
-  /** The tombstones collected last (at most graveyardMax, oldest dropped first), by key. */
-  private readonly graveyard = new Map<string, Version>();
+  /** The tombstones collected last (see Graveyard). */
+  private readonly graveyard: Graveyard;
   /**
    * Which writes of earlier epochs the store reflects, for this shard's keys: epoch -> old shard ->
    * clock. It grows with reshard transfers (each sender's applied clock), late transfers from a node
@@ -106,7 +102,6 @@ export class Replica {
    * this does not reflect waits: the write is still on its way from a node that was cut off.
    */
   private baseClocks: EpochClocks = {};
-  private readonly graveyardMax: number;
   /** One copy of each node address the stored versions name (see pack). */
   private readonly addresses = new Interner(ADDRESSES_INTERNED_MAX);
 
@@ -117,8 +112,7 @@ export class Replica {
     this.buffer = new PendingBuffer(options.pendingMax, options.pendingBytesMax ?? PENDING_BYTES_MAX);
     this.lamportClock = options.lamport ?? 0;
     this.collectedUpTo = { ...(options.collected ?? {}) };
-    this.graveyardMax = options.graveyardMax ?? GRAVEYARD_MAX;
-    assert(Number.isSafeInteger(this.graveyardMax) && this.graveyardMax >= 0, 'the graveyard bound is a natural number');
+    this.graveyard = new Graveyard(options.graveyardMax);
     assert(Number.isSafeInteger(this.lamportClock) && this.lamportClock >= 0, 'a replica starts from a Lamport time that is a natural number');
   }
 
@@ -139,17 +133,11 @@ export class Replica {
     return this.collectedUpTo;
   }
 
-  /** Stored tombstones, and the dot of each that has one (base tombstones have none). */
-  tombstones(): { held: number; dots: { node: NodeAddress; counter: number }[] } {
-    let held = 0;
-    const dots: { node: NodeAddress; counter: number }[] = [];
-    for (const stored of this.store.values()) {
-      if (!stored.deleted) continue;
-      held++;
-      const node = stored.dotNode;
-      if (node !== null) dots.push({ node, counter: stored.counter as number });
-    }
-    return { held, dots };
+  /** The dot of every stored tombstone (null: a base tombstone, which has none). */
+  tombstones(): (Dot | null)[] {
+    const out: (Dot | null)[] = [];
+    for (const s of this.store.values()) if (s.deleted) out.push(s.dotNode === null ? null : { node: s.dotNode, counter: s.counter as number });
+    return out;
   }
 
   get pendingCount(): number {
@@ -260,7 +248,7 @@ export class Replica {
       if (dotNode === null ? base : (stored.counter as number) > (since[dotNode] ?? 0)) out.push(unpack(key, stored));
     }
     if (collected) {
-      for (const [key, tombstone] of this.graveyard) {
+      for (const [key, tombstone] of this.graveyard.entries()) {
         const dot = tombstone.dot;
         if (dot !== null && !this.store.has(key) && dot.counter > (since[dot.node] ?? 0)) out.push(tombstone);
       }
@@ -280,19 +268,11 @@ export class Replica {
     // What this replica collected stays collected: the peer has not collected it yet.
     for (const version of versions) if (!this.isCollected(version)) this.put(version);
     if (peerBase !== undefined) this.addBase(peerBase);
-    const merged: Clock = { ...this.appliedClock };
-    for (const [node, counter] of Object.entries(peerApplied)) {
-      if (counter > counterOf(merged, node)) merged[node] = counter;
-    }
-    this.appliedClock = merged;
+    this.appliedClock = mergeClocks(this.appliedClock, peerApplied);
     // What the peer collected, this replica now reflects too (it took the peer's clock): a stale
     // replica must learn it from here as well. The caller checked that it applied all of it
     // (ReplicationCore.onSyncResponse), or the replica was empty.
-    if (peerCollected !== undefined) {
-      const horizon: Clock = { ...this.collectedUpTo };
-      for (const [node, counter] of Object.entries(peerCollected)) if (counter > counterOf(horizon, node)) horizon[node] = counter;
-      this.collectedUpTo = horizon;
-    }
+    if (peerCollected !== undefined) this.collectedUpTo = mergeClocks(this.collectedUpTo, peerCollected);
     this.prunePending();
     this.drainPending();
   }
@@ -356,13 +336,7 @@ export class Replica {
     }
     for (let p = 0; p < PARTITION_COUNT; p++) assert(sums[p] === this.digestSums[p], () => `the digest of partition ${p} is not the sum of its versions`);
     assert(total === this.digestTotal, 'the store digest is the sum of the partition digests');
-    // The graveyard: collected tombstones, bounded, none stamped above the Lamport time (a write
-    // after a collection must still win over the tombstone at the replicas that keep it).
-    assert(this.graveyard.size <= this.graveyardMax, 'the graveyard stays within its bound');
-    for (const [key, tombstone] of this.graveyard) {
-      assert(tombstone.key === key && tombstone.deleted && tombstone.dot !== null, () => `the graveyard entry of ${key} is a collected tombstone`);
-      assert(tombstone.stamp.lamport <= this.lamportClock, () => `the tombstone of ${key} is stamped above the Lamport time`);
-    }
+    this.graveyard.check(this.lamportClock);
     assert(clockCovers(this.appliedClock, this.collectedUpTo), 'tombstones are collected only up to what this replica applied');
     // The pending buffer: writes not applied yet, filed under their dot, counted exactly, within bounds.
     this.buffer.check(this.appliedClock);
@@ -420,7 +394,7 @@ export class Replica {
    * simulator.)
    */
   private isBuried(version: Version): boolean {
-    const stamp = this.graveyard.get(version.key)?.stamp;
+    const stamp = this.graveyard.stampOf(version.key);
     return stamp !== undefined && !this.store.has(version.key) && compareStamps(version.stamp, stamp) <= 0;
   }
 
@@ -457,21 +431,14 @@ export class Replica {
    */
   collectTombstones(everywhere: Clock, { remember }: { remember: boolean } = { remember: true }): number {
     let collected = 0;
-    const horizon: Clock = { ...this.collectedUpTo };
-    for (const [node, counter] of Object.entries(everywhere)) if (counter > counterOf(horizon, node)) horizon[node] = counter;
-    if (remember) this.collectedUpTo = horizon;
+    if (remember) this.collectedUpTo = mergeClocks(this.collectedUpTo, everywhere);
     for (const [key, stored] of this.store) {
       const dotNode = stored.dotNode;
       if (!stored.deleted || dotNode === null) continue;
       if ((stored.counter as number) > (everywhere[dotNode] ?? 0)) continue;
       this.store.delete(key);
-      this.graveyard.delete(key);
-      if (remember) this.graveyard.set(key, unpack(key, stored));
-      if (this.graveyard.size > this.graveyardMax) {
-        const oldest = this.graveyard.keys().next();
-        assert(oldest.done !== true, 'a graveyard over its bound is not empty');
-        this.graveyard.delete(oldest.value);
-      }
+      if (remember) this.graveyard.remember(key, unpack(key, stored));
+      else this.graveyard.forget(key);
       this.addToDigest(key, -storedHash(key, stored));
       this.dirty.add(key);
       collected++;
@@ -529,10 +496,4 @@ export class Replica {
   private prunePending(): void {
     this.buffer.prune(this.appliedClock);
   }
-}
-
-function withoutNode(clock: Clock, node: NodeAddress): Clock {
-  if (!(node in clock)) return clock;
-  const { [node]: _omit, ...rest } = clock;
-  return rest;
 }

@@ -79,9 +79,14 @@ export class ReplicationCore extends CoreState {
     return live > 0;
   }
 
-  /** Members the last collection could not count and still waited for (the grace had not passed), or went on without. */
-  get collectionStatus(): { notCounted: NodeAddress[]; withoutThem: boolean } {
-    return { notCounted: [...this.lastCollection.notCounted], withoutThem: this.lastCollection.withoutThem };
+  /**
+   * The members the last collection did not hear from: those it waits for (`blockedBy`: unheard of
+   * for less than the grace, or this node does not hear from a majority) or went on without
+   * (`collectingWithout`). One of the two is empty.
+   */
+  get collectionStatus(): { blockedBy: NodeAddress[]; collectingWithout: NodeAddress[] } {
+    const { notCounted, withoutThem } = this.lastCollection;
+    return withoutThem ? { blockedBy: [], collectingWithout: [...notCounted] } : { blockedBy: [...notCounted], collectingWithout: [] };
   }
 
   /**
@@ -92,8 +97,10 @@ export class ReplicationCore extends CoreState {
   tombstoneStatus(nowMs: number): { held: number; oldestAgeMs: number | null; atLeast: boolean } {
     const replica = this.currentReplica;
     if (replica === null) return { held: 0, oldestAgeMs: null, atLeast: false };
-    const { held, dots } = replica.tombstones();
+    const all = replica.tombstones();
+    const held = all.length;
     if (held === 0) return { held, oldestAgeMs: null, atLeast: false };
+    const dots = all.filter((dot) => dot !== null);
     const history = this.history?.replica === replica ? this.history.applied : null;
     const since = history?.sinceMs ?? nowMs;
     let oldest = nowMs;

@@ -118,3 +118,10 @@ export function epochClocksWithin(clocks: EpochClocks, first: number, last: numb
   }
   return out;
 }
+
+/** `clock` without `node`'s entry (the same object when it has none). */
+export function withoutNode(clock: Clock, node: string): Clock {
+  if (!(node in clock)) return clock;
+  const { [node]: _omit, ...rest } = clock;
+  return rest;
+}

@@ -295,14 +295,12 @@ export class Metrics {
         else this.set(age / 1000);
       },
     });
-    gauge('kvs_tombstone_collection_blocked_members', 'Members of the shard tombstone collection waits for (not heard from, within the grace)', () => {
-      const { notCounted, withoutThem } = core.collectionStatus;
-      return withoutThem ? 0 : notCounted.length;
-    });
-    gauge('kvs_tombstone_collecting_without_members', 'Members of the shard tombstones are collected without (not heard from for longer than the grace)', () => {
-      const { notCounted, withoutThem } = core.collectionStatus;
-      return withoutThem ? notCounted.length : 0;
-    });
+    gauge(
+      'kvs_tombstone_collection_blocked_members',
+      'Members of the shard tombstone collection waits for (not heard from for less than the grace, or this node does not hear from a majority)',
+      () => core.collectionStatus.blockedBy.length,
+    );
+    gauge('kvs_tombstone_collecting_without_members', 'Members of the shard tombstones are collected without (not heard from for longer than the grace)', () => core.collectionStatus.collectingWithout.length);
     gauge('kvs_replica_stale', '1 while this node\'s replica is stale (it missed tombstones collected without it, and is copied afresh), else 0', () => (core.stale === null ? 0 : 1));
 
     gauge('kvs_reshard_in_progress', '1 while a reshard is prepared at this node and not yet committed or abandoned', () => (core.reshardInProgress === null ? 0 : 1));

@@ -200,19 +200,11 @@ const SCHEMAS: Record<string, Schema> = {
           blockedBy: arrayOf(ref('SocketAddress'), 'Members not heard from that collection waits for: unheard of for less than the grace, or this node does not hear from a majority of the shard.'),
           collectingWithout: arrayOf(ref('SocketAddress'), 'Members not heard from for longer than the grace: tombstones are collected without them, and they copy their shard afresh when back.'),
           collectedUpTo: ref('Clock'),
-          stale: orNull(
-            object(
-              { forMs: { type: 'number', minimum: 0 }, peer: ref('SocketAddress'), handedOff: { type: 'boolean' } },
-              { description: 'This replica missed tombstones collected without it: it merges nothing, and is copied afresh once the live members hold its writes (handedOff).' },
-            ),
-          ),
+          stale: orNull(object({ forMs: { type: 'number', minimum: 0 }, peer: ref('SocketAddress'), handedOff: { type: 'boolean' } }, { description: 'Missed tombstones collected without it: copied afresh once handed off.' })),
         },
         { description: 'Tombstones and their collection (see README, "Deletes and the tombstone grace").' },
       ),
-      droppedMembers: arrayOf(
-        object({ shard: ref('ShardId'), node: ref('SocketAddress') }),
-        'Addresses dropped from a shard of this epoch as members that never joined (MEMBER_JOIN_GRACE_MS); one that comes up joins again.',
-      ),
+      droppedMembers: arrayOf(object({ shard: ref('ShardId'), node: ref('SocketAddress') }), 'Members that never joined, dropped in this epoch (MEMBER_JOIN_GRACE_MS).'),
       reshardInProgress: orNull(integer('The epoch of a reshard this node takes part in.')),
       reshard: orNull(ref('ReshardProgress')),
       requests: ref('RequestCounts'),

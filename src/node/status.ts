@@ -28,15 +28,15 @@ export function tombstoneStatus(ctx: NodeContext): Record<string, unknown> {
   const { core, timers } = ctx;
   const now = timers.now();
   const { held, oldestAgeMs, atLeast } = core.tombstoneStatus(now);
-  const { notCounted, withoutThem } = core.collectionStatus;
+  const { blockedBy, collectingWithout } = core.collectionStatus;
   const stale = core.stale;
   return {
     held,
     oldestAgeMs,
     oldestAgeAtLeast: atLeast,
     graceMs: core.tombstoneGraceMs,
-    blockedBy: withoutThem ? [] : notCounted,
-    collectingWithout: withoutThem ? notCounted : [],
+    blockedBy,
+    collectingWithout,
     collectedUpTo: { ...(core.replica?.collected ?? {}) },
     stale: stale === null ? null : { forMs: now - stale.sinceMs, peer: stale.peer, handedOff: core.staleHandedOff() },
   };

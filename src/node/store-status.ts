@@ -20,7 +20,7 @@ export interface TombstoneRow {
   oldestAgeSeconds: number | null;
   /** The oldest may be older than that (applied before the node kept time for it). */
   oldestAgeAtLeast: boolean;
-  /** Members collection waits for (not heard from, within the grace): blocked while not empty. */
+  /** Members collection waits for (not heard from for less than the grace, or without a majority): blocked while not empty. */
   blockedBy: NodeAddress[];
   /** Members collection goes on without (not heard from for longer than the grace). */
   collectingWithout: NodeAddress[];

@@ -64,7 +64,7 @@ test('a member not heard from blocks collection for the grace, then tombstones a
   // B answers with everything; C is never heard from.
   const known = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, 0), 0);
-  assert.deepEqual(a.collectionStatus, { notCounted: [C], withoutThem: false });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [C], collectingWithout: [] });
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, GRACE - 1), 0, 'within the grace: nothing');
   assert.equal(a.tombstoneStatus(GRACE - 1).held, 1);
   // A delete made later is younger than the grace when the first is old enough.
@@ -73,7 +73,7 @@ test('a member not heard from blocks collection for the grace, then tombstones a
   d.kv('DELETE', 'j', {});
   const later = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: later }, GRACE), 1, 'past the grace: the old tombstone only');
-  assert.deepEqual(a.collectionStatus, { notCounted: [C], withoutThem: true });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] });
   assert.equal(a.tombstoneStatus(GRACE).held, 1);
   assert.equal(a.replica?.get('k'), undefined);
   assert.ok(a.replica?.get('j')?.deleted);
@@ -174,7 +174,7 @@ test('only a majority of the shard (or half with its first member) collects with
   d.kv('DELETE', 'k', {});
   d.step({ kind: 'collect-tombstones', peerApplied: new Map() }, 0);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: new Map() }, 10 * GRACE), 0);
-  assert.deepEqual(a.collectionStatus, { notCounted: [B, C], withoutThem: false });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [B, C], collectingWithout: [] });
 });
 
 test('a stale replica is no copy source, says so in its pings, and does not wait for members that are stale too', () => {

@@ -401,7 +401,7 @@ describe('the dashboard page against answers of our own', { skip }, () => {
         assert.equal(tombstones.flags.length, 2, tombstones.flags.join('; '));
         assert.match(tombstones.flags[0]!, /^replica stale: stale for 5\.0 s, shown by /);
         assert.ok(tombstones.flags[0]!.includes(HOSTILE), tombstones.flags[0]);
-        assert.equal(tombstones.flags[1], `collection blocked (1): waiting for members not heard from, within the grace: ${HOSTILE}`);
+        assert.equal(tombstones.flags[1], `collection blocked (1): waiting for members not heard from (within the grace, or without a majority): ${HOSTILE}`);
         assert.deepEqual([shown.nodes[1]!.tombstones.text, shown.nodes[1]!.tombstones.held], ['-', null]);
         const reshard = await page.locator('#reshard-section').innerText();
         if (!reshard.includes('25%')) throw new NotYet(`reshard section: ${reshard}`);
