@@ -242,8 +242,9 @@ export class ReplicationCore extends CoreState {
   }
 
   /**
-   * Collects the tombstones every member of the shard reflects (see appliedEverywhere), as the
-   * members' pings of this epoch tell (`peerApplied` replaces them: tests).
+   * Collects the tombstones every member of the shard reflects (see appliedByKnownMembers), as the
+   * members' pings of this epoch tell (`peerApplied` replaces them: tests), and, past the grace,
+   * without members it does not hear from (see tombstone-grace.ts).
    */
   protected collectTombstones(nowMs: number, peerApplied?: ReadonlyMap<NodeAddress, Clock>): number {
     const replica = this.currentReplica;

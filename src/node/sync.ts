@@ -193,6 +193,11 @@ export class Sync {
     }
   }
 
+  /** Collects tombstones of the replica as it is now, by the members' pings of its epoch (see ReplicationCore.collectTombstones). */
+  private collectTombstones(): void {
+    this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
+  }
+
   /**
    * Asks a shard peer for what this replica lacks (everything, with `full`) and merges it. True when
    * the peer answered with its state; false when it could not (unreachable, not ready, other epoch).
@@ -249,7 +254,7 @@ export class Sync {
     const peers = core.replicationPeers();
     if (peers.length === 0) {
       // No peer to compare with (the others are down): collection still runs, by the grace.
-      this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
+      this.collectTombstones();
       return;
     }
     const peer = peers[this.antiEntropyNext++ % peers.length] as NodeAddress;
@@ -264,8 +269,7 @@ export class Sync {
         if (pushed === 0) break;
         exchanges += pushed;
       }
-      // Of the replica as it is now, by the members' pings of its epoch (see appliedEverywhere).
-      this.repairStats.tombstonesCollected += this.ctx.step({ kind: 'collect-tombstones' });
+      this.collectTombstones();
     } catch (error) {
       // Unreachable: suspect it. Refused (its epoch or shard changed meanwhile): the next round.
       if (error instanceof PeerUnreachableError) this.deps.suspect(peer);
