@@ -14,6 +14,7 @@
 import type { NodeAddress } from '../../src/core/types.ts';
 import { JsonText } from '../../src/node/env.ts';
 import type { HttpReply, HttpRequest } from '../../src/node/http-server.ts';
+import { KV_BATCH_PATH } from '../../src/node/kv-batch.ts';
 import { PeerUnreachableError, type PeerReply } from '../../src/node/peer-client.ts';
 import type { Prng } from '../lab/prng.ts';
 import type { Owner, Scheduler } from './scheduler.ts';
@@ -276,7 +277,9 @@ export class SimNetwork {
       const sent = request.body;
       const rawBody = sent === undefined ? undefined : sent instanceof JsonText ? sent.text : JSON.stringify(sent);
       const body = rawBody === undefined ? undefined : JSON.parse(rawBody);
-      const copies = request.path.startsWith('/internal/') && this.#prng.next() < this.settings.duplicateRate ? 2 : 1;
+      // Internal messages may arrive twice (the store's own are idempotent); a batch of forwarded
+      // client requests is as much a client's request as one forwarded alone, which never does.
+      const copies = request.path.startsWith('/internal/') && request.path !== KV_BATCH_PATH && this.#prng.next() < this.settings.duplicateRate ? 2 : 1;
       if (copies === 2) this.stats.duplicated++;
       const what = `${request.method} ${request.path}`;
       for (let copy = 0; copy < copies; copy++) {
@@ -299,8 +302,14 @@ export class SimNetwork {
               target.onError(error, delivered);
               return { status: 500, body: { error: 'Internal error' } };
             })
-            .then((reply) => {
-              const answer = reply.body === undefined ? undefined : JSON.parse(JSON.stringify(reply.body));
+            .then(async (reply) => {
+              // A streamed answer arrives whole, once its last part is written.
+              let streamed: string | undefined;
+              if (reply.stream !== undefined) {
+                streamed = '';
+                await reply.stream((text) => (streamed += text));
+              }
+              const answer = streamed ?? (reply.body === undefined ? undefined : JSON.parse(JSON.stringify(reply.body)));
               if (captured !== null) captured.reply = { status: reply.status, body: answer };
               if (copy !== 0 || !target.owner.alive) return;
               this.#send(to, from, `reply ${reply.status} to ${what}`, () => finish(() => resolve({ status: reply.status, body: answer })));

@@ -227,6 +227,8 @@ export class World {
       storage: { storage, saved },
       plantedBugs: new Set(this.bugs),
       incarnation: (++this.#starts).toString(36),
+      // The simulator's turn is one delivered message: what it forwards goes in one batch.
+      soon: queueMicrotask,
     });
     this.#processes.set(node, { owner, node: kvs });
     this.network.register(node, {

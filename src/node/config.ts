@@ -2,6 +2,7 @@ import { GRAVEYARD_MAX } from '../core/replica.ts';
 import { MEMBER_JOIN_GRACE_MS_DEFAULT } from '../core/contract.ts';
 import { TOMBSTONE_GRACE_MS_DEFAULT } from '../core/tombstone-grace.ts';
 import { isIP } from 'node:net';
+import { FORWARD_BATCH_ITEMS_MAX } from './limits.ts';
 import { addressFault, asNodeAddress } from '../core/address.ts';
 import type { NodeAddress } from '../core/types.ts';
 
@@ -43,6 +44,8 @@ export interface NodeConfig {
   clientRequestsMax: number;
   /** CLIENT_BYTES_MAX: bytes of client request bodies in flight at once; beyond, 503 at once. */
   clientBytesMax: number;
+  /** FORWARD_BATCH_MAX: forwarded requests to one member sent in one request at most (1: each on its own). */
+  forwardBatchMax: number;
   /** Replication: versions per batch sent to one peer, and versions queued per peer before dropping (sync repairs). */
   replicationBatchMax: number;
   replicationQueueMax: number;
@@ -119,6 +122,7 @@ export const DEFAULTS = {
   replicationQueueBytesMax: 64 * 1024 * 1024,
   pendingBytesMax: 64 * 1024 * 1024,
   replicationBatchMax: 512,
+  forwardBatchMax: 32,
   replicationQueueMax: 20_000,
   pendingMax: 20_000,
   reshardTimeoutMs: 30_000,
@@ -202,6 +206,7 @@ export function loadConfig(env: Env): NodeConfig {
     pendingBytesMax: positive(env, 'PENDING_BYTES_MAX', DEFAULTS.pendingBytesMax),
     peerSourceIps,
     replicationBatchMax: int(env, 'REPLICATION_BATCH_MAX', DEFAULTS.replicationBatchMax),
+    forwardBatchMax: forwardBatchMax(env),
     replicationQueueMax: int(env, 'REPLICATION_QUEUE_MAX', DEFAULTS.replicationQueueMax),
     pendingMax: int(env, 'PENDING_MAX', DEFAULTS.pendingMax),
     reshardTimeoutMs: int(env, 'RESHARD_TIMEOUT_MS', DEFAULTS.reshardTimeoutMs),
@@ -217,6 +222,12 @@ export function loadConfig(env: Env): NodeConfig {
     adminToken: token(env.ADMIN_TOKEN),
     tls: tlsFiles(env),
   };
+}
+
+function forwardBatchMax(env: Env): number {
+  const value = positive(env, 'FORWARD_BATCH_MAX', DEFAULTS.forwardBatchMax);
+  if (value > FORWARD_BATCH_ITEMS_MAX) throw new ConfigError(`FORWARD_BATCH_MAX must be from 1 to ${FORWARD_BATCH_ITEMS_MAX}, got ${value}`);
+  return value;
 }
 
 function secrets(text: string | undefined): string[] {

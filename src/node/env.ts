@@ -3,7 +3,10 @@
 // clock and network driven by one seed, and so runs this same runtime and core, unmodified.
 
 import type { NodeAddress } from '../core/types.ts';
+import type { PlantedBug } from '../core/planted-bugs.ts';
 import type { PeerReply } from './peer-client.ts';
+import type { SavedState, Storage } from './storage.ts';
+import type { TlsMaterial } from './tls.ts';
 
 /** Opaque handle of a scheduled callback. */
 export type TimerHandle = unknown;
@@ -53,6 +56,13 @@ export interface PeerCallOptions {
    * may ignore it and give the parsed body alone.
    */
   rawReply?: boolean;
+  /**
+   * For an answer of one line per result (POST /internal/kv-batch): called with each line of a 200
+   * answer as it arrives, without its line break; the reply's `text` then holds only what no whole
+   * line took. A transport that has the answer only at its end (the simulator's) may ignore it and
+   * give every line in the reply's text.
+   */
+  onLine?: (line: string) => void;
 }
 
 /**
@@ -73,4 +83,27 @@ export interface PeerTransport {
 /** Sleeps on the given timers. */
 export function sleep(timers: Timers, ms: number): Promise<void> {
   return new Promise((resolve) => timers.setTimeout(resolve, ms));
+}
+
+/**
+ * What a node takes from outside instead of the process's own (every field defaults to the real
+ * thing). The simulator passes its clock, network and disk here.
+ */
+export interface NodeEnv {
+  timers?: Timers;
+  transport?: PeerTransport;
+  /** Storage already opened, with what it held. */
+  storage?: { storage: Storage; saved: SavedState };
+  /** Test-only: known bugs planted in the core, for the simulator to catch. Never set in production. */
+  plantedBugs?: ReadonlySet<PlantedBug>;
+  /** This process's incarnation (default: random); the simulator makes it deterministic. */
+  incarnation?: string;
+  /** TLS_CERT, TLS_KEY, TLS_CA as read (`loadTls`): serve HTTPS, and speak mutual TLS to peers. Absent: plain HTTP. */
+  tls?: TlsMaterial;
+  /**
+   * Runs a callback once the current turn's I/O is done (default setImmediate): what forwarding
+   * gathers into one batch, and when a batch's answered lines are written. The simulator, whose
+   * turns are its own, passes queueMicrotask.
+   */
+  soon?: (callback: () => void) => void;
 }

@@ -6,9 +6,9 @@ import type { KvMethod, Reply } from '../core/node-core.ts';
 import { membersOf } from '../core/shard-map.ts';
 import type { NodeAddress, ShardId } from '../core/types.ts';
 import type { NodeContext } from './context.ts';
-import { DEADLINE_HEADER, HOPS_HEADER } from './headers.ts';
+import { ForwardBatcher, type ForwardBatchCounts } from './forward-batch.ts';
 import type { HttpReply } from './http-server.ts';
-import { CONTROL_TIMEOUT_MS, FORWARD_HOPS_MAX } from './limits.ts';
+import { CONTROL_TIMEOUT_MS, FORWARD_BATCH_BYTES_MAX, FORWARD_HOPS_MAX } from './limits.ts';
 import { PeerUnreachableError } from './peer-client.ts';
 import { json, RawJson } from './replies.ts';
 
@@ -17,9 +17,18 @@ export class Forwarding {
   /** A request to a member failed (it may be down). */
   private readonly suspect: (peer: NodeAddress) => void;
 
-  constructor(ctx: NodeContext, suspect: (peer: NodeAddress) => void) {
+  /** Sends the relayed requests: those of one turn to one member go in one batch (forward-batch.ts). */
+  private readonly batcher: ForwardBatcher;
+
+  constructor(ctx: NodeContext, suspect: (peer: NodeAddress) => void, batcher?: ForwardBatcher) {
     this.ctx = ctx;
     this.suspect = suspect;
+    this.batcher = batcher ?? new ForwardBatcher(ctx.peers, ctx.timers, setImmediate, { itemsMax: 1, bytesMax: FORWARD_BATCH_BYTES_MAX });
+  }
+
+  /** How many relayed requests went on their own and in batches (for /metrics). */
+  get batchCounts(): ForwardBatchCounts {
+    return this.batcher.counts;
   }
 
   /**
@@ -49,11 +58,7 @@ export class Forwarding {
       const timeoutMs = method === 'GET' && deadlineMs === null ? config.requestTimeoutMs : Math.max(1, deadline - timers.now());
       let attempt: ForwardAttempt;
       try {
-        const reply = await this.ctx.peers.call(target, method, path, body, {
-          headers: { [HOPS_HEADER]: String(hops + 1), [DEADLINE_HEADER]: String(deadline) },
-          timeoutMs,
-          rawReply: true,
-        });
+        const reply = await this.batcher.call(target, { method, path, body, hops: hops + 1, deadlineMs: deadline, timeoutMs });
         const relayed = reply.text !== undefined && reply.status !== 503 ? new RawJson(reply.text) : reply.body;
         attempt = { kind: 'answered', reply: { status: reply.status, body: relayed as Reply['body'] } };
       } catch (error) {

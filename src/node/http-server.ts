@@ -45,6 +45,11 @@ export interface HttpReply {
   contentType?: string;
   /** Extra response headers (content-type and content-length are set from the body). */
   headers?: Record<string, string>;
+  /**
+   * An answer sent as it is made (chunked, of `contentType`), in place of `body`: `stream` writes
+   * its parts and resolves once it has written the last. The request counts as in flight until then.
+   */
+  stream?: (write: (text: string) => void) => Promise<void>;
 }
 
 export type Handler = (request: HttpRequest) => Promise<HttpReply>;
@@ -282,7 +287,8 @@ async function serve(req: IncomingMessage, res: ServerResponse, options: HttpSer
     // With TLS: a client certificate the CA signed (`authorized` is false without one, undefined on plain HTTP).
     const peerCertified = (req.socket as TLSSocket).authorized === true;
     const reply = await options.handler({ method: req.method ?? 'GET', path, headers: req.headers, body, rawBody: text, remoteAddress, peerCertified });
-    if (reply.contentType === undefined && reply.headers === undefined) send(res, reply.status, reply.body);
+    if (reply.stream !== undefined) await sendStream(res, reply, reply.stream);
+    else if (reply.contentType === undefined && reply.headers === undefined) send(res, reply.status, reply.body);
     else sendAs(res, reply);
   } finally {
     counter.requests--;
@@ -419,6 +425,15 @@ function sendAs(res: ServerResponse, reply: HttpReply): void {
     'content-length': Buffer.byteLength(payload),
   });
   res.end(payload);
+}
+
+/** A reply whose body is written as `stream` makes it (chunked); nothing is written once the connection is gone. */
+async function sendStream(res: ServerResponse, reply: HttpReply, stream: NonNullable<HttpReply['stream']>): Promise<void> {
+  res.writeHead(reply.status, { ...reply.headers, 'content-type': reply.contentType ?? 'application/octet-stream' });
+  await stream((text) => {
+    if (!res.destroyed) res.write(text);
+  });
+  res.end();
 }
 
 /** What to answer for a request Node's HTTP parser refused. */

@@ -17,6 +17,13 @@ export const RESHARD_WAIT_MS = CORE_RESHARD_WAIT_MS;
  * One relay is the normal case; the others leave room for nodes whose maps are an epoch apart.
  */
 export const FORWARD_HOPS_MAX = 3;
+/**
+ * Forwarded requests to one member in one POST /internal/kv-batch at most (FORWARD_BATCH_MAX, the
+ * setting, may ask for fewer), and the bytes of its body: a batch is what arrives in one turn of
+ * the event loop, a few dozen requests on a busy node, and a large request goes on its own.
+ */
+export const FORWARD_BATCH_ITEMS_MAX = 64;
+export const FORWARD_BATCH_BYTES_MAX = 1024 * 1024;
 
 // ---------------------------------------------------------------- requests between nodes
 

@@ -76,6 +76,7 @@ export class LinkTransport implements PeerTransport {
     if (options.timeoutMs !== undefined) innerOptions.timeoutMs = options.timeoutMs;
     if (options.lane !== undefined) innerOptions.lane = options.lane;
     if (options.rawReply !== undefined) innerOptions.rawReply = options.rawReply;
+    if (options.onLine !== undefined) innerOptions.onLine = options.onLine;
     let reply: PeerReply;
     try {
       reply = await this.inner.call(peer, method, path, sent, innerOptions);

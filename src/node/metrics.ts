@@ -5,6 +5,7 @@
 
 import { RequestStats } from './request-stats.ts';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { ForwardBatchCounts } from './forward-batch.ts';
 import type { WaitReason } from '../core/contract.ts';
 import type { Background } from './background.ts';
 import type { CoreReader } from './context.ts';
@@ -21,7 +22,7 @@ const WAIT_OUTCOMES = ['released', 'expired', 'closed'] as const;
 
 /** Routes under /internal/ by name; any other internal path counts as `other`. */
 const INTERNAL_ROUTES: ReadonlySet<string> = new Set(
-  ['ping', 'state', 'map', 'replicate', 'digest', 'repair', 'sync', 'reshard/prepare', 'reshard/send', 'reshard/transfer', 'reshard/commit', 'reshard/abort'].map((name) => `/internal/${name}`),
+  ['ping', 'state', 'map', 'replicate', 'kv-batch', 'digest', 'repair', 'sync', 'reshard/prepare', 'reshard/send', 'reshard/transfer', 'reshard/commit', 'reshard/abort'].map((name) => `/internal/${name}`),
 );
 const EXACT_ROUTES: ReadonlySet<string> = new Set(['/view', '/status', '/status/store', '/status/ready', '/openapi.json', '/metrics', '/shard/ids', '/shard/node-shard-id', '/shard/reshard']);
 const METHODS: ReadonlySet<string> = new Set(['GET', 'PUT', 'DELETE', 'POST', 'HEAD', 'OPTIONS', 'PATCH']);
@@ -53,6 +54,8 @@ export interface MetricsSources {
   repairStatus(): Record<string, unknown>;
   /** The `reshard` object of /status: `{ epoch, phase, partitionsMoved, ... }`, or null/undefined when there is none. */
   reshard(): unknown;
+  /** Forwarded requests sent on their own and in batches (forward-batch.ts). */
+  forwardBatches(): ForwardBatchCounts;
 }
 
 export interface MetricsOptions {
@@ -228,6 +231,19 @@ export class Metrics {
       },
     });
     gauge('kvs_parked_requests', 'Requests parked now', () => sources.parked.size);
+    new Counter({
+      name: 'kvs_forwarded_requests_total',
+      help: 'Key-value requests relayed to a member of another shard, by how: on their own, or in a batch with others of the same turn',
+      labelNames: ['sent'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = sources.forwardBatches();
+        this.inc({ sent: 'single' }, counts.single);
+        this.inc({ sent: 'batched' }, counts.batched);
+      },
+    });
+    cumulative('kvs_forward_batches_total', 'Batches of forwarded requests sent (POST /internal/kv-batch)', () => sources.forwardBatches().batches);
 
     const backlog = (name: string, help: string, hints: boolean, field: 'versions' | 'bytes'): void => {
       new Gauge({

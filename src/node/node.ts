@@ -2,26 +2,28 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { NodeCore } from '../core/node-core.ts';
 import type { PlantedBug } from '../core/planted-bugs.ts';
-import { VALUE_DEPTH_MAX } from '../core/json-value.ts';
 import { initialShardMap } from '../core/shard-map.ts';
 import type { NodeConfig } from './config.ts';
 import type { CoreReader, NodeContext } from './context.ts';
 import { coreLoop, type CoreStep } from './core-loop.ts';
-import { realTimers, type PeerTransport, type Timers } from './env.ts';
+import { realTimers, type NodeEnv, type PeerTransport, type Timers } from './env.ts';
 import { Background, LogLimiter } from './background.ts';
 import { FailureDetector } from './failure-detector.ts';
+import { ForwardBatcher } from './forward-batch.ts';
 import { Forwarding } from './forwarding.ts';
-import { startHttpServer, type HttpReply, type HttpRequest, type RequestClass } from './http-server.ts';
+import { KV_BATCH_PATH, parseBatch, serveBatch, type BatchServer } from './kv-batch.ts';
+import { startHttpServer, type HttpReply, type HttpRequest } from './http-server.ts';
+import { clientClass, PEER_CLASS } from './request-classes.ts';
 import { announce, discover } from './join.ts';
 import { sendLate } from './late-transfer.ts';
-import { DATA_CONNECTIONS_PER_PEER, INTERNAL_BODY_BYTES_MAX, PEER_BODY_DEPTH_MAX, PEER_BYTES_MAX, PEER_REQUESTS_MAX, REPLICATION_PACE_MS, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
+import { DATA_CONNECTIONS_PER_PEER, FORWARD_BATCH_BYTES_MAX, REPLICATION_PACE_MS, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
 import { Metrics } from './metrics.ts';
 import { PeerAuth } from './peer-auth.ts';
 import { PeerClient } from './peer-client.ts';
-import { hasPeerHeader, knownNodes, PeerGate, Unauthorized } from './peer-gate.ts';
+import { hasPeerHeader, knownNodes, PeerGate, Unauthorized, type PeerHeaders } from './peer-gate.ts';
 import { PeerNames } from './peer-names.ts';
 import { PeerRoutes } from './peer-routes.ts';
 import { keyOf, PublicRoutes } from './public-routes.ts';
@@ -37,22 +39,7 @@ import { Sync } from './sync.ts';
 import type { TlsMaterial } from './tls.ts';
 import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
 
-/**
- * What a node takes from outside instead of the process's own (every field defaults to the real
- * thing). The simulator passes its clock, network and disk here.
- */
-export interface NodeEnv {
-  timers?: Timers;
-  transport?: PeerTransport;
-  /** Storage already opened, with what it held. */
-  storage?: { storage: Storage; saved: SavedState };
-  /** Test-only: known bugs planted in the core, for the simulator to catch. Never set in production. */
-  plantedBugs?: ReadonlySet<PlantedBug>;
-  /** This process's incarnation (default: random); the simulator makes it deterministic. */
-  incarnation?: string;
-  /** TLS_CERT, TLS_KEY, TLS_CA as read (`loadTls`): serve HTTPS, and speak mutual TLS to peers. Absent: plain HTTP. */
-  tls?: TlsMaterial;
-}
+export type { NodeEnv } from './env.ts';
 
 /**
  * The runtime around one NodeCore: HTTP in and out, timers, waiting. Everything it decides about
@@ -93,6 +80,10 @@ export class KvsNode {
   private readonly parked: ParkedRequests;
   private readonly metrics: Metrics;
   private readonly resharding: Resharding;
+  private readonly forwarding: Forwarding;
+  private readonly soon: (callback: () => void) => void;
+  /** How the items of a POST /internal/kv-batch are served (kv-batch.ts). */
+  private readonly batches: BatchServer;
 
   constructor(config: NodeConfig, log: Logger, env: NodeEnv = {}) {
     this.config = config;
@@ -209,10 +200,16 @@ export class KvsNode {
       syncFromAhead: (lacking) => this.sync.syncFromAhead(lacking),
       syncBase: () => this.sync.syncBase(),
     });
+    this.soon = env.soon ?? setImmediate;
+    const forwarding = (this.forwarding = new Forwarding(
+      ctx,
+      (peer) => this.failures.suspect(peer),
+      new ForwardBatcher(this.peers, this.timers, this.soon, { itemsMax: config.forwardBatchMax, bytesMax: FORWARD_BATCH_BYTES_MAX }),
+    ));
     this.publicRoutes = new PublicRoutes(ctx, {
       parked: this.parked,
       gate: this.gate,
-      forwarding: new Forwarding(ctx, (peer) => this.failures.suspect(peer)),
+      forwarding,
       sync: this.sync,
       failures: this.failures,
       maps: this.maps,
@@ -221,45 +218,39 @@ export class KvsNode {
       metrics: () => this.metrics.reply(),
       storeStatus: coalesce(() => storeStatus(this.ctx, () => this.status()), STORE_STATUS_FRESH_MS, () => this.timers.now()),
     });
+    this.batches = {
+      soon: this.soon,
+      onError: (error, item) => log.error({ err: error, method: item.method, path: item.path }, 'request failed'),
+      // Each item is served as the forwarded request it stands for would be, counted and timed as one.
+      serve: (one, peer) => this.metrics.timed(one.method, one.path, async () => {
+        try {
+          const reply = this.publicRoutes.route(one, peer);
+          return reply instanceof Promise ? await reply : reply;
+        } catch (error) {
+          return this.refusal(one, error);
+        }
+      }),
+    };
     this.peerRoutes = new PeerRoutes(ctx, { failures: this.failures, maps: this.maps, sync: this.sync, resharding });
     this.metrics = new Metrics(
-      { core: this.core, replicator, parked: this.parked, background, repairStatus: () => this.sync.repairStatus(), reshard: () => this.resharding.progress() },
+      { core: this.core, replicator, parked: this.parked, background, repairStatus: () => this.sync.repairStatus(), reshard: () => this.resharding.progress(), forwardBatches: () => forwarding.batchCounts },
       { realProcess: env.timers === undefined, timers: this.timers },
     );
   }
 
   // ---------------------------------------------------------------- life cycle
 
-  /** Limits of client requests: every route but /internal/. */
-  private get clientClass(): RequestClass {
-    return {
-      name: 'client',
-      bodyBytesMax: this.config.maxBodyBytes,
-      // The body object holds the value one level down.
-      depthMax: VALUE_DEPTH_MAX + 1,
-      depthMessage: `Request body nests arrays or objects deeper than ${VALUE_DEPTH_MAX + 1} levels (a value may nest ${VALUE_DEPTH_MAX})`,
-      inFlight: { requestsMax: this.config.clientRequestsMax, bytesMax: this.config.clientBytesMax },
-      admits: (method, path) =>
-        !(method === 'PUT' || method === 'DELETE') || !path.startsWith('/kvs/') || !this.publicRoutes.replicationBacklogged(keyOf(path)),
-    };
-  }
-
-  /** Limits of requests between nodes (/internal/): separate from clients', so a client flood cannot starve them. */
-  private readonly peerClass: RequestClass = {
-    name: 'peer',
-    bodyBytesMax: INTERNAL_BODY_BYTES_MAX,
-    depthMax: PEER_BODY_DEPTH_MAX,
-    depthMessage: `Request body nests arrays or objects deeper than ${PEER_BODY_DEPTH_MAX} levels`,
-    inFlight: { requestsMax: PEER_REQUESTS_MAX, bytesMax: PEER_BYTES_MAX },
-  };
-
   /** Listens on the configured address, then joins the store (`run`). */
   async start(): Promise<void> {
+    const clients = clientClass(
+      this.config,
+      (method, path) => (method === 'PUT' || method === 'DELETE') && path.startsWith('/kvs/') && this.publicRoutes.replicationBacklogged(keyOf(path)),
+    );
     this.server = await startHttpServer({
       host: this.config.listenHost,
       port: this.config.port,
       tls: this.tls,
-      classify: (path) => (path.startsWith('/internal/') ? this.peerClass : this.clientClass),
+      classify: (path) => (path.startsWith('/internal/') ? PEER_CLASS : clients),
       handler: (request) => this.handle(request),
       onError: (error) => this.log.error({ err: error }, 'request failed'),
       onRefused: ({ status, reason, remoteAddress }) => {
@@ -321,17 +312,23 @@ export class KvsNode {
       const trusted = (path.startsWith('/internal/') || hasPeerHeader(request.headers)) && this.gate.fromPeer(request);
       const peer = this.gate.peerHeaders(request, trusted);
       if (path.startsWith('/internal/') && !trusted) return this.gate.refusePeerRoute(request);
+      if (path === KV_BATCH_PATH && method === 'POST') return serveBatch(parseBatch(request.body), request, peer, this.batches);
       const reply = path.startsWith('/internal/')
         ? this.peerRoutes.route(method, path, request.body, peer.from, peer.incarnation)
         : this.publicRoutes.route(request, peer);
       // A route answers at once (a refusal, a 404) or later: only the later answer is awaited.
       return reply instanceof Promise ? await reply : reply;
     } catch (error) {
-      if (error instanceof Unauthorized) return this.gate.refuseUnauthorized(request, error.message);
-      if (error instanceof BadRequest) return json(400, { error: error.message });
-      if (error instanceof URIError) return json(400, { error: 'Path is not valid URL encoding' });
-      throw error;
+      return this.refusal(request, error);
     }
+  }
+
+  /** The answer to a request whose route threw: a refusal for what the request got wrong; anything else is rethrown. */
+  private refusal(request: Pick<HttpRequest, 'method' | 'path' | 'remoteAddress'>, error: unknown): HttpReply {
+    if (error instanceof Unauthorized) return this.gate.refuseUnauthorized(request, error.message);
+    if (error instanceof BadRequest) return json(400, { error: error.message });
+    if (error instanceof URIError) return json(400, { error: 'Path is not valid URL encoding' });
+    throw error;
   }
 
   status(): Record<string, unknown> {

@@ -40,6 +40,9 @@ export class Exchange {
   private size = 0;
 
   private readonly bytesMax: number;
+  /** Given: a 200 answer's lines go to it as they arrive; `partial` holds a line not yet whole. */
+  private readonly onLine: ((line: string) => void) | null;
+  private partial: Buffer | null = null;
 
   constructor(
     peer: NodeAddress,
@@ -48,10 +51,12 @@ export class Exchange {
     resolve: (reply: PeerReply) => void,
     reject: (error: unknown) => void,
     bytesMax = PEER_ANSWER_BYTES_MAX,
+    onLine?: (line: string) => void,
   ) {
     this.peer = peer;
     this.raw = raw;
     this.bytesMax = bytesMax;
+    this.onLine = onLine ?? null;
     this.resolve = resolve;
     this.reject = reject;
     this.timer = setTimeout(() => this.timeout(timeoutMs), timeoutMs);
@@ -70,6 +75,7 @@ export class Exchange {
     this.settled = true;
     clearTimeout(this.timer);
     this.chunks = [];
+    this.partial = null;
     this.reject(new PeerUnreachableError(this.peer, error));
   }
 
@@ -92,16 +98,31 @@ export class Exchange {
       this.controller?.abort(error);
       return;
     }
+    if (this.onLine !== null && this.status === 200) {
+      this.lines(chunk);
+      return;
+    }
     this.chunks.push(chunk);
+  }
+
+  /** Hands each whole line of `chunk` (after what was left of the last one) to `onLine`. */
+  private lines(chunk: Buffer): void {
+    let rest = this.partial === null ? chunk : Buffer.concat([this.partial, chunk]);
+    for (let end = rest.indexOf(0x0a); end >= 0 && !this.settled; end = rest.indexOf(0x0a)) {
+      (this.onLine as (line: string) => void)(rest.toString('utf8', 0, end));
+      rest = rest.subarray(end + 1);
+    }
+    this.partial = rest.length > 0 ? rest : null;
   }
 
   onResponseEnd(): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
-    const chunks = this.chunks;
+    const chunks = this.partial === null ? this.chunks : [...this.chunks, this.partial];
     this.chunks = [];
-    const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8');
+    this.partial = null;
+    const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.onLine === null ? this.size : undefined).toString('utf8');
     if (this.raw && this.status !== 503) {
       this.resolve({ status: this.status, body: undefined, text });
       return;
@@ -197,7 +218,7 @@ export class PeerClient implements PeerTransport {
     const headers = options.headers === undefined ? JSON_CONTENT : { 'content-type': 'application/json', ...options.headers };
     const text = body === undefined ? undefined : body instanceof JsonText ? body.text : JSON.stringify(body);
     return new Promise<PeerReply>((resolve, reject) => {
-      const exchange = new Exchange(peer, timeoutMs, options.rawReply === true, resolve, reject, this.options.answerBytesMax);
+      const exchange = new Exchange(peer, timeoutMs, options.rawReply === true, resolve, reject, this.options.answerBytesMax, options.onLine);
       pool.dispatch(
         {
           method,

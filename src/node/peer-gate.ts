@@ -139,7 +139,7 @@ export class PeerGate {
     return json(403, { error: `Routes under /internal/ answer only ${why}` });
   }
 
-  refuseUnauthorized(request: HttpRequest, reason: string): HttpReply {
+  refuseUnauthorized(request: Pick<HttpRequest, 'path' | 'remoteAddress'>, reason: string): HttpReply {
     const suppressed = this.ctx.refusals.take(`unauthorized ${reason}`);
     if (suppressed !== null) this.ctx.log.warn({ remoteAddress: request.remoteAddress, path: request.path, reason, suppressed }, 'request between nodes without a valid authenticator: refused');
     return json(401, { error: `Requests between nodes need a valid authenticator: ${reason}` });

@@ -9,7 +9,7 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NotYet, forEachLimited, pollUntil, retryWhile503 } from '../helpers/cluster.ts';
-import { Client, call, get, getKeyCount, getNodeShardId, readShardLayout, sortedAddresses, type NodeAddress, type ShardLayout } from '../helpers/http.ts';
+import { Client, call, del, get, getKeyCount, getNodeShardId, readShardLayout, put, sortedAddresses, type NodeAddress, type ShardLayout } from '../helpers/http.ts';
 import { portsFor } from '../helpers/ports.ts';
 import { readValue, step, useCluster } from '../helpers/store.ts';
 
@@ -188,6 +188,54 @@ describe('shards on a 6-node store with SHARD_COUNT=2', () => {
       const r = await retryWhile503(`GET deleted key at ${addr}`, () => get(addr, key, c.meta));
       assert.equal(r.status, 404, r.text);
       assert.deepEqual(r.body, { error: 'Key does not exist' });
+    }
+  });
+
+  test('forwarding in batches: concurrent requests for the other shard go in batches, each answered as on its own', async () => {
+    const { shardOfKey } = await keysWritten();
+    const outsider = nodes[0]!;
+    const own = await getNodeShardId(outsider);
+    const elsewhere = [...shardOfKey].filter(([, shard]) => shard !== own).map(([key]) => key);
+    assert.ok(elsewhere.length > 100, `${elsewhere.length} keys in the other shard`);
+    const batches = async (): Promise<number> => {
+      const r = await call('GET', outsider, '/metrics');
+      return Number(/^kvs_forward_batches_total (\d+)$/m.exec(r.text)?.[1] ?? 'NaN');
+    };
+    const before = await batches();
+    // Rounds of 64 reads at once, until the node has sent at least one batch (a node sends a
+    // request alone when nothing else came in its turn, so a round may have none).
+    let round = 0;
+    await pollUntil(
+      'a forwarded batch',
+      async () => {
+        const keys = elsewhere.slice((round * 64) % (elsewhere.length - 64)).slice(0, 64);
+        round++;
+        await Promise.all(
+          keys.map(async (key) => {
+            const r = await retryWhile503(`GET ${key} via ${outsider}`, () => get(outsider, key, null));
+            assert.equal(r.status, 200, r.text);
+            assert.deepEqual(r.body.value, { i: Number(key.slice('key-'.length)) }, `${key}: ${r.text}`);
+            assert.equal(r.body['shard-id'], shardOfKey.get(key));
+          }),
+        );
+        const now = await batches();
+        if (!(now > before)) throw new NotYet(`kvs_forward_batches_total still ${now}`);
+      },
+      { timeoutMs: 30_000, intervalMs: 0 },
+    );
+    // Writes too: 48 new keys at once through the outsider, each then read at a member of its shard.
+    const written = await Promise.all(
+      Array.from({ length: 48 }, async (_, n) => {
+        const key = `batched-${n}`;
+        const r = await retryWhile503(`PUT ${key} via ${outsider}`, () => put(outsider, key, { n }, null));
+        assert.equal(r.status, 201, r.text);
+        return { key, n, shard: r.body['shard-id'] as string, meta: r.body['causal-metadata'] };
+      }),
+    );
+    for (const { key, n, shard, meta } of written) {
+      await readValue(layout.members[shard]![1]!, key, meta, { n }, `${key}, written via ${outsider} in a batch`);
+      const d = await retryWhile503(`DELETE ${key}`, () => del(outsider, key, meta));
+      assert.equal(d.status, 200, d.text);
     }
   });
 

@@ -23,6 +23,7 @@ function metricsWith(reshard: () => unknown, clock = { ms: 0 }): Metrics {
     background: { snapshot: () => ({}) },
     repairStatus: () => ({ rounds: 6, keysRepaired: 2, bytes: 100, tombstonesCollected: 0, syncBytesReceived: 9, msSinceFullSync: null }),
     reshard,
+    forwardBatches: () => ({ single: 3, batches: 4, batched: 10 }),
   } as unknown as MetricsSources;
   const timers = { now: () => clock.ms } as unknown as Timers;
   return new Metrics(sources, { realProcess: false, timers });
@@ -102,6 +103,9 @@ test('state read at scrape time: backlogs per peer, waits by reason and outcome,
     'kvs_view_changes_total 2',
     'kvs_shard_keys{shard="s1"} 7',
     'kvs_epoch 3',
+    'kvs_forwarded_requests_total{sent="single"} 3',
+    'kvs_forwarded_requests_total{sent="batched"} 10',
+    'kvs_forward_batches_total 4',
   ]) {
     assert.ok(lines.includes(expected), `${expected} in\n${lines.join('\n')}`);
   }
