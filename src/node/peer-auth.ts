@@ -8,7 +8,7 @@
 // the secret), only within SKEW_MS of its own clock, and only once (nonces are remembered for as
 // long as their time is acceptable).
 
-import { createHmac, createSecretKey, hash, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const AUTH_HEADER = 'x-kvs-auth';
 /** A request whose time is further than this from the receiver's clock is refused (clock skew plus transit). */
@@ -30,8 +30,8 @@ export interface SignedParts {
 }
 
 export class PeerAuth {
-  /** KeyObjects, made once: an HMAC under a Buffer key re-checks the key on every call, several times slower. */
-  private readonly keys: KeyObject[];
+  /** Per secret, HMAC's padded keys, made once (see `hmacSha256`). */
+  private readonly keys: HmacKey[];
   /** Nonces are this process's random prefix and a counter: unique without a random draw per request. */
   private readonly noncePrefix = randomBytes(9).toString('base64url');
   private nonceCounter = 0;
@@ -48,7 +48,7 @@ export class PeerAuth {
 
   constructor(secrets: readonly string[], now: () => number) {
     if (secrets.length === 0) throw new RangeError('PeerAuth needs at least one secret');
-    this.keys = secrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8')));
+    this.keys = secrets.map((secret) => hmacKey(Buffer.from(secret, 'utf8')));
     this.metadataPrefixes = secrets.map((secret) => `kvs-metadata-v1\n${secret.length}:${secret}\n`);
     this.now = now;
   }
@@ -62,7 +62,7 @@ export class PeerAuth {
       this.lastSignedBody = parts.body;
     }
     const text = canonical(parts, this.lastSignedBodyHash, time, nonce);
-    return `v1.${time}.${nonce}.${createHmac('sha256', this.keys[0] as KeyObject).update(text, 'utf8').digest('base64url')}`;
+    return `v1.${time}.${nonce}.${hmacSha256(this.keys[0] as HmacKey, text).toString('base64url')}`;
   }
 
   /** Checks a request's x-kvs-auth: format, time, MAC under any secret, then that it was not seen before. */
@@ -78,7 +78,7 @@ export class PeerAuth {
     if (timeMs <= this.floorMs || this.nonces.has(nonce)) return { ok: false, reason: 'authenticator already used' };
     const text = canonical(parts, bodyHashOf(parts.body), time, nonce);
     const givenBytes = Buffer.from(given, 'base64url');
-    if (!this.keys.some((key) => equal(createHmac('sha256', key).update(text, 'utf8').digest(), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
+    if (!this.keys.some((key) => equal(hmacSha256(key, text), givenBytes))) return { ok: false, reason: 'authenticator does not verify' };
     this.remember(nonce, timeMs, now);
     return { ok: true };
   }
@@ -129,6 +129,41 @@ function canonical(parts: SignedParts, bodyHash: string, time: string, nonce: st
     out += `\n${name}:${Array.isArray(value) ? value.join(',') : (value ?? '')}`;
   }
   return `${out}\n${time}\n${nonce}`;
+}
+
+/** HMAC's inner and outer keys (RFC 2104): the secret, hashed when longer than a block, padded and masked. */
+export interface HmacKey {
+  inner: Buffer;
+  outer: Buffer;
+}
+
+const SHA256_BLOCK = 64;
+
+export function hmacKey(secret: Buffer): HmacKey {
+  const block = Buffer.alloc(SHA256_BLOCK);
+  (secret.length > SHA256_BLOCK ? hash('sha256', secret, 'buffer') : secret).copy(block);
+  const inner = Buffer.alloc(SHA256_BLOCK);
+  const outer = Buffer.alloc(SHA256_BLOCK);
+  for (let i = 0; i < SHA256_BLOCK; i++) {
+    inner[i] = (block[i] as number) ^ 0x36;
+    outer[i] = (block[i] as number) ^ 0x5c;
+  }
+  return { inner, outer };
+}
+
+/**
+ * HMAC-SHA256 of `text` (UTF-8), the same bytes as `createHmac('sha256', secret)`, from two one-shot
+ * hashes: creating an Hmac object costs more than the hashing itself, and this runs on every
+ * request between nodes, at both ends (test/node/peer-auth.test.ts checks it against createHmac).
+ */
+export function hmacSha256(key: HmacKey, text: string): Buffer {
+  const inner = Buffer.allocUnsafe(SHA256_BLOCK + Buffer.byteLength(text, 'utf8'));
+  key.inner.copy(inner);
+  inner.write(text, SHA256_BLOCK, 'utf8');
+  const outer = Buffer.allocUnsafe(SHA256_BLOCK + 32);
+  key.outer.copy(outer);
+  hash('sha256', inner, 'buffer').copy(outer, SHA256_BLOCK);
+  return hash('sha256', outer, 'buffer');
 }
 
 function bodyHashOf(body: string): string {

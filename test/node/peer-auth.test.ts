@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import { AUTH_HEADER, PeerAuth, SKEW_MS } from '../../src/node/peer-auth.ts';
+import { AUTH_HEADER, hmacKey, hmacSha256, PeerAuth, SKEW_MS } from '../../src/node/peer-auth.ts';
 
 const SECRET = 'unit-test-secret';
 
@@ -34,6 +34,15 @@ test('the authenticator is HMAC-SHA256 over the documented canonical form', () =
   const bare = { method: 'GET', path: '/internal/ping', body: '', headers: {} };
   const [, time2, nonce2, mac2] = auth.sign(bare).split('.') as [string, string, string, string];
   assert.equal(mac2, documentedMac(SECRET, bare, time2, nonce2));
+});
+
+test('the HMAC made of two one-shot hashes is createHmac\'s, for short, block-long and long secrets and any text', () => {
+  for (const secret of ['s'.repeat(16), 'k'.repeat(64), 'l'.repeat(65), 'é'.repeat(150)]) {
+    for (const text of ['', 'v1\nGET\n/kvs/k', 'ключ 🔑 '.repeat(40)]) {
+      const expected = createHmac('sha256', Buffer.from(secret, 'utf8')).update(text, 'utf8').digest('base64url');
+      assert.equal(hmacSha256(hmacKey(Buffer.from(secret, 'utf8')), text).toString('base64url'), expected, `${secret.length} chars of secret, text ${JSON.stringify(text.slice(0, 20))}`);
+    }
+  }
 });
 
 test('bodies signed in a row each get their own hash (the same body twice, then another)', () => {
