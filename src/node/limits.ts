@@ -48,6 +48,13 @@ export const DATA_CONNECTIONS_PER_PEER = 8;
  * more; a write after a quiet spell is sent at once.
  */
 export const REPLICATION_PACE_MS = 4;
+/**
+ * The pace while a peer is written to steadily (its last batch carried more than one version):
+ * every request wakes a replica that is otherwise idle, and such a wake-up costs far more than the
+ * versions it carries (measured: PUT at 8 connections through 6 nodes on 2 cores, ~2,450/s at a
+ * steady 10 ms against ~1,900/s at 4 ms). A lone write brings the pace back to REPLICATION_PACE_MS.
+ */
+export const REPLICATION_BUSY_PACE_MS = 10;
 /** Keep-alive connections per peer for the control lane (pings, down reports, maps): small requests, rarely two at once. */
 export const CONTROL_CONNECTIONS_PER_PEER = 2;
 /**

@@ -16,7 +16,7 @@ import { startHttpServer, type HttpReply, type HttpRequest } from './http-server
 import { clientClass, PEER_CLASS } from './request-classes.ts';
 import { announce, discover } from './join.ts';
 import { sendLate } from './late-transfer.ts';
-import { DATA_CONNECTIONS_PER_PEER, FORWARD_BATCH_BYTES_MAX, REPLICATION_PACE_MS, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
+import { DATA_CONNECTIONS_PER_PEER, FORWARD_BATCH_BYTES_MAX, REPLICATION_BUSY_PACE_MS, REPLICATION_PACE_MS, RESHARD_WAIT_MS, STORE_STATUS_FRESH_MS, TRANSFER_BYTES_MAX } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { LinkTransport } from './link-transport.ts';
 import { Maps } from './maps.ts';
@@ -149,6 +149,7 @@ export class KvsNode {
         queueBytesMax: config.replicationQueueBytesMax,
         timeoutMs: config.requestTimeoutMs,
         paceMs: REPLICATION_PACE_MS,
+        busyPaceMs: REPLICATION_BUSY_PACE_MS,
       },
       this.peers,
       log,

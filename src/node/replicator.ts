@@ -20,6 +20,12 @@ export interface ReplicatorOptions {
    * request each; a write after a quiet spell goes at once.
    */
   paceMs?: number;
+  /**
+   * The pace instead, while the last batch to the peer carried more than one version: the peer is
+   * written to steadily, and each request costs it a wake-up worth far more than a version, so
+   * longer batches pay. A lone write brings the pace back to `paceMs`.
+   */
+  busyPaceMs?: number;
 }
 
 /** One version on its way to one peer; `seq` orders everything this node queued. */
@@ -47,6 +53,8 @@ interface PeerQueue {
   loggedUpTo: number;
   /** When the last batch to this peer was sent (on the replicator's timers; -Infinity: never). */
   lastSentMs: number;
+  /** Versions in that batch (0: none yet). */
+  lastBatchSize: number;
 }
 
 /**
@@ -122,7 +130,7 @@ export class Replicator {
       });
       if (items.length === 0) continue;
       const last = (items.at(-1) as Item).seq;
-      const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last, lastSentMs: -Infinity };
+      const queue: PeerQueue = { items: [], bytes: 0, sending: false, paused: true, loggedUpTo: last, lastSentMs: -Infinity, lastBatchSize: 0 };
       this.queues.set(peer, queue);
       for (const item of items) this.push(peer, queue, item);
       this.nextSeq = Math.max(this.nextSeq, last + 1);
@@ -135,7 +143,7 @@ export class Replicator {
     for (const peer of targets) {
       let queue = this.queues.get(peer);
       // A peer outside the view gets its writes as hints, sent once it is back.
-      if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0, lastSentMs: -Infinity }));
+      if (!queue) this.queues.set(peer, (queue = { items: [], bytes: 0, sending: false, paused: !this.isUp(peer), loggedUpTo: 0, lastSentMs: -Infinity, lastBatchSize: 0 }));
       const item: Item = { seq: this.nextSeq++, epoch, shard, version, json, bytes };
       this.push(peer, queue, item);
       if (queue.paused) this.logHints(peer, queue, [item]);
@@ -254,6 +262,7 @@ export class Replicator {
         }
         if (this.timers !== null) queue.lastSentMs = this.timers.now();
         const batch = this.takeBatch(queue);
+        queue.lastBatchSize = batch.length;
         const first = batch[0] as Item;
         let delivered = false;
         try {
@@ -304,7 +313,8 @@ export class Replicator {
 
   /** How long the next batch to a peer waits for its pace (0: it goes now). */
   private paceWait(queue: PeerQueue): number {
-    const paceMs = this.options.paceMs ?? 0;
+    const busy = queue.lastBatchSize > 1 && this.options.busyPaceMs !== undefined;
+    const paceMs = (busy ? this.options.busyPaceMs : this.options.paceMs) ?? 0;
     if (this.timers === null || paceMs <= 0) return 0;
     return Math.max(0, queue.lastSentMs + paceMs - this.timers.now());
   }

@@ -1,7 +1,8 @@
 // The replicator's pace, on a fake clock and a fake transport: the first write after a quiet spell
 // goes at once; the writes that arrive while a batch is out, or within the pace of the last
 // request, go together in the next request; nothing is lost or reordered; without timers there is
-// no pacing. Hints for a peer that is paused while a batch waits for its pace are kept.
+// no pacing; while batches carry several versions, the pace is the longer busy one. Hints for a
+// peer that is paused while a batch waits for its pace are kept.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,11 +66,11 @@ function version(key: string): Version {
   return { key, value: 1, deleted: false, dot: null, stamp: { lamport: 1, node: 'n' }, deps: {} } as unknown as Version;
 }
 
-function replicator(transport: PeerTransport, timers: Timers | undefined, paceMs: number, hints: Hint[] = []): Replicator {
+function replicator(transport: PeerTransport, timers: Timers | undefined, paceMs: number, hints: Hint[] = [], busyPaceMs?: number): Replicator {
   const noop = () => undefined;
   const log = { debug: noop, info: noop, warn: noop, error: noop } as never;
   return new Replicator(
-    { self: '10.0.0.1:8090' as NodeAddress, batchMax: 100, batchBytesMax: 1 << 20, queueMax: 1000, queueBytesMax: 1 << 24, timeoutMs: 1000, paceMs },
+    { self: '10.0.0.1:8090' as NodeAddress, batchMax: 100, batchBytesMax: 1 << 20, queueMax: 1000, queueBytesMax: 1 << 24, timeoutMs: 1000, paceMs, ...(busyPaceMs === undefined ? {} : { busyPaceMs }) },
     transport,
     log,
     {
@@ -113,6 +114,39 @@ test('paced: the first write goes at once, the next ones wait for the pace and g
   transport.sent.at(-1)!.answer(OK);
   await settle();
   assert.equal(rep.snapshot().sent, 5);
+});
+
+test('while a peer is written to steadily (its last batch carried several versions) the pace is the busy one; a lone write brings it back', async () => {
+  const timers = new FakeTimers();
+  const transport = new HeldTransport();
+  const rep = replicator(transport, timers, 4, [], 10);
+  rep.enqueue([PEER], EPOCH, SHARD, version('a'));
+  rep.enqueue([PEER], EPOCH, SHARD, version('b'));
+  await settle();
+  transport.sent[0]!.answer(OK);
+  await timers.advance(4);
+  // The first batch carried one version: the usual pace.
+  assert.deepEqual(transport.sent.map((s) => s.keys), [['a'], ['b']]);
+  rep.enqueue([PEER], EPOCH, SHARD, version('c'));
+  rep.enqueue([PEER], EPOCH, SHARD, version('d'));
+  transport.sent[1]!.answer(OK);
+  await timers.advance(4);
+  assert.deepEqual(transport.sent.at(-1)?.keys, ['c', 'd']);
+  // Two versions in that batch: the next waits the busy pace.
+  rep.enqueue([PEER], EPOCH, SHARD, version('e'));
+  transport.sent[2]!.answer(OK);
+  await timers.advance(9);
+  assert.equal(transport.sent.length, 3, 'within the busy pace: waits');
+  await timers.advance(1);
+  assert.deepEqual(transport.sent.at(-1)?.keys, ['e']);
+  // A batch of one: back to the usual pace.
+  rep.enqueue([PEER], EPOCH, SHARD, version('f'));
+  transport.sent[3]!.answer(OK);
+  await timers.advance(4);
+  assert.deepEqual(transport.sent.at(-1)?.keys, ['f']);
+  transport.sent[4]!.answer(OK);
+  await settle();
+  assert.equal(rep.snapshot().sent, 6);
 });
 
 test('without timers or with pace 0: sent at once, one request in flight', async () => {
