@@ -32,8 +32,6 @@ export interface BatchItem {
 
 const METHODS: ReadonlySet<string> = new Set(['GET', 'PUT', 'DELETE']);
 const ITEM_FIELDS: ReadonlySet<string> = new Set(['method', 'path', 'hops', 'deadline', 'body']);
-/** Depth of an item's body: what a client's body may have. */
-const ITEM_BODY_DEPTH_MAX = CLIENT_BODY_DEPTH_MAX;
 
 /** The JSON text of one item (`bodyText`: the client's body as JSON text, undefined when none). */
 export function encodeItem(method: KvMethod, path: string, hops: number, deadlineMs: number, bodyText: string | undefined): string {
@@ -70,7 +68,7 @@ function parseItem(item: unknown, index: number): BatchItem {
   if (!Number.isInteger(hops) || (hops as number) < 1 || (hops as number) > FORWARD_HOPS_MAX) throw fault(`hops must be a whole number from 1 to ${FORWARD_HOPS_MAX}`);
   if (deadline !== null && (!Number.isSafeInteger(deadline) || (deadline as number) < 1)) throw fault('deadline must be a time in milliseconds since 1970, or null');
   const body = Object.hasOwn(fields, 'body') ? fields.body : undefined;
-  if (body !== undefined && bodyFault(body, ITEM_BODY_DEPTH_MAX) !== null) throw fault(`body nests deeper than ${ITEM_BODY_DEPTH_MAX} levels`);
+  if (body !== undefined && bodyFault(body, CLIENT_BODY_DEPTH_MAX) !== null) throw fault(`body nests deeper than ${CLIENT_BODY_DEPTH_MAX} levels, as a client's may not`);
   return { method: method as KvMethod, path, hops: hops as number, deadlineMs: deadline as number | null, body };
 }
 

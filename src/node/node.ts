@@ -80,8 +80,6 @@ export class KvsNode {
   private readonly parked: ParkedRequests;
   private readonly metrics: Metrics;
   private readonly resharding: Resharding;
-  private readonly forwarding: Forwarding;
-  private readonly soon: (callback: () => void) => void;
   /** How the items of a POST /internal/kv-batch are served (kv-batch.ts). */
   private readonly batches: BatchServer;
 
@@ -201,12 +199,12 @@ export class KvsNode {
       syncFromAhead: (lacking) => this.sync.syncFromAhead(lacking),
       syncBase: () => this.sync.syncBase(),
     });
-    this.soon = env.soon ?? setImmediate;
-    const forwarding = (this.forwarding = new Forwarding(
+    const soon = env.soon ?? setImmediate;
+    const forwarding = new Forwarding(
       ctx,
       (peer) => this.failures.suspect(peer),
-      new ForwardBatcher(this.peers, this.timers, this.soon, { itemsMax: config.forwardBatchMax, bytesMax: FORWARD_BATCH_BYTES_MAX }),
-    ));
+      new ForwardBatcher(this.peers, this.timers, soon, { itemsMax: config.forwardBatchMax, bytesMax: FORWARD_BATCH_BYTES_MAX }),
+    );
     this.publicRoutes = new PublicRoutes(ctx, {
       parked: this.parked,
       gate: this.gate,
@@ -220,7 +218,7 @@ export class KvsNode {
       storeStatus: coalesce(() => storeStatus(this.ctx, () => this.status()), STORE_STATUS_FRESH_MS, () => this.timers.now()),
     });
     this.batches = {
-      soon: this.soon,
+      soon,
       onError: (error, item) => log.error({ err: error, method: item.method, path: item.path }, 'request failed'),
       // Each item is served as the forwarded request it stands for would be, counted and timed as one.
       serve: (one, peer) => this.metrics.timed(one.method, one.path, async () => {
