@@ -12,7 +12,7 @@ import type { NodeAddress } from '../core/types.ts';
 import { JsonText, type PeerTransport, type TimerHandle, type Timers } from './env.ts';
 import { DEADLINE_HEADER, HOPS_HEADER } from './headers.ts';
 import { encodeBatch, encodeItem, KV_BATCH_PATH, parseLine } from './kv-batch.ts';
-import { PEER_TIMEOUT_CODE, PeerUnreachableError, parseReply, type PeerReply } from './peer-client.ts';
+import { PEER_TIMEOUT_CODE, PeerUnreachableError, relayedReply, type PeerReply } from './peer-client.ts';
 
 export interface ForwardRequest {
   method: KvMethod;
@@ -130,9 +130,7 @@ export class ForwardBatcher {
       const parsed = parseLine(line);
       const one = parsed === undefined ? undefined : pending[parsed.index];
       if (parsed === undefined || one === undefined) return;
-      // A 503 is read by the failover rule; any other answer is relayed as its text.
-      const reply: PeerReply = parsed.status === 503 ? { status: 503, body: parseReply(parsed.text), text: parsed.text } : { status: parsed.status, body: undefined, text: parsed.text };
-      settle(one, () => one.resolve(reply));
+      settle(one, () => one.resolve(relayedReply(parsed.status, parsed.text)));
     };
     const body = new JsonText(encodeBatch(pending.map((one) => one.item)));
     this.peers.call(target, 'POST', KV_BATCH_PATH, body, { timeoutMs, rawReply: true, onLine }).then(

@@ -123,18 +123,20 @@ export class Exchange {
     this.chunks = [];
     this.partial = null;
     const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, this.onLine === null ? this.size : undefined).toString('utf8');
-    if (this.raw && this.status !== 503) {
-      this.resolve({ status: this.status, body: undefined, text });
-      return;
-    }
-    const reply: PeerReply = { status: this.status, body: parseReply(text) };
-    if (this.raw) reply.text = text;
-    this.resolve(reply);
+    this.resolve(this.raw ? relayedReply(this.status, text) : { status: this.status, body: parseReply(text) });
   }
 
   onResponseError(_controller: unknown, error: Error): void {
     this.fail(error);
   }
+}
+
+/**
+ * An answer to relay as its text (`rawReply`): parsed only for a 503, the one status the link
+ * table and failover read.
+ */
+export function relayedReply(status: number, text: string): PeerReply {
+  return status === 503 ? { status, body: parseReply(text), text } : { status, body: undefined, text };
 }
 
 /** A peer's answer body: parsed JSON, undefined when empty, a stand-in error when not JSON. */
