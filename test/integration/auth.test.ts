@@ -149,7 +149,9 @@ describe('with CLUSTER_SECRET: 4 nodes, 2 shards', () => {
     const at0 = layout.members[s0]![0]!;
     const at1 = layout.members[s1]![0]!;
     const key0 = await keyOf(at0, s0, 'mac');
-    const key1 = await keyOf(at1, s1, 'mac');
+    // A prefix of its own: the search writes 'init' to every key it tries, and through at1 it would
+    // overwrite key0 at another member, concurrently with the 'real' below (either could win).
+    const key1 = await keyOf(at1, s1, 'mac-other');
     const c = new Client();
     assert.ok([200, 201].includes((await c.put(at0, key0, 'real')).status));
     const meta = c.meta as Record<string, unknown>;
