@@ -30,7 +30,9 @@ interface Family {
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*/;
-const VALUE = /^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Inf|NaN)$/;
+// NaN in any case, as Prometheus reads it (Go's ParseFloat): prom-client writes `Nan` for a
+// default metric with no samples yet (nodejs_eventloop_lag_mean_seconds).
+const VALUE = /^(?:[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Inf|[Nn][Aa][Nn])$/;
 
 function parseValue(text: string, where: string): number {
   if (!VALUE.test(text)) throw new Error(`${where}: not a float: ${JSON.stringify(text)}`);
