@@ -80,7 +80,8 @@ export class ReplicationCore extends CoreState {
   }
 
   /**
-   * The members the last collection did not hear from: those it waits for (`blockedBy`: unheard of
+   * The members the last collection round that decided did not hear from (a round skipped for a
+   * live member's writes still on their way keeps the verdict before it): those it waits for (`blockedBy`: unheard of
    * for less than the grace, or this node does not hear from a majority) or went on without
    * (`collectingWithout`). One of the two is empty.
    */
@@ -256,10 +257,9 @@ export class ReplicationCore extends CoreState {
     if (this.stale !== null) return 0;
     const clocks = peerApplied ?? this.peers.appliedAt(this.currentMap.epoch, replica.shard);
     const known = appliedByKnownMembers(replica.applied, membersOf(this.currentMap, replica.shard) ?? [], this.self, clocks);
-    if (known === null) {
-      this.lastCollection = { notCounted: [], withoutThem: false };
-      return 0;
-    }
+    // A round skipped for a live member's writes still on their way decides nothing about the members
+    // it does not hear from: the last round's verdict stands (what /status reports).
+    if (known === null) return 0;
     const { everywhere, missing } = known;
     for (const node of this.missingSince.keys()) if (!missing.includes(node)) this.missingSince.delete(node);
     for (const node of missing) if (!this.missingSince.has(node)) this.missingSince.set(node, nowMs);

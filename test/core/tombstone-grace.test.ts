@@ -80,6 +80,25 @@ test('a member not heard from blocks collection for the grace, then tombstones a
   assert.ok((a.replica?.collected[A] ?? 0) >= 2, 'the horizon covers the collected delete');
 });
 
+test('a round skipped for a live member\'s writes still on their way keeps the last verdict on the members not heard from', () => {
+  const a = core(A);
+  const d = drive(a);
+  d.kv('PUT', 'k', { value: 1 });
+  d.kv('DELETE', 'k', {});
+  const known = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
+  assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, 0), 0);
+  assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, GRACE), 1);
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] });
+  // B has a write of its own A has not applied: the round collects nothing and decides nothing.
+  const ahead = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied, [B]: 1 }]]);
+  assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: ahead }, GRACE + 1), 0);
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] }, 'C is still reported');
+  // Before any round has decided, a skipped one reports nothing either way.
+  const fresh = core(A);
+  assert.equal(drive(fresh).step({ kind: 'collect-tombstones', peerApplied: ahead }, 0), 0);
+  assert.deepEqual(fresh.collectionStatus, { blockedBy: [], collectingWithout: [] });
+});
+
 test('a replica that has not applied what a peer collected is stale: it merges nothing, pulls nothing, pushes nothing, and is copied once handed off', () => {
   const b = core(B);
   const d = drive(b);
