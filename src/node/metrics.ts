@@ -13,6 +13,7 @@ import type { Timers } from './env.ts';
 import type { HttpReply } from './http-server.ts';
 import type { ParkedRequests } from './parked-requests.ts';
 import type { Replicator } from './replicator.ts';
+import type { CommitStats, Storage } from './storage.ts';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -56,6 +57,8 @@ export interface MetricsSources {
   reshard(): unknown;
   /** Forwarded requests sent on their own and in batches (forward-batch.ts). */
   forwardBatches(): ForwardBatchCounts;
+  /** Group commits of the node's storage (all zero in memory). */
+  storage: Pick<Storage, 'commitStats'>;
 }
 
 export interface MetricsOptions {
@@ -263,6 +266,12 @@ export class Metrics {
     backlog('kvs_replication_hint_bytes', 'Bytes (JSON) held as hints for a shard peer that is down', true, 'bytes');
     cumulative('kvs_replication_sent_versions_total', 'Versions pushed to shard peers', () => sources.replicator.snapshot().sent);
     cumulative('kvs_replication_dropped_versions_total', 'Versions dropped from a full replication queue (sync and anti-entropy repair them)', () => sources.replicator.snapshot().dropped);
+
+    const commits = (): CommitStats => sources.storage.commitStats();
+    cumulative('kvs_storage_commits_total', 'Group commits written to disk (DATA_DIR; one transaction and fsync each)', () => commits().commits);
+    cumulative('kvs_storage_commit_failures_total', 'Group commits that failed (their writes were answered with an error, and are written again with the next)', () => commits().failures);
+    cumulative('kvs_storage_commit_seconds_total', 'Time group commits took, from hand-over to the storage writer to landing on disk; divide by kvs_storage_commits_total for the mean', () => commits().seconds);
+    gauge('kvs_storage_writer_failed', '1 once the storage writer stopped or failed a reset or map write: the node acknowledges no more writes until restarted', () => (commits().writerFailed ? 1 : 0));
 
     const repair = (name: string, help: string, field: string): void => cumulative(name, help, () => numberAt(sources.repairStatus(), field) ?? 0);
     repair('kvs_anti_entropy_rounds_total', 'Anti-entropy rounds completed', 'rounds');

@@ -37,7 +37,8 @@ import { nodeStatus } from './status.ts';
 import { VERSION } from './version.ts';
 import { Sync } from './sync.ts';
 import type { TlsMaterial } from './tls.ts';
-import { MemoryStorage, SqliteStorage, type SavedState, type Storage } from './storage.ts';
+import { SqliteStorage } from './sqlite-storage.ts';
+import { MemoryStorage, type SavedState, type Storage } from './storage.ts';
 
 export type { NodeEnv } from './env.ts';
 
@@ -232,7 +233,7 @@ export class KvsNode {
     };
     this.peerRoutes = new PeerRoutes(ctx, { failures: this.failures, maps: this.maps, sync: this.sync, resharding });
     this.metrics = new Metrics(
-      { core: this.core, replicator, parked: this.parked, background, repairStatus: () => this.sync.repairStatus(), reshard: () => this.resharding.progress(), forwardBatches: () => forwarding.batchCounts },
+      { core: this.core, replicator, parked: this.parked, background, repairStatus: () => this.sync.repairStatus(), reshard: () => this.resharding.progress(), forwardBatches: () => forwarding.batchCounts, storage: this.storage },
       { realProcess: env.timers === undefined, timers: this.timers },
     );
   }

@@ -1,14 +1,8 @@
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { asNodeAddress } from '../core/address.ts';
 import { assert } from '../core/assert.ts';
 import type { SavedReplica } from '../core/node-core.ts';
 import { digestOfVersions, type StoreDigest } from '../core/replica.ts';
 import type { Clock, Epoch, EpochClocks, NodeAddress, ShardId, ShardMap, Version } from '../core/types.ts';
-import type { Logger } from './logger.ts';
 import type { Hint, HintLog } from './replicator.ts';
-import { isClock, isEpochClocks, isShardMap, isVersion } from './wire.ts';
 
 /** What the runtime stages: Replica.takeDirty(). */
 export interface StagedChange {
@@ -48,7 +42,17 @@ export interface Storage {
   readonly hints: HintLog;
   /** Hints that survived the last run, by peer. */
   loadHints(): Map<NodeAddress, Hint[]>;
+  /** Group commits so far, for /metrics. */
+  commitStats(): CommitStats;
   close(): void;
+}
+
+/** Group commits written, failed, the time they took (hand-over to landing), and a writer that stopped. */
+export interface CommitStats {
+  commits: number;
+  failures: number;
+  seconds: number;
+  writerFailed: boolean;
 }
 
 /** Without DATA_DIR: nothing survives the process, and nothing waits for a disk. */
@@ -70,11 +74,11 @@ export class MemoryStorage implements Storage {
   loadHints(): Map<NodeAddress, Hint[]> {
     return new Map();
   }
+  commitStats(): CommitStats {
+    return { commits: 0, failures: 0, seconds: 0, writerFailed: false };
+  }
   close(): void {}
 }
-
-/** Bump when the layout changes; a directory of another format is set aside and rebuilt from peers. */
-const FORMAT = 'kvs-sqlite-1';
 
 /** What the replica's metadata row holds. */
 export interface ReplicaMeta {
@@ -130,7 +134,8 @@ function isStoreDigest(value: unknown): value is StoreDigest {
   return Number.isSafeInteger(count) && (count as number) >= 0 && Number.isInteger(sum) && (sum as number) >= 0 && (sum as number) < 2 ** 32;
 }
 
-const EMPTY_DIGEST: StoreDigest = { count: 0, sum: 0 };
+/** The digest of an empty replica. */
+export const EMPTY_DIGEST: StoreDigest = { count: 0, sum: 0 };
 
 /** Everything staged since the last group commit, written in one transaction. */
 export interface CommitBatch {
@@ -154,8 +159,21 @@ export abstract class GroupCommitStorage {
   private stagedMeta: ReplicaMeta | null = null;
   private stagedHintAdds: { peer: NodeAddress; hint: Hint }[] = [];
   private stagedHintDrops = new Map<NodeAddress, number>();
+  /** The next commit must reach the writer even with nothing staged (see commitBarrier). */
+  private barrier = false;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** The waiters of the batch handed over last (while any is in flight: the writer answers in order). */
+  private lastWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private scheduled = false;
+  /** Batches handed to an asynchronous writer and not answered yet (at most one, but for close). */
+  private inFlight = 0;
+  /** Bumped by each reset: a batch of an older replica that lands later sets no clock. */
+  private generation = 0;
+  /** Set once a commit failed: nothing more is written (see stop). */
+  private stopped: Error | null = null;
+  /** Batches an asynchronous writer may hold at once. */
+  protected readonly maxInFlight: number = 1;
+  private readonly stats = { commits: 0, failures: 0, seconds: 0 };
   /** The epoch and shard of the replica on disk (null: none). */
   protected replicaMeta: { epoch: Epoch; shard: ShardId } | null = null;
   protected committedApplied: Clock = {};
@@ -179,14 +197,17 @@ export abstract class GroupCommitStorage {
     },
   };
 
-  /** Writes one batch atomically; throws when it could not. */
-  protected abstract writeBatch(batch: CommitBatch): void;
-  /** Replaces the stored replica by an empty one (or none), at once. */
+  /**
+   * Writes one batch atomically: at once (returns; throws when it could not), or by a writer that
+   * keeps the order of everything handed to it (the promise settles when the batch is on disk).
+   */
+  protected abstract writeBatch(batch: CommitBatch): void | Promise<void>;
+  /** Replaces the stored replica by an empty one (or none), before any batch written after it. */
   protected abstract writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void;
   /** Runs `commit` later: after this turn of the event loop, or after a simulated fsync. */
   protected abstract scheduleCommit(commit: () => void): void;
-  /** A batch could not be written (its waiters are rejected). */
-  protected abstract commitFailed(error: unknown): void;
+  /** A commit failed or the writer stopped (said once; every write from then on is refused). */
+  protected abstract commitFailed(error: Error): void;
 
   resetReplica(replica: { epoch: Epoch; shard: ShardId } | null): void {
     const current = this.replicaMeta;
@@ -199,6 +220,7 @@ export abstract class GroupCommitStorage {
     }
     this.stagedVersions.clear();
     this.stagedMeta = null;
+    this.generation++;
     this.writeReset(replica);
     this.replicaMeta = replica;
     this.committedApplied = {};
@@ -230,7 +252,7 @@ export abstract class GroupCommitStorage {
   }
 
   flush(): Promise<void> {
-    if (!this.scheduled && !this.hasStaged()) return Promise.resolve();
+    if (!this.scheduled && !this.hasStaged() && this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.schedule();
@@ -241,215 +263,99 @@ export abstract class GroupCommitStorage {
     return this.committedApplied;
   }
 
+  commitStats(): CommitStats {
+    return { ...this.stats, writerFailed: this.stopped !== null };
+  }
+
+  /** Something was handed to the writer outside a batch: the next flush waits until it is done. */
+  protected commitBarrier(): void {
+    this.barrier = true;
+    this.schedule();
+  }
+
+  /**
+   * The disk can no longer be trusted with writes (a commit failed, the writer stopped): every
+   * flush from now on is refused, as is every batch in flight. The node must be restarted.
+   */
+  protected stop(error: Error): void {
+    if (this.stopped !== null) return;
+    this.stopped = error;
+    this.stats.failures++;
+    this.commitFailed(error);
+    this.schedule();
+  }
+
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
     this.scheduleCommit(() => this.commit());
   }
 
-  /** One write of everything staged since the last one; then every waiter is answered. */
-  protected commit(): void {
+  /**
+   * One write of everything staged since the last one; then every waiter is answered. A writer
+   * that lands batches later takes up to `maxInFlight` of them; while that many are on their way,
+   * what is staged meanwhile gathers into the next (`force`, for close: at once).
+   */
+  protected commit(force = false): void {
     this.scheduled = false;
+    if (this.stopped !== null) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const waiter of waiters) waiter.reject(this.stopped);
+      return;
+    }
+    if (this.inFlight >= this.maxInFlight && !force) return;
     const waiters = this.waiters;
     this.waiters = [];
-    try {
-      if (this.hasStaged()) {
-        const meta = this.stagedMeta;
-        this.writeBatch({ versions: this.stagedVersions, meta, hintAdds: this.stagedHintAdds, hintDrops: this.stagedHintDrops });
-        if (meta !== null) this.committedApplied = meta.applied;
-        this.stagedVersions = new Map();
-        this.stagedMeta = null;
-        this.stagedHintAdds = [];
-        this.stagedHintDrops = new Map();
-      }
-      for (const waiter of waiters) waiter.resolve();
-    } catch (error) {
-      this.commitFailed(error);
-      for (const waiter of waiters) waiter.reject(error);
+    if (!this.hasStaged()) {
+      // What they wait for is on its way: they are answered with the last batch handed over.
+      if (this.inFlight > 0) this.lastWaiters.push(...waiters);
+      else for (const waiter of waiters) waiter.resolve();
+      return;
     }
+    const batch: CommitBatch = { versions: this.stagedVersions, meta: this.stagedMeta, hintAdds: this.stagedHintAdds, hintDrops: this.stagedHintDrops };
+    this.stagedVersions = new Map();
+    this.stagedMeta = null;
+    this.stagedHintAdds = [];
+    this.stagedHintDrops = new Map();
+    this.barrier = false;
+    const generation = this.generation;
+    const startedAt = performance.now();
+    let written: void | Promise<void>;
+    try {
+      written = this.writeBatch(batch);
+    } catch (error) {
+      this.failed(waiters, error);
+      return;
+    }
+    if (written === undefined) {
+      this.landed(batch, generation, waiters, startedAt);
+      return;
+    }
+    this.inFlight++;
+    this.lastWaiters = waiters;
+    written.then(
+      () => this.landed(batch, generation, waiters, startedAt),
+      (error: unknown) => this.failed(waiters, error),
+    ).finally(() => {
+      this.inFlight--;
+      if (this.hasStaged() || this.waiters.length > 0) this.schedule();
+    });
+  }
+
+  private landed(batch: CommitBatch, generation: number, waiters: readonly { resolve: () => void }[], startedAt: number): void {
+    this.stats.commits++;
+    this.stats.seconds += (performance.now() - startedAt) / 1000;
+    if (batch.meta !== null && generation === this.generation) this.committedApplied = batch.meta.applied;
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private failed(waiters: readonly { reject: (error: unknown) => void }[], error: unknown): void {
+    this.stop(error instanceof Error ? error : new Error(String(error)));
+    for (const waiter of waiters) waiter.reject(error);
   }
 
   private hasStaged(): boolean {
-    return this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
-  }
-}
-
-/**
- * SQLite in WAL mode with synchronous=FULL: a commit returns only when it is on disk. One table of
- * versions (the winning version of each key of this node's shard, tombstones included) and one of
- * metadata (format, owner address, shard map, the replica's epoch, shard, applied clock and Lamport
- * time). Versions and the clock that covers them are written in one transaction, so a crash leaves
- * them consistent.
- */
-export class SqliteStorage extends GroupCommitStorage implements Storage {
-  private readonly db: DatabaseSync;
-  private readonly log: Logger;
-  private readonly upsertVersion: StatementSync;
-  private readonly upsertMeta: StatementSync;
-  private readonly deleteVersion: StatementSync;
-  private readonly insertHint: StatementSync;
-  private readonly deleteHints: StatementSync;
-
-  /**
-   * Opens (or creates) the node's data directory. A directory that cannot be read, fails SQLite's
-   * integrity check, has another format, or belongs to another address is moved aside (kept for a
-   * person to look at) and replaced by an empty one; the node then copies its shard from peers.
-   */
-  static open(directory: string, address: NodeAddress, log: Logger): { storage: SqliteStorage; saved: SavedState } {
-    if (!existsSync(directory)) {
-      log.info({ directory }, 'data directory missing: starting empty, the shard will be copied from peers');
-      mkdirSync(directory, { recursive: true });
-    }
-    let storage: SqliteStorage | null = null;
-    try {
-      storage = new SqliteStorage(directory, address, log);
-      return { storage, saved: storage.load() };
-    } catch (error) {
-      storage?.db.close();
-      const aside = `${directory.replace(/\/+$/, '')}.corrupt-${Date.now()}`;
-      log.error(
-        { directory, movedTo: aside, reason: error instanceof Error ? error.message : String(error) },
-        'data directory unusable: moved aside; starting empty, the shard will be copied from peers',
-      );
-      renameSync(directory, aside);
-      mkdirSync(directory, { recursive: true });
-      const fresh = new SqliteStorage(directory, address, log);
-      return { storage: fresh, saved: fresh.load() };
-    }
-  }
-
-  private constructor(directory: string, address: NodeAddress, log: Logger) {
-    super();
-    this.log = log;
-    this.db = new DatabaseSync(join(directory, 'kvs.sqlite'));
-    try {
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;');
-      const check = this.db.prepare('PRAGMA quick_check').get() as Record<string, unknown> | undefined;
-      const verdict = check ? Object.values(check)[0] : 'no answer';
-      if (verdict !== 'ok') throw new Error(`integrity check failed: ${String(verdict)}`);
-      this.db.exec(
-        'CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);' +
-          'CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, data TEXT NOT NULL);' +
-          'CREATE TABLE IF NOT EXISTS hints (peer TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (peer, seq));',
-      );
-      const format = this.readMeta('format');
-      const owner = this.readMeta('address');
-      if (format === undefined && owner === undefined) {
-        this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?), (?, ?)').run('format', FORMAT, 'address', address);
-      } else if (format !== FORMAT) {
-        throw new Error(`data format ${String(format)} is not ${FORMAT}`);
-      } else if (owner !== address) {
-        throw new Error(`data belongs to ${String(owner)}, not ${address}`);
-      }
-    } catch (error) {
-      this.db.close();
-      throw error;
-    }
-    this.upsertVersion = this.db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
-    this.deleteVersion = this.db.prepare('DELETE FROM versions WHERE key = ?');
-    this.insertHint = this.db.prepare('INSERT OR REPLACE INTO hints (peer, seq, data) VALUES (?, ?, ?)');
-    this.deleteHints = this.db.prepare('DELETE FROM hints WHERE peer = ? AND seq <= ?');
-    this.upsertMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
-  }
-
-  load(): SavedState {
-    const rawMap = this.parse(this.readMeta('map'));
-    const map = isShardMap(rawMap) ? rawMap : null;
-    const meta = this.parse(this.readMeta('replica')) as ReplicaMeta | null;
-    if (meta === null || typeof meta.shard !== 'string' || !Number.isSafeInteger(meta.epoch) || !isClock(meta.applied)) {
-      return { map, replica: null };
-    }
-    const versions: Version[] = [];
-    for (const row of this.db.prepare('SELECT data FROM versions').iterate() as Iterable<{ data: string }>) {
-      const version = this.parse(row.data);
-      if (!isVersion(version)) throw new Error('a stored version is malformed');
-      versions.push(version);
-    }
-    // A mismatch throws: open() then sets the directory aside and the shard is copied from peers.
-    this.loaded(meta, versions);
-    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
-    const base = isEpochClocks(meta.base) ? meta.base : {};
-    const collected = isClock(meta.collected) ? meta.collected : {};
-    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, collected, versions } };
-  }
-
-  saveMap(map: ShardMap): void {
-    this.upsertMeta.run('map', JSON.stringify(map));
-  }
-
-  protected writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void {
-    this.db.exec('BEGIN');
-    try {
-      this.db.exec('DELETE FROM versions');
-      if (replica === null) this.db.prepare('DELETE FROM meta WHERE name = ?').run('replica');
-      else this.upsertMeta.run('replica', JSON.stringify({ epoch: replica.epoch, shard: replica.shard, applied: {}, lamport: 0, digest: EMPTY_DIGEST }));
-      this.db.exec('COMMIT');
-    } catch (error) {
-      this.db.exec('ROLLBACK');
-      throw error;
-    }
-  }
-
-  loadHints(): Map<NodeAddress, Hint[]> {
-    const out = new Map<NodeAddress, Hint[]>();
-    const rows = this.db.prepare('SELECT peer, seq, data FROM hints ORDER BY peer, seq').iterate() as Iterable<{ peer: string; seq: number; data: string }>;
-    for (const row of rows) {
-      const hint = this.parse(row.data) as Hint | null;
-      if (hint === null || !isVersion(hint.version) || typeof hint.shard !== 'string' || !Number.isSafeInteger(hint.epoch)) continue;
-      // This node wrote the row, with a peer's address.
-      const peer = asNodeAddress(row.peer);
-      const list = out.get(peer) ?? [];
-      list.push({ ...hint, seq: Number(row.seq) });
-      out.set(peer, list);
-    }
-    return out;
-  }
-
-  close(): void {
-    try {
-      this.commit();
-    } finally {
-      this.db.close();
-    }
-  }
-
-  protected scheduleCommit(commit: () => void): void {
-    setImmediate(commit);
-  }
-
-  protected writeBatch(batch: CommitBatch): void {
-    this.db.exec('BEGIN');
-    try {
-      for (const [key, version] of batch.versions) {
-        if (version === null) this.deleteVersion.run(key);
-        else this.upsertVersion.run(key, JSON.stringify(version));
-      }
-      if (batch.meta !== null) this.upsertMeta.run('replica', JSON.stringify(batch.meta));
-      // Adds first: a drop covers every seq up to its own, staged before or with it.
-      for (const { peer, hint } of batch.hintAdds) this.insertHint.run(peer, hint.seq, JSON.stringify(hint));
-      for (const [peer, seq] of batch.hintDrops) this.deleteHints.run(peer, seq);
-      this.db.exec('COMMIT');
-    } catch (error) {
-      this.db.exec('ROLLBACK');
-      throw error;
-    }
-  }
-
-  protected commitFailed(error: unknown): void {
-    this.log.error({ err: error }, 'storage commit failed');
-  }
-
-  private readMeta(name: string): string | undefined {
-    const row = this.db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined;
-    return row?.value;
-  }
-
-  private parse(text: string | undefined): unknown {
-    if (text === undefined) return null;
-    try {
-      return JSON.parse(text);
-    } catch {
-      return null;
-    }
+    return this.barrier || this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
   }
 }

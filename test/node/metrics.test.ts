@@ -24,6 +24,7 @@ function metricsWith(reshard: () => unknown, clock = { ms: 0 }): Metrics {
     repairStatus: () => ({ rounds: 6, keysRepaired: 2, bytes: 100, tombstonesCollected: 0, syncBytesReceived: 9, msSinceFullSync: null }),
     reshard,
     forwardBatches: () => ({ single: 3, batches: 4, batched: 10 }),
+    storage: { commitStats: () => ({ commits: 12, failures: 1, seconds: 0.25, writerFailed: true }) },
   } as unknown as MetricsSources;
   const timers = { now: () => clock.ms } as unknown as Timers;
   return new Metrics(sources, { realProcess: false, timers });
@@ -106,6 +107,10 @@ test('state read at scrape time: backlogs per peer, waits by reason and outcome,
     'kvs_forwarded_requests_total{sent="single"} 3',
     'kvs_forwarded_requests_total{sent="batched"} 10',
     'kvs_forward_batches_total 4',
+    'kvs_storage_commits_total 12',
+    'kvs_storage_commit_failures_total 1',
+    'kvs_storage_commit_seconds_total 0.25',
+    'kvs_storage_writer_failed 1',
   ]) {
     assert.ok(lines.includes(expected), `${expected} in\n${lines.join('\n')}`);
   }

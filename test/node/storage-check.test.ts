@@ -15,7 +15,8 @@ import { InvariantError } from '../../src/core/assert.ts';
 import { digestOfVersions, Replica } from '../../src/core/replica.ts';
 import type { Timers } from '../../src/node/env.ts';
 import type { Logger } from '../../src/node/logger.ts';
-import { checkCommitted, SqliteStorage, type ReplicaMeta } from '../../src/node/storage.ts';
+import { SqliteStorage } from '../../src/node/sqlite-storage.ts';
+import { checkCommitted, type ReplicaMeta } from '../../src/node/storage.ts';
 import { nodeAddress } from '../../src/core/address.ts';
 import { asEpoch, shardIdFor } from '../../src/core/shard-map.ts';
 
