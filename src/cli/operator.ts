@@ -33,15 +33,40 @@ export function statusTable(store: StoreStatus): string {
     dash(n.replicationBacklog === null ? null : `${n.replicationBacklog.versions} / ${bytes(n.replicationBacklog.bytes)}`),
     dash(n.hintBacklog === null ? null : `${n.hintBacklog.versions} / ${bytes(n.hintBacklog.bytes)}`),
     dash(n.secondsSinceInSync === null ? null : `${n.secondsSinceInSync.toFixed(1)} s`),
+    dash(n.tombstones === null || n.tombstones === undefined ? null : `${n.tombstones.held}${n.tombstones.stale === null ? '' : ' stale'}`),
   ]);
   const lines = [
     `epoch ${store.epoch}, ${store.mode}, ${store.shards.length} shard${store.shards.length === 1 ? '' : 's'} (as ${store.answeredBy} sees it)`,
-    table(['NODE', 'SHARD', 'STATE', 'KEYS', 'REPLICATION BACKLOG', 'HINTS', 'IN SYNC'], rows),
+    table(['NODE', 'SHARD', 'STATE', 'KEYS', 'REPLICATION BACKLOG', 'HINTS', 'IN SYNC', 'TOMBSTONES'], rows),
+    ...tombstoneLines(store.nodes),
   ];
   if (store.reshard !== null) lines.push(progressLine(store.reshard));
   const notUp = store.nodes.filter((n) => n.state !== 'up');
   lines.push(notUp.length === 0 ? 'every node is up and ready' : `${notUp.length} of ${store.nodes.length} nodes not up and ready: ${notUp.map((n) => `${n.address} (${n.state})`).join(', ')}`);
   return lines.join('\n');
+}
+
+/**
+ * What holds tombstones back or goes on without a member, said once per set of members with the
+ * nodes that report it, and each stale replica.
+ */
+function tombstoneLines(nodes: StoreStatus['nodes']): string[] {
+  const waits = new Map<string, string[]>();
+  const without = new Map<string, string[]>();
+  const lines: string[] = [];
+  for (const node of nodes) {
+    const t = node.tombstones;
+    if (t === null || t === undefined) continue;
+    if (t.blockedBy.length > 0) waits.set(t.blockedBy.join(', '), [...(waits.get(t.blockedBy.join(', ')) ?? []), node.address]);
+    if (t.collectingWithout.length > 0) without.set(t.collectingWithout.join(', '), [...(without.get(t.collectingWithout.join(', ')) ?? []), node.address]);
+    if (t.stale !== null) {
+      const next = t.stale.handedOff ? 'its writes are handed off; it copies its shard afresh' : 'it hands its writes to the live members first';
+      lines.push(`${node.address}: replica stale for ${t.stale.forSeconds.toFixed(0)} s (it missed tombstones collected without it; ${next})`);
+    }
+  }
+  for (const [members, at] of waits) lines.unshift(`tombstone collection waits for ${members} (at ${at.join(', ')})`);
+  for (const [members, at] of without) lines.unshift(`tombstones are collected without ${members}, not heard from for longer than the grace (at ${at.join(', ')})`);
+  return lines;
 }
 
 /** Whether every node of the store is up and ready (`kvs status` exits 0 only then). */

@@ -54,6 +54,18 @@ export type StoreNodeStatus = {
   secondsSinceInSync: number | null;
   requests: { total: number; errors: number; latencyMsSum: number } | null;
   uptimeSeconds: number | null;
+  /** Its replica's tombstones and their collection (as its GET /status says); null when it does not answer. */
+  tombstones: StoreNodeTombstones | null;
+};
+
+/** A node's tombstones: how many, the oldest's age, the members collection waits for or goes on without, a stale replica. */
+export type StoreNodeTombstones = {
+  held: number;
+  oldestAgeSeconds: number | null;
+  oldestAgeAtLeast: boolean;
+  blockedBy: NodeAddress[];
+  collectingWithout: NodeAddress[];
+  stale: { forSeconds: number; peer: NodeAddress | null; handedOff: boolean } | null;
 };
 
 /** A reshard running, as its coordinator reports it. */
