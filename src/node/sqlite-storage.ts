@@ -207,7 +207,9 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
 
   private startWriter(): Worker {
     const data: WriterData = { file: this.file, closed: this.writerClosed };
-    const writer = new Worker(new URL('./storage-writer.ts', import.meta.url), { workerData: { storageWriter: data } });
+    // Beside this module: storage-writer.ts from the source, storage-writer.js in the built package.
+    const file = import.meta.url.endsWith('.ts') ? './storage-writer.ts' : './storage-writer.js';
+    const writer = new Worker(new URL(file, import.meta.url), { workerData: { storageWriter: data } });
     // The node exits through close(); a writer left open must not keep a process alive by itself.
     writer.unref();
     writer.on('message', (answer: WriterAnswer) => this.answered(answer));
