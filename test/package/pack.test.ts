@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
 import { KvsClient } from '../../src/client/client.ts';
 import { assertPortFree, NotYet, pollUntil } from '../helpers/cluster.ts';
 import { TEST_CLUSTER_SECRET } from '../helpers/peer.ts';
@@ -206,10 +207,12 @@ describe('the package, packed and installed into an empty project', () => {
     for (const command of ['node', 'cluster', 'get', 'put']) assert.match(stdout, new RegExp(`^\\s+${command}\\b`, 'm'), `kvs --help lists ${command}`);
   });
 
-  test('the installed kvs node runs a node that serves the API and the dashboard', async () => {
+  test('the installed kvs node runs a durable node that serves the API and the dashboard', async () => {
     const address = ports.address(1);
     await assertPortFree(address);
-    const node = new Running(kvsBin, ['node', '--address', address, '--listen-host', '127.0.0.1', '--log-level', 'warn'], project, { CLUSTER_SECRET: TEST_CLUSTER_SECRET });
+    // DATA_DIR: its writes go through the storage writer's worker thread, a module of the package too.
+    const dataDir = join(project, 'node-data');
+    const node = new Running(kvsBin, ['node', '--address', address, '--listen-host', '127.0.0.1', '--log-level', 'warn'], project, { CLUSTER_SECRET: TEST_CLUSTER_SECRET, DATA_DIR: dataDir });
     const client = new KvsClient({ nodes: [address] });
     try {
       await pollUntil(
@@ -231,6 +234,10 @@ describe('the package, packed and installed into an empty project', () => {
       assert.match(await page.text(), /<html/i);
       await client.close();
       assert.deepEqual(await node.stop(), { code: 0, signal: null }, `kvs node exits on SIGTERM:\n${node.output}`);
+      const db = new DatabaseSync(join(dataDir, 'kvs.sqlite'), { readOnly: true });
+      const row = db.prepare('SELECT data FROM versions WHERE key = ?').get('k') as { data: string } | undefined;
+      db.close();
+      assert.equal((JSON.parse(row?.data ?? 'null') as { value?: unknown } | null)?.value, 'v', `the acknowledged write is on disk:\n${node.output}`);
     } finally {
       await client.close();
       if (node.running) await node.stop();
