@@ -2,14 +2,20 @@
 // both) against a bare node:http JSON echo (bench/http/echo-server.ts, its own process) and against
 // one node of a local store (6 nodes, 2 shards, cluster secret; about half the keys live on the
 // other shard, so about half the requests are forwarded once), in memory and then durable (data
-// directories in a temporary folder, removed after). 1,000 keys (key-0..key-999, 100-byte values)
-// are written through the store first. For each connection count, the cells run in the order echo
-// GET, store GET, echo PUT, store PUT, so drift on shared cores hits both sides of each ratio
-// (store req/s / echo req/s of the same method and connections).
+// directories in a temporary folder, removed after), and then, when an `etcd` binary is on PATH, a
+// 3-member etcd cluster on the same cores (etcd fsyncs every write: a durable comparison), through
+// its v3 JSON gateway (bench/http/etcd.ts, bench/http/etcd.lua; GET = POST /v3/kv/range, PUT = POST
+// /v3/kv/put; wrk against one member). 1,000 keys (key-0..key-999, 100-byte values) are written
+// through the store (etcd) first. For each connection count, the cells run in the order echo GET,
+// store GET, echo PUT, store PUT, so drift on shared cores hits both sides of each ratio (store
+// req/s / echo req/s of the same method and connections).
 //
-//   npm run bench -- http [--seconds 10] [--connections 1,8,32] [--only memory|durable] [--no-durable]
-//                         [--warmup-seconds 15] [--base-port 11000] [--log-level warn]
+//   npm run bench -- http [--seconds 10] [--connections 1,8,32] [--only memory|durable|etcd] [--no-durable]
+//                         [--no-etcd] [--warmup-seconds 15] [--base-port 11000] [--log-level warn]
 //   npm run bench -- http --chart-only     (draw the chart again from bench/results/http.json)
+//
+// --no-durable skips the durable store, --no-etcd the etcd comparison; without etcd installed
+// (apt-get install -y etcd-server) the bench says the comparison is skipped and goes on.
 //
 // Before the cells, each of the four (echo and store, GET and PUT) runs for --warmup-seconds at 8
 // connections, unmeasured: a store fresh from its start serves a third less for its first ~15 s
@@ -17,9 +23,10 @@
 // compiles the hot paths of six processes that each see only part of the load.
 //
 // Ports: the echo at base-port, the in-memory store at base-port+10.., the durable one at
-// base-port+20... Prints a table, writes bench/results/http.json and docs/bench-http.svg. Cells
-// with non-2xx answers or socket errors are flagged with "!". Needs wrk (apt-get install -y wrk):
-// without it, says so and exits with status 3, which `npm run bench` takes as "skip".
+// base-port+20.., etcd's client URLs at base-port+30.. and its peer URLs at base-port+40... Prints
+// a table, writes bench/results/http.json and docs/bench-http.svg. Cells with non-2xx answers or
+// socket errors are flagged with "!". Needs wrk (apt-get install -y wrk): without it, says so and
+// exits with status 3, which `npm run bench` takes as "skip" (as does --only etcd without etcd).
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -34,6 +41,8 @@ import { KvsClient, isKvsError } from '../src/client/client.ts';
 import { portsInUse, startLocalCluster } from '../src/cli/local-cluster.ts';
 import type { LocalCluster } from '../src/cli/local-cluster.ts';
 import { renderChart } from './http/chart.ts';
+import { etcdInstallHint, etcdPorts, etcdShortVersion, etcdVersion, etcdWrkScript, preloadEtcd, startEtcdCluster } from './http/etcd.ts';
+import type { EtcdCluster } from './http/etcd.ts';
 import type { ChartSeries } from './http/chart.ts';
 import { killRunningWrk, runWrk, wrkVersion } from './http/wrk.ts';
 import type { WrkResult } from './http/wrk.ts';
@@ -44,6 +53,7 @@ const { values: flags } = parseArgs({
     connections: { type: 'string', default: '1,8,32' },
     only: { type: 'string' },
     'no-durable': { type: 'boolean', default: false },
+    'no-etcd': { type: 'boolean', default: false },
     'warmup-seconds': { type: 'string', default: '15' },
     'base-port': { type: 'string', default: '11000' },
     'log-level': { type: 'string', default: 'warn' },
@@ -53,8 +63,12 @@ const { values: flags } = parseArgs({
   strict: true,
 });
 
-type StoreKind = 'memory' | 'durable';
+type StoreKind = 'memory' | 'durable' | 'etcd';
 type Method = 'GET' | 'PUT';
+
+/** Whether the flags ask for the etcd comparison, and `etcd --version`'s first line if it is installed then. */
+const etcdWanted = !flags['no-etcd'] && !flags['chart-only'] && (flags.only === undefined || flags.only === 'etcd');
+const etcd = etcdWanted ? etcdVersion() : undefined;
 
 const settings = {
   nodes: 6,
@@ -69,6 +83,7 @@ const settings = {
   basePort: integerOrExit('base-port', flags['base-port'], 1),
   wrkTimeoutSeconds: 10,
   preloadConcurrency: 32,
+  etcdMembers: 3,
 };
 
 const clusterReadyTimeoutMs = 30_000;
@@ -78,10 +93,11 @@ const resultsPath = join(import.meta.dirname, 'results', 'http.json');
 const chartPath = join(import.meta.dirname, '..', 'docs', 'bench-http.svg');
 const value = 'v'.repeat(settings.valueBytes);
 const storeBasePort = (store: StoreKind) => settings.basePort + (store === 'memory' ? 10 : 20);
+const etcdPortBases = { clientBasePort: settings.basePort + 30, peerBasePort: settings.basePort + 40, members: settings.etcdMembers };
 
 type Cell = {
   target: 'echo' | 'store';
-  /** The store run this cell belongs to (an echo cell: the run it was interleaved with). */
+  /** The store run this cell belongs to (an echo cell: the run it was interleaved with); 'etcd': an etcd cell is a 'store' cell. */
   store: StoreKind;
   method: Method;
   connections: number;
@@ -115,10 +131,14 @@ if (wrk === undefined) {
   console.error('bench http: wrk is not installed (it is the load generator of this bench), so this bench does not run; install it: apt-get install -y wrk');
   process.exit(3);
 }
+if (etcdWanted && etcd === undefined) {
+  console.log(`bench http: etcd is not installed, so the etcd comparison is skipped (install it: ${etcdInstallHint}; --no-etcd skips it silently)`);
+}
 
 // Everything this bench starts, so that an error or Ctrl-C stops all of it.
 let echo: ChildProcess | undefined;
 let cluster: LocalCluster | undefined;
+let etcdCluster: EtcdCluster | undefined;
 const dataRoots = new Set<string>();
 let interrupted = false;
 /** Set once this bench stops what it started: what those processes say then is not news. */
@@ -141,6 +161,7 @@ async function stopEverything(): Promise<void> {
     if (echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
   }
   await stopCluster();
+  await stopEtcd();
   removeDataRoots();
 }
 
@@ -150,6 +171,7 @@ const onSignal = () => {
     killRunningWrk();
     echo?.kill('SIGKILL');
     cluster?.kill();
+    etcdCluster?.kill();
     removeDataRoots();
     process.exit(130);
   }
@@ -164,6 +186,7 @@ process.on('exit', () => {
   killRunningWrk();
   if (echo !== undefined && echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
   cluster?.kill();
+  etcdCluster?.kill();
   removeDataRoots();
 });
 
@@ -184,36 +207,36 @@ try {
   echo = await startEcho(settings.basePort);
   console.log(
     `bench http: ${wrk}; ${availableParallelism()} cpus; echo at ${settings.host}:${settings.basePort}; ` +
-      `store: ${settings.nodes} nodes, ${settings.shards} shards; ${settings.seconds} s per cell, connections ${settings.connections.join(',')}`,
+      `${settings.stores.some((store) => store !== 'etcd') ? `store: ${settings.nodes} nodes, ${settings.shards} shards; ` : ''}` +
+      `${settings.stores.includes('etcd') ? `${etcd} (${settings.etcdMembers} members); ` : ''}` +
+      `${settings.seconds} s per cell, connections ${settings.connections.join(',')}`,
   );
   for (const store of settings.stores) {
     if (interrupted) break;
     const dataRoot = store === 'durable' ? mkdtempSync(join(tmpdir(), 'kvs-bench-http-')) : undefined;
     if (dataRoot !== undefined) dataRoots.add(dataRoot);
-    cluster = startCluster(store, dataRoot);
-    await cluster.waitReady(clusterReadyTimeoutMs);
-    await waitWholeView(cluster.addresses, store);
-    const target = cluster.addresses[0]!;
-    const preload = await runPreload(cluster.addresses);
+    const addresses = store === 'etcd' ? await startEtcd() : await startStore(store, dataRoot);
+    const target = addresses[0]!;
+    const preload = store === 'etcd' ? await runEtcdPreload(target) : await runPreload(addresses);
     if (interrupted) break;
     preloads[store] = preload;
+    const script = store === 'etcd' ? etcdWrkScript : undefined;
     console.log(
-      `\nbench http: ${store} store at ${cluster.addresses[0]}..${cluster.addresses.at(-1)}, wrk against ${target}; ` +
+      `\nbench http: ${store === 'etcd' ? `etcd (${settings.etcdMembers} members)` : `${store} store`} at ${addresses[0]}..${addresses.at(-1)}, wrk against ${target}; ` +
         `preloaded ${settings.keys} keys in ${preload.seconds.toFixed(1)} s${Object.keys(preload.errors).length > 0 ? `, errors ${formatCounts(preload.errors)}` : ''}`,
     );
     if (settings.warmupSeconds > 0) {
-      for (const url of [echoUrl, `http://${target}`]) {
-        for (const method of ['GET', 'PUT'] as const) await measure(url, method, 8, settings.warmupSeconds);
-      }
+      for (const method of ['GET', 'PUT'] as const) await measure(echoUrl, method, 8, settings.warmupSeconds);
+      for (const method of ['GET', 'PUT'] as const) await measure(`http://${target}`, method, 8, settings.warmupSeconds, script);
     }
     console.log(formatRow(columns));
     for (const connections of settings.connections) {
       for (const method of ['GET', 'PUT'] as const) {
         if (interrupted) break;
-        await waitWholeView(cluster.addresses, store);
+        if (store !== 'etcd') await waitWholeView(addresses, store);
         const echoCell = toCell('echo', store, method, connections, await measure(echoUrl, method, connections, settings.seconds));
         const linesBefore = nodeLogLines;
-        const storeCell = toCell('store', store, method, connections, await measure(`http://${target}`, method, connections, settings.seconds));
+        const storeCell = toCell('store', store, method, connections, await measure(`http://${target}`, method, connections, settings.seconds, script));
         storeCell.nodeLogLines = nodeLogLines - linesBefore;
         cells.push(echoCell, storeCell);
         const comparison = { store, method, connections, storeCell, echoCell, ratio: storeCell.requestsPerSecond / echoCell.requestsPerSecond };
@@ -222,6 +245,7 @@ try {
       }
     }
     await stopCluster();
+    await stopEtcd();
     if (dataRoot !== undefined) {
       rmSync(dataRoot, { recursive: true, force: true });
       dataRoots.delete(dataRoot);
@@ -254,10 +278,16 @@ try {
 }
 
 async function checkPortsFree(): Promise<void> {
-  const ports = [settings.basePort, ...settings.stores.flatMap((store) => Array.from({ length: settings.nodes }, (_, i) => storeBasePort(store) + i))];
+  const ports = [
+    settings.basePort,
+    ...settings.stores.flatMap((store) => (store === 'etcd' ? etcdPorts(etcdPortBases) : Array.from({ length: settings.nodes }, (_, i) => storeBasePort(store) + i))),
+  ];
   const taken = await portsInUse(settings.host, ports);
   if (taken.length > 0) {
-    throw new Error(`ports in use on ${settings.host}: ${taken.join(', ')} (choose others with --base-port; this bench uses base-port, base-port+10.. and base-port+20..)`);
+    throw new Error(
+      `ports in use on ${settings.host}: ${taken.join(', ')} (choose others with --base-port; this bench uses base-port, base-port+10.., base-port+20.., ` +
+        'and for etcd base-port+30.. and base-port+40..)',
+    );
   }
 }
 
@@ -291,6 +321,45 @@ async function stopCluster(): Promise<void> {
   clusterStopping = true;
   await cluster?.stop();
   cluster = undefined;
+}
+
+/** Starts the store and resolves with its addresses once every node is ready and sees every node. */
+async function startStore(store: StoreKind, dataRoot: string | undefined): Promise<string[]> {
+  cluster = startCluster(store, dataRoot);
+  await cluster.waitReady(clusterReadyTimeoutMs);
+  await waitWholeView(cluster.addresses, store);
+  return cluster.addresses;
+}
+
+/** Starts the etcd members (data in a temporary folder of their own) and resolves with their client addresses once all are healthy. */
+async function startEtcd(): Promise<string[]> {
+  etcdCluster = startEtcdCluster({
+    ...etcdPortBases,
+    host: settings.host,
+    // etcd 3.4 logs peer connections at warn: only its errors are news here.
+    logLevel: 'error',
+    onLogLine: (name, line) => {
+      if (stopping) return;
+      nodeLogLines += 1;
+      process.stderr.write(`${name} | ${line}\n`);
+    },
+    onUnexpectedExit: (name, description) => {
+      nodeExits.push(`etcd ${name} ${description}`);
+      process.stderr.write(`bench http: etcd member ${name} ${description}\n`);
+    },
+  });
+  await etcdCluster.waitReady(clusterReadyTimeoutMs);
+  return etcdCluster.clientAddresses;
+}
+
+async function stopEtcd(): Promise<void> {
+  await etcdCluster?.stop();
+  etcdCluster = undefined;
+}
+
+function runEtcdPreload(address: string): Promise<{ seconds: number; errors: Record<string, number> }> {
+  const timeoutMs = settings.wrkTimeoutSeconds * 1000;
+  return preloadEtcd({ url: `http://${address}`, keys: settings.keys, value, concurrency: settings.preloadConcurrency, timeoutMs, stopped: () => interrupted });
 }
 
 function startCluster(store: StoreKind, dataRoot: string | undefined): LocalCluster {
@@ -368,10 +437,10 @@ async function runPreload(addresses: string[]): Promise<{ seconds: number; error
   return { seconds: (performance.now() - startedMs) / 1000, errors };
 }
 
-function measure(url: string, method: Method, connections: number, seconds: number): Promise<WrkResult> {
+function measure(url: string, method: Method, connections: number, seconds: number, script?: string): Promise<WrkResult> {
   // After Ctrl-C nothing new starts: stopEverything may already have killed the running ones.
   if (interrupted) return Promise.reject(new Error('interrupted'));
-  return runWrk({ url, method, connections, seconds, keyCount: settings.keys, valueBytes: settings.valueBytes, timeoutSeconds: settings.wrkTimeoutSeconds });
+  return runWrk({ url, method, connections, seconds, keyCount: settings.keys, valueBytes: settings.valueBytes, timeoutSeconds: settings.wrkTimeoutSeconds, script });
 }
 
 function toCell(target: Cell['target'], store: StoreKind, method: Method, connections: number, result: WrkResult): Cell {
@@ -405,6 +474,7 @@ async function writeResults(): Promise<void> {
     node: process.version,
     cpus: availableParallelism(),
     loadGenerator: wrk,
+    etcd: settings.stores.includes('etcd') ? etcd : null,
     settings,
     preloads,
     comparisons: comparisons.map(({ storeCell, echoCell, ...rest }) => ({
@@ -432,7 +502,9 @@ type ChartReport = {
   finishedAt: string;
   machine: { cpuModel: string; cpus: number };
   node: string;
-  settings: { nodes: number; shards: number; keys: number; valueBytes: number; seconds: number; connections: number[]; stores: StoreKind[] };
+  /** `etcd --version`'s first line when etcd was measured (absent in reports from before the etcd comparison). */
+  etcd?: string | null;
+  settings: { nodes: number; shards: number; keys: number; valueBytes: number; seconds: number; connections: number[]; stores: StoreKind[]; etcdMembers?: number };
   cells: Cell[];
 };
 
@@ -449,17 +521,22 @@ function chartInput(report: ChartReport) {
     });
     series.push({ label: `node:http echo ${method}`, color: '#7f7f7f', dashed: method === 'PUT', points });
   }
-  const colors: Record<StoreKind, string> = { memory: '#1f77b4', durable: '#d95f02' };
+  const colors: Record<StoreKind, string> = { memory: '#1f77b4', durable: '#d95f02', etcd: '#2ca02c' };
+  const etcdLabel = `etcd ${report.etcd ? etcdShortVersion(report.etcd) : '3.x'} (${settings.etcdMembers ?? 3} members, durable)`;
+  const labels: Record<StoreKind, string> = { memory: 'store, in memory', durable: 'store, durable', etcd: etcdLabel };
   for (const store of settings.stores) {
     for (const method of ['GET', 'PUT'] as const) {
       const points = cells
         .filter((cell) => cell.target === 'store' && cell.store === store && cell.method === method)
         .map((cell) => ({ connections: cell.connections, requestsPerSecond: cell.requestsPerSecond, p99Ms: cell.p99Ms }));
-      series.push({ label: `store, ${store === 'memory' ? 'in memory' : 'durable'}, ${method}`, color: colors[store], dashed: method === 'PUT', points });
+      series.push({ label: `${labels[store]}, ${method}`, color: colors[store], dashed: method === 'PUT', points });
     }
   }
+  const kvs = `kvs (${settings.nodes} nodes, ${settings.shards} shards, requests to one node)`;
+  const withEtcd = settings.stores.includes('etcd');
+  const measured = settings.stores.every((store) => store === 'etcd') ? `etcd (${settings.etcdMembers ?? 3} members, requests to one member)` : kvs;
   return {
-    title: `kvs (${settings.nodes} nodes, ${settings.shards} shards, requests to one node) against a bare node:http JSON echo`,
+    title: `${measured} against a bare node:http JSON echo${withEtcd && measured === kvs ? ` and a ${settings.etcdMembers ?? 3}-member etcd` : ''}`,
     subtitle:
       `wrk, ${settings.seconds} s per point, ${settings.keys.toLocaleString('en-US')} keys of ${settings.valueBytes} bytes; ` +
       `${report.machine.cpus} × ${report.machine.cpuModel.trim()}; Node ${report.node}; ${report.finishedAt.slice(0, 10)}`,
@@ -502,13 +579,22 @@ function formatCounts(counts: Record<string, number>): string {
 
 function storesOrExit(): StoreKind[] {
   if (flags.only !== undefined) {
-    if (flags.only !== 'memory' && flags.only !== 'durable') {
-      console.error(`bench http: --only takes memory or durable, got ${JSON.stringify(flags.only)}`);
+    if (flags.only !== 'memory' && flags.only !== 'durable' && flags.only !== 'etcd') {
+      console.error(`bench http: --only takes memory, durable or etcd, got ${JSON.stringify(flags.only)}`);
       process.exit(2);
+    }
+    if (flags.only === 'etcd' && flags['no-etcd']) {
+      console.error('bench http: --only etcd and --no-etcd leave nothing to measure');
+      process.exit(2);
+    }
+    if (flags.only === 'etcd' && etcd === undefined && !flags['chart-only']) {
+      // As for wrk: status 3, "not installed".
+      console.error(`bench http: --only etcd, but etcd is not installed; install it: ${etcdInstallHint}`);
+      process.exit(3);
     }
     return [flags.only];
   }
-  return flags['no-durable'] ? ['memory'] : ['memory', 'durable'];
+  return [...(flags['no-durable'] ? ['memory' as const] : ['memory' as const, 'durable' as const]), ...(etcd !== undefined ? ['etcd' as const] : [])];
 }
 
 function integerOrExit(name: string, text: string, min: number): number {

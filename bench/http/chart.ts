@@ -85,8 +85,9 @@ export function renderChart(input: ChartInput): string {
     parts.push(`</g>`);
   });
 
-  // Legend: three per row, centred.
-  const columnWidth = 250;
+  // Legend: three per row, centred; columns widen for long labels (about 6.8 px a character at 12 px).
+  const longestLabel = Math.max(...series.map((one) => one.label.length));
+  const columnWidth = Math.min(width / 3, Math.max(250, Math.ceil(70 + 6.8 * longestLabel)));
   series.forEach((one, i) => {
     const row = Math.floor(i / 3);
     const inRow = Math.min(3, series.length - row * 3);

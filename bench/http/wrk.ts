@@ -1,11 +1,12 @@
-// Runs wrk with bench/http/kvs.lua and reads the one JSON line the script's done() prints: exact
-// percentiles from wrk's own histogram, no parsing of its text report.
+// Runs wrk with bench/http/kvs.lua (or etcd.lua, which prints the same line) and reads the one JSON
+// line the script's done() prints: exact percentiles from wrk's own histogram, no parsing of its
+// text report.
 
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
-const scriptPath = join(import.meta.dirname, 'kvs.lua');
+const defaultScriptPath = join(import.meta.dirname, 'kvs.lua');
 const resultPrefix = 'WRK_RESULT ';
 
 export type WrkOptions = {
@@ -17,9 +18,11 @@ export type WrkOptions = {
   valueBytes: number;
   /** A response slower than this is a timeout error (not in the latencies). */
   timeoutSeconds: number;
+  /** The wrk script (same arguments and WRK_RESULT line as kvs.lua); kvs.lua when absent. */
+  script?: string;
 };
 
-/** What kvs.lua's done() reports (latencies in microseconds). */
+/** What kvs.lua's (or etcd.lua's) done() reports (latencies in microseconds). */
 export type WrkResult = {
   requests: number;
   durationUs: number;
@@ -54,7 +57,7 @@ export function runWrk(options: WrkOptions): Promise<WrkResult> {
     `--timeout`,
     `${options.timeoutSeconds}s`,
     '-s',
-    scriptPath,
+    options.script ?? defaultScriptPath,
     options.url,
     '--',
     options.method,
