@@ -11,7 +11,7 @@ import type { Epoch, NodeAddress, ShardId, ShardMap, Version } from '../core/typ
 import type { Logger } from './logger.ts';
 import type { Hint } from './replicator.ts';
 import { EMPTY_DIGEST, GroupCommitStorage, type CommitBatch, type ReplicaMeta, type SavedState, type Storage } from './storage.ts';
-import type { WriterAnswer, WriterBatch, WriterData, WriterMessage } from './storage-writer.ts';
+import { SqlWriter, type WriterAnswer, type WriterBatch, type WriterData, type WriterMessage } from './storage-writer.ts';
 import { isClock, isEpochClocks, isShardMap, isVersion } from './wire.ts';
 
 /** Bump when the layout changes; a directory of another format is set aside and rebuilt from peers. */
@@ -24,6 +24,8 @@ const WRITER_CLOSE_WAIT_MS = 10_000;
  * loop staged; the writer puts every batch waiting for it into one transaction.
  */
 const WRITER_BATCHES_IN_FLIGHT = 8;
+/** A group of at most this many versions, while the writer is idle, is written on the node's thread. */
+const SYNC_WRITE_VERSIONS_MAX = 1;
 
 /**
  * SQLite in WAL mode with synchronous=FULL: a commit lands only once it is on disk. One table of
@@ -48,6 +50,8 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
   private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
   /** The writer stopped, failed, or was closed: nothing more is posted to it. */
   private done = false;
+  /** This thread's own statements, for a lone small group while the writer is idle. */
+  private sql: SqlWriter | null = null;
   protected override readonly maxInFlight = WRITER_BATCHES_IN_FLIGHT;
 
   /**
@@ -175,7 +179,7 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     setImmediate(commit);
   }
 
-  protected writeBatch(batch: CommitBatch): Promise<void> {
+  protected writeBatch(batch: CommitBatch, writer: { idle: boolean }): void | Promise<void> {
     const message: WriterBatch = { kind: 'batch', seq: this.nextSeq++, upserts: [], deletes: [], meta: null, hintAdds: [], hintDrops: [] };
     for (const [key, version] of batch.versions) {
       if (version === null) message.deletes.push(key);
@@ -184,6 +188,13 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     if (batch.meta !== null) message.meta = JSON.stringify(batch.meta);
     for (const { peer, hint } of batch.hintAdds) message.hintAdds.push([peer, hint.seq, JSON.stringify(hint)]);
     for (const [peer, seq] of batch.hintDrops) message.hintDrops.push([peer, seq]);
+    // A lone small group while the writer is idle (light load): written here, at once. Two thread
+    // hops would cost it more than its fsync blocks this loop, and there is nothing else to serve.
+    if (writer.idle && !this.done && batch.versions.size <= SYNC_WRITE_VERSIONS_MAX) {
+      this.sql ??= new SqlWriter(this.db);
+      this.sql.write([message]);
+      return;
+    }
     return new Promise((resolve, reject) => {
       this.pending.set(message.seq, { resolve, reject });
       this.post(message);

@@ -5,7 +5,7 @@
 // yet scheduled share a commit. It is handed rows already serialised: it decides nothing, and only
 // answers the messages of each transaction with their seqs, or the error that rolled them back.
 
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 
 /** One transaction of a group commit: rows already serialised by the node. */
@@ -47,38 +47,74 @@ export interface WriterData {
   closed: SharedArrayBuffer;
 }
 
+/**
+ * The SQL of every write, on one connection: a group of messages in one transaction (one fsync).
+ * The writer thread uses it, and the node's own thread too for a lone small group while the writer
+ * is idle (see SqliteStorage.writeBatch).
+ */
+export class SqlWriter {
+  private readonly db: DatabaseSync;
+  private readonly upsertVersion: StatementSync;
+  private readonly deleteVersion: StatementSync;
+  private readonly insertHint: StatementSync;
+  private readonly deleteHints: StatementSync;
+  private readonly upsertMeta: StatementSync;
+  private readonly deleteMeta: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+    this.upsertVersion = db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
+    this.deleteVersion = db.prepare('DELETE FROM versions WHERE key = ?');
+    this.insertHint = db.prepare('INSERT OR REPLACE INTO hints (peer, seq, data) VALUES (?, ?, ?)');
+    this.deleteHints = db.prepare('DELETE FROM hints WHERE peer = ? AND seq <= ?');
+    this.upsertMeta = db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
+    this.deleteMeta = db.prepare('DELETE FROM meta WHERE name = ?');
+  }
+
+  /** The group in one transaction; throws (rolled back) when it could not be written. */
+  write(group: readonly (WriterBatch | WriterReset | WriterMap)[]): void {
+    this.db.exec('BEGIN');
+    try {
+      for (const message of group) this.apply(message);
+      this.db.exec('COMMIT');
+    } catch (error) {
+      try {
+        this.db.exec('ROLLBACK');
+      } catch {
+        // The transaction may already be rolled back (SQLite does so on some errors).
+      }
+      throw error;
+    }
+  }
+
+  /** One message, inside the transaction of its group. */
+  private apply(message: WriterBatch | WriterReset | WriterMap): void {
+    switch (message.kind) {
+      case 'batch':
+        for (const key of message.deletes) this.deleteVersion.run(key);
+        for (const [key, row] of message.upserts) this.upsertVersion.run(key, row);
+        if (message.meta !== null) this.upsertMeta.run('replica', message.meta);
+        // Adds first: a drop covers every seq up to its own, staged before or with it.
+        for (const [peer, seq, row] of message.hintAdds) this.insertHint.run(peer, seq, row);
+        for (const [peer, seq] of message.hintDrops) this.deleteHints.run(peer, seq);
+        return;
+      case 'reset':
+        this.db.exec('DELETE FROM versions');
+        if (message.meta === null) this.deleteMeta.run('replica');
+        else this.upsertMeta.run('replica', message.meta);
+        return;
+      case 'map':
+        this.upsertMeta.run('map', message.map);
+        return;
+    }
+  }
+}
+
 function run(port: NonNullable<typeof parentPort>, data: WriterData): void {
   const closed = new Int32Array(data.closed);
   const db = new DatabaseSync(data.file);
   db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
-  const upsertVersion = db.prepare('INSERT INTO versions (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
-  const deleteVersion = db.prepare('DELETE FROM versions WHERE key = ?');
-  const insertHint = db.prepare('INSERT OR REPLACE INTO hints (peer, seq, data) VALUES (?, ?, ?)');
-  const deleteHints = db.prepare('DELETE FROM hints WHERE peer = ? AND seq <= ?');
-  const upsertMeta = db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
-  const deleteMeta = db.prepare('DELETE FROM meta WHERE name = ?');
-
-  /** One message, inside the transaction of its group. */
-  const apply = (message: WriterBatch | WriterReset | WriterMap): void => {
-    switch (message.kind) {
-      case 'batch':
-        for (const key of message.deletes) deleteVersion.run(key);
-        for (const [key, row] of message.upserts) upsertVersion.run(key, row);
-        if (message.meta !== null) upsertMeta.run('replica', message.meta);
-        // Adds first: a drop covers every seq up to its own, staged before or with it.
-        for (const [peer, seq, row] of message.hintAdds) insertHint.run(peer, seq, row);
-        for (const [peer, seq] of message.hintDrops) deleteHints.run(peer, seq);
-        return;
-      case 'reset':
-        db.exec('DELETE FROM versions');
-        if (message.meta === null) deleteMeta.run('replica');
-        else upsertMeta.run('replica', message.meta);
-        return;
-      case 'map':
-        upsertMeta.run('map', message.map);
-        return;
-    }
-  };
+  const sql = new SqlWriter(db);
 
   // After a failed transaction nothing more is written: what follows it may depend on it (and after a
   // failed fsync the disk cannot be trusted), so the node stops acknowledging writes.
@@ -89,18 +125,11 @@ function run(port: NonNullable<typeof parentPort>, data: WriterData): void {
       port.postMessage({ ...answer, error: `an earlier commit failed: ${failed}` });
       return;
     }
-    db.exec('BEGIN');
     try {
-      for (const message of group) apply(message);
-      db.exec('COMMIT');
+      sql.write(group);
     } catch (error) {
       answer.error = error instanceof Error ? error.message : String(error);
       failed = answer.error;
-      try {
-        db.exec('ROLLBACK');
-      } catch {
-        // The transaction may already be rolled back (SQLite does so on some errors).
-      }
     }
     port.postMessage(answer);
   };

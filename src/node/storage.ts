@@ -200,8 +200,9 @@ export abstract class GroupCommitStorage {
   /**
    * Writes one batch atomically: at once (returns; throws when it could not), or by a writer that
    * keeps the order of everything handed to it (the promise settles when the batch is on disk).
+   * `idle`: that writer holds nothing, so a write at once cannot overtake anything.
    */
-  protected abstract writeBatch(batch: CommitBatch): void | Promise<void>;
+  protected abstract writeBatch(batch: CommitBatch, writer: { idle: boolean }): void | Promise<void>;
   /** Replaces the stored replica by an empty one (or none), before any batch written after it. */
   protected abstract writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void;
   /** Runs `commit` later: after this turn of the event loop, or after a simulated fsync. */
@@ -314,6 +315,8 @@ export abstract class GroupCommitStorage {
       return;
     }
     const batch: CommitBatch = { versions: this.stagedVersions, meta: this.stagedMeta, hintAdds: this.stagedHintAdds, hintDrops: this.stagedHintDrops };
+    // Idle: no batch in flight, and nothing handed over outside a batch (a barrier) to wait behind.
+    const idle = this.inFlight === 0 && !this.barrier;
     this.stagedVersions = new Map();
     this.stagedMeta = null;
     this.stagedHintAdds = [];
@@ -323,7 +326,7 @@ export abstract class GroupCommitStorage {
     const startedAt = performance.now();
     let written: void | Promise<void>;
     try {
-      written = this.writeBatch(batch);
+      written = this.writeBatch(batch, { idle });
     } catch (error) {
       this.failed(waiters, error);
       return;

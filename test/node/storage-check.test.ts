@@ -14,11 +14,11 @@ import { SimDisk, SimStorage } from '../../harness/sim/disk.ts';
 import { InvariantError } from '../../src/core/assert.ts';
 import { digestOfVersions, Replica } from '../../src/core/replica.ts';
 import type { Timers } from '../../src/node/env.ts';
-import type { Logger } from '../../src/node/logger.ts';
 import { SqliteStorage } from '../../src/node/sqlite-storage.ts';
 import { checkCommitted, type ReplicaMeta } from '../../src/node/storage.ts';
 import { nodeAddress } from '../../src/core/address.ts';
 import { asEpoch, shardIdFor } from '../../src/core/shard-map.ts';
+import { recordingLogger } from '../helpers/logger.ts';
 
 const SELF = nodeAddress('10.10.0.2:8090');
 const PEER = nodeAddress('10.10.0.3:8090');
@@ -28,18 +28,6 @@ after(() => rmSync(ROOT, { recursive: true, force: true }));
 
 let dirs = 0;
 const freshDir = (): string => join(ROOT, `node-${++dirs}`);
-
-function recordingLogger(): { log: Logger; errors: string[] } {
-  const errors: string[] = [];
-  const log = {
-    error: (fields: Record<string, unknown>, message: string) => errors.push(`${message}: ${String(fields.reason ?? '')}`),
-    fatal: () => undefined,
-    warn: () => undefined,
-    info: () => undefined,
-    debug: () => undefined,
-  } as unknown as Logger;
-  return { log, errors };
-}
 
 function newReplica(lamport = 0): Replica {
   return new Replica({ self: SELF, shard: REPLICA.shard, epoch: REPLICA.epoch, pendingMax: 100, lamport });

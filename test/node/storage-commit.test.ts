@@ -15,9 +15,9 @@ import { nodeAddress } from '../../src/core/address.ts';
 import { Replica } from '../../src/core/replica.ts';
 import { asEpoch, initialShardMap, shardIdFor } from '../../src/core/shard-map.ts';
 import type { Epoch, ShardId, Version } from '../../src/core/types.ts';
-import type { Logger } from '../../src/node/logger.ts';
 import { SqliteStorage } from '../../src/node/sqlite-storage.ts';
 import { GroupCommitStorage, type CommitBatch } from '../../src/node/storage.ts';
+import { recordingLogger } from '../helpers/logger.ts';
 
 const SELF = nodeAddress('10.10.0.2:8090');
 const PEER = nodeAddress('10.10.0.3:8090');
@@ -35,13 +35,13 @@ class ManualStorage extends GroupCommitStorage {
     super();
     this.maxInFlight = maxInFlight;
   }
-  readonly written: { batch: CommitBatch; land: () => void; fail: (error: Error) => void }[] = [];
+  readonly written: { batch: CommitBatch; idle: boolean; land: () => void; fail: (error: Error) => void }[] = [];
   readonly resets: ({ epoch: Epoch; shard: ShardId } | null)[] = [];
   readonly failures: unknown[] = [];
   private due: (() => void) | null = null;
 
-  protected writeBatch(batch: CommitBatch): Promise<void> {
-    return new Promise((resolve, reject) => this.written.push({ batch, land: resolve, fail: reject }));
+  protected writeBatch(batch: CommitBatch, writer: { idle: boolean }): Promise<void> {
+    return new Promise((resolve, reject) => this.written.push({ batch, idle: writer.idle, land: resolve, fail: reject }));
   }
   protected writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void {
     this.resets.push(replica);
@@ -114,6 +114,7 @@ test('while a batch is in flight, what is staged meanwhile waits and goes in one
   storage.run();
   assert.equal(storage.written.length, 2);
   assert.deepEqual(keysOf(storage.written[1]!.batch), ['b', 'c'], 'one batch for everything staged meanwhile');
+  assert.equal(storage.written[0]!.idle, true, 'the first was handed to an idle writer');
   storage.written[1]!.land();
   await settle();
   assert.equal(second.state(), 'resolved');
@@ -146,6 +147,7 @@ test('what is handed to the writer outside a batch (a reset) is waited for by th
   assert.deepEqual(storage.resets, [REPLICA]);
   assert.equal(storage.written.length, 1, 'a barrier batch follows the reset');
   assert.equal(storage.written[0]!.batch.meta, null);
+  assert.equal(storage.written[0]!.idle, false, 'behind a reset the writer is not idle: nothing may overtake it');
   await settle();
   assert.equal(flushed.state(), 'pending');
   storage.written[0]!.land();
@@ -207,6 +209,7 @@ test('with several batches in flight, each lands in order, and a flush with noth
     storage.run();
   }
   assert.equal(storage.written.length, 3, 'three in flight; d gathers for the next');
+  assert.deepEqual(storage.written.map((one) => one.idle), [true, false, false], 'only the first found the writer idle');
   const empty = watch(storage.flush());
   storage.run();
   storage.written[0]!.land();
@@ -234,21 +237,9 @@ test('with several batches in flight, each lands in order, and a flush with noth
   assert.deepEqual(storage.durableApplied(), replica.applied);
 });
 
-function quietLogger(): { log: Logger; errors: string[] } {
-  const errors: string[] = [];
-  const log = {
-    error: (_fields: unknown, message: string) => errors.push(message),
-    fatal: () => undefined,
-    warn: () => undefined,
-    info: () => undefined,
-    debug: () => undefined,
-  } as unknown as Logger;
-  return { log, errors };
-}
-
 test('SqliteStorage: flushed writes, the map, and what close() hands over are on disk for the next open', async () => {
   const dir = freshDir();
-  const { log, errors } = quietLogger();
+  const { log, errors } = recordingLogger();
   const { storage } = SqliteStorage.open(dir, SELF, log);
   storage.resetReplica(REPLICA);
   const replica = new Replica({ self: SELF, shard: REPLICA.shard, epoch: REPLICA.epoch, pendingMax: 100 });
@@ -275,7 +266,7 @@ test('SqliteStorage: flushed writes, the map, and what close() hands over are on
 });
 
 test('SqliteStorage: a writer that is gone fails every write that waits, and every later one, loudly', async () => {
-  const { log, errors } = quietLogger();
+  const { log, errors } = recordingLogger();
   const { storage } = SqliteStorage.open(freshDir(), SELF, log);
   storage.resetReplica(REPLICA);
   await storage.flush();
@@ -290,4 +281,35 @@ test('SqliteStorage: a writer that is gone fails every write that waits, and eve
   assert.equal(errors.filter((message) => /storage commit failed/.test(message)).length, 1, errors.join('; '));
   assert.equal(storage.commitStats().writerFailed, true);
   storage.close();
+});
+
+test('SqliteStorage: a lone small group while the writer is idle is written on the node\'s thread; a larger one goes to the writer', async () => {
+  const dir = freshDir();
+  const { log, errors } = recordingLogger();
+  const first = SqliteStorage.open(dir, SELF, log);
+  first.storage.resetReplica(REPLICA);
+  const replica = new Replica({ self: SELF, shard: REPLICA.shard, epoch: REPLICA.epoch, pendingMax: 100 });
+  write(replica, first.storage, 'a', 1);
+  await first.storage.flush();
+  first.storage.close();
+  // Opened again: loading starts no writer, and one version alone is written without one.
+  const { storage, saved } = SqliteStorage.open(dir, SELF, log);
+  const restored = new Replica({ self: SELF, shard: REPLICA.shard, epoch: REPLICA.epoch, pendingMax: 100, lamport: saved.replica?.lamport ?? 0 });
+  restored.mergeState(saved.replica?.versions ?? [], saved.replica?.applied ?? {});
+  restored.takeDirty();
+  const writerOf = (): unknown => (storage as unknown as { writer: unknown }).writer;
+  write(restored, storage, 'b', 2);
+  await storage.flush();
+  assert.equal(writerOf(), null, 'written on this thread: no writer started');
+  restored.write('c', { deleted: false, value: 3 }, {});
+  restored.write('d', { deleted: false, value: 4 }, {});
+  storage.stage(restored.takeDirty(), restored.applied, restored.lamport, restored.base, restored.collected);
+  await storage.flush();
+  assert.notEqual(writerOf(), null, 'two versions: handed to the writer');
+  storage.close();
+  const again = SqliteStorage.open(dir, SELF, log);
+  again.storage.close();
+  assert.deepEqual(errors, []);
+  assert.deepEqual(again.saved.replica?.versions.map((v) => v.key).sort(), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(again.saved.replica?.applied, restored.applied);
 });
