@@ -5,17 +5,11 @@
 -- Every request is formatted once at start (one per key), so picking one costs a random number.
 -- At the end, prints one line `WRK_RESULT {json}`, as kvs.lua does.
 
-local threads = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("id", #threads)
-end
+-- setup(), response(), done() and the WRK_RESULT line: result.lua, beside this script.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "result.lua")
 
 local requests = {}
 local count = 0
--- Responses outside 2xx, by status (a string key: thread:get copies the table to done()).
-non2xx = {}
 
 -- Lua 5.1 (wrk's LuaJIT) has no base64: standard alphabet, with padding.
 local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -55,34 +49,4 @@ end
 
 function request()
   return requests[math.random(count)]
-end
-
-function response(status, headers, body)
-  if status < 200 or status > 299 then
-    local key = tostring(status)
-    non2xx[key] = (non2xx[key] or 0) + 1
-  end
-end
-
-function done(summary, latency, _)
-  local statuses = {}
-  local total = {}
-  for _, thread in ipairs(threads) do
-    local counts = thread:get("non2xx")
-    if counts then
-      for status, n in pairs(counts) do
-        total[status] = (total[status] or 0) + n
-      end
-    end
-  end
-  for status, n in pairs(total) do
-    table.insert(statuses, string.format('"%s":%d', status, n))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_RESULT {"requests":%d,"durationUs":%d,"bytes":%d,"p50Us":%d,"p90Us":%d,"p99Us":%d,"maxUs":%d,"meanUs":%.1f,' ..
-    '"socketErrors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"statusErrors":%d,"non2xx":{%s}}\n',
-    summary.requests, summary.duration, summary.bytes,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,
-    e.connect, e.read, e.write, e.timeout, e.status, table.concat(statuses, ",")))
 end
