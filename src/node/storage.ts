@@ -165,7 +165,7 @@ export abstract class GroupCommitStorage {
   /** The waiters of the batch handed over last (while any is in flight: the writer answers in order). */
   private lastWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private scheduled = false;
-  /** Batches handed to an asynchronous writer and not answered yet (at most one, but for close). */
+  /** Batches handed to an asynchronous writer and not answered yet (at most maxInFlight, but for close). */
   private inFlight = 0;
   /** Bumped by each reset: a batch of an older replica that lands later sets no clock. */
   private generation = 0;
