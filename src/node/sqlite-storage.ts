@@ -36,8 +36,9 @@ const SYNC_WRITE_VERSIONS_MAX = 1;
  *
  * The node's thread opens, checks and loads the directory; every write after that goes, as rows
  * already serialised, to the storage writer (storage-writer.ts), a worker thread with its own
- * connection that writes them in order, one transaction each. So the event loop serves requests
- * while a group commit waits for its fsync, and the next group gathers meanwhile.
+ * connection that writes them in order, every group waiting when it wakes in one transaction. So
+ * the event loop serves requests while a group commit waits for its fsync, and the next group
+ * gathers meanwhile. A lone one-version group while the writer is idle is written here at once.
  */
 export class SqliteStorage extends GroupCommitStorage implements Storage {
   private readonly db: DatabaseSync;

@@ -147,6 +147,9 @@ export interface CommitBatch {
   hintDrops: ReadonlyMap<NodeAddress, number>;
 }
 
+/** A flush() waiting for its commit to land. */
+type Waiter = { resolve: () => void; reject: (error: unknown) => void };
+
 /**
  * The grouped commit shared by every durable storage (SQLite here, the simulator's disk in
  * harness/sim): changes are staged as the core makes them, and one commit, scheduled once per batch,
@@ -161,9 +164,9 @@ export abstract class GroupCommitStorage {
   private stagedHintDrops = new Map<NodeAddress, number>();
   /** The next commit must reach the writer even with nothing staged (see commitBarrier). */
   private barrier = false;
-  private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private waiters: Waiter[] = [];
   /** The waiters of the batch handed over last (while any is in flight: the writer answers in order). */
-  private lastWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private lastWaiters: Waiter[] = [];
   private scheduled = false;
   /** Batches handed to an asynchronous writer and not answered yet (at most maxInFlight, but for close). */
   private inFlight = 0;
@@ -346,14 +349,14 @@ export abstract class GroupCommitStorage {
     });
   }
 
-  private landed(batch: CommitBatch, generation: number, waiters: readonly { resolve: () => void }[], startedAt: number): void {
+  private landed(batch: CommitBatch, generation: number, waiters: readonly Waiter[], startedAt: number): void {
     this.stats.commits++;
     this.stats.seconds += (performance.now() - startedAt) / 1000;
     if (batch.meta !== null && generation === this.generation) this.committedApplied = batch.meta.applied;
     for (const waiter of waiters) waiter.resolve();
   }
 
-  private failed(waiters: readonly { reject: (error: unknown) => void }[], error: unknown): void {
+  private failed(waiters: readonly Waiter[], error: unknown): void {
     this.stop(error instanceof Error ? error : new Error(String(error)));
     for (const waiter of waiters) waiter.reject(error);
   }
