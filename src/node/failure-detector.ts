@@ -13,7 +13,7 @@ import { DOWN_REPORT_HEADER } from './headers.ts';
 import type { HttpReply } from './http-server.ts';
 import { CONTROL_TIMEOUT_MS } from './limits.ts';
 import { isIncarnation, linkHeldReply } from './link-transport.ts';
-import { PeerUnreachableError } from './peer-client.ts';
+import { PeerUnreachableError, causeOf } from './peer-client.ts';
 import { json } from './replies.ts';
 import { StallWatch } from './stall-watch.ts';
 
@@ -27,11 +27,16 @@ export interface FailureDetectorDeps {
   startPull(peer: NodeAddress, reason: string): void;
 }
 
+/** Reasons kept of a member's failures in a row (removal takes FAILURES_TO_REMOVE of them, 2 by default). */
+const FAILURE_REASONS_MAX = 4;
+
 export class FailureDetector {
   private readonly ctx: NodeContext;
   private readonly deps: FailureDetectorDeps;
   private pingTimer: TimerHandle | null = null;
   private readonly probing = new Set<NodeAddress>();
+  /** Why each failure in a row of a member's was counted (at most FAILURE_REASONS_MAX): the removal says so. */
+  private readonly failureReasons = new Map<NodeAddress, string[]>();
   /** Links held down and released since start (shown in /status). */
   private readonly linkStats = { holds: 0, releases: 0, refused: 0, stallsForgiven: 0 };
   /** A real process watches its own event loop; probes in flight across a stall are not judged late (simulated nodes never stall). */
@@ -98,6 +103,7 @@ export class FailureDetector {
     let lateTimer: TimerHandle | null = null;
     try {
       let info: PingInfo | null = null;
+      let failure = 'probe unanswered';
       const sentTo = core.linkView.incarnationOf(peer);
       this.ctx.step({ kind: 'link', event: { type: 'probe-sent', peer } });
       // Late is noticed when it happens, not at the next tick: data must stop before it could
@@ -106,15 +112,19 @@ export class FailureDetector {
       try {
         const reply = await this.ctx.peers.call(peer, 'GET', '/internal/ping', undefined, { timeoutMs: config.pingTimeoutMs, lane: 'control' });
         if (reply.status === 200) info = reply.body as PingInfo;
-        // Answered, but not with a ping (shedding load, say): the link does not serve.
-        else this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'failed', peer, sentTo } }));
+        else {
+          // Answered, but not with a ping (shedding load, say): the link does not serve.
+          failure = `probe answered ${reply.status}`;
+          this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'failed', peer, sentTo } }));
+        }
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
+        failure = `probe: ${causeOf(error)}`;
       }
       if (info !== null && isIncarnation(info.incarnation)) {
         this.onLinkChange(peer, this.ctx.step({ kind: 'link', event: { type: 'probe-answered', peer, sentTo, incarnation: info.incarnation } }));
       }
-      this.observe(peer, info !== null);
+      this.observe(peer, info !== null, failure);
       if (info !== null && core.isMember(peer)) {
         if (this.linkUp(peer)) this.ctx.replicator.resume(peer);
         this.onPing(peer, info);
@@ -179,18 +189,21 @@ export class FailureDetector {
     }
   }
 
-  /** A request to `peer` failed: count it, and confirm with a probe right away. */
-  suspect(peer: NodeAddress): void {
+  /** A request to `peer` failed (`what` says which, and how): count it, and confirm with a probe right away. */
+  suspect(peer: NodeAddress, what: string): void {
     if (this.ctx.isClosed() || !this.ctx.core.isMember(peer)) return;
-    this.observe(peer, false);
+    this.observe(peer, false, what);
     if (!this.probing.has(peer)) this.ctx.background.run('ping', () => this.pingOnce(peer));
   }
 
-  private observe(peer: NodeAddress, answered: boolean): void {
+  private observe(peer: NodeAddress, answered: boolean, failure: string): void {
     const { core, config } = this.ctx;
+    const reasons = answered ? [] : [...(this.failureReasons.get(peer) ?? []), failure].slice(-FAILURE_REASONS_MAX);
     const outcome = this.ctx.step({ kind: 'probe', peer, answered });
+    if (!answered && outcome.kind === 'none' && core.isMember(peer)) this.failureReasons.set(peer, reasons);
+    else this.failureReasons.delete(peer);
     if (outcome.kind === 'removed') {
-      this.onRemoved(peer, 'not answering');
+      this.onRemoved(peer, 'not answering', reasons);
       // Tell the others, as the spec asks; each checks before it removes.
       for (const other of core.viewPeers()) {
         this.ctx.peers
@@ -206,8 +219,10 @@ export class FailureDetector {
     }
   }
 
-  onRemoved(peer: NodeAddress, why: string): void {
-    this.ctx.log.warn({ peer, why }, 'node removed from view');
+  /** `peer` left the view: `why`, and the failures in a row that removed it (when this node found it down). */
+  onRemoved(peer: NodeAddress, why: string, failures?: readonly string[]): void {
+    this.failureReasons.delete(peer);
+    this.ctx.log.warn({ peer, why, ...(failures === undefined ? {} : { failures }) }, 'node removed from view');
     this.ctx.replicator.pause(peer);
     this.ctx.step({ kind: 'forget-peer', peer });
   }

@@ -9,18 +9,18 @@ import type { NodeContext } from './context.ts';
 import { ForwardBatcher, type ForwardBatchCounts } from './forward-batch.ts';
 import type { HttpReply } from './http-server.ts';
 import { CONTROL_TIMEOUT_MS, FORWARD_BATCH_BYTES_MAX, FORWARD_HOPS_MAX } from './limits.ts';
-import { PeerUnreachableError } from './peer-client.ts';
+import { PeerUnreachableError, causeOf } from './peer-client.ts';
 import { json, RawJson } from './replies.ts';
 
 export class Forwarding {
   private readonly ctx: NodeContext;
   /** A request to a member failed (it may be down). */
-  private readonly suspect: (peer: NodeAddress) => void;
+  private readonly suspect: (peer: NodeAddress, what: string) => void;
 
   /** Sends the relayed requests: those of one turn to one member go in one batch (forward-batch.ts). */
   private readonly batcher: ForwardBatcher;
 
-  constructor(ctx: NodeContext, suspect: (peer: NodeAddress) => void, batcher?: ForwardBatcher) {
+  constructor(ctx: NodeContext, suspect: (peer: NodeAddress, what: string) => void, batcher?: ForwardBatcher) {
     this.ctx = ctx;
     this.suspect = suspect;
     this.batcher = batcher ?? new ForwardBatcher(ctx.peers, ctx.timers, setImmediate, { itemsMax: 1, bytesMax: FORWARD_BATCH_BYTES_MAX });
@@ -63,7 +63,7 @@ export class Forwarding {
         attempt = { kind: 'answered', reply: { status: reply.status, body: relayed as Reply['body'] } };
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
-        this.suspect(target);
+        this.suspect(target, `forward ${method}: ${causeOf(error)}`);
         attempt = { kind: 'unreachable', maybeDelivered: error.maybeDelivered };
       }
       const next = afterForwardAttempt(method, shard, attempt);
@@ -89,7 +89,7 @@ export class Forwarding {
         if (reply.status === 200) return json(200, reply.body);
       } catch (error) {
         if (!(error instanceof PeerUnreachableError)) throw error;
-        this.suspect(target);
+        this.suspect(target, `key count: ${causeOf(error)}`);
       }
     }
     return json(503, { error: `No member of shard ${shard} is reachable` });

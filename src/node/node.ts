@@ -154,7 +154,7 @@ export class KvsNode {
       log,
       {
         timers: this.timers,
-        onUnreachable: (peer) => this.failures.suspect(peer),
+        onUnreachable: (peer, what) => this.failures.suspect(peer, what),
         isUp: (peer) => this.core.isMember(peer) && this.failures.linkUp(peer),
         hintLog: this.storage.hints,
         run: (task, work) => background.run(task, work),
@@ -203,7 +203,7 @@ export class KvsNode {
     const soon = env.soon ?? setImmediate;
     const forwarding = new Forwarding(
       ctx,
-      (peer) => this.failures.suspect(peer),
+      (peer, what) => this.failures.suspect(peer, what),
       new ForwardBatcher(this.peers, this.timers, soon, { itemsMax: config.forwardBatchMax, bytesMax: FORWARD_BATCH_BYTES_MAX }),
     );
     this.publicRoutes = new PublicRoutes(ctx, {

@@ -180,6 +180,13 @@ export class PeerUnreachableError extends Error {
   }
 }
 
+/** What a PeerUnreachableError's cause says (a timeout, a refused or reset connection), in one line. */
+export function causeOf(error: PeerUnreachableError): string {
+  const cause = error.cause;
+  if (cause instanceof Error) return `${(cause as Error & { code?: string }).code ?? cause.name}: ${cause.message}`.slice(0, 200);
+  return error.message.slice(0, 200);
+}
+
 /**
  * TLS options of a connection to a peer: present our certificate, and trust the peer when the
  * cluster CA signed its certificate (chain verification, `rejectUnauthorized`). Nodes are addressed

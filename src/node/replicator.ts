@@ -2,7 +2,7 @@ import type { Epoch, NodeAddress, ShardId, Version } from '../core/types.ts';
 import type { Logger } from './logger.ts';
 import { JsonText, sleep, type PeerTransport, type Timers } from './env.ts';
 import { linkHeldRemaining } from './link-transport.ts';
-import { PeerUnreachableError } from './peer-client.ts';
+import { PeerUnreachableError, causeOf } from './peer-client.ts';
 
 export interface ReplicatorOptions {
   self: NodeAddress;
@@ -88,7 +88,7 @@ export class Replicator {
   private readonly options: ReplicatorOptions;
   private readonly peers: PeerTransport;
   private readonly log: Logger;
-  private readonly onUnreachable: (peer: NodeAddress) => void;
+  private readonly onUnreachable: (peer: NodeAddress, what: string) => void;
   private readonly isUp: (peer: NodeAddress) => boolean;
   private readonly queues = new Map<NodeAddress, PeerQueue>();
   private readonly stats = { sent: 0, dropped: 0 };
@@ -102,7 +102,7 @@ export class Replicator {
     peers: PeerTransport,
     log: Logger,
     callbacks: {
-      onUnreachable: (peer: NodeAddress) => void;
+      onUnreachable: (peer: NodeAddress, what: string) => void;
       isUp: (peer: NodeAddress) => boolean;
       hintLog: HintLog;
       /** Runs a send in the background (failures logged, never thrown). */
@@ -265,6 +265,7 @@ export class Replicator {
         queue.lastBatchSize = batch.length;
         const first = batch[0] as Item;
         let delivered = false;
+        let failure = 'replicate: unreachable';
         try {
           const reply = await this.peers.call(
             peer,
@@ -292,6 +293,7 @@ export class Replicator {
           }
         } catch (error) {
           if (!(error instanceof PeerUnreachableError)) throw error;
+          failure = `replicate: ${causeOf(error)}`;
         }
         if (!delivered) {
           // Keep the batch, in order, as hints for when the peer is back.
@@ -299,7 +301,7 @@ export class Replicator {
           for (const item of batch) queue.bytes += item.bytes;
           queue.paused = true;
           this.logHints(peer, queue, queue.items);
-          this.onUnreachable(peer);
+          this.onUnreachable(peer, failure);
         } else {
           const last = (batch.at(-1) as Item).seq;
           if (batch[0] !== undefined && batch[0].seq <= queue.loggedUpTo) this.hintLog.drop(peer, Math.min(last, queue.loggedUpTo));

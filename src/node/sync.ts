@@ -13,7 +13,7 @@ import type { Clock, Epoch, NodeAddress, ShardId, Version } from '../core/types.
 import type { NodeContext } from './context.ts';
 import { JsonText, type TimerHandle } from './env.ts';
 import { REPAIR_EXCHANGES_MAX, SYNC_INTERVAL_MS_MIN, TRANSFER_BYTES_MAX } from './limits.ts';
-import { PeerUnreachableError } from './peer-client.ts';
+import { PeerUnreachableError, causeOf } from './peer-client.ts';
 import { packedBodies } from './repair-wire.ts';
 import { PeerRefusedError } from './send-versions.ts';
 import { isClock, isEpochClocks, isPartitionList, isVersionList } from './wire.ts';
@@ -26,7 +26,7 @@ export interface SyncDeps {
   /** Whether data may cross the link to `peer` now. */
   linkUp(peer: NodeAddress): boolean;
   /** A request to `peer` failed. */
-  suspect(peer: NodeAddress): void;
+  suspect(peer: NodeAddress, what: string): void;
 }
 
 export class Sync {
@@ -232,7 +232,7 @@ export class Sync {
       return true;
     } catch (error) {
       if (!(error instanceof PeerUnreachableError)) throw error;
-      this.deps.suspect(peer);
+      this.deps.suspect(peer, `pull: ${causeOf(error)}`);
       return false;
     }
   }
@@ -272,7 +272,7 @@ export class Sync {
       this.collectTombstones();
     } catch (error) {
       // Unreachable: suspect it. Refused (its epoch or shard changed meanwhile): the next round.
-      if (error instanceof PeerUnreachableError) this.deps.suspect(peer);
+      if (error instanceof PeerUnreachableError) this.deps.suspect(peer, `anti-entropy: ${causeOf(error)}`);
       else if (error instanceof PeerRefusedError) this.ctx.log.debug({ peer, err: error }, 'anti-entropy round ended early');
       else throw error;
     } finally {

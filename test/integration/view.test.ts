@@ -161,6 +161,16 @@ describe('view', () => {
       // The survivors still list each other.
       const survivors = nodes.filter((n) => n !== victim);
       for (const addr of survivors) assert.deepEqual(sortedAddresses(await getView(addr)), survivors, `view of ${addr}`);
+      // A node that found it down itself says which failures in a row removed it, and how each failed.
+      const removals = survivors
+        .flatMap((addr) => store.cluster.node(addr).tail(400).split('\n'))
+        .map((line) => (line.startsWith('{') ? (JSON.parse(line) as { msg?: string; peer?: string; why?: string; failures?: unknown }) : {}))
+        .filter((entry) => entry.msg === 'node removed from view' && entry.peer === victim && entry.why === 'not answering');
+      assert.ok(removals.length > 0, 'no survivor logged finding the victim down itself');
+      for (const { failures } of removals) {
+        assert.ok(Array.isArray(failures) && failures.length > 0, `a removal without its failures: ${JSON.stringify(failures)}`);
+        for (const failure of failures) assert.match(String(failure), /^(probe|forward|replicate|pull|anti-entropy|key count)\b.*: \S/, 'each failure names the request and its error');
+      }
     });
 
     test('with a member down, nodes outside its shard still forward reads of its keys', async () => {
