@@ -14,6 +14,8 @@ export class SimDisk {
   map: ShardMap | null = null;
   replica: ReplicaMeta | null = null;
   versions = new Map<string, Version>();
+  /** Tombstones the graveyard keeps (see Graveyard). */
+  graveyard = new Map<string, Version>();
   hints = new Map<NodeAddress, Map<number, Hint>>();
 }
 
@@ -37,9 +39,10 @@ export class SimStorage extends GroupCommitStorage implements Storage {
     if (disk.replica === null) return { map, replica: null };
     const replica = copy(disk.replica);
     const versions = [...disk.versions.values()].map(copy);
+    const graveyard = [...disk.graveyard.values()].map(copy);
     // Checked against the digest committed with it, as SqliteStorage does (throws on a mismatch).
-    this.loaded(replica, versions);
-    return { map, replica: { ...replica, versions } };
+    this.loaded(replica, versions, graveyard);
+    return { map, replica: { ...replica, versions, graveyard } };
   }
 
   saveMap(map: ShardMap): void {
@@ -61,6 +64,7 @@ export class SimStorage extends GroupCommitStorage implements Storage {
 
   protected writeReset(replica: { epoch: Epoch; shard: ShardId } | null): void {
     this.#disk.versions.clear();
+    this.#disk.graveyard.clear();
     this.#disk.replica = replica === null ? null : { epoch: replica.epoch, shard: replica.shard, applied: {}, lamport: 0 };
   }
 
@@ -73,6 +77,10 @@ export class SimStorage extends GroupCommitStorage implements Storage {
     for (const [key, version] of batch.versions) {
       if (version === null) disk.versions.delete(key);
       else disk.versions.set(key, copy(version));
+    }
+    for (const [key, tombstone] of batch.graveyard) {
+      if (tombstone === null) disk.graveyard.delete(key);
+      else disk.graveyard.set(key, copy(tombstone));
     }
     if (batch.meta !== null) disk.replica = copy(batch.meta);
     for (const { peer, hint } of batch.hintAdds) {

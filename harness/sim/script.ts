@@ -65,7 +65,8 @@
 //   status [N...] [fields=a,b]     fields of each node's /status: ready epoch shard view held
 //                                  mirrored keys tombstones collected pending queued reshard holds releases,
 //                                  and of its tombstones: blocked (members collection waits for),
-//                                  without (members it goes on without, past the grace), stale
+//                                  without (members it goes on without, past the grace), kept
+//                                  (tombstones kept for them), full (the graveyard has no room: it waits), stale
 //   replicas [N...]                what each replica stores: live keys and tombstones
 //   placement                      for every key live anywhere, the shards (with the epoch of the
 //                                  holders' map) and the nodes holding it
@@ -263,6 +264,8 @@ const STATUS_FIELDS = [
   'collected',
   'blocked',
   'without',
+  'kept',
+  'full',
   'stale',
   'pending',
   'queued',
@@ -441,7 +444,7 @@ class Interpreter {
         links: { held: { peer: string; mirrored?: boolean }[]; holds: number; releases: number };
         replication: { queued: number; hints: number };
         repair: { tombstonesCollected: number };
-        tombstones: { blockedBy: string[]; collectingWithout: string[]; stale: { handedOff: boolean } | null };
+        tombstones: { blockedBy: string[]; collectingWithout: string[]; kept: number; graveyardFull: boolean; stale: { handedOff: boolean } | null };
         keys: number;
         versions: number;
       };
@@ -457,6 +460,8 @@ class Interpreter {
         collected: s.repair.tombstonesCollected,
         blocked: [...s.tombstones.blockedBy].sort(),
         without: [...s.tombstones.collectingWithout].sort(),
+        kept: s.tombstones.kept,
+        full: s.tombstones.graveyardFull ? 'yes' : 'no',
         stale: s.tombstones.stale === null ? 'no' : s.tombstones.stale.handedOff ? 'handed-off' : 'yes',
         pending: s.pendingEarlyWrites,
         queued: s.replication.queued + s.replication.hints,

@@ -131,7 +131,8 @@ export function settingsFor(seed: number): WorldSettings {
   // A grace shorter than the faults' 0.5-6 s holds collects tombstones without a crashed or cut off
   // member, which must then copy its shard afresh when it is back.
   settings.nodeEnv.TOMBSTONE_GRACE_MS = String(prng.pick([1_500, 4_000, 10_800_000]));
-  // Sometimes no graveyard: safety must not rest on it (it is bounded, and lost in a restart).
+  // Sometimes no graveyard: safety must not rest on remembering ordinary collections (bounded, and
+  // in memory); with none, nothing is collected without a member (what is must be kept: Graveyard).
   settings.nodeEnv.GRAVEYARD_MAX = String(prng.pick([0, 100_000]));
   // Sometimes a short join grace: a member down since it was added is dropped, and joins again when back.
   settings.nodeEnv.MEMBER_JOIN_GRACE_MS = String(prng.pick([2_000, 600_000]));

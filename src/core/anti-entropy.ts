@@ -2,7 +2,7 @@ import { assert } from './assert.ts';
 import { REPAIR_BYTES_MAX } from './contract.ts';
 import { versionBytes } from './json-value.ts';
 import type { Replica } from './replica.ts';
-import { PARTITION_COUNT } from './shard-map.ts';
+import { PARTITION_COUNT, partitionOfKey } from './shard-map.ts';
 import type { Clock, Epoch, NodeAddress, Stamp, Version } from './types.ts';
 import { compareStamps } from './version-order.ts';
 import { counterOf } from './vector-clock.ts';
@@ -25,7 +25,21 @@ import { counterOf } from './vector-clock.ts';
  * own (repairPlan), and we push ours in our own rounds.
  */
 export function digestAnswer(replica: Replica, digests: readonly number[]): { differing: number[] } {
-  return { differing: replica.differingPartitions(digests) };
+  return { differing: differingPartitions(replica.digests(), digests) };
+}
+
+/** Partitions whose digest differs between two replicas' digests. */
+export function differingPartitions(ours: readonly number[], theirs: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let p = 0; p < PARTITION_COUNT; p++) if ((theirs[p] ?? 0) >>> 0 !== (ours[p] ?? 0) >>> 0) out.push(p);
+  return out;
+}
+
+/** Every stored version (tombstones included) of the given partitions, by partition. */
+export function versionsByPartition(replica: Replica, partitions: readonly number[]): Map<number, Version[]> {
+  const out = new Map<number, Version[]>(partitions.map((p) => [p, []]));
+  for (const version of replica.allVersions()) out.get(partitionOfKey(version.key))?.push(version);
+  return out;
 }
 
 /** What one exchange pushes: whole partitions, about REPAIR_BYTES_MAX of versions at most. */
@@ -65,7 +79,7 @@ export function repairPlan(
   assert(Number.isInteger(exchangesMax) && exchangesMax >= 1, 'a repair plan may take at least one exchange');
   const start = differing.findIndex((p) => p >= cursor);
   const order = start <= 0 ? differing : [...differing.slice(start), ...differing.slice(0, start)];
-  const byPartition = replica.versionsByPartition(order);
+  const byPartition = versionsByPartition(replica, order);
   const batches: RepairBatch[] = [];
   let batch: RepairBatch | null = null;
   let bytes = 0;

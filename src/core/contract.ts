@@ -139,6 +139,8 @@ export interface SavedReplica {
   base?: EpochClocks;
   /** The replica's collection horizon (see Replica.collected; absent in directories of older releases). */
   collected?: Clock;
+  /** Tombstones collected without a member, kept until it is back (see Graveyard; absent in older releases). */
+  graveyard?: Version[];
 }
 
 /**

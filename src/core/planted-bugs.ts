@@ -19,7 +19,9 @@ export const PLANTED_BUGS = [
   'reshard-no-full-sender',
   /**
    * A member that missed tombstones collected without it (away longer than the tombstone grace)
-   * merges its old replica back as if it had not: its peers' horizons are not checked.
+   * merges its old replica back as if it had not: its peers' horizons are not checked, and what it
+   * pulls carries no collected tombstones (which would otherwise delete what it still holds: the
+   * graveyard keeps those collected without a member, see Graveyard).
    */
   'stale-replica-merge',
 ] as const;

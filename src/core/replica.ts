@@ -39,6 +39,9 @@ export interface ReplicaOptions {
 export interface DirtyChanges {
   versions: Version[];
   removed: string[];
+  /** Tombstones collected without a member (the graveyard keeps them: see Graveyard), and keys no longer kept. */
+  kept: Version[];
+  unkept: string[];
   /** The whole store's digest with these changes made. */
   digest: StoreDigest;
 }
@@ -93,8 +96,8 @@ export class Replica {
   private digestTotal = 0;
   /** The highest `everywhere` clock tombstones were collected under: every replica reflects it. */
   private collectedUpTo: Clock = {};
-  /** The tombstones collected last (see Graveyard). */
-  private readonly graveyard: Graveyard;
+  /** The tombstones collected last (see Graveyard): kept ones are restored, and released, from outside. */
+  readonly graveyard: Graveyard;
   /**
    * Which writes of earlier epochs the store reflects, for this shard's keys: epoch -> old shard ->
    * clock. It grows with reshard transfers (each sender's applied clock), late transfers from a node
@@ -247,12 +250,7 @@ export class Replica {
       const dotNode = stored.dotNode;
       if (dotNode === null ? base : (stored.counter as number) > (since[dotNode] ?? 0)) out.push(unpack(key, stored));
     }
-    if (collected) {
-      for (const [key, tombstone] of this.graveyard.entries()) {
-        const dot = tombstone.dot;
-        if (dot !== null && !this.store.has(key) && dot.counter > (since[dot.node] ?? 0)) out.push(tombstone);
-      }
-    }
+    if (collected) out.push(...this.graveyard.newerThan(since, (key) => this.store.has(key)));
     return out;
   }
 
@@ -292,7 +290,7 @@ export class Replica {
 
   /** Keys changed since the last takeDirty. */
   get dirtyCount(): number {
-    return this.dirty.size;
+    return this.dirty.size + this.graveyard.keptChangeCount;
   }
 
   /** What changed since the last call: versions to store, keys no longer stored (collected tombstones). */
@@ -305,7 +303,13 @@ export class Replica {
       else removed.push(key);
     }
     this.dirty.clear();
-    return { versions, removed, digest: this.storeDigest() };
+    const kept: Version[] = [];
+    const unkept: string[] = [];
+    for (const [key, tombstone] of this.graveyard.takeKeptChanges()) {
+      if (tombstone === null) unkept.push(key);
+      else kept.push(tombstone);
+    }
+    return { versions, removed, kept, unkept, digest: this.storeDigest() };
   }
 
   /** The whole store's digest (see StoreDigest); O(1). */
@@ -349,25 +353,6 @@ export class Replica {
   /** The partition digests (see digestSums). */
   digests(): number[] {
     return Array.from(this.digestSums);
-  }
-
-  /** Partitions whose digest differs from a peer's. */
-  differingPartitions(peerDigests: readonly number[]): number[] {
-    const out: number[] = [];
-    for (let p = 0; p < PARTITION_COUNT; p++) if ((peerDigests[p] ?? 0) >>> 0 !== this.digestSums[p]) out.push(p);
-    return out;
-  }
-
-  /** Every stored version (tombstones included) of the given partitions, by partition. */
-  versionsByPartition(partitions: readonly number[]): Map<number, Version[]> {
-    const out = new Map<number, Version[]>(partitions.map((p) => [p, []]));
-    for (const [key, stored] of this.store) out.get(partitionOfKey(key))?.push(unpack(key, stored));
-    return out;
-  }
-
-  /** Every stored version (tombstones included) of the given partitions. */
-  versionsInPartitions(partitions: readonly number[]): Version[] {
-    return [...this.versionsByPartition(partitions).values()].flat();
   }
 
   /**
@@ -423,13 +408,24 @@ export class Replica {
     return version.deleted && dot !== null && !this.store.has(version.key) && (this.collectedUpTo[dot.node] ?? 0) >= dot.counter;
   }
 
+  /** How many stored tombstones `everywhere` covers (what collectTombstones would drop). */
+  collectable(everywhere: Clock): number {
+    let count = 0;
+    for (const stored of this.store.values()) {
+      if (stored.deleted && stored.dotNode !== null && (stored.counter as number) <= (everywhere[stored.dotNode] ?? 0)) count++;
+    }
+    return count;
+  }
+
   /**
    * Drops tombstones that every replica of the shard already reflects (`everywhere` is the pointwise
    * minimum of all members' applied clocks): no replica holds an older version of the key that the
    * tombstone would still have to win over. Base tombstones (from a reshard) are kept. Returns how many.
+   * `kept`: collected without a member (the graveyard keeps them; they must fit, see Graveyard);
    * `remember` false (only the planted bug forget-tombstones) keeps no trace of them.
    */
-  collectTombstones(everywhere: Clock, { remember }: { remember: boolean } = { remember: true }): number {
+  collectTombstones(everywhere: Clock, { remember = true, kept = false }: { remember?: boolean; kept?: boolean } = {}): number {
+    assert(!kept || this.collectable(everywhere) <= this.graveyard.room, 'tombstones collected without a member fit in the graveyard');
     let collected = 0;
     if (remember) this.collectedUpTo = mergeClocks(this.collectedUpTo, everywhere);
     for (const [key, stored] of this.store) {
@@ -437,7 +433,7 @@ export class Replica {
       if (!stored.deleted || dotNode === null) continue;
       if ((stored.counter as number) > (everywhere[dotNode] ?? 0)) continue;
       this.store.delete(key);
-      if (remember) this.graveyard.remember(key, unpack(key, stored));
+      if (remember) this.graveyard.remember(key, unpack(key, stored), kept);
       else this.graveyard.forget(key);
       this.addToDigest(key, -storedHash(key, stored));
       this.dirty.add(key);

@@ -24,7 +24,7 @@ export class ReplicationCore extends CoreState {
   /** When the current replica had applied what, for the tombstone grace (a new replica starts a new one). */
   private history: { replica: Replica; applied: AppliedHistory } | null = null;
   /** What the last collection could not count: members whose applied clock this node does not know, and whether it went on without them. */
-  private lastCollection: { notCounted: NodeAddress[]; withoutThem: boolean } = { notCounted: [], withoutThem: false };
+  private lastCollection: { notCounted: NodeAddress[]; withoutThem: boolean; graveyardFull: boolean } = { notCounted: [], withoutThem: false, graveyardFull: false };
   /** Since when each member has been unheard of (no ping of this epoch and shard), by the collections that found it so. */
   private readonly missingSince = new Map<NodeAddress, number>();
   /**
@@ -83,11 +83,13 @@ export class ReplicationCore extends CoreState {
    * The members the last collection round that decided did not hear from (a round skipped for a
    * live member's writes still on their way keeps the verdict before it): those it waits for (`blockedBy`: unheard of
    * for less than the grace, or this node does not hear from a majority) or went on without
-   * (`collectingWithout`). One of the two is empty.
+   * (`collectingWithout`). One of the two is empty. `graveyardFull`: past the grace, but what it
+   * would collect without them does not fit in the graveyard's room (see Graveyard), so it waits.
    */
-  get collectionStatus(): { blockedBy: NodeAddress[]; collectingWithout: NodeAddress[] } {
-    const { notCounted, withoutThem } = this.lastCollection;
-    return withoutThem ? { blockedBy: [], collectingWithout: [...notCounted] } : { blockedBy: [...notCounted], collectingWithout: [] };
+  get collectionStatus(): { blockedBy: NodeAddress[]; collectingWithout: NodeAddress[]; graveyardFull: boolean; kept: number; keptMax: number } {
+    const { notCounted, withoutThem, graveyardFull } = this.lastCollection;
+    const graveyard = { graveyardFull, kept: this.currentReplica?.graveyard.kept ?? 0, keptMax: this.currentReplica?.graveyard.max ?? 0 };
+    return withoutThem ? { blockedBy: [], collectingWithout: [...notCounted], ...graveyard } : { blockedBy: [...notCounted], collectingWithout: [], ...graveyard };
   }
 
   /**
@@ -144,11 +146,13 @@ export class ReplicationCore extends CoreState {
     // A stale replica hands its writes over (a pull), but is no one's copy: it may hold what was deleted.
     if (full && this.stale !== null) return { ok: false, reason: `a stale replica of ${shard}: copy from another member` };
     const withBase = full || (base !== undefined && !epochClocksCover(base, replica.base));
-    // A full copy starts from nothing; a pull also carries the tombstones collected here with dots
-    // the puller lacks (it takes our clock, and must not keep what they deleted).
+    // A full copy starts from nothing; both carry the tombstones collected here (all of them, or
+    // those with dots the puller lacks): it takes our clock, and must not keep what they deleted. A
+    // copy into the rows of an older replica of the same shard overwrites those keys' rows on its
+    // disk, and a member left out of a collection may still bring back a write they won over.
     const from = full ? {} : since;
     const includeBase = withBase;
-    const includeCollected = !full;
+    const includeCollected = !this.bugs.has('stale-replica-merge');
     const versions = replica.versionsSince(from, { base: includeBase, collected: includeCollected });
     const answer = { ok: true as const, versions, applied: { ...replica.applied }, lamport: replica.lamport, collected: { ...replica.collected } };
     return withBase ? { ...answer, base: { ...replica.base } } : answer;
@@ -264,7 +268,11 @@ export class ReplicationCore extends CoreState {
     for (const node of this.missingSince.keys()) if (!missing.includes(node)) this.missingSince.delete(node);
     for (const node of missing) if (!this.missingSince.has(node)) this.missingSince.set(node, nowMs);
     if (missing.length === 0) {
-      this.lastCollection = { notCounted: [], withoutThem: false };
+      this.lastCollection = { notCounted: [], withoutThem: false, graveyardFull: false };
+      // Every member heard from, with their own writes here, and none stale (each has applied what
+      // was collected here): what was collected without one of them buries nothing that could
+      // still arrive, nor is there an old replica left to copy it into (see Graveyard).
+      if ([...clocks.values()].every((clock) => clockCovers(clock, replica.collected))) replica.graveyard.release();
       return replica.collectTombstones(everywhere);
     }
     // Members this node does not hear from: once every one of them has been unheard of for the grace,
@@ -273,9 +281,13 @@ export class ReplicationCore extends CoreState {
     const graceMs = this.tombstoneGraceMs;
     const old = this.history.applied.asOf(nowMs - graceMs);
     const members = membersOf(this.currentMap, replica.shard) ?? [];
-    const goOn = old !== null && missing.every((node) => nowMs - (this.missingSince.get(node) ?? nowMs) >= graceMs) && mayCollectWithout(members, missing);
-    this.lastCollection = { notCounted: missing, withoutThem: goOn };
-    return goOn && old !== null ? replica.collectTombstones(clockMin(everywhere, old)) : 0;
+    const pastGrace = old !== null && missing.every((node) => nowMs - (this.missingSince.get(node) ?? nowMs) >= graceMs) && mayCollectWithout(members, missing);
+    const horizon = old === null ? null : clockMin(everywhere, old);
+    // What is collected without them is kept in the graveyard until they are back; what does not fit waits.
+    const graveyardFull = pastGrace && horizon !== null && replica.collectable(horizon) > replica.graveyard.room;
+    const goOn = pastGrace && !graveyardFull;
+    this.lastCollection = { notCounted: missing, withoutThem: goOn, graveyardFull };
+    return goOn && horizon !== null ? replica.collectTombstones(horizon, { kept: true }) : 0;
   }
 
   pingInfo(): PingInfo {

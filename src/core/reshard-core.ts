@@ -108,6 +108,7 @@ export class ReshardCore extends ReplicationCore {
     });
     // The versions first: with the base clocks in place, base versions would count as old news.
     replica.mergeState(saved.versions, saved.applied, saved.base ?? {}, 0, saved.collected ?? {});
+    replica.graveyard.restore(saved.graveyard ?? []);
     replica.takeDirty();
     this.setReplica(replica);
     // The disk holds this very replica.

@@ -326,6 +326,8 @@ export class Metrics {
       () => core.collectionStatus.blockedBy.length,
     );
     gauge('kvs_tombstone_collecting_without_members', 'Members of the shard tombstones are collected without (not heard from for longer than the grace)', () => core.collectionStatus.collectingWithout.length);
+    gauge('kvs_tombstones_kept', 'Tombstones collected without a member, kept (on disk too) until it is back', () => core.collectionStatus.kept);
+    gauge('kvs_tombstone_graveyard_full', '1 while collection without a member waits because what it would collect does not fit in GRAVEYARD_MAX, else 0', () => (core.collectionStatus.graveyardFull ? 1 : 0));
     gauge('kvs_replica_stale', '1 while this node\'s replica is stale (it missed tombstones collected without it, and is copied afresh), else 0', () => (core.stale === null ? 0 : 1));
 
     gauge('kvs_reshard_in_progress', '1 while a reshard is prepared at this node and not yet committed or abandoned', () => (core.reshardInProgress === null ? 0 : 1));

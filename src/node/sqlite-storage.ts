@@ -96,7 +96,8 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
       this.db.exec(
         'CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);' +
           'CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, data TEXT NOT NULL);' +
-          'CREATE TABLE IF NOT EXISTS hints (peer TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (peer, seq));',
+          'CREATE TABLE IF NOT EXISTS hints (peer TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (peer, seq));' +
+          'CREATE TABLE IF NOT EXISTS graveyard (key TEXT PRIMARY KEY, data TEXT NOT NULL);',
       );
       const format = this.readMeta('format');
       const owner = this.readMeta('address');
@@ -126,12 +127,19 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
       if (!isVersion(version)) throw new Error('a stored version is malformed');
       versions.push(version);
     }
+    // Tombstones kept for members collected without (see Graveyard); one that is not a collected tombstone throws.
+    const graveyard: Version[] = [];
+    for (const row of this.db.prepare('SELECT data FROM graveyard').iterate() as Iterable<{ data: string }>) {
+      const tombstone = this.parse(row.data);
+      if (!isVersion(tombstone) || !tombstone.deleted || tombstone.dot === null) throw new Error('a kept tombstone is malformed');
+      graveyard.push(tombstone);
+    }
     // A mismatch throws: open() then sets the directory aside and the shard is copied from peers.
-    this.loaded(meta, versions);
-    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
+    this.loaded(meta, versions, graveyard);
+    this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, keptTombstones: graveyard.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
     const base = isEpochClocks(meta.base) ? meta.base : {};
     const collected = isClock(meta.collected) ? meta.collected : {};
-    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, collected, versions } };
+    return { map, replica: { epoch: meta.epoch, shard: meta.shard, applied: meta.applied, lamport: Number(meta.lamport) || 0, base, collected, versions, graveyard } };
   }
 
   saveMap(map: ShardMap): void {
@@ -181,10 +189,14 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
   }
 
   protected writeBatch(batch: CommitBatch, writer: { idle: boolean }): void | Promise<void> {
-    const message: WriterBatch = { kind: 'batch', seq: this.nextSeq++, upserts: [], deletes: [], meta: null, hintAdds: [], hintDrops: [] };
+    const message: WriterBatch = { kind: 'batch', seq: this.nextSeq++, upserts: [], deletes: [], meta: null, hintAdds: [], hintDrops: [], kept: [], unkept: [] };
     for (const [key, version] of batch.versions) {
       if (version === null) message.deletes.push(key);
       else message.upserts.push([key, JSON.stringify(version)]);
+    }
+    for (const [key, tombstone] of batch.graveyard) {
+      if (tombstone === null) message.unkept.push(key);
+      else message.kept.push([key, JSON.stringify(tombstone)]);
     }
     if (batch.meta !== null) message.meta = JSON.stringify(batch.meta);
     for (const { peer, hint } of batch.hintAdds) message.hintAdds.push([peer, hint.seq, JSON.stringify(hint)]);

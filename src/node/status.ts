@@ -22,13 +22,15 @@ export interface StatusSources {
  * the oldest (`oldestAgeAtLeast`: it was applied before this node's oldest checkpoint, or came with
  * a reshard, so it may be older), the grace, the members not heard from that collection waits for
  * (`blockedBy`: within the grace, or without a majority) or goes on without (`collectingWithout`), the
- * horizon collected up to, and whether this replica is stale (away longer than the grace).
+ * horizon collected up to, whether this replica is stale (away longer than the grace), and the
+ * tombstones the graveyard keeps for members collected without (`kept`, at most `keptMax`;
+ * `graveyardFull`: collection without them waits, what it would collect does not fit).
  */
 export function tombstoneStatus(ctx: NodeContext): Record<string, unknown> {
   const { core, timers } = ctx;
   const now = timers.now();
   const { held, oldestAgeMs, atLeast } = core.tombstoneStatus(now);
-  const { blockedBy, collectingWithout } = core.collectionStatus;
+  const { blockedBy, collectingWithout, graveyardFull, kept, keptMax } = core.collectionStatus;
   const stale = core.stale;
   return {
     held,
@@ -38,6 +40,9 @@ export function tombstoneStatus(ctx: NodeContext): Record<string, unknown> {
     blockedBy,
     collectingWithout,
     collectedUpTo: { ...(core.replica?.collected ?? {}) },
+    kept,
+    keptMax,
+    graveyardFull,
     stale: stale === null ? null : { forMs: now - stale.sinceMs, peer: stale.peer, handedOff: core.staleHandedOff() },
   };
 }

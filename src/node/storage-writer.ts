@@ -18,6 +18,9 @@ export interface WriterBatch {
   meta: string | null;
   hintAdds: [peer: string, seq: number, data: string][];
   hintDrops: [peer: string, seq: number][];
+  /** Tombstones the graveyard keeps (see Graveyard), and keys it no longer keeps. */
+  kept: [key: string, data: string][];
+  unkept: string[];
 }
 
 /** Replaces the stored replica by an empty one (`meta`), or none (null). */
@@ -59,6 +62,8 @@ export class SqlWriter {
   private readonly insertHint: StatementSync;
   private readonly deleteHints: StatementSync;
   private readonly upsertMeta: StatementSync;
+  private readonly upsertKept: StatementSync;
+  private readonly deleteKept: StatementSync;
   private readonly deleteMeta: StatementSync;
 
   constructor(db: DatabaseSync) {
@@ -69,6 +74,8 @@ export class SqlWriter {
     this.deleteHints = db.prepare('DELETE FROM hints WHERE peer = ? AND seq <= ?');
     this.upsertMeta = db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value');
     this.deleteMeta = db.prepare('DELETE FROM meta WHERE name = ?');
+    this.upsertKept = db.prepare('INSERT INTO graveyard (key, data) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET data = excluded.data');
+    this.deleteKept = db.prepare('DELETE FROM graveyard WHERE key = ?');
   }
 
   /** The group in one transaction; throws (rolled back) when it could not be written. */
@@ -93,13 +100,15 @@ export class SqlWriter {
       case 'batch':
         for (const key of message.deletes) this.deleteVersion.run(key);
         for (const [key, row] of message.upserts) this.upsertVersion.run(key, row);
+        for (const key of message.unkept) this.deleteKept.run(key);
+        for (const [key, row] of message.kept) this.upsertKept.run(key, row);
         if (message.meta !== null) this.upsertMeta.run('replica', message.meta);
         // Adds first: a drop covers every seq up to its own, staged before or with it.
         for (const [peer, seq, row] of message.hintAdds) this.insertHint.run(peer, seq, row);
         for (const [peer, seq] of message.hintDrops) this.deleteHints.run(peer, seq);
         return;
       case 'reset':
-        this.db.exec('DELETE FROM versions');
+        this.db.exec('DELETE FROM versions; DELETE FROM graveyard;');
         if (message.meta === null) this.deleteMeta.run('replica');
         else this.upsertMeta.run('replica', message.meta);
         return;

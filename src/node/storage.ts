@@ -8,6 +8,9 @@ import type { Hint, HintLog } from './replicator.ts';
 export interface StagedChange {
   versions: Version[];
   removed: string[];
+  /** Tombstones the graveyard keeps (collected without a member: see Graveyard), and keys it no longer keeps. */
+  kept?: Version[];
+  unkept?: string[];
   digest?: StoreDigest;
 }
 
@@ -145,6 +148,8 @@ export interface CommitBatch {
   hintAdds: readonly { peer: NodeAddress; hint: Hint }[];
   /** Per peer: every hint up to this seq is gone. Applied after the adds. */
   hintDrops: ReadonlyMap<NodeAddress, number>;
+  /** Key -> tombstone the graveyard keeps, or null: no longer kept. */
+  graveyard: ReadonlyMap<string, Version | null>;
 }
 
 /** A flush() waiting for its commit to land. */
@@ -159,6 +164,7 @@ type Waiter = { resolve: () => void; reject: (error: unknown) => void };
 export abstract class GroupCommitStorage {
   readonly durable = true;
   private stagedVersions = new Map<string, Version | null>();
+  private stagedGraveyard = new Map<string, Version | null>();
   private stagedMeta: ReplicaMeta | null = null;
   private stagedHintAdds: { peer: NodeAddress; hint: Hint }[] = [];
   private stagedHintDrops = new Map<NodeAddress, number>();
@@ -223,6 +229,7 @@ export abstract class GroupCommitStorage {
       return;
     }
     this.stagedVersions.clear();
+    this.stagedGraveyard.clear();
     this.stagedMeta = null;
     this.generation++;
     this.writeReset(replica);
@@ -236,6 +243,8 @@ export abstract class GroupCommitStorage {
     if (this.replicaMeta === null) return;
     for (const version of change.versions) this.stagedVersions.set(version.key, version);
     for (const key of change.removed) this.stagedVersions.set(key, null);
+    for (const tombstone of change.kept ?? []) this.stagedGraveyard.set(tombstone.key, tombstone);
+    for (const key of change.unkept ?? []) this.stagedGraveyard.set(key, null);
     if (change.versions.length > 0 || change.removed.length > 0) this.replicaRows = true;
     const digest = this.digestHolds && change.digest !== undefined ? { digest: { count: change.digest.count, sum: change.digest.sum } } : {};
     this.stagedMeta = { ...this.replicaMeta, applied: { ...applied }, lamport, base, collected: { ...collected }, ...digest };
@@ -247,8 +256,12 @@ export abstract class GroupCommitStorage {
    * throws when they differ). The node restores its replica from exactly these versions, so from
    * now on the disk holds what its replica counts.
    */
-  protected loaded(meta: ReplicaMeta, versions: readonly Version[]): void {
+  protected loaded(meta: ReplicaMeta, versions: readonly Version[], graveyard: readonly Version[] = []): void {
     checkCommitted(meta, versions);
+    const lamport = Number(meta.lamport) || 0;
+    for (const tombstone of graveyard) {
+      assert(tombstone.stamp.lamport <= lamport, () => `the kept tombstone of ${tombstone.key} is stamped above the Lamport time committed with it`);
+    }
     this.replicaMeta = { epoch: meta.epoch, shard: meta.shard };
     this.committedApplied = meta.applied;
     this.digestHolds = true;
@@ -317,10 +330,17 @@ export abstract class GroupCommitStorage {
       else for (const waiter of waiters) waiter.resolve();
       return;
     }
-    const batch: CommitBatch = { versions: this.stagedVersions, meta: this.stagedMeta, hintAdds: this.stagedHintAdds, hintDrops: this.stagedHintDrops };
+    const batch: CommitBatch = {
+      versions: this.stagedVersions,
+      meta: this.stagedMeta,
+      hintAdds: this.stagedHintAdds,
+      hintDrops: this.stagedHintDrops,
+      graveyard: this.stagedGraveyard,
+    };
     // Idle: no batch in flight, and nothing handed over outside a batch (a barrier) to wait behind.
     const idle = this.inFlight === 0 && !this.barrier;
     this.stagedVersions = new Map();
+    this.stagedGraveyard = new Map();
     this.stagedMeta = null;
     this.stagedHintAdds = [];
     this.stagedHintDrops = new Map();
@@ -362,6 +382,6 @@ export abstract class GroupCommitStorage {
   }
 
   private hasStaged(): boolean {
-    return this.barrier || this.stagedMeta !== null || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
+    return this.barrier || this.stagedMeta !== null || this.stagedGraveyard.size > 0 || this.stagedHintAdds.length > 0 || this.stagedHintDrops.size > 0;
   }
 }

@@ -39,7 +39,7 @@ interface ReplicaInternals {
   buffer: { byOrigin: Map<NodeAddress, Map<number, Version>>; count: number; bytes: number; max: number; add(version: Version, dot: { node: NodeAddress; counter: number }, applied: Clock): boolean };
   digestSums: Uint32Array;
   digestTotal: number;
-  graveyard: { tombstones: Map<string, Version> };
+  graveyard: { forgettable: Map<string, Version>; keptEntries: Map<string, Version> };
   collectedUpTo: Clock;
   baseClocks: EpochClocks;
   apply(version: Version, dot: { node: NodeAddress; counter: number }): void;
@@ -223,7 +223,12 @@ test('checkInvariants names each broken invariant of the whole state', () => {
     ['a pending write filed under another dot', (r) => r.buffer.byOrigin.get(B)?.set(4, r.buffer.byOrigin.get(B)?.get(3) as Version), /filed under 10\.10\.0\.3:8090#4, not its dot/],
     ['an applied counter', (r) => (r.appliedClock = { ...r.appliedClock, [C]: 0 }), /applied names 10\.10\.0\.4:8090 with counter 0/],
     ['the collection horizon', (r) => (r.collectedUpTo = { [C]: 9 }), /collected only up to/],
-    ['a graveyard entry', (r) => r.graveyard.tombstones.set('g', pushed(B, 1, 'g', 1)), /graveyard entry of g/],
+    ['a graveyard entry', (r) => r.graveyard.forgettable.set('g', pushed(B, 1, 'g', 1)), /graveyard entry of g/],
+    ['a graveyard entry both kept and not', (r) => {
+        const tombstone = pushed(B, 1, 'g', 1, { deleted: true });
+        r.graveyard.forgettable.set('g', tombstone);
+        r.graveyard.keptEntries.set('g', tombstone);
+      }, /holds g once/],
     ['the base epochs', (r) => (r.baseClocks = { '5': { s0: { [B]: 1 } } }), /base names epoch 5/],
   ];
   for (const [what, breakIt, pattern] of broken) {

@@ -6,6 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { GRAVEYARD_MAX } from '../../src/core/graveyard.ts';
 import { NodeCore } from '../../src/core/node-core.ts';
 import type { PingInfo } from '../../src/core/node-core.ts';
 import { AppliedHistory, HISTORY_POINTS_MAX, appliedByKnownMembers, clockMin } from '../../src/core/tombstone-grace.ts';
@@ -64,7 +65,7 @@ test('a member not heard from blocks collection for the grace, then tombstones a
   // B answers with everything; C is never heard from.
   const known = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, 0), 0);
-  assert.deepEqual(a.collectionStatus, { blockedBy: [C], collectingWithout: [] });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [C], collectingWithout: [], kept: 0, graveyardFull: false, keptMax: GRAVEYARD_MAX });
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, GRACE - 1), 0, 'within the grace: nothing');
   assert.equal(a.tombstoneStatus(GRACE - 1).held, 1);
   // A delete made later is younger than the grace when the first is old enough.
@@ -73,7 +74,7 @@ test('a member not heard from blocks collection for the grace, then tombstones a
   d.kv('DELETE', 'j', {});
   const later = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: later }, GRACE), 1, 'past the grace: the old tombstone only');
-  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C], kept: 1, graveyardFull: false, keptMax: GRAVEYARD_MAX }, 'collected without C: kept until C is back');
   assert.equal(a.tombstoneStatus(GRACE).held, 1);
   assert.equal(a.replica?.get('k'), undefined);
   assert.ok(a.replica?.get('j')?.deleted);
@@ -88,15 +89,15 @@ test('a round skipped for a live member\'s writes still on their way keeps the l
   const known = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, 0), 0);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: known }, GRACE), 1);
-  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C], kept: 1, graveyardFull: false, keptMax: GRAVEYARD_MAX });
   // B has a write of its own A has not applied: the round collects nothing and decides nothing.
   const ahead = new Map<NodeAddress, Clock>([[B, { ...a.replica?.applied, [B]: 1 }]]);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: ahead }, GRACE + 1), 0);
-  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C] }, 'C is still reported');
+  assert.deepEqual(a.collectionStatus, { blockedBy: [], collectingWithout: [C], kept: 1, graveyardFull: false, keptMax: GRAVEYARD_MAX }, 'C is still reported');
   // Before any round has decided, a skipped one reports nothing either way.
   const fresh = core(A);
   assert.equal(drive(fresh).step({ kind: 'collect-tombstones', peerApplied: ahead }, 0), 0);
-  assert.deepEqual(fresh.collectionStatus, { blockedBy: [], collectingWithout: [] });
+  assert.deepEqual(fresh.collectionStatus, { blockedBy: [], collectingWithout: [], kept: 0, graveyardFull: false, keptMax: GRAVEYARD_MAX });
 });
 
 test('a replica that has not applied what a peer collected is stale: it merges nothing, pulls nothing, pushes nothing, and is copied once handed off', () => {
@@ -193,7 +194,7 @@ test('only a majority of the shard (or half with its first member) collects with
   d.kv('DELETE', 'k', {});
   d.step({ kind: 'collect-tombstones', peerApplied: new Map() }, 0);
   assert.equal(d.step({ kind: 'collect-tombstones', peerApplied: new Map() }, 10 * GRACE), 0);
-  assert.deepEqual(a.collectionStatus, { blockedBy: [B, C], collectingWithout: [] });
+  assert.deepEqual(a.collectionStatus, { blockedBy: [B, C], collectingWithout: [], kept: 0, graveyardFull: false, keptMax: GRAVEYARD_MAX });
 });
 
 test('a stale replica is no copy source, says so in its pings, and does not wait for members that are stale too', () => {

@@ -214,6 +214,8 @@ const REQUIRED: Record<string, Family['type']> = {
   kvs_tombstone_oldest_age_seconds: 'gauge',
   kvs_tombstone_collection_blocked_members: 'gauge',
   kvs_tombstone_collecting_without_members: 'gauge',
+  kvs_tombstones_kept: 'gauge',
+  kvs_tombstone_graveyard_full: 'gauge',
   kvs_replica_stale: 'gauge',
   kvs_sync_received_bytes_total: 'counter',
   kvs_background_failures_total: 'counter',

@@ -11,7 +11,7 @@ import type { Timers } from '../../src/node/env.ts';
 
 function metricsWith(reshard: () => unknown, clock = { ms: 0 }): Metrics {
   const sources = {
-    core: { ready: true, map: { epoch: 3 }, view: () => ['10.0.0.1:8090', '10.0.0.2:8090'], viewChanges: 2, replica: { shard: 's1', liveKeyCount: () => 7 }, reshardInProgress: null, tombstoneStatus: () => ({ held: 0, oldestAgeMs: null, atLeast: false }), collectionStatus: { blockedBy: [], collectingWithout: [] }, stale: null },
+    core: { ready: true, map: { epoch: 3 }, view: () => ['10.0.0.1:8090', '10.0.0.2:8090'], viewChanges: 2, replica: { shard: 's1', liveKeyCount: () => 7 }, reshardInProgress: null, tombstoneStatus: () => ({ held: 0, oldestAgeMs: null, atLeast: false }), collectionStatus: { blockedBy: [], collectingWithout: [], kept: 0, keptMax: 100, graveyardFull: false }, stale: null },
     replicator: {
       snapshot: () => ({ queued: 2, queuedBytes: 40, hints: 5, hintBytes: 500, sent: 11, dropped: 1 }),
       backlogs: () => [

@@ -86,13 +86,12 @@ const GROUND: Record<PlantedBug, Partial<WorldSettings>> = {
   'forget-tombstones': { faults: ['partition', 'slow'], keys: 4, nodeEnv: { ANTI_ENTROPY_INTERVAL_MS: '500' } },
   'reshard-skips-partition': { faults: ['reshard', 'partition'], keys: 12, shards: 2, nodes: 4 },
   'reshard-no-full-sender': { faults: ['reshard', 'partition'], keys: 12, shards: 2, nodes: 4 },
-  // No graveyard: it would refuse most stale versions the replica brings back, in so small a store.
   'stale-replica-merge': {
     faults: ['crash', 'isolate'],
     keys: 12,
     nodes: 3,
     shards: 0,
-    nodeEnv: { TOMBSTONE_GRACE_MS: '500', ANTI_ENTROPY_INTERVAL_MS: '250', GRAVEYARD_MAX: '0' },
+    nodeEnv: { TOMBSTONE_GRACE_MS: '500', ANTI_ENTROPY_INTERVAL_MS: '250' },
   },
 };
 
