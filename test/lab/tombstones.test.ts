@@ -37,6 +37,9 @@ type TombstoneStatus = {
   blockedBy: string[];
   collectingWithout: string[];
   collectedUpTo: Record<string, number>;
+  kept: number;
+  keptMax: number;
+  graveyardFull: boolean;
   stale: null | { forMs: number; peer: string; handedOff: boolean };
 };
 
@@ -318,6 +321,9 @@ function logLinesSince(lab: Lab, node: NodeAddress, offset: number): { msg: stri
   });
 }
 
+/** Room in the graveyard for exactly the 10 tombstones collected without the dead member (they are kept until it is back). */
+const GRAVEYARD_ROOM = 10;
+
 /**
  * Versions a node holds for a peer that is down (hints). A member back after the grace is stale only
  * if it missed collected tombstones; if its peers' hints still held every write it missed (the
@@ -327,13 +333,13 @@ function logLinesSince(lab: Lab, node: NodeAddress, offset: number): { msg: stri
  */
 const HINTS_MAX = 4;
 
-describe('tombstones and a member back after the grace: 3 replicas, durable, GRAVEYARD_MAX=0', { skip: skipReason }, () => {
+describe('tombstones and a member back after the grace: 3 replicas, durable, GRAVEYARD_MAX=10', { skip: skipReason }, () => {
   const lab = useLab({
     nodeCount: 3,
     env: {
       TOMBSTONE_GRACE_MS: String(GRACE_MS),
       ANTI_ENTROPY_INTERVAL_MS: String(ANTI_ENTROPY_MS),
-      GRAVEYARD_MAX: '0',
+      GRAVEYARD_MAX: String(GRAVEYARD_ROOM),
       REPLICATION_QUEUE_MAX: String(HINTS_MAX),
     },
   });
@@ -386,6 +392,7 @@ describe('tombstones and a member back after the grace: 3 replicas, durable, GRA
           const tombstones = (await statusOf(lab(), node)).tombstones as TombstoneStatus;
           if (tombstones.held !== 0) throw new NotYet(`${node} holds ${tombstones.held}: ${JSON.stringify(tombstones)}`);
           assert.deepEqual(tombstones.collectingWithout, [victim], `${node} collected without ${victim}: ${JSON.stringify(tombstones)}`);
+          assert.equal(tombstones.kept, GRAVEYARD_ROOM, `${node} keeps what it collected without ${victim}: ${JSON.stringify(tombstones)}`);
         }
       },
       { timeoutMs: GRACE_MS + 20_000, intervalMs: 200 },
@@ -461,6 +468,17 @@ describe('tombstones and a member back after the grace: 3 replicas, durable, GRA
     }
     const keyCounts = await Promise.all(all.map(async (n) => (await statusOf(lab(), n)).keys as number));
     assert.deepEqual(keyCounts, [10, 10, 10], 'every node holds the 10 live keys');
+    // Every member heard from again, none stale: the kept tombstones are ordinary memories again.
+    await pollUntil(
+      'no node keeps tombstones for a missing member',
+      async () => {
+        for (const node of all) {
+          const tombstones = (await statusOf(lab(), node)).tombstones as TombstoneStatus;
+          if (tombstones.kept !== 0) throw new NotYet(`${node}: ${JSON.stringify(tombstones)}`);
+        }
+      },
+      { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: 200 },
+    );
     t.diagnostic(
       `tombstones collected ${Math.round(collectedMs)} ms after the deletes (grace ${GRACE_MS} ms); the member restarted ${Math.round(restartedAt - deletedAt)} ms after them, ` +
         `logged ${logged.map((m) => JSON.stringify(m.slice(0, 40))).join(' -> ')}, and every node read right ${Math.round(convergedAt - restartedAt)} ms after the restart`,
