@@ -20,8 +20,9 @@ export const GRAVEYARD_MAX = 100_000;
  * written to disk with the replica (so a restart in between does not take them back: the replicas
  * that remember would differ for ever from one that does not), and a collection without a member
  * that would not fit in the room left does not happen. They become ordinary entries once a
- * collection round hears from every member again (the member is back and this replica has its
- * writes). What changed among the kept ones since the runtime last took it is `takeKeptChanges`.
+ * collection round hears from every member again, has their own writes, and finds none stale (the
+ * member is back and has copied its shard afresh). What changed among the kept ones since the
+ * runtime last took it is `takeKeptChanges`.
  */
 export class Graveyard {
   /** Entries that may be forgotten for room, oldest first. */
@@ -29,7 +30,7 @@ export class Graveyard {
   /** Entries collected without a member: never forgotten for room, kept on disk. */
   private readonly keptEntries = new Map<string, Version>();
   /** Keys whose kept entry was added (the tombstone) or dropped (null) since the last take. */
-  private readonly keptChanges = new Map<string, Version | null>();
+  private keptChanges = new Map<string, Version | null>();
   readonly max: number;
 
   constructor(max: number = GRAVEYARD_MAX) {
@@ -109,8 +110,8 @@ export class Graveyard {
 
   /** Kept entries added (the tombstone) or dropped (null) since the last call, by key. */
   takeKeptChanges(): Map<string, Version | null> {
-    const changes = new Map(this.keptChanges);
-    this.keptChanges.clear();
+    const changes = this.keptChanges;
+    this.keptChanges = new Map();
     return changes;
   }
 

@@ -71,7 +71,7 @@ test('a replica collects without a member only into room it has, and hands what 
   replica.takeDirty();
   const everywhere = { ...replica.applied };
   assert.equal(replica.collectable(everywhere), 2);
-  assert.throws(() => replica.collectTombstones(everywhere, { kept: true }), InvariantError, 'two do not fit in room for one');
+  assert.throws(() => replica.collectTombstones(everywhere, { kept: true }), InvariantError, 'two do not fit in room for one: the graveyard refuses the second');
   const roomy = new Replica({ self: SELF, shard: REPLICA.shard, epoch: REPLICA.epoch, pendingMax: 10, graveyardMax: 5 });
   roomy.write('a', { deleted: true }, {});
   roomy.takeDirty();
