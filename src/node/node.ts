@@ -125,7 +125,9 @@ export class KvsNode {
     this.core = core;
     this.step = coreLoop(core, this.timers, this.storage, (wake) => this.parked.release(wake));
     // The disk holds the map and replica it gave back: not written again until they change.
-    this.step({ kind: 'restore', map: saved.map, replica: saved.replica });
+    const restored = this.step({ kind: 'restore', map: saved.map, replica: saved.replica });
+    const kept = restored ? (saved.replica?.graveyard?.length ?? 0) : 0;
+    if (kept > config.graveyardMax) log.error({ kept, graveyardMax: config.graveyardMax }, 'GRAVEYARD_MAX is below the tombstones kept on disk for members collected without: only GRAVEYARD_MAX of them are restored, and a late write of such a member may bring a deleted key back; raise it');
     this.peers = new LinkTransport(
       env.transport ??
         new PeerClient({

@@ -2,7 +2,8 @@
 // Entries collected without a member are kept (never forgotten for room, handed to the disk, and
 // restored after a restart) until every member is heard from again; the rest are forgotten oldest
 // first. Then the same through both disks (SQLite and the simulator's): what was kept is on disk
-// with the commit that collected it, and comes back with the replica.
+// with the commit that collected it, and comes back with the replica; a node started with a lower
+// GRAVEYARD_MAX than its disk keeps says so.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,9 +15,11 @@ import { nodeAddress } from '../../src/core/address.ts';
 import { InvariantError } from '../../src/core/assert.ts';
 import { Graveyard } from '../../src/core/graveyard.ts';
 import { Replica } from '../../src/core/replica.ts';
-import { asEpoch, shardIdFor } from '../../src/core/shard-map.ts';
+import { asEpoch, initialShardMap, shardIdFor } from '../../src/core/shard-map.ts';
 import type { Version } from '../../src/core/types.ts';
+import { loadConfig } from '../../src/node/config.ts';
 import type { Timers } from '../../src/node/env.ts';
+import { KvsNode } from '../../src/node/node.ts';
 import { SqliteStorage } from '../../src/node/sqlite-storage.ts';
 import type { Storage } from '../../src/node/storage.ts';
 import { recordingLogger } from '../helpers/logger.ts';
@@ -125,4 +128,25 @@ test("the simulator's disk keeps it too", async () => {
   const disk = new SimDisk();
   const timers = { setTimeout: (fn: () => void) => queueMicrotask(fn) } as unknown as Timers;
   await roundTrip(() => ({ storage: new SimStorage(disk, timers, () => 0), reopen: () => new SimStorage(disk, timers, () => 0) }));
+});
+
+test('a node whose disk keeps more tombstones than GRAVEYARD_MAX allows says so at start', async () => {
+  const disk = new SimDisk();
+  const timers = { setTimeout: (fn: () => void) => queueMicrotask(fn) } as unknown as Timers;
+  const storage = new SimStorage(disk, timers, () => 0);
+  const map = initialShardMap([SELF, PEER], 1);
+  storage.saveMap(map);
+  storage.resetReplica({ epoch: map.epoch, shard: shardIdFor(0) });
+  const replica = new Replica({ self: SELF, shard: shardIdFor(0), epoch: map.epoch, pendingMax: 10 });
+  for (const key of ['a', 'b', 'c']) replica.write(key, { deleted: true }, {});
+  replica.collectTombstones({ ...replica.applied }, { kept: true });
+  storage.stage(replica.takeDirty(), replica.applied, replica.lamport, replica.base, replica.collected);
+  await storage.flush();
+  const reopened = new SimStorage(disk, timers, () => 0);
+  const { log, errors } = recordingLogger();
+  const config = loadConfig({ SOCKET_ADDRESS: SELF, VIEW: `${SELF},${PEER}`, GRAVEYARD_MAX: '2' });
+  const node = new KvsNode(config, log, { storage: { storage: reopened, saved: reopened.load() }, transport: { call: () => Promise.reject(new Error('no network')), close: async () => {} } });
+  assert.deepEqual(errors.filter((e) => e.startsWith('GRAVEYARD_MAX is below')).length, 1, `one error: ${errors.join('; ')}`);
+  assert.equal((node.status().tombstones as { kept: number }).kept, 2, 'GRAVEYARD_MAX of them restored');
+  await node.close();
 });
