@@ -21,6 +21,14 @@ export class SimDisk {
 
 const copy = <T>(value: T): T => structuredClone(value);
 
+/** Key -> version (or null: gone) onto a table of the disk. */
+function applyRows(table: Map<string, Version>, changes: ReadonlyMap<string, Version | null>): void {
+  for (const [key, version] of changes) {
+    if (version === null) table.delete(key);
+    else table.set(key, copy(version));
+  }
+}
+
 export class SimStorage extends GroupCommitStorage implements Storage {
   readonly #disk: SimDisk;
   readonly #timers: Timers;
@@ -74,14 +82,8 @@ export class SimStorage extends GroupCommitStorage implements Storage {
 
   protected writeBatch(batch: CommitBatch): void {
     const disk = this.#disk;
-    for (const [key, version] of batch.versions) {
-      if (version === null) disk.versions.delete(key);
-      else disk.versions.set(key, copy(version));
-    }
-    for (const [key, tombstone] of batch.graveyard) {
-      if (tombstone === null) disk.graveyard.delete(key);
-      else disk.graveyard.set(key, copy(tombstone));
-    }
+    applyRows(disk.versions, batch.versions);
+    applyRows(disk.graveyard, batch.graveyard);
     if (batch.meta !== null) disk.replica = copy(batch.meta);
     for (const { peer, hint } of batch.hintAdds) {
       let bySeq = disk.hints.get(peer);

@@ -121,19 +121,9 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     if (meta === null || typeof meta.shard !== 'string' || !Number.isSafeInteger(meta.epoch) || !isClock(meta.applied)) {
       return { map, replica: null };
     }
-    const versions: Version[] = [];
-    for (const row of this.db.prepare('SELECT data FROM versions').iterate() as Iterable<{ data: string }>) {
-      const version = this.parse(row.data);
-      if (!isVersion(version)) throw new Error('a stored version is malformed');
-      versions.push(version);
-    }
-    // Tombstones kept for members collected without (see Graveyard); one that is not a collected tombstone throws.
-    const graveyard: Version[] = [];
-    for (const row of this.db.prepare('SELECT data FROM graveyard').iterate() as Iterable<{ data: string }>) {
-      const tombstone = this.parse(row.data);
-      if (!isVersion(tombstone) || !tombstone.deleted || tombstone.dot === null) throw new Error('a kept tombstone is malformed');
-      graveyard.push(tombstone);
-    }
+    const versions = this.readVersions('versions', () => true, 'a stored version is malformed');
+    // Tombstones kept for members collected without (see Graveyard).
+    const graveyard = this.readVersions('graveyard', (v) => v.deleted && v.dot !== null, 'a kept tombstone is malformed');
     // A mismatch throws: open() then sets the directory aside and the shard is copied from peers.
     this.loaded(meta, versions, graveyard);
     this.log.info({ epoch: meta.epoch, shard: meta.shard, versions: versions.length, keptTombstones: graveyard.length, checked: meta.digest !== undefined }, 'loaded replica from disk');
@@ -190,14 +180,8 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
 
   protected writeBatch(batch: CommitBatch, writer: { idle: boolean }): void | Promise<void> {
     const message: WriterBatch = { kind: 'batch', seq: this.nextSeq++, upserts: [], deletes: [], meta: null, hintAdds: [], hintDrops: [], kept: [], unkept: [] };
-    for (const [key, version] of batch.versions) {
-      if (version === null) message.deletes.push(key);
-      else message.upserts.push([key, JSON.stringify(version)]);
-    }
-    for (const [key, tombstone] of batch.graveyard) {
-      if (tombstone === null) message.unkept.push(key);
-      else message.kept.push([key, JSON.stringify(tombstone)]);
-    }
+    asRows(batch.versions, message.upserts, message.deletes);
+    asRows(batch.graveyard, message.kept, message.unkept);
     if (batch.meta !== null) message.meta = JSON.stringify(batch.meta);
     for (const { peer, hint } of batch.hintAdds) message.hintAdds.push([peer, hint.seq, JSON.stringify(hint)]);
     for (const [peer, seq] of batch.hintDrops) message.hintDrops.push([peer, seq]);
@@ -265,6 +249,17 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     this.stop(error);
   }
 
+  /** Every row of `table` (versions or graveyard), parsed; a row that is no version, or fails `ok`, throws `malformed`. */
+  private readVersions(table: 'versions' | 'graveyard', ok: (version: Version) => boolean, malformed: string): Version[] {
+    const out: Version[] = [];
+    for (const row of this.db.prepare(`SELECT data FROM ${table}`).iterate() as Iterable<{ data: string }>) {
+      const version = this.parse(row.data);
+      if (!isVersion(version) || !ok(version)) throw new Error(malformed);
+      out.push(version);
+    }
+    return out;
+  }
+
   private readMeta(name: string): string | undefined {
     const row = this.db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined;
     return row?.value;
@@ -277,5 +272,13 @@ export class SqliteStorage extends GroupCommitStorage implements Storage {
     } catch {
       return null;
     }
+  }
+}
+
+/** Key -> version (or null: gone) as rows: [key, JSON] to upsert, and keys to delete. */
+function asRows(changes: ReadonlyMap<string, Version | null>, upserts: [string, string][], deletes: string[]): void {
+  for (const [key, version] of changes) {
+    if (version === null) deletes.push(key);
+    else upserts.push([key, JSON.stringify(version)]);
   }
 }
